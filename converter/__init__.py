@@ -1,0 +1,33 @@
+"""converter: move model weights between checkpoint formats.
+
+Readers hand out a lazy :class:`Checkpoint` (an ordered mapping of names to :class:`Tensor`);
+writers take one tensor at a time. ``import converter`` never imports TensorFlow.
+
+Example:
+    >>> import converter
+    >>> ckpt = converter.read("model.ckpt-1000")
+    >>> converter.write(ckpt, "model.safetensors")
+    >>> converter.convert("model.ckpt-1000", "weights.npz")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import convert, read, write
+from .errors import (
+    ConverterError,
+    CorruptionError,
+    FormatError,
+    LoadError,
+    RenameError,
+    UsageError,
+)
+from .registry import Format, formats, register
+from .tensor import Checkpoint, Tensor, as_checkpoint
+
+__all__ = [
+    "Checkpoint", "ConverterError", "CorruptionError", "Format", "FormatError", "LoadError",
+    "RenameError", "Tensor", "UsageError", "as_checkpoint", "convert", "formats", "read",
+    "register", "write",
+]

@@ -1,0 +1,111 @@
+"""The public functions: read, write, convert."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .errors import UsageError
+from .tensor import Checkpoint, as_checkpoint
+
+PathLike = str | os.PathLike[str]
+
+
+def _call(fn: Callable[..., Any], what: str, *args: Any, **opts: Any) -> Any:
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(opts) - set(params))
+        if unknown:
+            raise UsageError(f"{what} does not take option(s): {', '.join(unknown)}")
+    return fn(*args, **opts)
+
+
+def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoint:
+    """Open a checkpoint lazily: only its header/index is read.
+
+    Args:
+        path: file, directory or TF checkpoint prefix.
+        format: a registry name (``tf``, ``safetensors``, ``npz``, ``npy``, ``hdf5``); detected
+            from the content (and suffix) when omitted.
+        **opts: format options, e.g. ``verify=False`` for the TF reader.
+
+    Returns:
+        A :class:`Checkpoint` whose tensors read their data when asked.
+
+    Example:
+        >>> ckpt = converter.read("model.ckpt-1000")
+        >>> kernel = ckpt["dense/kernel"].read()
+    """
+    p = Path(path)
+    fmt = registry.get(format) if format else registry.detect(p)
+    ckpt = _call(fmt.load().read, f"format {fmt.name!r} reader", p, **opts)
+    ckpt.metadata.setdefault("format", fmt.name)
+    return ckpt
+
+
+def write(
+    checkpoint: Checkpoint | Mapping[str, Any],
+    path: PathLike,
+    *,
+    format: str | None = None,
+    force: bool = False,
+    **opts: Any,
+) -> None:
+    """Write a checkpoint (or a dict of arrays) atomically.
+
+    Args:
+        checkpoint: a Checkpoint or a mapping of names to arrays.
+        path: destination; its suffix picks the format unless ``format`` is given.
+        format: registry name of the destination format.
+        force: overwrite existing outputs.
+        **opts: writer options (``compress=True`` for npz, ``progress=True`` ...).
+
+    Example:
+        >>> converter.write({"w": np.zeros(3)}, "weights.safetensors")
+    """
+    p = Path(path)
+    fmt = registry.for_output(p, format)
+    _call(fmt.load().write, f"format {fmt.name!r} writer", as_checkpoint(checkpoint), p,
+          force=force, **opts)
+
+
+def convert(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    to: str | None = None,
+    source_format: str | None = None,
+    rules: Any = None,
+    force: bool = False,
+    read_options: Mapping[str, Any] | None = None,
+    **opts: Any,
+) -> Checkpoint:
+    """Read ``src`` and write it to ``dst``, tensor by tensor.
+
+    Args:
+        src: source path (any readable format).
+        dst: destination path.
+        to: destination format (default: from ``dst``'s suffix).
+        source_format: source format (default: detected).
+        rules: an object with ``apply(checkpoint) -> Checkpoint`` (rename rules), or None.
+        force: overwrite existing outputs.
+        read_options: options for the reader (``verify=False`` ...).
+        **opts: writer options.
+
+    Returns:
+        The checkpoint that was written (after rules), still lazily readable.
+    """
+    fmt = registry.for_output(Path(dst), to)
+    ckpt = read(src, format=source_format, **dict(read_options or {}))
+    try:
+        if rules is not None:
+            ckpt = rules.apply(ckpt)
+        write(ckpt, dst, format=fmt.name, force=force, **opts)
+    except BaseException:
+        ckpt.close()
+        raise
+    return ckpt

@@ -1,0 +1,55 @@
+"""Argument helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ..errors import UsageError
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``5GB`` → 5·10⁹ bytes, ``5GiB`` → 5·2³⁰ (as Hugging Face counts)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500MB, 5GB, 2GiB)")
+    value = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least one byte: {text!r}")
+    return int(value)
+
+
+def human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", metavar="SRC", help="checkpoint file, directory or TF prefix")
+    p.add_argument("--from", dest="source_format", metavar="FORMAT",
+                   help="source format (default: detected)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip checksum verification of TF data")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow pickled .npy/.npz content (only for files you trust)")
+
+
+def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
+    """Reader options the chosen source format understands."""
+    opts = {}
+    if fmt in (None, "tf") and not args.verify:
+        opts["verify"] = False
+    if fmt in ("npy", "npz") and args.allow_pickle:
+        opts["allow_pickle"] = True
+    return opts
+
+
+def check(cond: bool, message: str) -> None:
+    if not cond:
+        raise UsageError(message)

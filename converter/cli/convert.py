@@ -1,0 +1,60 @@
+"""``ckpt convert SRC DST``: read any checkpoint and write it in another format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .. import api, registry
+from .common import add_source, human, parse_size, read_options
+
+HELP = "convert a checkpoint to another format"
+EXAMPLES = """examples:
+  ckpt convert model.ckpt-1000 model.safetensors
+  ckpt convert train_dir/ weights.npz --compress
+  ckpt convert weights.h5 out/npy --to npy
+  ckpt convert model.safetensors out/model.ckpt --to tf --max-shard-size 2GB
+"""
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    add_source(p)
+    p.add_argument("dst", metavar="DST", help="output path")
+    p.add_argument("--to", metavar="FORMAT", help="output format (default: from DST's suffix)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--compress", action="store_true", help="npz: deflate members")
+    p.add_argument("--max-shard-size", type=parse_size, metavar="SIZE",
+                   help="tf: split data files at SIZE (5GB = 5e9 bytes, 5GiB = 5*2^30)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    dst = Path(args.dst)
+    out_fmt = registry.for_output(dst, args.to)
+    src_fmt = registry.get(args.source_format) if args.source_format else registry.detect(
+        Path(args.src))
+    opts: dict = {}
+    if args.compress:
+        opts["compress"] = True
+    if args.max_shard_size:
+        opts["max_shard_size"] = args.max_shard_size
+    start = time.perf_counter()
+    ckpt = api.convert(
+        args.src, dst, to=out_fmt.name, source_format=src_fmt.name, force=args.force,
+        read_options=read_options(args, src_fmt.name), progress=not args.quiet, **opts,
+    )
+    seconds = time.perf_counter() - start
+    summary = {"source": str(args.src), "source_format": src_fmt.name, "output": str(dst),
+               "format": out_fmt.name, "tensors": len(ckpt), "bytes": ckpt.nbytes,
+               "seconds": round(seconds, 3)}
+    ckpt.close()
+    if args.json:
+        print(json.dumps(summary))
+    elif not args.quiet:
+        print(f"wrote {dst} ({out_fmt.name}): {len(ckpt)} tensors, {human(summary['bytes'])} "
+              f"in {seconds:.2f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,54 @@
+"""``ckpt inspect SRC``: names, dtypes, shapes and sizes, read from the index alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import api, dtypes, registry
+from .common import add_source, human, read_options
+
+HELP = "list the tensors of a checkpoint (reads no tensor data)"
+EXAMPLES = """examples:
+  ckpt inspect model.ckpt-1000
+  ckpt inspect train_dir/            # the latest checkpoint; lists all prefixes and steps
+  ckpt inspect weights.safetensors --json | jq '.tensors[].name'
+"""
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    add_source(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = registry.get(args.source_format) if args.source_format else registry.detect(
+        Path(args.src))
+    with api.read(args.src, format=fmt.name, **read_options(args, fmt.name)) as ckpt:
+        rows = [
+            {"name": t.name, "dtype": dtypes.name_of(t.dtype), "shape": list(t.shape),
+             "nbytes": t.nbytes, "kind": t.kind, **({"attrs": t.attrs} if t.attrs else {})}
+            for t in ckpt.values()
+        ]
+        metadata = dict(ckpt.metadata)
+    total = sum(r["nbytes"] for r in rows)
+    if args.json:
+        print(json.dumps({"path": str(args.src), "format": fmt.name, "metadata": metadata,
+                          "count": len(rows), "total_bytes": total, "tensors": rows}))
+        return 0
+    checkpoints = json.loads(metadata.pop("checkpoints", "[]"))
+    width = max([len(r["name"]) for r in rows] + [4])
+    lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'bytes':>11}  kind"]
+    for r in rows:
+        shape = "[" + ", ".join(map(str, r["shape"])) + "]"
+        lines.append(f"{r['name']:<{width}}  {r['dtype']:<9} {shape:<18} {r['nbytes']:>11}  "
+                     f"{r['kind']}")
+    lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}")
+    for key, value in metadata.items():
+        lines.append(f"{key}: {value}")
+    if len(checkpoints) > 1:
+        lines.append("checkpoints in this directory:")
+        lines += [f"  step {c['step']:>8}  {c['prefix']}" for c in checkpoints]
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,1 @@
+"""Built-in formats, one module each; the registry (``converter.registry``) lists them."""

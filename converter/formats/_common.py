@@ -1,0 +1,63 @@
+"""Helpers shared by the format modules."""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import FormatError
+from ..tensor import Tensor
+
+
+def contiguous_le(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray:
+    """The tensor's values as a C-contiguous little-endian array in its storage dtype."""
+    if array is None:
+        array = tensor.read()
+    if tuple(array.shape) != tensor.shape:
+        raise FormatError(f"tensor {tensor.name!r}: read shape {array.shape}, expected {tensor.shape}")
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return dtypes.to_storage(dtypes.c_order(array))
+
+
+def write_array(f: BinaryIO, array: np.ndarray) -> int:
+    """Write a C-contiguous array's bytes; returns the number written."""
+    if array.size == 0:
+        return 0
+    view = memoryview(array.reshape(-1)).cast("B")
+    f.write(view)
+    return view.nbytes
+
+
+def map_file(path: Path) -> mmap.mmap | bytes:
+    """A read-only memory map of ``path`` (empty bytes for an empty file, which mmap refuses)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def frombuffer(buf: mmap.mmap | bytes, dtype: np.dtype, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    """A read-only array view of ``buf`` at ``offset`` (bounds were checked by the caller)."""
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    array = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
+    array.flags.writeable = False
+    return array
+
+
+def check_shape(path: Path, name: str, shape: object) -> tuple[int, ...]:
+    """Validate a shape read from a file: a list of non-negative ints of sane rank."""
+    if not isinstance(shape, (list, tuple)) or len(shape) > 64:
+        raise FormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+    for d in shape:
+        if not isinstance(d, int) or isinstance(d, bool) or d < 0 or d >= 2**62:
+            raise FormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+    return tuple(shape)

@@ -1,0 +1,123 @@
+"""The parts of the .npy format (numpy's ``numpy.lib.format``) that npy and npz share, plus the
+side information converter keeps beside numpy's own: dtype names numpy cannot store (bfloat16 ...)
+and byte-string tensors, which numpy could only pickle.
+"""
+
+from __future__ import annotations
+
+import ast
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import FormatError
+from ._common import check_shape
+
+MAGIC = b"\x93NUMPY"
+MAX_HEADER = 1 << 20
+
+
+def read_header(f: BinaryIO, where: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+    """Parse an npy header at the file's position.
+
+    Returns ``(dtype, shape, fortran_order, header_bytes)``; header_bytes counts from the magic.
+    """
+    magic = f.read(8)
+    if len(magic) < 8 or magic[:6] != MAGIC:
+        raise FormatError(f"{where}: not an .npy file (bad magic)")
+    major = magic[6]
+    if major == 1:
+        raw = f.read(2)
+        if len(raw) < 2:
+            raise FormatError(f"{where}: truncated .npy header")
+        (n,) = struct.unpack("<H", raw)
+        fixed = 10
+    elif major in (2, 3):
+        raw = f.read(4)
+        if len(raw) < 4:
+            raise FormatError(f"{where}: truncated .npy header")
+        (n,) = struct.unpack("<I", raw)
+        fixed = 12
+    else:
+        raise FormatError(f"{where}: unsupported .npy version {major}.{magic[7]}")
+    if n > MAX_HEADER:
+        raise FormatError(f"{where}: .npy header length {n} is too large")
+    text = f.read(n)
+    if len(text) < n:
+        raise FormatError(f"{where}: truncated .npy header")
+    try:
+        d = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
+        descr, fortran, shape = d["descr"], d["fortran_order"], d["shape"]
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except Exception as exc:  # literal_eval and descr_to_dtype raise many kinds
+        raise FormatError(f"{where}: malformed .npy header ({type(exc).__name__})") from None
+    if not isinstance(fortran, bool):
+        raise FormatError(f"{where}: malformed .npy header (fortran_order)")
+    shape = check_shape(Path(where), where, list(shape) if isinstance(shape, tuple) else shape)
+    return dtype, shape, fortran, fixed + n
+
+
+def write_header(f: BinaryIO, array: np.ndarray) -> None:
+    d = np.lib.format.header_data_from_array_1_0(array)
+    try:
+        np.lib.format.write_array_header_1_0(f, d)
+    except ValueError:
+        np.lib.format.write_array_header_2_0(f, d)
+
+
+def encode_strings(array: np.ndarray) -> np.ndarray:
+    """Byte strings as one uint8 array: little-endian uint64 lengths, then the bytes."""
+    items = [bytes(x) if not isinstance(x, str) else x.encode() for x in array.reshape(-1)]
+    lengths = np.array([len(x) for x in items], dtype="<u8")
+    return np.frombuffer(lengths.tobytes() + b"".join(items), dtype=np.uint8)
+
+
+def decode_strings(raw: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    count = int(np.prod(shape, dtype=np.int64))
+    data = raw.tobytes()
+    if len(data) < 8 * count:
+        raise FormatError(f"{where}: string tensor is truncated")
+    lengths = np.frombuffer(data, dtype="<u8", count=count)
+    if int(lengths.sum(dtype=np.uint64)) != len(data) - 8 * count:
+        raise FormatError(f"{where}: string lengths do not match the stored bytes")
+    out = np.empty(count, dtype=object)
+    pos = 8 * count
+    for i, n in enumerate(lengths.tolist()):
+        out[i] = data[pos:pos + n]
+        pos += n
+    return out.reshape(shape)
+
+
+def to_stored(array: np.ndarray) -> tuple[np.ndarray, dict[str, object] | None]:
+    """What to put in the .npy, and the side entry that restores it (None if numpy suffices)."""
+    if array.dtype.hasobject:
+        return encode_strings(array), {"dtype": "string", "shape": list(array.shape)}
+    if dtypes.is_native(array.dtype):
+        return array, None
+    return dtypes.to_storage(array), {"dtype": dtypes.name_of(array.dtype)}
+
+
+def stored_shape_dtype(
+    dtype: np.dtype, shape: tuple[int, ...], side: dict[str, object] | None, where: str
+) -> tuple[np.dtype, tuple[int, ...]]:
+    """The tensor's dtype and shape given the stored ones and its side entry."""
+    if not side:
+        return dtype, shape
+    name = side.get("dtype")
+    if name == "string":
+        return dtypes.STRING, check_shape(Path(where), where, side.get("shape"))
+    want = dtypes.from_name(str(name))
+    if want.itemsize != dtype.itemsize:
+        raise FormatError(f"{where}: stored dtype {dtype} cannot hold {name}")
+    return want, shape
+
+
+def restore(raw: np.ndarray, side: dict[str, object] | None, where: str) -> np.ndarray:
+    if not side:
+        return raw
+    if side.get("dtype") == "string":
+        return decode_strings(raw, tuple(side["shape"]), where)  # type: ignore[arg-type]
+    return dtypes.from_storage(raw, str(side["dtype"]))

@@ -1,0 +1,187 @@
+"""HDF5 (via h5py) with groups mirroring scopes: ``dense/kernel`` is group ``dense``, dataset
+``kernel``; checkpoint metadata are string attributes of the root group.
+
+Escapes: HDF5 forbids the link names ``.`` and empty, so a name part ``.`` is written ``%2E``, an
+empty part ``%`` and a literal ``%`` as ``%25``. A name that is also a scope (``dense/kernel``
+beside ``dense/kernel/Adam``, as in every TF1 Adam checkpoint) cannot be both a dataset and a
+group, so its dataset takes TF's ``:0`` suffix (``dense/kernel:0``; ``:1``... if that is taken
+too). Every dataset we write carries its exact name in the attribute ``name`` and its position in
+``order``, so names and order round-trip whatever the escaping; files from elsewhere are read by
+path. Dtypes HDF5 lacks are stored as raw bits in an unsigned integer with attribute
+``dtype="bfloat16"`` (as Keras 3 does); byte strings as variable-length uint8 sequences with
+``dtype="string"`` (HDF5 strings stop at NUL bytes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import FormatError
+from ..outputs import outputs
+from ..progress import tracked
+from ..tensor import Checkpoint, Tensor
+from ._common import contiguous_le
+
+MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def sniff(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        # HDF5 allows a user block of 512, 1024, 2048 ... bytes before the superblock.
+        for offset in (0, 512, 1024, 2048, 4096):
+            f.seek(offset)
+            if f.read(8) == MAGIC:
+                return True
+    return False
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise FormatError('HDF5 needs h5py: pip install h5py') from None
+    return h5py
+
+
+def _escape(part: str) -> str:
+    if part == "":
+        return "%"
+    if part == ".":
+        return "%2E"
+    return part.replace("%", "%25")
+
+
+def _unescape(part: str) -> str:
+    if part == "%":
+        return ""
+    if part == "%2E":
+        return "."
+    return part.replace("%25", "%")
+
+
+def read(path: Path) -> Checkpoint:
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    found: list[tuple[float, int, str, Tensor]] = []
+
+    def visit(hpath: str, obj) -> None:
+        if not isinstance(obj, h5py.Dataset):
+            return
+        attrs = obj.attrs
+        name = attrs.get("name")
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "surrogateescape")
+        if not isinstance(name, str):
+            name = "/".join(_unescape(p) for p in hpath.split("/"))
+        order = attrs.get("order")
+        found.append((float(order) if order is not None else float("inf"), len(found), name,
+                      _tensor(path, obj, name)))
+
+    try:
+        f.visititems(visit)
+    except (OSError, RuntimeError, KeyError) as exc:
+        f.close()
+        raise FormatError(f"{path}: unreadable HDF5 structure ({exc})") from None
+    found.sort(key=lambda x: (x[0], x[1]))
+    tensors: dict[str, Tensor] = {}
+    for _, _, name, tensor in found:
+        if name in tensors:
+            f.close()
+            raise FormatError(f"{path}: tensor {name!r} is stored twice")
+        tensors[name] = tensor
+    metadata = {}
+    for key, value in f.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            metadata[key] = value
+    return Checkpoint(tensors, metadata, closers=[f.close])
+
+
+def _tensor(path: Path, ds, name: str) -> Tensor:
+    h5py = _h5py()
+    where = f"{path}: tensor {name!r}"
+    declared = ds.attrs.get("dtype")
+    if isinstance(declared, bytes):
+        declared = declared.decode()
+    vlen = h5py.check_vlen_dtype(ds.dtype)
+    shape = tuple(ds.shape) if ds.shape is not None else ()
+    if vlen is not None or ds.dtype.kind in "SO" or declared == "string":
+        def load_strings() -> np.ndarray:
+            raw = ds[()]
+            out = np.empty(raw.shape, dtype=object)
+            flat = out.reshape(-1)
+            for i, item in enumerate(np.asarray(raw, dtype=object).reshape(-1)):
+                flat[i] = item.tobytes() if isinstance(item, np.ndarray) else (
+                    item.encode() if isinstance(item, str) else bytes(item))
+            return out
+
+        return Tensor(name, dtypes.STRING, shape, load_strings)
+    stored = ds.dtype
+    if isinstance(declared, str) and declared:
+        try:
+            dtype = dtypes.from_name(declared)
+        except FormatError:
+            raise FormatError(f"{where}: unknown dtype attribute {declared!r}") from None
+        if dtype.itemsize != stored.itemsize:
+            raise FormatError(f"{where}: stored dtype {stored} cannot hold {declared}")
+    else:
+        dtype = stored
+        if dtype.kind not in "biufc":
+            raise FormatError(f"{where}: unsupported HDF5 type {stored}")
+
+    def load() -> np.ndarray:
+        try:
+            raw = ds[()]
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{where}: unreadable data ({exc})") from None
+        raw = np.asarray(raw)
+        return raw.view(dtype) if raw.dtype != dtype else raw
+
+    return Tensor(name, dtype, shape, load)
+
+
+def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:
+    h5py = _h5py()
+    paths = {name: "/".join(_escape(p) for p in name.split("/")) for name in ckpt}
+    scopes = {p.rsplit("/", i)[0] for p in paths.values() for i in range(1, p.count("/") + 1)}
+    with outputs(force) as out:
+        tmp = out.new(path)
+        with h5py.File(tmp, "w", track_order=True) as f:
+            for key, value in ckpt.metadata.items():
+                f.attrs[key] = value
+            used: set[str] = set()
+            for order, tensor in enumerate(tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress)):
+                hpath = paths[tensor.name]
+                suffix = 0
+                while hpath in scopes or hpath in used:
+                    hpath = f"{paths[tensor.name]}:{suffix}"
+                    suffix += 1
+                used.add(hpath)
+                array = tensor.read()
+                attrs = {"name": tensor.name, "order": order}
+                if array.dtype.hasobject:
+                    data = np.empty(array.shape, dtype=object)
+                    flat = data.reshape(-1)
+                    for i, item in enumerate(array.reshape(-1)):
+                        flat[i] = np.frombuffer(bytes(item), dtype=np.uint8)
+                    ds = f.create_dataset(hpath, shape=array.shape,
+                                          dtype=h5py.vlen_dtype(np.uint8), track_order=True)
+                    if array.size:
+                        ds[...] = data
+                    attrs["dtype"] = "string"
+                else:
+                    stored = contiguous_le(tensor, array)
+                    if not dtypes.is_native(tensor.dtype):
+                        attrs["dtype"] = dtypes.name_of(tensor.dtype)
+                    ds = f.create_dataset(hpath, data=stored, track_order=True)
+                for k, v in attrs.items():
+                    ds.attrs[k] = v

@@ -1,0 +1,189 @@
+"""numpy .npy: one file is one tensor; a directory of .npy files is a checkpoint.
+
+Directory layout: tensor ``dense/kernel`` is ``DIR/dense/kernel.npy``. Each ``/``-separated part
+of a name is percent-escaped (``urllib.parse.quote`` with no safe characters, so ``%``, ``:`` and
+non-ASCII become ``%XX``); the parts ``.``, ``..`` and the empty part are written ``%2E``,
+``%2E%2E`` and ``%``; a scope part ending in ``.npy`` gets its last dot escaped so it cannot clash
+with a tensor file; parts longer than 200 bytes are shortened and suffixed with a hash. The file
+``DIR/converter-index.json`` records each tensor's real name, file, order, non-numpy dtype
+(bfloat16 raw bits, byte strings as a length-prefixed uint8 buffer; see ``_npyfmt``) and the
+checkpoint metadata, so names round-trip exactly; a directory without it (written by someone else)
+is read by walking ``**/*.npy`` and un-escaping the paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import FormatError, UsageError
+from ..outputs import outputs
+from ..progress import tracked
+from ..tensor import Checkpoint, Tensor
+from . import _npyfmt
+from ._common import contiguous_le, frombuffer, map_file, write_array
+
+INDEX = "converter-index.json"
+
+
+def sniff(path: Path) -> bool:
+    if path.is_dir():
+        return (path / INDEX).is_file() or any(path.glob("*.npy")) or any(path.glob("*/**/*.npy"))
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(6) == _npyfmt.MAGIC
+
+
+def _escape_part(part: str, *, scope: bool) -> str:
+    if part in ("", ".", ".."):
+        return {"": "%", ".": "%2E", "..": "%2E%2E"}[part]
+    out = quote(part, safe="")
+    if scope and out.lower().endswith(".npy"):
+        out = out[:-4] + "%2Enpy"
+    if len(out.encode()) > 200:
+        out = out[:180] + "~" + hashlib.sha1(part.encode()).hexdigest()[:16]
+    return out
+
+
+def file_for(name: str) -> str:
+    """The relative file path of tensor ``name`` in a directory checkpoint."""
+    parts = name.split("/")
+    escaped = [_escape_part(p, scope=True) for p in parts[:-1]]
+    escaped.append(_escape_part(parts[-1], scope=False) + ".npy")
+    return "/".join(escaped)
+
+
+def _name_for(rel: str) -> str:
+    parts = rel[:-4].split("/")
+    return "/".join("" if p == "%" else unquote(p) for p in parts)
+
+
+def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool) -> Tensor:
+    where = f"{file}" if side is None and name == file.stem else f"{file}: tensor {name!r}"
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
+    if dtype.hasobject:
+        if not allow_pickle:
+            raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
+                              "(--allow-pickle) only for files you trust")
+
+        def load_pickle() -> np.ndarray:
+            return np.load(file, allow_pickle=True)
+
+        return Tensor(name, dtype, shape, load_pickle)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < hlen + nbytes:
+        raise FormatError(f"{where}: truncated ({size - hlen} data bytes, {nbytes} expected)")
+    real_dtype, real_shape = _npyfmt.stored_shape_dtype(dtype, shape, side, where)
+    cache: list = []
+
+    def load() -> np.ndarray:
+        if not cache:
+            cache.append(map_file(file))
+        buf = cache[0]
+        if fortran:
+            raw = frombuffer(buf, dtype, shape[::-1], hlen).T
+        else:
+            raw = frombuffer(buf, dtype, shape, hlen)
+        return _npyfmt.restore(raw, side, where)
+
+    plain = not fortran and (not side or side.get("dtype") != "string")
+    return Tensor(name, real_dtype, real_shape, load,
+                  span=(str(file), hlen, nbytes) if plain else None)
+
+
+def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
+    if path.is_file():
+        t = _open_npy(path, path.stem, None, allow_pickle)
+        return Checkpoint({t.name: t})
+    if not path.is_dir():
+        raise FormatError(f"{path}: no such file or directory")
+    index_file = path / INDEX
+    tensors: dict[str, Tensor] = {}
+    metadata: dict[str, str] = {}
+    root = path.resolve()
+    if index_file.is_file():
+        try:
+            index = json.loads(index_file.read_text(encoding="utf-8"))
+            entries = index["tensors"]
+            metadata = {str(k): str(v) for k, v in index.get("metadata", {}).items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FormatError(f"{index_file}: malformed index ({exc})") from None
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+                    or not isinstance(entry.get("file"), str):
+                raise FormatError(f"{index_file}: malformed entry {entry!r}")
+            name, rel = entry["name"], entry["file"]
+            file = (path / rel).resolve()
+            if root not in file.parents:
+                raise FormatError(f"{index_file}: tensor {name!r} points outside the directory")
+            if name in tensors:
+                raise FormatError(f"{index_file}: tensor {name!r} is listed twice")
+            if not file.is_file():
+                raise FormatError(f"{index_file}: tensor {name!r}: missing file {rel}")
+            side = {k: v for k, v in entry.items() if k in ("dtype", "shape")} or None
+            tensors[name] = _open_npy(file, name, side, allow_pickle)
+    else:
+        for file in sorted(path.rglob("*.npy")):
+            if not file.is_file():
+                continue
+            name = _name_for(file.relative_to(path).as_posix())
+            tensors[name] = _open_npy(file, name, None, allow_pickle)
+        if not tensors:
+            raise FormatError(f"{path}: directory holds no .npy files")
+    return Checkpoint(tensors, metadata)
+
+
+def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:
+    if path.suffix.lower() == ".npy":
+        _write_single(ckpt, path, force)
+        return
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: exists and is not a directory")
+    entries = []
+    used: set[str] = set()
+    with outputs(force) as out:
+        tmp = out.new(path)
+        tmp.mkdir()
+        for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
+            rel = file_for(tensor.name)
+            if rel.lower() in used:  # case-insensitive file systems, hash-shortened names
+                rel = rel[:-4] + "~" + hashlib.sha1(tensor.name.encode()).hexdigest()[:12] + ".npy"
+            used.add(rel.lower())
+            stored, side = _npyfmt.to_stored(tensor.read())
+            stored = contiguous_le(tensor, stored) if side is None else dtypes.c_order(stored)
+            file = tmp / rel
+            file.parent.mkdir(parents=True, exist_ok=True)
+            with open(file, "wb") as f:
+                _npyfmt.write_header(f, stored)
+                write_array(f, stored)
+            entries.append({"name": tensor.name, "file": rel, **(side or {})})
+        index = {"version": 1, "metadata": ckpt.metadata, "tensors": entries}
+        (tmp / INDEX).write_text(json.dumps(index, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _write_single(ckpt: Checkpoint, path: Path, force: bool) -> None:
+    if len(ckpt) != 1:
+        raise UsageError(
+            f"{path}: a .npy file holds one tensor, the checkpoint has {len(ckpt)}; "
+            "write to a directory (--to npy) or an .npz instead"
+        )
+    (tensor,) = ckpt.values()
+    if tensor.dtype.hasobject or not dtypes.is_native(tensor.dtype):
+        raise FormatError(
+            f"{path}: tensor {tensor.name!r} has dtype {dtypes.name_of(tensor.dtype)}, which a "
+            "lone .npy cannot record; write an npy directory or an .npz instead"
+        )
+    array = contiguous_le(tensor)
+    with outputs(force) as out:
+        tmp = out.new(path)
+        with open(tmp, "wb") as f:
+            _npyfmt.write_header(f, array)
+            write_array(f, array)

@@ -1,0 +1,147 @@
+"""numpy .npz: a zip archive of .npy members (``numpy.lib.format``), one per tensor.
+
+Member ``NAME.npy`` holds tensor ``NAME``, as ``numpy.load`` expects. Dtypes numpy cannot store
+(bfloat16, float8) are kept as raw bits in an unsigned integer of the same width, and byte-string
+tensors as a uint8 buffer (uint64 lengths, then the bytes) instead of a pickle; the member
+``__converter__.json`` records their real dtype and the checkpoint metadata. Uncompressed members
+are read through a memory map; ``compress=True`` writes deflated members.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import FormatError
+from ..outputs import outputs
+from ..progress import tracked
+from ..tensor import Checkpoint, Tensor
+from . import _npyfmt
+from ._common import contiguous_le, frombuffer, map_file, write_array
+
+SIDE = "__converter__.json"
+
+
+def sniff(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return False
+    if path.suffix.lower() == ".npz":
+        return True
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(n.endswith(".npy") or n == SIDE for n in names)
+
+
+def _open(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise FormatError(f"{path}: not a valid .npz (zip) file: {exc}") from None
+
+
+def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
+    zf = _open(path)
+    infos = zf.infolist()
+    side: dict = {}
+    if SIDE in zf.namelist():
+        try:
+            side = json.loads(zf.read(SIDE))
+        except (ValueError, zipfile.BadZipFile, OSError) as exc:
+            raise FormatError(f"{path}: {SIDE} is unreadable ({exc})") from None
+    side_tensors = side.get("tensors", {}) if isinstance(side, dict) else {}
+    buf = map_file(path)
+    size = path.stat().st_size
+    tensors: dict[str, Tensor] = {}
+    for info in infos:
+        if info.filename == SIDE or info.is_dir():
+            continue
+        if not info.filename.endswith(".npy"):
+            raise FormatError(f"{path}: member {info.filename!r} is not an .npy file")
+        name = info.filename[:-4]
+        where = f"{path}: tensor {name!r}"
+        if name in tensors:
+            raise FormatError(f"{where}: stored twice")
+        try:
+            with zf.open(info) as f:
+                dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise FormatError(f"{where}: unreadable member ({exc})") from None
+        if dtype.hasobject and not allow_pickle:
+            raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
+                              "(--allow-pickle) only for files you trust")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if not dtype.hasobject and info.file_size != hlen + nbytes:
+            raise FormatError(f"{where}: member holds {info.file_size - hlen} data bytes, "
+                              f"{nbytes} expected for shape {list(shape)} {dtype}")
+        entry = side_tensors.get(name)
+        real_dtype, real_shape = _npyfmt.stored_shape_dtype(dtype, shape, entry, where)
+        span = None
+        if info.compress_type == zipfile.ZIP_STORED and not dtype.hasobject and not fortran:
+            start = _data_start(buf, info, path) + hlen
+            if start + nbytes > size:
+                raise FormatError(f"{where}: data runs past the end of the file")
+            load = (lambda d=dtype, s=shape, o=start, e=entry, w=where:
+                    _npyfmt.restore(frombuffer(buf, d, s, o), e, w))
+            if not entry or entry.get("dtype") != "string":
+                span = (str(path), start, nbytes)
+        else:
+            load = (lambda i=info, e=entry, w=where:
+                    _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w))
+        tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
+    metadata = side.get("metadata", {}) if isinstance(side, dict) else {}
+    closers = [zf.close] + ([buf.close] if hasattr(buf, "close") else [])
+    return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()}, closers=closers)
+
+
+def _data_start(buf, info: zipfile.ZipInfo, path: Path) -> int:
+    off = info.header_offset
+    head = bytes(buf[off:off + 30])
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        raise FormatError(f"{path}: member {info.filename!r} has a bad local header")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    return off + 30 + name_len + extra_len
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, allow_pickle: bool) -> np.ndarray:
+    try:
+        with zf.open(info) as f:
+            return np.lib.format.read_array(f, allow_pickle=allow_pickle)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise FormatError(f"{where}: unreadable member ({exc})") from None
+
+
+def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool = False,
+          progress: bool = False) -> None:
+    side_tensors: dict[str, dict] = {}
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with outputs(force) as out:
+        tmp = out.new(path)
+        with zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
+            for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
+                array = tensor.read()
+                stored, entry = _npyfmt.to_stored(array)
+                if entry:
+                    side_tensors[tensor.name] = entry
+                stored = contiguous_le(tensor, stored) if entry is None else dtypes.c_order(stored)
+                header = io.BytesIO()
+                _npyfmt.write_header(header, stored)
+                size = header.tell() + stored.nbytes
+                with zf.open(tensor.name + ".npy", "w",
+                             force_zip64=size > zipfile.ZIP64_LIMIT - 2**20) as f:
+                    f.write(header.getvalue())
+                    write_array(f, stored)
+            if side_tensors or ckpt.metadata:
+                side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
+                zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))

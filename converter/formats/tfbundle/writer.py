@@ -1,0 +1,161 @@
+"""Writing tensor bundles that TensorFlow reads: data shards, then the index, then the
+``checkpoint`` state file (``tensorflow/core/util/tensor_bundle/tensor_bundle.cc``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ... import dtypes
+from ...errors import FormatError
+from ...outputs import outputs
+from ...progress import tracked
+from ...tensor import Checkpoint, Tensor
+from .._common import contiguous_le, write_array
+from . import objgraph, proto
+from .crc import crc, extend, lengths_crc, mask
+from .reader import DT_NAMES, QUANTIZED, shard_path
+from .table import build_table
+
+DT_ENUM = {name: enum for enum, name in DT_NAMES.items()}
+DT_QUANTIZED = {tf_name: enum for enum, (tf_name, _) in QUANTIZED.items()}
+BUNDLE_VERSION = 1  # kTensorBundleVersion
+
+
+def _dt_enum(tensor: Tensor, where: str) -> int:
+    tf_name = tensor.attrs.get("tf_dtype")
+    if tf_name in DT_QUANTIZED:
+        return DT_QUANTIZED[tf_name]
+    name = dtypes.name_of(tensor.dtype)
+    if name not in DT_ENUM:
+        raise FormatError(f"{where}: tensor {tensor.name!r} has dtype {name}, which TensorFlow "
+                          "checkpoints cannot store")
+    return DT_ENUM[name]
+
+
+def _write_strings(f: BinaryIO, array: np.ndarray, name: str) -> tuple[int, int]:
+    """TF's string layout: varint64 lengths, masked crc of the lengths, then the bytes.
+    Returns ``(bytes written, masked crc)``."""
+    items = []
+    for x in array.reshape(-1):
+        if isinstance(x, str):
+            x = x.encode()
+        if not isinstance(x, (bytes, bytearray, np.bytes_)):
+            raise FormatError(f"tensor {name!r}: string tensors must hold bytes, found {type(x)}")
+        items.append(bytes(x))
+    value = lengths_crc([len(x) for x in items])
+    length_crc = mask(value).to_bytes(4, "little")
+    value = extend(value, length_crc)
+    head = b"".join(proto.varint(len(x)) for x in items) + length_crc
+    body = b"".join(items)
+    value = extend(value, body)
+    f.write(head)
+    f.write(body)
+    return len(head) + len(body), mask(value)
+
+
+def _entry(dt: int, shape: tuple[int, ...], shard: int, offset: int, size: int, crc32c: int) -> bytes:
+    fields: list = [(1, dt), (2, proto.encode_shape(shape))]
+    if shard:
+        fields.append((3, shard))
+    if offset:
+        fields.append((4, offset))
+    if size:
+        fields.append((5, size))
+    fields.append((6, ("fixed32", crc32c)))
+    return proto.encode(fields)
+
+
+def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
+    """The tensors to write, with an object graph that matches them when they use TF2 keys."""
+    tensors = [t for t in ckpt.values() if t.name != objgraph.GRAPH_KEY]
+    keys = [t.name for t in tensors]
+    if not any(k.endswith(objgraph.ATTR_SUFFIX) for k in keys):
+        return list(ckpt.values())
+    old = ckpt.get(objgraph.GRAPH_KEY)
+    if old is not None:
+        try:
+            raw = old.read().reshape(-1)[0]
+            if objgraph.keys_of(objgraph.parse(raw)) == set(keys):
+                return list(ckpt.values())
+        except (proto.ProtoError, IndexError, AttributeError):
+            pass
+    full_names = {t.name: t.attrs.get("full_name", "") for t in tensors if t.attrs.get("full_name")}
+    graph = np.array(objgraph.build(keys, full_names), dtype=object)
+    return tensors + [Tensor.from_array(objgraph.GRAPH_KEY, graph, kind="object_graph")]
+
+
+def prefix_for(path: Path) -> Path:
+    if path.name.endswith(".index"):
+        return path.with_name(path.name[: -len(".index")])
+    if path.is_dir():
+        return path / "model.ckpt"
+    return path
+
+
+def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
+                 max_shard_size: int | None = None, state_file: bool = True) -> None:
+    prefix = prefix_for(path)
+    tensors = _with_object_graph(ckpt)
+    for t in tensors:
+        if "\x00" == t.name[:1]:
+            raise FormatError(f"tensor {t.name!r}: names may not start with a NUL byte")
+    # Assign shards up front so that file names (-of-N) are known before writing.
+    shards: list[list[Tensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if max_shard_size and shards[-1] and size + t.nbytes > max_shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    n = len(shards)
+    entries: dict[bytes, bytes] = {}
+    with outputs(force) as out:
+        stream = iter(tracked(tensors, total=sum(t.nbytes for t in tensors), enabled=progress))
+        for i, group in enumerate(shards):
+            tmp = out.new(shard_path(prefix, i, n))
+            with open(tmp, "wb") as f:
+                offset = 0
+                for t in group:
+                    next(stream)
+                    dt = _dt_enum(t, str(prefix))
+                    if t.dtype.hasobject:
+                        written, value = _write_strings(f, t.read(), t.name)
+                    else:
+                        array = contiguous_le(t)
+                        written = write_array(f, array)
+                        value = mask(crc(array.reshape(-1).view(np.uint8)))
+                    try:
+                        key = t.name.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise FormatError(f"tensor {t.name!r}: name is not valid UTF-8") from None
+                    entries[key] = _entry(dt, t.shape, i, offset, written, value)
+                    offset += written
+        header = proto.encode([(1, n), (3, proto.encode([(1, BUNDLE_VERSION)]))])
+        table = build_table([(b"", header)] + sorted(entries.items()))
+        out.new(prefix.with_name(prefix.name + ".index")).write_bytes(table)
+        if state_file:
+            state = prefix.parent / "checkpoint"
+            text = _state_text(state, prefix)
+            out.force = True  # the state file is a pointer TF itself rewrites on every save
+            out.new(state).write_text(text, encoding="utf-8")
+
+
+def _state_text(state: Path, prefix: Path) -> str:
+    name = prefix.name
+    paths: list[str] = []
+    if state.is_file():
+        text = state.read_text(encoding="utf-8", errors="replace")
+        paths = re.findall(r'^\s*all_model_checkpoint_paths\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
+    paths = [p for p in paths if p != name] + [name]
+
+    def q(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"model_checkpoint_path: {q(name)}"]
+    lines += [f"all_model_checkpoint_paths: {q(p)}" for p in paths]
+    return "\n".join(lines) + "\n"

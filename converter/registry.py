@@ -1,0 +1,161 @@
+"""The format registry: one table of formats, held as data and imported on first use.
+
+Each entry names a module that provides ``sniff(path) -> bool``, ``read(path, **opts)`` and
+``write(checkpoint, path, **opts)``. Built-in formats are listed below; third-party packages add
+theirs through the ``converter.formats`` entry-point group, whose entries resolve to a
+:class:`Format`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from .errors import FormatError, UsageError
+
+ENTRY_POINT_GROUP = "converter.formats"
+
+
+@dataclass(frozen=True)
+class Format:
+    """One row of the registry.
+
+    Attributes:
+        name: short name used by ``--to``/``format=`` (``safetensors``).
+        suffixes: file suffixes that select the format, longest match wins (``.safetensors``).
+        module: import path of the module holding ``sniff``, ``read`` and ``write``.
+        description: one line for ``ckpt formats`` and error messages.
+        requires: distribution that must be installed, for the install hint.
+        can_write: False for read-only formats.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    module: str
+    description: str = ""
+    requires: str | None = None
+    can_write: bool = True
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def load(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as exc:
+            hint = f' (pip install "{self.requires}")' if self.requires else ""
+            raise FormatError(f"format {self.name!r} is not available: {exc}{hint}") from exc
+
+    def sniff(self, path: Path) -> bool:
+        try:
+            return bool(self.load().sniff(path))
+        except (OSError, FormatError):
+            return False
+
+
+BUILTINS: tuple[Format, ...] = (
+    Format("tf", (".index", ".ckpt"), "converter.formats.tfbundle",
+           "TensorFlow checkpoint (tensor bundle: PREFIX.index + PREFIX.data-*)"),
+    Format("safetensors", (".safetensors",), "converter.formats.safetensors", "safetensors"),
+    Format("npz", (".npz",), "converter.formats.npz", "numpy .npz archive"),
+    Format("npy", (".npy",), "converter.formats.npy",
+           "numpy .npy file (one tensor) or directory of .npy files"),
+    Format("hdf5", (".h5", ".hdf5", ".he5"), "converter.formats.hdf5",
+           "HDF5 file, groups mirror scopes", requires="h5py"),
+)
+
+_table: dict[str, Format] | None = None
+
+
+def formats() -> dict[str, Format]:
+    """The registry: built-ins, then installed third-party formats, by name."""
+    global _table
+    if _table is None:
+        table = {f.name: f for f in BUILTINS}
+        for f in _entry_point_formats():
+            table.setdefault(f.name, f)
+        _table = table
+    return _table
+
+
+def register(fmt: Format, *, replace: bool = False) -> None:
+    """Add a format to the registry (for plugins that register from code, and tests)."""
+    table = formats()
+    if fmt.name in table and not replace:
+        raise UsageError(f"format {fmt.name!r} is already registered")
+    table[fmt.name] = fmt
+
+
+def unregister(name: str) -> None:
+    formats().pop(name, None)
+
+
+def _entry_point_formats() -> list[Format]:
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            fmt = ep.load()
+        except Exception:  # a broken plugin must not break the built-in formats
+            continue
+        if isinstance(fmt, Format):
+            found.append(fmt)
+    return found
+
+
+def get(name: str) -> Format:
+    """The format called ``name``; UsageError listing the known names otherwise."""
+    try:
+        return formats()[name]
+    except KeyError:
+        known = ", ".join(formats())
+        raise UsageError(f"unknown format {name!r} (known: {known})") from None
+
+
+def by_suffix(path: Path) -> Format | None:
+    """The format whose suffix ends the file name, longest suffix first."""
+    name = path.name.lower()
+    best: tuple[int, Format] | None = None
+    for fmt in formats().values():
+        for suffix in fmt.suffixes:
+            if name.endswith(suffix) and (best is None or len(suffix) > best[0]):
+                best = (len(suffix), fmt)
+    return best[1] if best else None
+
+
+def detect(path: Path) -> Format:
+    """The format of an existing file or directory: by content, trying the suffix's format first."""
+    if not path.exists() and not _is_tf_prefix(path):
+        raise FormatError(f"{path}: no such file or directory")
+    first = by_suffix(path)
+    candidates = [first] if first else []
+    candidates += [f for f in formats().values() if f is not first]
+    for fmt in candidates:
+        if fmt.sniff(path):
+            return fmt
+    kind = "directory" if path.is_dir() else "file"
+    raise FormatError(
+        f"{path}: not a checkpoint of any known format ({kind}; known: {', '.join(formats())})"
+    )
+
+
+def for_output(path: Path, to: str | None) -> Format:
+    """The format to write ``path`` in: ``to`` if given, else from the suffix."""
+    if to:
+        fmt = get(to)
+    else:
+        fmt = by_suffix(path)
+        if fmt is None:
+            raise UsageError(
+                f"{path}: cannot tell the output format from the name; pass --to FORMAT "
+                f"(one of: {', '.join(n for n, f in formats().items() if f.can_write)})"
+            )
+    if not fmt.can_write:
+        raise UsageError(f"format {fmt.name!r} can be read but not written")
+    return fmt
+
+
+def _is_tf_prefix(path: Path) -> bool:
+    # A TF checkpoint is named by a prefix that is not itself a file.
+    return path.with_name(path.name + ".index").exists()

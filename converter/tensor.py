@@ -1,0 +1,154 @@
+"""The intermediate every reader produces and every writer consumes.
+
+A ``Tensor`` knows its name, dtype and shape without holding data; ``read()`` fetches the values
+(from a memory map or a file span) only when a writer or a user asks. A ``Checkpoint`` is an
+ordered mapping of names to tensors plus string metadata. A plain ``dict`` of numpy arrays is
+accepted wherever a Checkpoint is (see :func:`as_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+KINDS = ("variable", "slot", "counter", "object_graph", "other")
+
+Span = tuple[str, int, int]
+
+
+class Tensor:
+    """A named, lazily read array.
+
+    Attributes:
+        name: the tensor's name in its checkpoint (``dense/kernel``).
+        dtype: numpy dtype (ml_dtypes for bfloat16 and friends; ``object`` for byte strings).
+        shape: tuple of ints.
+        kind: ``variable``, ``slot`` (optimizer state), ``counter`` (``global_step``,
+            ``save_counter``), ``object_graph`` or ``other``; set by readers, used by rules.
+        span: ``(path, offset, nbytes)`` of the raw little-endian C-order bytes in a file,
+            when the tensor is stored that way, so a writer may copy bytes without decoding.
+        attrs: format-specific facts (e.g. the TF2 object path of a variable).
+    """
+
+    __slots__ = ("name", "dtype", "shape", "kind", "span", "attrs", "_load")
+
+    def __init__(
+        self,
+        name: str,
+        dtype: Any,
+        shape: tuple[int, ...],
+        load: Callable[[], np.ndarray],
+        *,
+        kind: str = "variable",
+        span: Span | None = None,
+        attrs: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(d) for d in shape)
+        self.kind = kind
+        self.span = span
+        self.attrs = attrs if attrs is not None else {}
+        self._load = load
+
+    @classmethod
+    def from_array(cls, name: str, array: Any, *, kind: str = "variable") -> Tensor:
+        """Wrap an in-memory array (anything ``np.asarray`` accepts)."""
+        array = np.asarray(array)
+        return cls(name, array.dtype, array.shape, lambda: array, kind=kind)
+
+    def read(self) -> np.ndarray:
+        """Return the values (a read-only view where the reader can give one)."""
+        return self._load()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        array = self.read()
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            return array.astype(dtype)
+        return array.copy() if copy else array
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the values in memory (for strings: the span size when known, else 0)."""
+        if self.dtype.hasobject:
+            return self.span[2] if self.span else 0
+        return self.size * self.dtype.itemsize
+
+    def renamed(self, name: str) -> Tensor:
+        """The same data under another name."""
+        return Tensor(
+            name, self.dtype, self.shape, self._load, kind=self.kind, span=self.span,
+            attrs=self.attrs,
+        )
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {self.dtype}, {self.shape}, kind={self.kind!r})"
+
+
+class Checkpoint(Mapping[str, Tensor]):
+    """An ordered ``{name: Tensor}`` mapping plus ``metadata`` (string keys and values).
+
+    Readers may keep files open for lazy reads; use the checkpoint as a context manager or call
+    ``close()`` to release them early.
+    """
+
+    def __init__(
+        self,
+        tensors: Mapping[str, Tensor] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        closers: list[Callable[[], None]] | None = None,
+    ) -> None:
+        self._tensors: dict[str, Tensor] = dict(tensors or {})
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self._closers = closers or []
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._tensors[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self._tensors.values())
+
+    def close(self) -> None:
+        for close in self._closers:
+            close()
+        self._closers = []
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({len(self)} tensors, metadata={self.metadata!r})"
+
+
+def as_checkpoint(obj: Checkpoint | Mapping[str, Any]) -> Checkpoint:
+    """Accept a Checkpoint, or a mapping of names to arrays/Tensors, as a Checkpoint."""
+    if isinstance(obj, Checkpoint):
+        return obj
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"expected a Checkpoint or a mapping of names to arrays, got {type(obj)}")
+    tensors = {}
+    for name, value in obj.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, got {name!r}")
+        tensors[name] = value.renamed(name) if isinstance(value, Tensor) else Tensor.from_array(
+            name, value
+        )
+    return Checkpoint(tensors)
