@@ -23,6 +23,8 @@ _EXTENDED = (
     "float8_e4m3b11fnuz", "int4", "uint4",
 )
 
+ALL = frozenset(_NATIVE + _EXTENDED + ("string",))
+
 
 def is_native(dtype: np.dtype) -> bool:
     """True if plain numpy (and so npy/npz/HDF5) knows this dtype without ml_dtypes."""

@@ -19,7 +19,8 @@ def contiguous_le(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray
     if array is None:
         array = tensor.read()
     if tuple(array.shape) != tensor.shape:
-        raise FormatError(f"tensor {tensor.name!r}: read shape {array.shape}, expected {tensor.shape}")
+        raise FormatError(
+            f"tensor {tensor.name!r}: read shape {array.shape}, expected {tensor.shape}")
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return dtypes.to_storage(dtypes.c_order(array))
@@ -43,7 +44,9 @@ def map_file(path: Path) -> mmap.mmap | bytes:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def frombuffer(buf: mmap.mmap | bytes, dtype: np.dtype, shape: tuple[int, ...], offset: int) -> np.ndarray:
+def frombuffer(
+    buf: mmap.mmap | bytes, dtype: np.dtype, shape: tuple[int, ...], offset: int
+) -> np.ndarray:
     """A read-only array view of ``buf`` at ``offset`` (bounds were checked by the caller)."""
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if count == 0:

@@ -27,6 +27,8 @@ from ._common import contiguous_le
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
 
+DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
+
 
 def sniff(path: Path) -> bool:
     if not path.is_file():
@@ -159,7 +161,8 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
             for key, value in ckpt.metadata.items():
                 f.attrs[key] = value
             used: set[str] = set()
-            for order, tensor in enumerate(tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress)):
+            stream = tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress)
+            for order, tensor in enumerate(stream):
                 hpath = paths[tensor.name]
                 suffix = 0
                 while hpath in scopes or hpath in used:

@@ -30,6 +30,8 @@ from ._common import contiguous_le, frombuffer, map_file, write_array
 
 INDEX = "converter-index.json"
 
+DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
+
 
 def sniff(path: Path) -> bool:
     if path.is_dir():

@@ -27,6 +27,8 @@ from ._common import contiguous_le, frombuffer, map_file, write_array
 
 SIDE = "__converter__.json"
 
+DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
+
 
 def sniff(path: Path) -> bool:
     if not path.is_file():
@@ -92,13 +94,13 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
             start = _data_start(buf, info, path) + hlen
             if start + nbytes > size:
                 raise FormatError(f"{where}: data runs past the end of the file")
-            load = (lambda d=dtype, s=shape, o=start, e=entry, w=where:
-                    _npyfmt.restore(frombuffer(buf, d, s, o), e, w))
+            def load(d=dtype, s=shape, o=start, e=entry, w=where) -> np.ndarray:
+                return _npyfmt.restore(frombuffer(buf, d, s, o), e, w)
             if not entry or entry.get("dtype") != "string":
                 span = (str(path), start, nbytes)
         else:
-            load = (lambda i=info, e=entry, w=where:
-                    _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w))
+            def load(i=info, e=entry, w=where) -> np.ndarray:
+                return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
         tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
     metadata = side.get("metadata", {}) if isinstance(side, dict) else {}
     closers = [zf.close] + ([buf.close] if hasattr(buf, "close") else [])
@@ -114,7 +116,9 @@ def _data_start(buf, info: zipfile.ZipInfo, path: Path) -> int:
     return off + 30 + name_len + extra_len
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, allow_pickle: bool) -> np.ndarray:
+def _read_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, allow_pickle: bool
+) -> np.ndarray:
     try:
         with zf.open(info) as f:
             return np.lib.format.read_array(f, allow_pickle=allow_pickle)

@@ -28,6 +28,7 @@ CODES = {
     "F8_E4M3": "float8_e4m3fn", "C64": "complex64",
 }
 NAMES = {v: k for k, v in CODES.items()}
+DTYPES = frozenset(NAMES)  # what this format stores, by canonical dtype name
 MAX_HEADER = 100 * 2**20
 
 
@@ -96,7 +97,7 @@ def read(path: Path) -> Checkpoint:
             span=(str(path), start + offsets[0], nbytes),
         )
     ranges.sort()
-    for (b0, e0, n0), (b1, _, n1) in zip(ranges, ranges[1:]):
+    for (_, e0, n0), (b1, _, n1) in zip(ranges, ranges[1:], strict=False):
         if b1 < e0:
             raise FormatError(f"{path}: tensors {n0!r} and {n1!r} overlap")
     closers = [buf.close] if hasattr(buf, "close") else []
@@ -136,4 +137,5 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
             for tensor in tracked(order, total=ckpt.nbytes, enabled=progress):
                 written = write_array(f, contiguous_le(tensor))
                 if written != tensor.nbytes:
-                    raise FormatError(f"tensor {tensor.name!r}: wrote {written} bytes, expected {tensor.nbytes}")
+                    raise FormatError(f"tensor {tensor.name!r}: wrote {written} bytes, "
+                                      f"expected {tensor.nbytes}")

@@ -13,8 +13,11 @@ from pathlib import Path
 
 from ...errors import FormatError
 from ...tensor import Checkpoint, Tensor
-from .reader import _V1, DATA_RE, read_bundle
+from .reader import _V1, DATA_RE, DT_NAMES, read_bundle
 from .writer import write_bundle
+
+DTYPES = frozenset(DT_NAMES.values())
+METADATA = False  # a bundle has no place for free-form metadata
 
 
 def sniff(path: Path) -> bool:

@@ -48,8 +48,11 @@ def parse(raw: bytes) -> list[Node]:
 
 
 def _is_optimizer(node: Node) -> bool:
+    # TF2 optimizers keep slot_variables (OptimizerV2) or a variable list and an iteration
+    # counter of their own (Keras 3 and the newer tf-keras optimizer).
     names = {name for name, _ in node.children}
-    return bool(node.slots) or {"_trainable_variables", "_variables"} <= names
+    return bool(node.slots) or bool(names & {"_iterations", "iter"}) and bool(
+        names & {"_variables", "_trainable_variables", "iter"})
 
 
 def classify(nodes: list[Node]) -> dict[str, dict[str, str]]:

@@ -293,6 +293,24 @@ class Bundle:
         self._maps = {}
 
 
+def _storage_order(bundle: Bundle) -> list[tuple[str, dict]]:
+    """Entries in the order their data was written (the order the writer was given), which
+    the index, sorted by name, does not keep. A partitioned variable sits at its first part."""
+    def position(item: tuple[str, dict]) -> tuple[int, int, int]:
+        name, entry = item
+        if entry["slices"]:
+            parts = [bundle.raw.get(slice_key(name, e)) for e in entry["slices"][:1]]
+            if parts and parts[0] is not None:
+                try:
+                    f = proto.decode(parts[0])
+                    return proto.first(f, 3), proto.signed(proto.first(f, 4)), 1
+                except proto.ProtoError:
+                    pass
+        return entry["shard"], entry["offset"], 1 if entry["size"] else 0
+
+    return sorted(bundle.entries.items(), key=position)
+
+
 def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
     prefix, meta = resolve(path)
     bundle = Bundle(prefix, verify)
@@ -309,7 +327,7 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
     else:
         meta["layout"] = "tf1"
     tensors: dict[str, Tensor] = {}
-    for name, entry in bundle.entries.items():
+    for name, entry in _storage_order(bundle):
         dtype, attrs = bundle.dtype_of(entry)
         if name == objgraph.GRAPH_KEY:
             kind = "object_graph"

@@ -57,7 +57,9 @@ def _write_strings(f: BinaryIO, array: np.ndarray, name: str) -> tuple[int, int]
     return len(head) + len(body), mask(value)
 
 
-def _entry(dt: int, shape: tuple[int, ...], shard: int, offset: int, size: int, crc32c: int) -> bytes:
+def _entry(
+    dt: int, shape: tuple[int, ...], shard: int, offset: int, size: int, crc32c: int
+) -> bytes:
     fields: list = [(1, dt), (2, proto.encode_shape(shape))]
     if shard:
         fields.append((3, shard))

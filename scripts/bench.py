@@ -1,0 +1,348 @@
+"""Benchmark ``ckpt`` / ``converter`` against TensorFlow and ``cp`` on TF checkpoint bundles.
+
+usage: python scripts/bench.py [--kinds many,bert,big] [--repeat 3] [--workdir DIR] [--json OUT]
+
+Fixtures are TF1 name-based bundles written by TensorFlow itself with
+``shared/bench/make_ckpt.py`` (``--make-ckpt``): ``many`` (20k small tensors, 78 MiB),
+``bert`` (BERT-base with adam_m/adam_v slots, 1.25 GiB) and ``big`` (16 tensors, 1.4 GiB).
+They are made once into ``--workdir`` (default ``<tempdir>/bench-data``) as
+``<workdir>/<kind>/model.ckpt`` and reused by later runs.
+
+What is measured, for every kind (ours vs baseline):
+
+* ``inspect``: ``ckpt inspect PREFIX`` vs ``tf.train.load_checkpoint(PREFIX)`` +
+  ``get_variable_to_shape_map()``; both read only the index.
+* ``read``: ``converter.read(PREFIX)`` and ``t.read()`` of every tensor vs
+  ``load_checkpoint`` + ``get_tensor`` of every name; both touch every element of every array
+  (``np.add.reduce`` over a flat view) so lazily mapped data is really read.
+* ``to-safetensors``, ``to-npz``: ``ckpt convert PREFIX OUT -q --force`` vs ``cp DATAFILE OUT &&
+  sync OUT`` (the cost of copying the bytes once); for safetensors also the plain TF path:
+  ``load_checkpoint`` + ``get_tensor`` of every name + ``safetensors.numpy.save_file`` + fsync
+  (``ckpt convert`` fsyncs its outputs, so the baselines do too).
+
+How: every measurement is a separate child process (``subprocess.Popen``), so interpreter and
+import start-up is included in the wall time and the peak RSS is the child's own, taken from
+``os.wait4(pid, 0)`` (``ru_maxrss``, KiB on Linux; it covers the child and the processes it
+waited for, e.g. ``cp`` and ``sync`` under ``sh``). Each command runs once untimed to warm the
+page cache, then ``--repeat`` timed runs; the table shows medians. Before each run outputs are
+removed and dirty pages flushed (``os.sync``, untimed), so one run's writeback does not land in
+the next one's time. Children get ``TF_CPP_MIN_LOG_LEVEL=3``. The script only reports; it asserts
+nothing about timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+KINDS = ("many", "bert", "big")
+DEFAULT_MAKE_CKPT = Path(__file__).resolve().parents[2] / "shared/bench/make_ckpt.py"
+
+# Child programs, run as ``python -c CODE ARGS...``. TOUCH reads every element of an array.
+TOUCH = """
+import numpy as np
+def touch(a):
+    a = np.asarray(a)
+    if a.dtype.hasobject:
+        return len(a.reshape(-1))
+    flat = a.reshape(-1)
+    try:
+        return np.add.reduce(flat)
+    except TypeError:  # dtypes without add (e.g. some ml_dtypes): reduce the raw bytes
+        return np.bitwise_xor.reduce(flat.view(np.uint8))
+"""
+
+OURS_READ = TOUCH + """
+import sys, converter
+ckpt = converter.read(sys.argv[1])
+try:
+    for name in ckpt:
+        touch(ckpt[name].read())
+finally:
+    ckpt.close()
+"""
+
+TF_INSPECT = """
+import sys, tensorflow as tf
+r = tf.train.load_checkpoint(sys.argv[1])
+r.get_variable_to_shape_map()
+"""
+
+TF_READ = TOUCH + """
+import sys, tensorflow as tf
+r = tf.train.load_checkpoint(sys.argv[1])
+for name in r.get_variable_to_shape_map():
+    touch(r.get_tensor(name))
+"""
+
+TF_SAFETENSORS = """
+import os, sys, tensorflow as tf
+from safetensors.numpy import save_file
+r = tf.train.load_checkpoint(sys.argv[1])
+tensors = {name: r.get_tensor(name) for name in r.get_variable_to_shape_map()}
+save_file(tensors, sys.argv[2])
+fd = os.open(sys.argv[2], os.O_RDONLY)
+try:
+    os.fsync(fd)
+finally:
+    os.close(fd)
+"""
+
+
+@dataclass
+class Measurement:
+    """Medians over the timed runs of one command."""
+
+    seconds: float | None  # None: the command failed
+    peak_rss_mib: float | None
+    runs: list[float]
+    error: str | None = None
+
+
+@dataclass
+class Row:
+    kind: str
+    task: str
+    ours_s: float | None
+    baseline: str
+    baseline_s: float | None
+    ratio: float | None
+    ours_rss_mib: float | None
+    baseline_rss_mib: float | None
+    ours_error: str | None = None
+    baseline_error: str | None = None
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def ckpt_command() -> list[str]:
+    """The ``ckpt`` console script next to this interpreter, else ``python -m converter``."""
+    script = Path(sys.executable).parent / "ckpt"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "converter"]
+
+
+def python_code(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", code, *args]
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def run_once(argv: list[str], outputs: list[Path]) -> tuple[float, float, str | None]:
+    """Run ``argv`` as a child; return (wall seconds, child peak RSS in MiB, error or None)."""
+    for out in outputs:
+        remove(out)
+    os.sync()  # untimed: flush what earlier runs left dirty
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, env=child_env())
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped; keep Popen quiet
+        error = None
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
+            error = f"exit {proc.returncode}: " + " | ".join(tail)
+    return elapsed, usage.ru_maxrss / 1024, error
+
+
+def measure(argv: list[str], repeat: int, outputs: Sequence[Path] = ()) -> Measurement:
+    """One untimed warm-up run, then ``repeat`` timed runs; medians of time and peak RSS."""
+    label = shlex.join(argv if "-c" not in argv else [*argv[:2], "<code>", *argv[3:]])
+    print(f"  {label}", file=sys.stderr, flush=True)
+    _, _, error = run_once(argv, list(outputs))
+    if error:
+        print(f"    FAILED: {error}", file=sys.stderr, flush=True)
+        return Measurement(None, None, [], error)
+    times, rss = [], []
+    for _ in range(repeat):
+        elapsed, peak, error = run_once(argv, list(outputs))
+        if error:
+            print(f"    FAILED: {error}", file=sys.stderr, flush=True)
+            return Measurement(None, None, times, error)
+        times.append(elapsed)
+        rss.append(peak)
+    for out in outputs:
+        remove(out)
+    print(f"    {statistics.median(times):.3f} s, {statistics.median(rss):.0f} MiB",
+          file=sys.stderr, flush=True)
+    return Measurement(statistics.median(times), statistics.median(rss), times)
+
+
+def bundle_ready(prefix: Path) -> bool:
+    index = prefix.with_name(prefix.name + ".index")
+    return index.is_file() and bool(data_files(prefix))
+
+
+def data_files(prefix: Path) -> list[Path]:
+    return sorted(prefix.parent.glob(prefix.name + ".data-*-of-*"))
+
+
+def make_bundle(workdir: Path, kind: str, make_ckpt: Path) -> tuple[Path, float | None]:
+    """Make (or reuse) ``<workdir>/<kind>/model.ckpt``; return it and the seconds spent making."""
+    final = workdir / kind
+    prefix = final / "model.ckpt"
+    if bundle_ready(prefix):
+        print(f"reusing {prefix}", file=sys.stderr, flush=True)
+        return prefix, None
+    staging = workdir / f"{kind}.tmp"  # renamed into place only when complete
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    print(f"making {kind} bundle in {final} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(make_ckpt), str(staging / "model.ckpt"), kind],
+                   check=True, env=child_env(), stdout=sys.stderr)
+    elapsed = time.perf_counter() - start
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    print(f"made {kind} in {elapsed:.1f} s", file=sys.stderr, flush=True)
+    return prefix, elapsed
+
+
+def row(kind: str, task: str, ours: Measurement, name: str, base: Measurement) -> Row:
+    ratio = None
+    if ours.seconds is not None and base.seconds:
+        ratio = ours.seconds / base.seconds
+    return Row(kind, task, ours.seconds, name, base.seconds, ratio, ours.peak_rss_mib,
+               base.peak_rss_mib, ours.error, base.error)
+
+
+def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int) -> list[Row]:
+    ckpt = ckpt_command()
+    src = str(prefix)
+    rows: list[Row] = []
+    print(f"[{kind}] inspect", file=sys.stderr, flush=True)
+    ours = measure([*ckpt, "inspect", src], repeat)
+    base = measure(python_code(TF_INSPECT, src), repeat)
+    rows.append(row(kind, "inspect", ours, "tf load_checkpoint", base))
+
+    print(f"[{kind}] read", file=sys.stderr, flush=True)
+    ours = measure(python_code(OURS_READ, src), repeat)
+    base = measure(python_code(TF_READ, src), repeat)
+    rows.append(row(kind, "read", ours, "tf get_tensor", base))
+
+    shards = data_files(prefix)
+    for suffix in ("safetensors", "npz"):
+        task = f"to-{suffix}"
+        print(f"[{kind}] {task}", file=sys.stderr, flush=True)
+        out = outdir / f"{kind}.{suffix}"
+        ours = measure([*ckpt, "convert", src, str(out), "-q", "--force"], repeat, [out])
+        copies = [outdir / f"{kind}.cp{i}.{suffix}" for i in range(len(shards))]
+        pairs = zip(shards, copies, strict=True)
+        script = " && ".join(f"cp {shlex.quote(str(s))} {shlex.quote(str(c))}"
+                             f" && sync {shlex.quote(str(c))}" for s, c in pairs)
+        base = measure(["sh", "-c", script], repeat, copies)
+        rows.append(row(kind, task, ours, "cp+sync data", base))
+        if suffix == "safetensors":
+            tf_out = outdir / f"{kind}.tf.{suffix}"
+            base = measure(python_code(TF_SAFETENSORS, src, str(tf_out)), repeat, [tf_out])
+            rows.append(row(kind, task, ours, "tf+save_file", base))
+    return rows
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "FAILED" if value is None else format(value, spec)
+
+
+def print_table(rows: list[Row]) -> None:
+    header = ("kind", "task", "ours (s)", "baseline", "base (s)", "ours/base",
+              "ours RSS MiB", "base RSS MiB")
+    cells = [header] + [
+        (r.kind, r.task, fmt(r.ours_s, ".3f"), r.baseline, fmt(r.baseline_s, ".3f"),
+         "-" if r.ratio is None else f"{r.ratio:.2f}", fmt(r.ours_rss_mib, ".0f"),
+         fmt(r.baseline_rss_mib, ".0f"))
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    left = {0, 1, 3}
+    for i, line in enumerate(cells):
+        print("  ".join(c.ljust(w) if j in left else c.rjust(w)
+                        for j, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    for r in rows:
+        for who, error in (("ours", r.ours_error), (r.baseline, r.baseline_error)):
+            if error:
+                print(f"! {r.kind} {r.task} {who}: {error}")
+
+
+def parse_kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"kinds must be among {','.join(KINDS)}; got {text!r}")
+    return kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kinds", type=parse_kinds, default=list(KINDS),
+                        help="comma-separated fixture kinds (default: many,bert,big)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per command")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "bench-data",
+                        help="where fixtures live and outputs go (default: <tempdir>/bench-data)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--make-ckpt", type=Path, default=DEFAULT_MAKE_CKPT,
+                        help="fixture maker script (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    bundles: dict[str, Path] = {}
+    make_seconds: dict[str, float | None] = {}
+    for kind in args.kinds:
+        if not bundle_ready(workdir / kind / "model.ckpt") and not args.make_ckpt.is_file():
+            parser.error(f"fixture maker not found: {args.make_ckpt} (see --make-ckpt)")
+        bundles[kind], make_seconds[kind] = make_bundle(workdir, kind, args.make_ckpt)
+
+    outdir = workdir / "out"
+    outdir.mkdir(exist_ok=True)
+    rows: list[Row] = []
+    try:
+        for kind in args.kinds:
+            rows.extend(bench_kind(kind, bundles[kind], outdir, args.repeat))
+    finally:
+        shutil.rmtree(outdir, ignore_errors=True)
+
+    made = ", ".join(f"{k} {s:.1f} s" for k, s in make_seconds.items() if s is not None)
+    if made:
+        print(f"fixtures made: {made}")
+    print(f"medians of {args.repeat} runs after 1 warm-up; RSS = child's own peak (wait4)")
+    print_table(rows)
+    if args.json:
+        report = {"repeat": args.repeat, "python": sys.executable,
+                  "make_seconds": make_seconds, "rows": [asdict(r) for r in rows]}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if any(r.ours_error or r.baseline_error for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Shared fixtures. TensorFlow is only imported by tests that need it, once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Before TensorFlow is first imported: tf.keras is tf-keras 2, `import keras` stays Keras 3.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+HERE = Path(__file__).parent
+
+
+def tf_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+@pytest.fixture(scope="session")
+def tf():
+    """TensorFlow, imported once for the session (skips cleanly where the extra is absent)."""
+    return pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="session")
+def tf_fixtures(tmp_path_factory) -> dict[str, dict]:
+    """Checkpoints written by TensorFlow itself (tests/tf_fixtures.py, in one subprocess),
+    with the values TensorFlow reads back from them."""
+    if not tf_available():
+        pytest.skip("TensorFlow is not installed (pip install 'ckpt-converter[tf]')")
+    out = tmp_path_factory.mktemp("tf_fixtures")
+    subprocess.run([sys.executable, str(HERE / "tf_fixtures.py"), str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return json.loads((out / "manifest.json").read_text())
+
+
+def assert_same(actual, expected, name: str = "") -> None:
+    """Bit-exact equality of values, dtype and shape (NaN payloads and -0.0 included)."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    if expected.dtype.hasobject:
+        assert [bytes(x) for x in actual.reshape(-1)] == [bytes(x) for x in
+                                                           expected.reshape(-1)], name
+    else:
+        assert np.ascontiguousarray(actual).tobytes() == np.ascontiguousarray(
+            expected).tobytes(), f"{name}: values differ"
+
+
+def assert_same_checkpoint(actual, expected) -> None:
+    assert list(actual) == list(expected)
+    for name in expected:
+        assert_same(np.asarray(actual[name]), np.asarray(expected[name]), name)

@@ -1,0 +1,152 @@
+"""Every writer × every reader of the registry round-trips bit-exact; what a format cannot
+hold is refused with an error naming the tensor. A format joins by registering itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_same, assert_same_checkpoint
+from samples import sample
+
+import converter
+from converter import dtypes, registry
+from converter.errors import FormatError
+
+WRITABLE = [f for f in registry.formats().values() if f.can_write]
+
+
+def supported(fmt: registry.Format) -> frozenset[str]:
+    return getattr(fmt.load(), "DTYPES", frozenset({"float32"}))
+
+
+def out_path(tmp: Path, fmt: registry.Format, tag: str) -> Path:
+    if fmt.name == "npy":
+        return tmp / f"{tag}_npy"  # a directory: one .npy per tensor
+    return tmp / f"{tag}{fmt.suffixes[0]}"
+
+
+@pytest.mark.parametrize("fmt", WRITABLE, ids=lambda f: f.name)
+def test_write_then_read(tmp_path, fmt):
+    data = sample(supported(fmt))
+    before = {k: v.copy() for k, v in data.items()}
+    ckpt = converter.as_checkpoint(data)
+    ckpt.metadata.update({"source": "unit test", "note": "ünïcode"})
+    path = out_path(tmp_path, fmt, "a")
+    converter.write(ckpt, path, format=fmt.name)
+    back = converter.read(path)  # format detected from the content
+    assert back.metadata["format"] == fmt.name
+    assert_same_checkpoint(back, data)
+    if getattr(fmt.load(), "METADATA", True):
+        assert back.metadata["source"] == "unit test" and back.metadata["note"] == "ünïcode"
+    for name, value in before.items():  # the writer did not touch its input
+        assert_same(data[name], value, name)
+    back.close()
+
+
+@pytest.mark.parametrize("src", WRITABLE, ids=lambda f: f.name)
+@pytest.mark.parametrize("dst", WRITABLE, ids=lambda f: f.name)
+def test_convert_matrix(tmp_path, src, dst):
+    data = sample(supported(src) & supported(dst))
+    a = out_path(tmp_path, src, "src")
+    b = out_path(tmp_path, dst, "dst")
+    converter.write(data, a, format=src.name)
+    converter.convert(a, b, to=dst.name).close()
+    with converter.read(b, format=dst.name) as back:
+        assert_same_checkpoint(back, data)
+
+
+@pytest.mark.parametrize("fmt", WRITABLE, ids=lambda f: f.name)
+def test_unsupported_dtypes_are_refused(tmp_path, fmt):
+    missing = sorted(dtypes.ALL - supported(fmt))
+    if not missing:
+        pytest.skip(f"{fmt.name} stores every dtype")
+    for name in missing:
+        data = {"fine": np.zeros(2, np.float32), f"bad_{name}": sample({name})[f"dtypes/{name}"]}
+        path = out_path(tmp_path, fmt, name)
+        with pytest.raises(FormatError, match=f"bad_{name}"):
+            converter.write(data, path, format=fmt.name)
+        assert not list(tmp_path.iterdir()), "a refused write left files behind"
+
+
+def test_single_npy_file(tmp_path):
+    x = np.arange(12, dtype=">i4").reshape(3, 4)
+    converter.write({"x": x}, tmp_path / "x.npy")
+    assert_same(np.load(tmp_path / "x.npy"), x.astype("<i4"))
+    with converter.read(tmp_path / "x.npy") as back:
+        assert list(back) == ["x"]
+        assert_same(back["x"].read(), x.astype("<i4"))
+    with pytest.raises(converter.UsageError, match="one tensor"):
+        converter.write({"a": x, "b": x}, tmp_path / "two.npy")
+
+
+def test_safetensors_library_reads_our_files(tmp_path):
+    from safetensors.numpy import load_file
+
+    # The library's numpy backend has no float8 arrays; every other code is checked.
+    codes = {d for d in supported(registry.get("safetensors")) if not d.startswith("float8")}
+    data = sample(codes)
+    converter.write(data, tmp_path / "x.safetensors")
+    theirs = load_file(tmp_path / "x.safetensors")
+    assert sorted(theirs) == sorted(data)
+    for name, value in data.items():
+        assert_same(theirs[name], value, name)
+
+
+def test_numpy_reads_our_npz(tmp_path):
+    data = sample({"float32", "int64", "bool", "complex128"})
+    converter.write(data, tmp_path / "x.npz")
+    with np.load(tmp_path / "x.npz") as theirs:
+        for name, value in data.items():
+            assert_same(theirs[name], value, name)
+
+
+def test_compressed_npz(tmp_path):
+    data = sample(dtypes.ALL)
+    converter.write(data, tmp_path / "c.npz", compress=True)
+    converter.write(data, tmp_path / "u.npz")
+    assert (tmp_path / "c.npz").stat().st_size < (tmp_path / "u.npz").stat().st_size
+    with converter.read(tmp_path / "c.npz") as back:
+        assert_same_checkpoint(back, data)
+
+
+def test_hdf5_layout_mirrors_scopes(tmp_path):
+    import h5py
+
+    converter.write({"dense/kernel": np.ones((2, 2), np.float32),
+                     "dense/kernel/Adam": np.zeros((2, 2), np.float32)}, tmp_path / "x.h5")
+    with h5py.File(tmp_path / "x.h5") as f:
+        assert isinstance(f["dense"], h5py.Group)
+        assert isinstance(f["dense/kernel/Adam"], h5py.Dataset)
+        assert f["dense/kernel:0"].attrs["name"] == "dense/kernel"
+
+
+def test_hdf5_written_by_others(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("block/conv/w", data=np.arange(6, dtype=np.float16).reshape(2, 3))
+        f.attrs["origin"] = "elsewhere"
+    with converter.read(tmp_path / "x.h5") as back:
+        assert list(back) == ["block/conv/w"]
+        assert back.metadata["origin"] == "elsewhere"
+        assert_same(back["block/conv/w"].read(), np.arange(6, dtype=np.float16).reshape(2, 3))
+
+
+def test_npy_directory_written_by_others(tmp_path):
+    (tmp_path / "d" / "dense").mkdir(parents=True)
+    np.save(tmp_path / "d" / "dense" / "kernel.npy", np.eye(3, dtype=np.float32))
+    np.save(tmp_path / "d" / "step.npy", np.int64(7))
+    with converter.read(tmp_path / "d") as back:
+        assert sorted(back) == ["dense/kernel", "step"]
+        assert_same(back["dense/kernel"].read(), np.eye(3, dtype=np.float32))
+
+
+def test_plain_dict_and_tensor_objects(tmp_path):
+    t = converter.Tensor.from_array("renamed-away", np.arange(3))
+    converter.write({"a": t, "b": [1.0, 2.0]}, tmp_path / "x.safetensors")
+    with converter.read(tmp_path / "x.safetensors") as back:
+        assert list(back) == ["a", "b"]
+        assert_same(back["a"].read(), np.arange(3))
+        assert_same(np.asarray(back["b"]), np.array([1.0, 2.0]))
