@@ -171,7 +171,8 @@ def run_once(argv: list[str], outputs: list[Path]) -> tuple[float, float, str | 
 
 def measure(argv: list[str], repeat: int, outputs: Sequence[Path] = ()) -> Measurement:
     """One untimed warm-up run, then ``repeat`` timed runs; medians of time and peak RSS."""
-    label = shlex.join(argv if "-c" not in argv else [*argv[:2], "<code>", *argv[3:]])
+    python_c = argv[0] == sys.executable and argv[1:2] == ["-c"]
+    label = shlex.join([*argv[:2], "<code>", *argv[3:]] if python_c else argv)
     print(f"  {label}", file=sys.stderr, flush=True)
     _, _, error = run_once(argv, list(outputs))
     if error:

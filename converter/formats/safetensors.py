@@ -112,6 +112,8 @@ def header_for(ckpt: Checkpoint, path: Path) -> tuple[bytes, list[Tensor]]:
     offset = 0
     order = []
     for name, tensor in ckpt.items():
+        if name == "__metadata__":
+            raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
         dtype_name = dtypes.name_of(tensor.dtype)
         code = NAMES.get(dtype_name)
         if code is None:

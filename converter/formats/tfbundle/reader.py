@@ -317,6 +317,8 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
     meta["num_shards"] = str(bundle.num_shards)
     graph_attrs: dict[str, dict[str, str]] = {}
     graph_entry = bundle.entries.get(objgraph.GRAPH_KEY)
+    if graph_entry is not None and (graph_entry["dt"] != 7 or graph_entry["shape"] != ()):
+        graph_entry = None  # not a serialized graph: an ordinary tensor of that name
     if graph_entry is not None:
         try:
             raw = bundle.read_entry(objgraph.GRAPH_KEY, graph_entry)
@@ -329,7 +331,7 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
     tensors: dict[str, Tensor] = {}
     for name, entry in _storage_order(bundle):
         dtype, attrs = bundle.dtype_of(entry)
-        if name == objgraph.GRAPH_KEY:
+        if name == objgraph.GRAPH_KEY and graph_entry is not None:
             kind = "object_graph"
         elif name in graph_attrs:
             attrs = {**attrs, **graph_attrs[name]}

@@ -83,7 +83,7 @@ def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
             raw = old.read().reshape(-1)[0]
             if objgraph.keys_of(objgraph.parse(raw)) == set(keys):
                 return list(ckpt.values())
-        except (proto.ProtoError, IndexError, AttributeError):
+        except (proto.ProtoError, IndexError, AttributeError, TypeError):
             pass
     full_names = {t.name: t.attrs.get("full_name", "") for t in tensors if t.attrs.get("full_name")}
     graph = np.array(objgraph.build(keys, full_names), dtype=object)
@@ -103,8 +103,9 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
     prefix = prefix_for(path)
     tensors = _with_object_graph(ckpt)
     for t in tensors:
-        if "\x00" == t.name[:1]:
-            raise FormatError(f"tensor {t.name!r}: names may not start with a NUL byte")
+        if t.name[:1] in ("", "\x00"):  # the empty key holds the bundle header
+            raise FormatError(f"tensor {t.name!r}: TensorFlow checkpoints cannot hold an empty "
+                              "name or one starting with a NUL byte")
     # Assign shards up front so that file names (-of-N) are known before writing.
     shards: list[list[Tensor]] = [[]]
     size = 0
