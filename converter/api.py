@@ -43,7 +43,10 @@ def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoin
     p = Path(path)
     fmt = registry.get(format) if format else registry.detect(p)
     ckpt = _call(fmt.load().read, f"format {fmt.name!r} reader", p, **opts)
-    ckpt.metadata.setdefault("format", fmt.name)
+    # A "format" key stored by an earlier conversion names where the weights came from.
+    if "format" in ckpt.metadata and ckpt.metadata["format"] != fmt.name:
+        ckpt.metadata.setdefault("source_format", ckpt.metadata["format"])
+    ckpt.metadata["format"] = fmt.name
     return ckpt
 
 

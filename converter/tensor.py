@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .kinds import tf1_kind
+
 KINDS = ("variable", "slot", "counter", "object_graph", "other")
 
 Span = tuple[str, int, int]
@@ -28,6 +30,7 @@ class Tensor:
         shape: tuple of ints.
         kind: ``variable``, ``slot`` (optimizer state), ``counter`` (``global_step``,
             ``save_counter``), ``object_graph`` or ``other``; set by readers, used by rules.
+            When a format does not record it, it is judged from TF1 naming conventions.
         span: ``(path, offset, nbytes)`` of the raw little-endian C-order bytes in a file,
             when the tensor is stored that way, so a writer may copy bytes without decoding.
         attrs: format-specific facts (e.g. the TF2 object path of a variable).
@@ -42,20 +45,21 @@ class Tensor:
         shape: tuple[int, ...],
         load: Callable[[], np.ndarray],
         *,
-        kind: str = "variable",
+        kind: str | None = None,
         span: Span | None = None,
         attrs: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.dtype = np.dtype(dtype)
         self.shape = tuple(int(d) for d in shape)
-        self.kind = kind
+        # Formats that do not record roles fall back to what TF1 names say.
+        self.kind = kind if kind is not None else tf1_kind(name)
         self.span = span
         self.attrs = attrs if attrs is not None else {}
         self._load = load
 
     @classmethod
-    def from_array(cls, name: str, array: Any, *, kind: str = "variable") -> Tensor:
+    def from_array(cls, name: str, array: Any, *, kind: str | None = None) -> Tensor:
         """Wrap an in-memory array (anything ``np.asarray`` accepts)."""
         array = np.asarray(array)
         return cls(name, array.dtype, array.shape, lambda: array, kind=kind)

@@ -64,7 +64,7 @@ def test_inspect_table_and_json(npz, capsys):
     rows = {r["name"]: r for r in report["tensors"]}
     assert rows["dense/kernel"]["shape"] == [4, 5]
     assert rows["dense/kernel"]["dtype"] == "float32"
-    assert rows["global_step"]["kind"] == "variable"
+    assert rows["global_step"]["kind"] == "counter"
     assert report["total_bytes"] == sum(np.asarray(v).nbytes for v in data.values())
 
 

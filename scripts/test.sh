@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install converter with every extra CI tests (dev, tf) and run the linter and the test suite.
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+"$PY" -m pip install -q --disable-pip-version-check -e "$ROOT[dev,tf]"
+cd "$ROOT"
+"$BIN/ruff" check converter tests scripts
+"$PY" -m pytest "$@"
