@@ -33,10 +33,12 @@ class Tensor:
             When a format does not record it, it is judged from TF1 naming conventions.
         span: ``(path, offset, nbytes)`` of the raw little-endian C-order bytes in a file,
             when the tensor is stored that way, so a writer may copy bytes without decoding.
+        crc32c: the (unmasked) crc32c the file records for the span's bytes, if any; a writer
+            that copies the span checks it, as ``read()`` does.
         attrs: format-specific facts (e.g. the TF2 object path of a variable).
     """
 
-    __slots__ = ("name", "dtype", "shape", "kind", "span", "attrs", "_load")
+    __slots__ = ("name", "dtype", "shape", "kind", "span", "crc32c", "attrs", "_load")
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class Tensor:
         *,
         kind: str | None = None,
         span: Span | None = None,
+        crc32c: int | None = None,
         attrs: dict[str, str] | None = None,
     ) -> None:
         self.name = name
@@ -55,6 +58,7 @@ class Tensor:
         # Formats that do not record roles fall back to what TF1 names say.
         self.kind = kind if kind is not None else tf1_kind(name)
         self.span = span
+        self.crc32c = crc32c
         self.attrs = attrs if attrs is not None else {}
         self._load = load
 
@@ -89,7 +93,7 @@ class Tensor:
         """The same data under another name."""
         return Tensor(
             name, self.dtype, self.shape, self._load, kind=self.kind, span=self.span,
-            attrs=self.attrs,
+            crc32c=self.crc32c, attrs=self.attrs,
         )
 
     def __repr__(self) -> str:

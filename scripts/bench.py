@@ -87,10 +87,11 @@ for name in r.get_variable_to_shape_map():
 """
 
 TF_SAFETENSORS = """
-import os, sys, tensorflow as tf
+import os, sys, numpy as np, tensorflow as tf
 from safetensors.numpy import save_file
 r = tf.train.load_checkpoint(sys.argv[1])
-tensors = {name: r.get_tensor(name) for name in r.get_variable_to_shape_map()}
+# get_tensor returns numpy scalars (not arrays) for 0-d tensors; save_file needs arrays
+tensors = {name: np.asarray(r.get_tensor(name)) for name in r.get_variable_to_shape_map()}
 save_file(tensors, sys.argv[2])
 fd = os.open(sys.argv[2], os.O_RDONLY)
 try:

@@ -6,6 +6,7 @@ and byte-string tensors, which numpy could only pickle.
 from __future__ import annotations
 
 import ast
+import io
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -14,7 +15,9 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import FormatError
+from ..tensor import Tensor
 from ._common import check_shape
+from ._stream import copy_to
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 1 << 20
@@ -60,12 +63,43 @@ def read_header(f: BinaryIO, where: str) -> tuple[np.dtype, tuple[int, ...], boo
     return dtype, shape, fortran, fixed + n
 
 
-def write_header(f: BinaryIO, array: np.ndarray) -> None:
-    d = np.lib.format.header_data_from_array_1_0(array)
+def header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The .npy header for a C-order array (version 1.0 unless it needs 2.0, as numpy does)."""
+    d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+         "shape": tuple(shape)}
+    out = io.BytesIO()
     try:
-        np.lib.format.write_array_header_1_0(f, d)
+        np.lib.format.write_array_header_1_0(out, d)
     except ValueError:
-        np.lib.format.write_array_header_2_0(f, d)
+        out = io.BytesIO()
+        np.lib.format.write_array_header_2_0(out, d)
+    return out.getvalue()
+
+
+def encode(tensor: Tensor) -> tuple[bytes, np.ndarray | None, dict[str, object] | None]:
+    """How a tensor is stored in an .npy: ``(header, in-memory data or None, side entry)``.
+
+    Data is None when the tensor's own bytes are stored as they are (streamed by the caller);
+    dtypes numpy lacks keep their raw bits with a side entry naming the dtype; byte strings are
+    encoded (they are small and have no span to stream from).
+    """
+    if tensor.dtype.hasobject:
+        data = encode_strings(tensor.read())
+        return header(data.dtype, data.shape), data, {"dtype": "string",
+                                                      "shape": list(tensor.shape)}
+    stored = dtypes.storage_dtype(tensor.dtype).newbyteorder("<")
+    side = None if dtypes.is_native(tensor.dtype) else {"dtype": dtypes.name_of(tensor.dtype)}
+    return header(stored, tensor.shape), None, side
+
+
+def write(f: BinaryIO, tensor: Tensor, encoded) -> None:
+    """Write an .npy (header from :func:`encode`, then the data) to ``f``."""
+    head, data, _ = encoded
+    f.write(head)
+    if data is None:
+        copy_to(f, tensor)
+    elif data.size:
+        f.write(memoryview(data).cast("B"))
 
 
 def encode_strings(array: np.ndarray) -> np.ndarray:
@@ -89,15 +123,6 @@ def decode_strings(raw: np.ndarray, shape: tuple[int, ...], where: str) -> np.nd
         out[i] = data[pos:pos + n]
         pos += n
     return out.reshape(shape)
-
-
-def to_stored(array: np.ndarray) -> tuple[np.ndarray, dict[str, object] | None]:
-    """What to put in the .npy, and the side entry that restores it (None if numpy suffices)."""
-    if array.dtype.hasobject:
-        return encode_strings(array), {"dtype": "string", "shape": list(array.shape)}
-    if dtypes.is_native(array.dtype):
-        return array, None
-    return dtypes.to_storage(array), {"dtype": dtypes.name_of(array.dtype)}
 
 
 def stored_shape_dtype(

@@ -24,6 +24,7 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from ._common import contiguous_le
+from ._stream import copy_to
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -155,36 +156,59 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
     h5py = _h5py()
     paths = {name: "/".join(_escape(p) for p in name.split("/")) for name in ckpt}
     scopes = {p.rsplit("/", i)[0] for p in paths.values() for i in range(1, p.count("/") + 1)}
+    # Datasets are allocated contiguously up front; their bytes are then streamed straight into
+    # the file at the offsets HDF5 gave them, so memory stays bounded whatever the tensor size.
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    pending: list[tuple[int, Tensor]] = []
     with outputs(force) as out:
         tmp = out.new(path)
         with h5py.File(tmp, "w", track_order=True) as f:
             for key, value in ckpt.metadata.items():
                 f.attrs[key] = value
             used: set[str] = set()
-            stream = tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress)
-            for order, tensor in enumerate(stream):
+            for order, tensor in enumerate(ckpt.values()):
                 hpath = paths[tensor.name]
                 suffix = 0
                 while hpath in scopes or hpath in used:
                     hpath = f"{paths[tensor.name]}:{suffix}"
                     suffix += 1
                 used.add(hpath)
-                array = tensor.read()
-                attrs = {"name": tensor.name, "order": order}
-                if array.dtype.hasobject:
-                    data = np.empty(array.shape, dtype=object)
-                    flat = data.reshape(-1)
-                    for i, item in enumerate(array.reshape(-1)):
-                        flat[i] = np.frombuffer(bytes(item), dtype=np.uint8)
-                    ds = f.create_dataset(hpath, shape=array.shape,
-                                          dtype=h5py.vlen_dtype(np.uint8), track_order=True)
-                    if array.size:
-                        ds[...] = data
+                attrs: dict[str, object] = {"name": tensor.name, "order": order}
+                if tensor.dtype.hasobject:
+                    _write_strings(f, hpath, tensor.read())
                     attrs["dtype"] = "string"
+                    ds = f[hpath]
                 else:
-                    stored = contiguous_le(tensor, array)
                     if not dtypes.is_native(tensor.dtype):
                         attrs["dtype"] = dtypes.name_of(tensor.dtype)
-                    ds = f.create_dataset(hpath, data=stored, track_order=True)
+                    stored = dtypes.storage_dtype(tensor.dtype).newbyteorder("<")
+                    ds = f.create_dataset(hpath, shape=tensor.shape, dtype=stored, dcpl=dcpl,
+                                          track_order=True)
+                    offset = ds.id.get_offset() if tensor.nbytes else None
+                    if offset is not None:
+                        pending.append((offset, tensor))
+                    elif tensor.nbytes:  # HDF5 keeps scalars out of line; they are tiny
+                        ds[()] = contiguous_le(tensor)
                 for k, v in attrs.items():
                     ds.attrs[k] = v
+        total = sum(t.nbytes for _, t in pending)
+        stream = tracked([t for _, t in pending], total=total, enabled=progress)
+        with open(tmp, "r+b") as raw:
+            for (offset, _), tensor in zip(pending, stream, strict=True):
+                raw.seek(offset)
+                copy_to(raw, tensor)
+
+
+def _write_strings(f, hpath: str, array) -> None:
+    h5py = _h5py()
+    data = np.empty(array.shape, dtype=object)
+    flat = data.reshape(-1)
+    for i, item in enumerate(array.reshape(-1)):
+        flat[i] = np.frombuffer(bytes(item), dtype=np.uint8)
+    ds = f.create_dataset(hpath, shape=array.shape, dtype=h5py.vlen_dtype(np.uint8),
+                          track_order=True)
+    if array.size:
+        ds[...] = data

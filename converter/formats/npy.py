@@ -26,7 +26,7 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from . import _npyfmt
-from ._common import contiguous_le, frombuffer, map_file, write_array
+from ._common import frombuffer, map_file
 
 INDEX = "converter-index.json"
 
@@ -159,13 +159,12 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
             if rel.lower() in used:  # case-insensitive file systems, hash-shortened names
                 rel = rel[:-4] + "~" + hashlib.sha1(tensor.name.encode()).hexdigest()[:12] + ".npy"
             used.add(rel.lower())
-            stored, side = _npyfmt.to_stored(tensor.read())
-            stored = contiguous_le(tensor, stored) if side is None else dtypes.c_order(stored)
+            encoded = _npyfmt.encode(tensor)
+            side = encoded[2]
             file = tmp / rel
             file.parent.mkdir(parents=True, exist_ok=True)
             with open(file, "wb") as f:
-                _npyfmt.write_header(f, stored)
-                write_array(f, stored)
+                _npyfmt.write(f, tensor, encoded)
             entries.append({"name": tensor.name, "file": rel, **(side or {})})
         index = {"version": 1, "metadata": ckpt.metadata, "tensors": entries}
         (tmp / INDEX).write_text(json.dumps(index, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -183,9 +182,7 @@ def _write_single(ckpt: Checkpoint, path: Path, force: bool) -> None:
             f"{path}: tensor {tensor.name!r} has dtype {dtypes.name_of(tensor.dtype)}, which a "
             "lone .npy cannot record; write an npy directory or an .npz instead"
         )
-    array = contiguous_le(tensor)
     with outputs(force) as out:
         tmp = out.new(path)
         with open(tmp, "wb") as f:
-            _npyfmt.write_header(f, array)
-            write_array(f, array)
+            _npyfmt.write(f, tensor, _npyfmt.encode(tensor))

@@ -9,7 +9,6 @@ are read through a memory map; ``compress=True`` writes deflated members.
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import zipfile
@@ -23,7 +22,7 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from . import _npyfmt
-from ._common import contiguous_le, frombuffer, map_file, write_array
+from ._common import frombuffer, map_file
 
 SIDE = "__converter__.json"
 
@@ -134,18 +133,14 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool =
         tmp = out.new(path)
         with zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
             for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
-                array = tensor.read()
-                stored, entry = _npyfmt.to_stored(array)
+                encoded = _npyfmt.encode(tensor)
+                head, data, entry = encoded
                 if entry:
                     side_tensors[tensor.name] = entry
-                stored = contiguous_le(tensor, stored) if entry is None else dtypes.c_order(stored)
-                header = io.BytesIO()
-                _npyfmt.write_header(header, stored)
-                size = header.tell() + stored.nbytes
+                size = len(head) + (tensor.nbytes if data is None else data.nbytes)
                 with zf.open(tensor.name + ".npy", "w",
                              force_zip64=size > zipfile.ZIP64_LIMIT - 2**20) as f:
-                    f.write(header.getvalue())
-                    write_array(f, stored)
+                    _npyfmt.write(f, tensor, encoded)
             if side_tensors or ckpt.metadata:
                 side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
                 zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))

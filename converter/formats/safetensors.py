@@ -18,7 +18,8 @@ from ..errors import FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
-from ._common import check_shape, contiguous_le, frombuffer, map_file, write_array
+from ._common import check_shape, frombuffer, map_file
+from ._stream import copy_to
 
 # safetensors dtype code <-> canonical dtype name
 CODES = {
@@ -137,7 +138,4 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
         with open(tmp, "wb") as f:
             f.write(head)
             for tensor in tracked(order, total=ckpt.nbytes, enabled=progress):
-                written = write_array(f, contiguous_le(tensor))
-                if written != tensor.nbytes:
-                    raise FormatError(f"tensor {tensor.name!r}: wrote {written} bytes, "
-                                      f"expected {tensor.nbytes}")
+                copy_to(f, tensor)

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from ... import dtypes
+from ...crc32c import crc, extend, lengths_crc, mask, unmask
 from ...errors import CorruptionError, FormatError
 from ...kinds import tf1_kind
 from ...tensor import Checkpoint, Tensor
 from .._common import frombuffer, map_file
 from . import objgraph, proto
-from .crc import crc, extend, lengths_crc, mask
 from .slices import slice_key
 from .table import has_magic, read_table
 
@@ -340,7 +340,7 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
             kind = "other"
         else:
             kind = tf1_kind(name)
-        span = None
+        span = checksum = None
         if entry["slices"]:
             def load(n=name, e=entry):
                 return bundle.read_partitioned(n, e)
@@ -351,6 +351,7 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
             if not dtype.hasobject:
                 span = (str(shard_path(prefix, entry["shard"], bundle.num_shards)),
                         entry["offset"], entry["size"])
+                checksum = unmask(entry["crc"]) if verify else None
         tensors[name] = Tensor(name, dtype, entry["shape"], load, kind=kind, span=span,
-                               attrs=attrs)
+                               crc32c=checksum, attrs=attrs)
     return Checkpoint(tensors, meta, closers=[bundle.close])

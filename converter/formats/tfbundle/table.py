@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 
+from ...crc32c import masked_crc
 from ...errors import CorruptionError, FormatError
-from .crc import masked_crc
 from .proto import ProtoError, read_varint, varint
 
 MAGIC = 0xDB4775248B80FB57

@@ -10,13 +10,13 @@ from typing import BinaryIO
 import numpy as np
 
 from ... import dtypes
+from ...crc32c import extend, lengths_crc, mask
 from ...errors import FormatError
 from ...outputs import outputs
 from ...progress import tracked
 from ...tensor import Checkpoint, Tensor
-from .._common import contiguous_le, write_array
+from .._stream import copy_to
 from . import objgraph, proto
-from .crc import crc, extend, lengths_crc, mask
 from .reader import DT_NAMES, QUANTIZED, shard_path
 from .table import build_table
 
@@ -129,9 +129,8 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
                     if t.dtype.hasobject:
                         written, value = _write_strings(f, t.read(), t.name)
                     else:
-                        array = contiguous_le(t)
-                        written = write_array(f, array)
-                        value = mask(crc(array.reshape(-1).view(np.uint8)))
+                        written, value = copy_to(f, t, want_crc=True)
+                        value = mask(value)
                     try:
                         key = t.name.encode("utf-8")
                     except UnicodeEncodeError:

@@ -1,4 +1,4 @@
-"""crc32c as TensorFlow and LevelDB store it: masked so that a crc of data holding crcs is safe."""
+"""crc32c as TensorFlow and LevelDB store it (masked so that a crc of data holding crcs is safe)."""
 
 from __future__ import annotations
 
