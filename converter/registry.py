@@ -56,7 +56,8 @@ class Format:
 BUILTINS: tuple[Format, ...] = (
     Format("tf", (".index", ".ckpt"), "converter.formats.tfbundle",
            "TensorFlow checkpoint (tensor bundle: PREFIX.index + PREFIX.data-*)"),
-    Format("safetensors", (".safetensors",), "converter.formats.safetensors", "safetensors"),
+    Format("safetensors", (".safetensors", ".safetensors.index.json"),
+           "converter.formats.safetensors", "safetensors (one file, or shards + index.json)"),
     Format("npz", (".npz",), "converter.formats.npz", "numpy .npz archive"),
     Format("npy", (".npy",), "converter.formats.npy",
            "numpy .npy file (one tensor) or directory of .npy files"),

@@ -27,7 +27,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--compress", action="store_true", help="npz: deflate members")
     p.add_argument("--max-shard-size", type=parse_size, metavar="SIZE",
-                   help="tf: split data files at SIZE (5GB = 5e9 bytes, 5GiB = 5*2^30)")
+                   help="tf, safetensors: split the output into shards of at most SIZE "
+                        "(5GB = 5e9 bytes, 5GiB = 5*2^30)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 

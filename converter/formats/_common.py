@@ -5,7 +5,6 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -24,15 +23,6 @@ def contiguous_le(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return dtypes.to_storage(dtypes.c_order(array))
-
-
-def write_array(f: BinaryIO, array: np.ndarray) -> int:
-    """Write a C-contiguous array's bytes; returns the number written."""
-    if array.size == 0:
-        return 0
-    view = memoryview(array.reshape(-1)).cast("B")
-    f.write(view)
-    return view.nbytes
 
 
 def map_file(path: Path) -> mmap.mmap | bytes:
@@ -64,3 +54,17 @@ def check_shape(path: Path, name: str, shape: object) -> tuple[int, ...]:
         if not isinstance(d, int) or isinstance(d, bool) or d < 0 or d >= 2**62:
             raise FormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
     return tuple(shape)
+
+
+def split_by_size(tensors: list[Tensor], max_size: int | None) -> list[list[Tensor]]:
+    """Tensors in order, cut into groups of at most ``max_size`` bytes (a bigger tensor gets a
+    group of its own); one group when ``max_size`` is None."""
+    groups: list[list[Tensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if max_size and groups[-1] and size + t.nbytes > max_size:
+            groups.append([])
+            size = 0
+        groups[-1].append(t)
+        size += t.nbytes
+    return groups

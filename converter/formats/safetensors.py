@@ -18,7 +18,7 @@ from ..errors import FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
-from ._common import check_shape, frombuffer, map_file
+from ._common import check_shape, frombuffer, map_file, split_by_size
 from ._stream import copy_to
 
 # safetensors dtype code <-> canonical dtype name
@@ -31,9 +31,14 @@ CODES = {
 NAMES = {v: k for k, v in CODES.items()}
 DTYPES = frozenset(NAMES)  # what this format stores, by canonical dtype name
 MAX_HEADER = 100 * 2**20
+INDEX_SUFFIX = ".safetensors.index.json"
 
 
 def sniff(path: Path) -> bool:
+    if path.is_dir():
+        return any(path.glob("*" + INDEX_SUFFIX)) or any(path.glob("*.safetensors"))
+    if path.name.endswith(INDEX_SUFFIX):
+        return path.is_file()
     if not path.is_file():
         return False
     with open(path, "rb") as f:
@@ -45,6 +50,14 @@ def sniff(path: Path) -> bool:
 
 
 def read(path: Path) -> Checkpoint:
+    """Open a ``.safetensors`` file, or a sharded checkpoint by its ``*.safetensors.index.json``
+    or the directory holding it (the Hugging Face layout)."""
+    if path.is_dir() or path.name.endswith(INDEX_SUFFIX):
+        return _read_sharded(path)
+    return _read_file(path)
+
+
+def _read_file(path: Path) -> Checkpoint:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -105,14 +118,68 @@ def read(path: Path) -> Checkpoint:
     return Checkpoint(tensors, metadata, closers=closers)
 
 
-def header_for(ckpt: Checkpoint, path: Path) -> tuple[bytes, list[Tensor]]:
-    """The padded header bytes for ``ckpt`` and the tensors in data order."""
+def _index_of(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob("*" + INDEX_SUFFIX))
+    if len(found) == 1:
+        return found[0]
+    files = sorted(path.glob("*.safetensors"))
+    if not found and len(files) == 1:
+        return files[0]
+    raise FormatError(f"{path}: expected one *{INDEX_SUFFIX} (or one .safetensors file), found "
+                      f"{len(found)} index files and {len(files)} .safetensors files")
+
+
+def _read_sharded(path: Path) -> Checkpoint:
+    index = _index_of(path)
+    if not index.name.endswith(INDEX_SUFFIX):
+        return _read_file(index)
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"))
+        weight_map = doc["weight_map"]
+        assert isinstance(weight_map, dict)
+    except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{index}: not a safetensors index ({exc})") from None
+    files = list(dict.fromkeys(weight_map.values()))
+    tensors: dict[str, Tensor] = {}
+    metadata: dict[str, str] = {}
+    closers = []
+    root = index.parent.resolve()
+    for name in files:
+        shard = (index.parent / str(name)).resolve()
+        if root not in shard.parents:
+            raise FormatError(f"{index}: shard {name!r} lies outside the directory")
+        if not shard.is_file():
+            raise FormatError(f"{index}: shard {name!r} is missing")
+        part = _read_file(shard)
+        closers.append(part.close)
+        metadata.update(part.metadata)
+        for key, tensor in part.items():
+            if weight_map.get(key) != name:
+                raise FormatError(f"{shard}: tensor {key!r} is not listed for this shard "
+                                  f"in {index.name}")
+            tensors[key] = tensor
+    missing = set(weight_map) - set(tensors)
+    if missing:
+        raise FormatError(f"{index}: tensor {sorted(missing)[0]!r} is not in its shard")
+    return Checkpoint(tensors, metadata, closers=closers)
+
+
+def shard_names(path: Path, n: int) -> list[Path]:
+    """``model.safetensors`` → ``model-00001-of-00003.safetensors`` ... (Hugging Face names)."""
+    stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
+    return [path.with_name(f"{stem}-{i:05d}-of-{n:05d}.safetensors") for i in range(1, n + 1)]
+
+
+def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> bytes:
+    """The padded header bytes for ``tensors`` (written in that order)."""
     header: dict[str, object] = {}
-    if ckpt.metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in ckpt.metadata.items()}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
-    order = []
-    for name, tensor in ckpt.items():
+    for tensor in tensors:
+        name = tensor.name
         if name == "__metadata__":
             raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
         dtype_name = dtypes.name_of(tensor.dtype)
@@ -125,17 +192,30 @@ def header_for(ckpt: Checkpoint, path: Path) -> tuple[bytes, list[Tensor]]:
         header[name] = {"dtype": code, "shape": list(tensor.shape),
                         "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
-        order.append(tensor)
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw, order
+    return struct.pack("<Q", len(raw)) + raw
 
 
-def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:
-    head, order = header_for(ckpt, path)
+def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
+          max_shard_size: int | None = None) -> None:
+    """Write one ``.safetensors`` file, or with ``max_shard_size`` (bytes) and more data than
+    that, ``NAME-0000i-of-0000N.safetensors`` shards plus ``NAME.safetensors.index.json``."""
+    groups = split_by_size(list(ckpt.values()), max_shard_size)
+    heads = [header_for(group, ckpt.metadata, path) for group in groups]  # refuse before writing
+    files = [path] if len(groups) == 1 else shard_names(path, len(groups))
+    stream = tracked(list(ckpt.values()), total=ckpt.nbytes, enabled=progress)
     with outputs(force) as out:
-        tmp = out.new(path)
-        with open(tmp, "wb") as f:
-            f.write(head)
-            for tensor in tracked(order, total=ckpt.nbytes, enabled=progress):
-                copy_to(f, tensor)
+        for file, head, group in zip(files, heads, groups, strict=True):
+            with open(out.new(file), "wb") as f:
+                f.write(head)
+                for tensor in group:
+                    next(stream)
+                    copy_to(f, tensor)
+        if len(groups) > 1:
+            index = {"metadata": {"total_size": ckpt.nbytes},
+                     "weight_map": {t.name: file.name
+                                    for file, group in zip(files, groups, strict=True)
+                                    for t in group}}
+            out.new(path.with_name(path.name + ".index.json")).write_text(
+                json.dumps(index, indent=2, ensure_ascii=False), encoding="utf-8")

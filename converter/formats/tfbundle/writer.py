@@ -15,6 +15,7 @@ from ...errors import FormatError
 from ...outputs import outputs
 from ...progress import tracked
 from ...tensor import Checkpoint, Tensor
+from .._common import split_by_size
 from .._stream import copy_to
 from . import objgraph, proto
 from .reader import DT_NAMES, QUANTIZED, shard_path
@@ -107,14 +108,7 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
             raise FormatError(f"tensor {t.name!r}: TensorFlow checkpoints cannot hold an empty "
                               "name or one starting with a NUL byte")
     # Assign shards up front so that file names (-of-N) are known before writing.
-    shards: list[list[Tensor]] = [[]]
-    size = 0
-    for t in tensors:
-        if max_shard_size and shards[-1] and size + t.nbytes > max_shard_size:
-            shards.append([])
-            size = 0
-        shards[-1].append(t)
-        size += t.nbytes
+    shards = split_by_size(tensors, max_shard_size)
     n = len(shards)
     entries: dict[bytes, bytes] = {}
     with outputs(force) as out:
