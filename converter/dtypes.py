@@ -31,9 +31,22 @@ def is_native(dtype: np.dtype) -> bool:
     return dtype.kind in "biufc" and dtype.name in _NATIVE
 
 
+_names: dict[np.dtype, str] = {}
+
+
 def name_of(dtype: np.dtype) -> str:
     """Canonical name of a numpy dtype; object arrays are ``string`` (arrays of bytes)."""
-    dtype = np.dtype(dtype)
+    # numpy derives dtype.name anew on every access; listings of 20k tensors notice.
+    try:
+        return _names[dtype]
+    except (KeyError, TypeError):
+        pass
+    name = _name_of(np.dtype(dtype))
+    _names[np.dtype(dtype)] = name
+    return name
+
+
+def _name_of(dtype: np.dtype) -> str:
     if dtype == STRING:
         return "string"
     name = dtype.name

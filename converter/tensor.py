@@ -38,7 +38,7 @@ class Tensor:
         attrs: format-specific facts (e.g. the TF2 object path of a variable).
     """
 
-    __slots__ = ("name", "dtype", "shape", "kind", "span", "crc32c", "attrs", "_load")
+    __slots__ = ("name", "dtype", "shape", "size", "kind", "span", "crc32c", "attrs", "_load")
 
     def __init__(
         self,
@@ -55,6 +55,7 @@ class Tensor:
         self.name = name
         self.dtype = np.dtype(dtype)
         self.shape = tuple(int(d) for d in shape)
+        self.size = math.prod(self.shape)
         # Formats that do not record roles fall back to what TF1 names say.
         self.kind = kind if kind is not None else tf1_kind(name)
         self.span = span
@@ -77,10 +78,6 @@ class Tensor:
         if dtype is not None and np.dtype(dtype) != array.dtype:
             return array.astype(dtype)
         return array.copy() if copy else array
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:

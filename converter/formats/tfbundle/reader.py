@@ -163,29 +163,21 @@ class Bundle:
                 raise FormatError(f"{where}: tensor name {key[:60]!r} is not UTF-8") from None
             self.entries[name] = self._entry(name, value)
         self._maps: dict[int, object] = {}
-        self._sizes: dict[int, int] = {}
+        self._files: dict[int, str] = {}
 
     def _entry(self, name: str, value: bytes) -> dict:
-        where = f"{self.index_path}: tensor {name!r}"
         try:
-            f = proto.decode(value)
-            dt = proto.first(f, 1)
-            entry = {
-                "dt": dt,
-                "shape": proto.decode_shape(proto.first(f, 2, b"")),
-                "shard": proto.first(f, 3),
-                "offset": proto.signed(proto.first(f, 4)),
-                "size": proto.signed(proto.first(f, 5)),
-                "crc": proto.first(f, 6),
-                "slices": [proto.decode_slice(s) for s in f.get(7, [])],
-            }
+            entry = proto.decode_entry(value)
         except proto.ProtoError as exc:
-            raise CorruptionError(f"{where}: malformed entry ({exc})") from None
+            raise CorruptionError(f"{self.index_path}: tensor {name!r}: malformed entry "
+                                  f"({exc})") from None
+        dt = entry["dt"]
         if dt not in DT_NAMES and dt not in QUANTIZED:
             entry["unsupported"] = f"unsupported TensorFlow dtype enum {dt}"
         if entry["offset"] < 0 or entry["size"] < 0 or not 0 <= entry["shard"] < self.num_shards:
-            raise CorruptionError(f"{where}: bad location (shard {entry['shard']}, offset "
-                                  f"{entry['offset']}, size {entry['size']})")
+            raise CorruptionError(f"{self.index_path}: tensor {name!r}: bad location (shard "
+                                  f"{entry['shard']}, offset {entry['offset']}, size "
+                                  f"{entry['size']})")
         return entry
 
     def dtype_of(self, entry: dict) -> tuple[np.dtype, dict[str, str]]:
@@ -196,6 +188,12 @@ class Bundle:
         if dt in DT_NAMES:
             return dtypes.from_name(DT_NAMES[dt]), {}
         return dtypes.STRING, {}
+
+    def shard_file(self, i: int) -> str:
+        path = self._files.get(i)
+        if path is None:
+            path = self._files[i] = str(shard_path(self.prefix, i, self.num_shards))
+        return path
 
     def _shard(self, i: int, where: str):
         if i not in self._maps:
@@ -349,8 +347,7 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
             def load(n=name, e=entry):
                 return bundle.read_entry(n, e)
             if not dtype.hasobject:
-                span = (str(shard_path(prefix, entry["shard"], bundle.num_shards)),
-                        entry["offset"], entry["size"])
+                span = (bundle.shard_file(entry["shard"]), entry["offset"], entry["size"])
                 checksum = unmask(entry["crc"]) if verify else None
         tensors[name] = Tensor(name, dtype, entry["shape"], load, kind=kind, span=span,
                                crc32c=checksum, attrs=attrs)
