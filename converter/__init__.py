@@ -15,6 +15,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .api import convert, read, write
+from .diff import DiffReport, diff
 from .errors import (
     ConverterError,
     CorruptionError,
@@ -25,9 +26,10 @@ from .errors import (
 )
 from .registry import Format, formats, register
 from .tensor import Checkpoint, Tensor, as_checkpoint
+from .verify import VerifyReport, verify
 
 __all__ = [
-    "Checkpoint", "ConverterError", "CorruptionError", "Format", "FormatError", "LoadError",
-    "RenameError", "Tensor", "UsageError", "as_checkpoint", "convert", "formats", "read",
-    "register", "write",
+    "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
+    "LoadError", "RenameError", "Tensor", "UsageError", "VerifyReport", "as_checkpoint",
+    "convert", "diff", "formats", "read", "register", "verify", "write",
 ]

@@ -11,15 +11,18 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ConverterError
-from . import convert, formats, inspect
+from . import convert, diff, formats, inspect, verify
 
-COMMANDS = {"convert": convert, "inspect": inspect, "formats": formats}
+COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
+            "formats": formats}
 
 EPILOG = """examples:
   ckpt inspect model.ckpt-1000
   ckpt convert model.ckpt-1000 weights.safetensors
   ckpt convert train_dir/ weights.npz --compress
   ckpt convert weights.safetensors out/model.ckpt --to tf
+  ckpt verify model.ckpt-1000
+  ckpt diff model.ckpt-1000 model.safetensors
 """
 
 

@@ -68,3 +68,14 @@ def split_by_size(tensors: list[Tensor], max_size: int | None) -> list[list[Tens
         groups[-1].append(t)
         size += t.nbytes
     return groups
+
+
+def release(buf: object) -> None:
+    """Close a memory map unless arrays handed out still view it (then the last of them
+    releases it when it is garbage-collected)."""
+    close = getattr(buf, "close", None)
+    if close is not None:
+        try:
+            close()
+        except BufferError:
+            pass

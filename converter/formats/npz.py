@@ -22,7 +22,7 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from . import _npyfmt
-from ._common import frombuffer, map_file
+from ._common import frombuffer, map_file, release
 
 SIDE = "__converter__.json"
 
@@ -102,7 +102,7 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
                 return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
         tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
     metadata = side.get("metadata", {}) if isinstance(side, dict) else {}
-    closers = [zf.close] + ([buf.close] if hasattr(buf, "close") else [])
+    closers = [zf.close, lambda: release(buf)]
     return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()}, closers=closers)
 
 

@@ -18,7 +18,7 @@ from ..errors import FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
-from ._common import check_shape, frombuffer, map_file, split_by_size
+from ._common import check_shape, frombuffer, map_file, release, split_by_size
 from ._stream import copy_to
 
 # safetensors dtype code <-> canonical dtype name
@@ -114,8 +114,7 @@ def _read_file(path: Path) -> Checkpoint:
     for (_, e0, n0), (b1, _, n1) in zip(ranges, ranges[1:], strict=False):
         if b1 < e0:
             raise FormatError(f"{path}: tensors {n0!r} and {n1!r} overlap")
-    closers = [buf.close] if hasattr(buf, "close") else []
-    return Checkpoint(tensors, metadata, closers=closers)
+    return Checkpoint(tensors, metadata, closers=[lambda: release(buf)])
 
 
 def _index_of(path: Path) -> Path:

@@ -15,7 +15,7 @@ from ...crc32c import crc, extend, lengths_crc, mask, unmask
 from ...errors import CorruptionError, FormatError
 from ...kinds import tf1_kind
 from ...tensor import Checkpoint, Tensor
-from .._common import frombuffer, map_file
+from .._common import frombuffer, map_file, release
 from . import objgraph, proto
 from .slices import slice_key
 from .table import has_magic, read_table
@@ -286,8 +286,7 @@ class Bundle:
 
     def close(self) -> None:
         for m in self._maps.values():
-            if hasattr(m, "close"):
-                m.close()
+            release(m)
         self._maps = {}
 
 

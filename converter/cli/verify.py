@@ -1,0 +1,35 @@
+"""``ckpt verify SRC``: read every tensor, check checksums and bounds; exit 1 if anything is bad."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..verify import verify
+from .common import add_source, human
+
+HELP = "check every tensor of a checkpoint (exit 1 if any is bad)"
+EXAMPLES = """examples:
+  ckpt verify model.ckpt-1000
+  ckpt verify weights.safetensors --json
+"""
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    add_source(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = {"allow_pickle": True} if args.allow_pickle else {}
+    report = verify(args.src, format=args.source_format, **opts)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    elif report.error:
+        print(f"BAD  {report.error}")
+    else:
+        for t in report.tensors:
+            print(f"{'ok ' if t.ok else 'BAD'}  {t.name}" + (f": {t.error}" if t.error else ""))
+        total = sum(t.nbytes for t in report.tensors)
+        print(f"{len(report.tensors)} tensors, {human(total)}; {len(report.bad)} bad")
+    return 0 if report.ok else 1

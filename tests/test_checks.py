@@ -1,0 +1,83 @@
+"""ckpt verify and ckpt diff."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from samples import sample
+
+import converter
+from converter.cli import main
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    data = sample({"float32", "int64", "string", "bfloat16"})
+    converter.write(data, tmp_path / "m.ckpt")
+    return tmp_path / "m.ckpt", data
+
+
+def _flip(path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_verify_clean_and_corrupt(bundle, capsys):
+    prefix, data = bundle
+    assert main(["verify", str(prefix)]) == 0
+    assert f"{len(data)} tensors" in capsys.readouterr().out
+    _flip(prefix.with_name("m.ckpt.data-00000-of-00001"), 3)
+    assert main(["verify", str(prefix), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    bad = [t for t in report["tensors"] if not t["ok"]]
+    assert len(bad) == 1 and "checksum" in bad[0]["error"]
+    assert report["ok"] is False
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz", ".h5", ".ckpt"])
+def test_verify_truncated_file_is_exit_1(tmp_path, suffix, capsys):
+    path = tmp_path / f"m{suffix}"
+    converter.write({"a": np.arange(2000, dtype=np.float64)}, path)
+    target = path if suffix != ".ckpt" else tmp_path / "m.ckpt.data-00000-of-00001"
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    assert main(["verify", str(path)]) == 1
+    assert "BAD" in capsys.readouterr().out
+
+
+def test_verify_api(bundle):
+    prefix, data = bundle
+    report = converter.verify(prefix)
+    assert report.ok and [t.name for t in report.tensors] == list(data)
+
+
+def test_diff_identical_and_different(tmp_path, bundle, capsys):
+    prefix, data = bundle
+    converter.convert(prefix, tmp_path / "copy.h5").close()
+    assert main(["diff", str(prefix), str(tmp_path / "copy.h5")]) == 0
+    assert "0 differ" in capsys.readouterr().out
+    changed = dict(data)
+    changed["dense/kernel"] = data["dense/kernel"] + np.float32(1e-3)
+    del changed["scalar"]
+    changed["extra"] = np.zeros(2)
+    converter.write(changed, tmp_path / "other.npz")
+    assert main(["diff", str(prefix), str(tmp_path / "other.npz"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["only_a"] == ["scalar"] and report["only_b"] == ["extra"]
+    (kernel,) = [t for t in report["tensors"] if not t["equal"]]
+    assert kernel["name"] == "dense/kernel"
+    assert kernel["max_abs"] == pytest.approx(1e-3, rel=1e-2)
+    assert main(["diff", str(prefix), str(tmp_path / "other.npz"), "--atol", "1e-2"]) == 1
+    out = capsys.readouterr().out
+    assert "only in A: scalar" in out and "differs: dense/kernel" not in out
+
+
+def test_diff_bit_exact_by_default():
+    a = {"x": np.array([0.0, np.nan], np.float32)}
+    b = {"x": np.array([-0.0, np.nan], np.float32)}
+    assert not converter.diff(a, b).equal
+    assert converter.diff(a, b, atol=1e-9).equal
+    assert converter.diff(a, {"x": a["x"].copy()}).equal
+    assert not converter.diff(a, {"x": a["x"].astype(np.float64)}).equal
