@@ -19,7 +19,7 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from ._common import check_shape, frombuffer, map_file, release, split_by_size
-from ._stream import copy_to
+from ._stream import copy_all
 
 # safetensors dtype code <-> canonical dtype name
 CODES = {
@@ -208,9 +208,8 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
         for file, head, group in zip(files, heads, groups, strict=True):
             with open(out.new(file), "wb") as f:
                 f.write(head)
-                for tensor in group:
+                for _ in copy_all(f, group):
                     next(stream)
-                    copy_to(f, tensor)
         if len(groups) > 1:
             index = {"metadata": {"total_size": ckpt.nbytes},
                      "weight_map": {t.name: file.name

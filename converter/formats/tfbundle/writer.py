@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,7 +17,7 @@ from ...outputs import outputs
 from ...progress import tracked
 from ...tensor import Checkpoint, Tensor
 from .._common import split_by_size
-from .._stream import copy_to
+from .._stream import copy_all
 from . import objgraph, proto
 from .reader import DT_NAMES, QUANTIZED, shard_path
 from .table import build_table
@@ -91,6 +92,20 @@ def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
     return tensors + [Tensor.from_array(objgraph.GRAPH_KEY, graph, kind="object_graph")]
 
 
+def _write_group(f: BinaryIO, group: list[Tensor]) -> Iterator[tuple[Tensor, int, int]]:
+    """Write tensors back to back; yields ``(tensor, bytes written, masked crc32c)``."""
+    run: list[Tensor] = []
+    for t in [*group, None]:
+        if t is not None and not t.dtype.hasobject:
+            run.append(t)
+            continue
+        for done, written, value in copy_all(f, run, want_crc=True):
+            yield done, written, mask(value)
+        run = []
+        if t is not None:
+            yield t, *_write_strings(f, t.read(), t.name)
+
+
 def prefix_for(path: Path) -> Path:
     if path.name.endswith(".index"):
         return path.with_name(path.name[: -len(".index")])
@@ -117,19 +132,14 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
             tmp = out.new(shard_path(prefix, i, n))
             with open(tmp, "wb") as f:
                 offset = 0
-                for t in group:
+                for t, written, value in _write_group(f, group):
                     next(stream)
-                    dt = _dt_enum(t, str(prefix))
-                    if t.dtype.hasobject:
-                        written, value = _write_strings(f, t.read(), t.name)
-                    else:
-                        written, value = copy_to(f, t, want_crc=True)
-                        value = mask(value)
                     try:
                         key = t.name.encode("utf-8")
                     except UnicodeEncodeError:
                         raise FormatError(f"tensor {t.name!r}: name is not valid UTF-8") from None
-                    entries[key] = _entry(dt, t.shape, i, offset, written, value)
+                    entries[key] = _entry(_dt_enum(t, str(prefix)), t.shape, i, offset, written,
+                                          value)
                     offset += written
         header = proto.encode([(1, n), (3, proto.encode([(1, BUNDLE_VERSION)]))])
         table = build_table([(b"", header)] + sorted(entries.items()))
