@@ -24,12 +24,15 @@ from .errors import (
     RenameError,
     UsageError,
 )
+from . import tf1
+from .loaders import LoadReport, load_into
 from .registry import Format, formats, register
 from .tensor import Checkpoint, Tensor, as_checkpoint
 from .verify import VerifyReport, verify
 
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
-    "LoadError", "RenameError", "Tensor", "UsageError", "VerifyReport", "as_checkpoint",
-    "convert", "diff", "formats", "read", "register", "verify", "write",
+    "LoadError", "LoadReport", "RenameError", "Tensor", "UsageError", "VerifyReport",
+    "as_checkpoint", "convert", "diff", "formats", "load_into", "read", "register", "verify",
+    "write",
 ]

@@ -1,0 +1,83 @@
+"""The answer of every loader: what matched (and how), what is missing, unexpected or misfit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Pairing:
+    """One model variable and the checkpoint tensor assigned to it."""
+
+    variable: str
+    tensor: str
+    how: str  # "name", "object graph", "scope suffix", "shape (auto-named)", "order+shape"
+
+
+@dataclass
+class Misfit:
+    variable: str
+    tensor: str
+    variable_shape: list[int]
+    tensor_shape: list[int]
+    variable_dtype: str = ""
+    tensor_dtype: str = ""
+
+
+@dataclass
+class LoadReport:
+    """Like PyTorch's ``load_state_dict(strict=False)`` result, with how each match was made.
+
+    ``ignored`` holds optimizer slots, counters and object graphs that a model's variables do
+    not take; they never make a load fail.
+    """
+
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatch: list[Misfit] = field(default_factory=list)
+    pairings: list[Pairing] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def table(self) -> str:
+        lines = []
+        if self.pairings:
+            width = max(len(p.variable) for p in self.pairings)
+            lines.append(f"{'variable':<{width}}  <-  tensor  (how)")
+            lines += [f"{p.variable:<{width}}  <-  {p.tensor}  ({p.how})" for p in self.pairings]
+        for name in self.missing:
+            lines.append(f"missing (not in the checkpoint): {name}")
+        for name in self.unexpected:
+            lines.append(f"unexpected (not in the model): {name}")
+        for m in self.shape_mismatch:
+            lines.append(f"shape mismatch: {m.variable} {m.variable_shape} {m.variable_dtype} "
+                         f"<- {m.tensor} {m.tensor_shape} {m.tensor_dtype}")
+        lines.append(f"{len(self.matched)} matched, {len(self.missing)} missing, "
+                     f"{len(self.unexpected)} unexpected, {len(self.shape_mismatch)} shape "
+                     f"mismatch, {len(self.ignored)} ignored (optimizer state, counters)")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line for error messages."""
+        parts = []
+        for label, names in (("missing", self.missing), ("unexpected", self.unexpected),
+                             ("shape mismatch", [m.variable for m in self.shape_mismatch])):
+            if names:
+                shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5
+                                                 else "")
+                parts.append(f"{label}: {shown}")
+        return "; ".join(parts)
