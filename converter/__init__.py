@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import tf1
 from .api import convert, read, write
 from .diff import DiffReport, diff
 from .errors import (
@@ -24,8 +25,8 @@ from .errors import (
     RenameError,
     UsageError,
 )
-from . import tf1
 from .loaders import LoadReport, load_into
+from .migrate import migrate
 from .registry import Format, formats, register
 from .tensor import Checkpoint, Tensor, as_checkpoint
 from .verify import VerifyReport, verify
@@ -33,6 +34,7 @@ from .verify import VerifyReport, verify
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
     "LoadError", "LoadReport", "RenameError", "Tensor", "UsageError", "VerifyReport",
-    "as_checkpoint", "convert", "diff", "formats", "load_into", "read", "register", "verify",
+    "as_checkpoint", "convert", "diff", "formats", "load_into", "migrate", "read", "register",
+    "tf1", "verify",
     "write",
 ]

@@ -61,11 +61,13 @@ class Outputs:
         self.force = force
         self._pending: list[tuple[Path, Path]] = []
 
-    def new(self, dst: Path | str) -> Path:
+    def new(self, dst: Path | str, keep_suffix: str = "") -> Path:
+        """A temporary path for ``dst``; ``keep_suffix`` ends it for writers that insist on a
+        suffix (Keras's ``.weights.h5``)."""
         dst = Path(dst)
         check_free([dst], self.force)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp-{secrets.token_hex(4)}")
+        tmp = dst.with_name(f".{dst.name}.tmp-{secrets.token_hex(4)}{keep_suffix}")
         self._pending.append((tmp, dst))
         return tmp
 

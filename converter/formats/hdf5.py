@@ -5,15 +5,16 @@ Escapes: HDF5 forbids the link names ``.`` and empty, so a name part ``.`` is wr
 empty part ``%`` and a literal ``%`` as ``%25``. A name that is also a scope (``dense/kernel``
 beside ``dense/kernel/Adam``, as in every TF1 Adam checkpoint) cannot be both a dataset and a
 group, so its dataset takes TF's ``:0`` suffix (``dense/kernel:0``; ``:1``... if that is taken
-too). Every dataset we write carries its exact name in the attribute ``name`` and its position in
-``order``, so names and order round-trip whatever the escaping; files from elsewhere are read by
-path. Dtypes HDF5 lacks are stored as raw bits in an unsigned integer with attribute
-``dtype="bfloat16"`` (as Keras 3 does); byte strings as variable-length uint8 sequences with
-``dtype="string"`` (HDF5 strings stop at NUL bytes).
+too). A dataset whose path differs from its name carries the name in the attribute ``name``, and
+every dataset we write its position in ``order``, so names and order round-trip whatever the
+escaping; files from elsewhere are read by path, in natural order. Dtypes HDF5 lacks are stored
+as raw bits in an unsigned integer with attribute ``dtype="bfloat16"`` (as Keras 3 does); byte
+strings as variable-length uint8 sequences with ``dtype="string"`` (HDF5 strings stop at NUL).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,25 +89,61 @@ def read(path: Path) -> Checkpoint:
         found.append((float(order) if order is not None else float("inf"), len(found), name,
                       _tensor(path, obj, name)))
 
+    metadata: dict[str, str] = {}
     try:
-        f.visititems(visit)
-    except (OSError, RuntimeError, KeyError) as exc:
+        legacy = _legacy_keras(path, f)
+        if legacy is not None:
+            metadata["layout"] = "keras2"
+            found = [(float(i), i, name, t) for i, (name, t) in enumerate(legacy)]
+        else:
+            f.visititems(visit)
+            if "layers" in f and isinstance(f["layers"], h5py.Group) and "vars" in f:
+                metadata["layout"] = "keras3"  # a .weights.h5: layers/<layer>/vars/<i>
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
         f.close()
         raise FormatError(f"{path}: unreadable HDF5 structure ({exc})") from None
-    found.sort(key=lambda x: (x[0], x[1]))
+    # Files from elsewhere carry no order: list them in natural order (vars/2 before vars/10).
+    found.sort(key=lambda x: (x[0], _natural(x[2]) if x[0] == float("inf") else (), x[1]))
     tensors: dict[str, Tensor] = {}
     for _, _, name, tensor in found:
         if name in tensors:
             f.close()
             raise FormatError(f"{path}: tensor {name!r} is stored twice")
         tensors[name] = tensor
-    metadata = {}
     for key, value in f.attrs.items():
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if isinstance(value, str):
             metadata[key] = value
     return Checkpoint(tensors, metadata, closers=[f.close])
+
+
+def _natural(name: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def _strings(value) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in value]
+
+
+def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
+    """Keras 2 ``save_weights``/``save`` .h5 files: ``layer_names`` on the root (or on
+    ``model_weights`` in full-model files) and ``weight_names`` on each layer group, in order.
+    Tensors are named by their weight names without TF's ``:0`` (``dense/kernel``)."""
+    root = f["model_weights"] if "model_weights" in f else f
+    if "layer_names" not in root.attrs:
+        return None
+    out: list[tuple[str, Tensor]] = []
+    seen: set[str] = set()
+    for layer in _strings(root.attrs["layer_names"]):
+        group = root[layer]
+        for weight in _strings(group.attrs.get("weight_names", [])):
+            name = weight[:-2] if weight.endswith(":0") else weight
+            if name in seen:  # two layers with one weight name: keep the layer to tell them apart
+                name = f"{layer}/{name}"
+            seen.add(name)
+            out.append((name, _tensor(path, group[weight], name)))
+    return out
 
 
 def _tensor(path: Path, ds, name: str) -> Tensor:
@@ -176,7 +213,9 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
                     hpath = f"{paths[tensor.name]}:{suffix}"
                     suffix += 1
                 used.add(hpath)
-                attrs: dict[str, object] = {"name": tensor.name, "order": order}
+                attrs: dict[str, object] = {"order": order}
+                if hpath != tensor.name:  # HDF5 attributes are slow: only where the path differs
+                    attrs["name"] = tensor.name
                 if tensor.dtype.hasobject:
                     _write_strings(f, hpath, tensor.read())
                     attrs["dtype"] = "string"
