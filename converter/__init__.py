@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import tf1
+from . import rules, tf1
 from .api import convert, read, write
 from .diff import DiffReport, diff
 from .errors import (
@@ -35,6 +35,6 @@ __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
     "LoadError", "LoadReport", "RenameError", "Tensor", "UsageError", "VerifyReport",
     "as_checkpoint", "convert", "diff", "formats", "load_into", "migrate", "read", "register",
-    "tf1", "verify",
+    "rules", "tf1", "verify",
     "write",
 ]

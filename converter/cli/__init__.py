@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ConverterError
-from . import convert, diff, formats, inspect, verify
+from . import convert, diff, formats, inspect, migrate, verify
 
 COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
-            "formats": formats}
+            "migrate": migrate, "formats": formats}
 
 EPILOG = """examples:
   ckpt inspect model.ckpt-1000

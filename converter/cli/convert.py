@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import api, registry
 from .common import add_source, human, parse_size, read_options
+from .rule_args import add_rule_args, dry_run_report, rule_warnings_to_stderr, rules_from_args
 
 HELP = "convert a checkpoint to another format"
 EXAMPLES = """examples:
@@ -31,6 +32,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "(5GB = 5e9 bytes, 5GiB = 5*2^30)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_rule_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,11 +45,19 @@ def run(args: argparse.Namespace) -> int:
         opts["compress"] = True
     if args.max_shard_size:
         opts["max_shard_size"] = args.max_shard_size
+    rules = rules_from_args(args)
+    if args.dry_run:
+        with api.read(args.src, format=src_fmt.name, **read_options(args, src_fmt.name)) as src:
+            with rule_warnings_to_stderr(args.quiet):
+                print(dry_run_report(rules, src, args.json))
+        return 0
     start = time.perf_counter()
-    ckpt = api.convert(
-        args.src, dst, to=out_fmt.name, source_format=src_fmt.name, force=args.force,
-        read_options=read_options(args, src_fmt.name), progress=not args.quiet, **opts,
-    )
+    with rule_warnings_to_stderr(args.quiet):
+        ckpt = api.convert(
+            args.src, dst, to=out_fmt.name, source_format=src_fmt.name, rules=rules,
+            force=args.force, read_options=read_options(args, src_fmt.name),
+            progress=not args.quiet, **opts,
+        )
     seconds = time.perf_counter() - start
     summary = {"source": str(args.src), "source_format": src_fmt.name, "output": str(dst),
                "format": out_fmt.name, "tensors": len(ckpt), "bytes": ckpt.nbytes,

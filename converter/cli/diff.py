@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import api, registry
 from ..diff import diff
+from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 HELP = "compare two checkpoints (exit 1 if they differ)"
 EXAMPLES = """examples:
@@ -22,6 +23,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_rule_args(p)
 
 
 def _open(path: str):
@@ -29,9 +31,9 @@ def _open(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    rules = getattr(args, "rules_obj", None)
-    with _open(args.a) as a, _open(args.b) as b:
-        if rules is not None:
+    rules = rules_from_args(args)
+    with _open(args.a) as a, _open(args.b) as b, rule_warnings_to_stderr():
+        if rules is not None:  # the same rules on both sides, e.g. to compare after renames
             a, b = rules.apply(a), rules.apply(b)
         report = diff(a, b, rtol=args.rtol, atol=args.atol)
     if args.json:

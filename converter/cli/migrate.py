@@ -1,0 +1,54 @@
+"""``ckpt migrate SRC --model module:factory OUT``: load a checkpoint into a Keras model built by
+``factory()`` and save it as Keras reads it (``.weights.h5``) or as a TF2 checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
+
+HELP = "load a checkpoint into a Keras model and save it as .weights.h5 or a TF2 checkpoint"
+EXAMPLES = """examples:
+  ckpt migrate tf1/model.ckpt-1000 --model mymodels:build --preset drop-optimizer out.weights.h5
+  ckpt migrate old.h5 --model models.py:build_v2 --no-strict --match order out/ckpt
+"""
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", metavar="SRC", help="checkpoint to load (any readable format)")
+    p.add_argument("out", metavar="OUT", help=".weights.h5 (Keras 3), .h5 (tf.keras) or a TF2 "
+                                              "checkpoint prefix")
+    p.add_argument("--model", required=True, metavar="MODULE:FUNCTION",
+                   help="function building the target Keras model (module path or file.py)")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                   help="fail (writing nothing) when anything is missing, unexpected or "
+                        "misfit (default: --strict)")
+    p.add_argument("--match", choices=("name", "order"), default="name",
+                   help="'order' also pairs leftovers by order and shape")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--json", action="store_true", help="print the load report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    add_rule_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..loaders import load_into
+    from ..migrate import load_factory, migrate
+
+    factory = load_factory(args.model)
+    rules = rules_from_args(args)
+    with rule_warnings_to_stderr(args.quiet):
+        if args.dry_run:
+            report = load_into(factory(), args.src, rules=rules, strict=False, match=args.match)
+        else:
+            report = migrate(args.src, factory, Path(args.out), rules=rules, strict=args.strict,
+                             match=args.match, force=args.force)
+    if args.json:
+        print(report.to_json())
+    elif not args.quiet or not report.ok:
+        print(report.table())
+        if not args.dry_run:
+            print(f"wrote {args.out}", file=sys.stderr)
+    return 0
