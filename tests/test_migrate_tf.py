@@ -164,3 +164,30 @@ def test_tf1_cnn_with_batch_norm_into_keras3(tf, factories, tmp_path):
     assert report.ok and len(report.matched) == 8
     np.testing.assert_allclose(np.asarray(model(x_data, training=False)), want, rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:`tf.nn.rnn_cell")
+def test_tf1_lstm_into_keras3_model(tf, tmp_path):
+    import keras
+
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    with tf.Graph().as_default():
+        cell = v1.nn.rnn_cell.LSTMCell(4)
+        outputs, _ = v1.nn.dynamic_rnn(cell, tf.constant(x), dtype=tf.float32)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            for var in v1.global_variables():  # a random bias, so that gate order matters
+                sess.run(var.assign(rng.uniform(-1, 1, var.shape).astype(np.float32)))
+            want = sess.run(outputs)
+            v1.train.Saver().save(sess, str(tmp_path / "lstm"), write_meta_graph=False)
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, return_sequences=True)],
+                             name="seq")
+    rules = converter.rules.Rules().preset("tf1-lstm-to-keras").strip_prefix("rnn/")
+    report = converter.migrate(tmp_path / "lstm", model, tmp_path / "lstm.weights.h5",
+                               rules=rules)
+    assert report.ok and {p.how for p in report.pairings} == {"scope suffix"}
+    again = keras.models.clone_model(model)
+    again.load_weights(str(tmp_path / "lstm.weights.h5"))
+    np.testing.assert_allclose(np.asarray(again(x)), want, rtol=0, atol=1e-6)
