@@ -7,11 +7,18 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UsageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; os.replace is still atomic per file
+    fcntl = None  # type: ignore[assignment]
 
 
 def check_free(paths: list[Path], force: bool) -> None:
@@ -74,26 +81,87 @@ class Outputs:
     def commit(self) -> None:
         for tmp, _ in self._pending:
             _fsync_path(tmp)
-        for tmp, dst in self._pending:
-            if tmp.is_dir() and dst.exists():
-                # os.replace cannot replace a non-empty directory: move the old one aside first.
-                old = dst.with_name(f".{dst.name}.old-{secrets.token_hex(4)}")
-                os.replace(dst, old)
-                os.replace(tmp, dst)
-                _remove(old)
-            else:
-                if dst.is_dir() and not dst.is_symlink():
-                    _remove(dst)
-                os.replace(tmp, dst)
         dirs = {dst.parent for _, dst in self._pending}
-        for d in dirs:
-            _fsync_file(d)
-        self._pending = []
+        # The renames of a group (a TF bundle's shards, index and state file) happen as a unit:
+        # Ctrl-C waits for them, and another process committing into the same directory waits
+        # for the lock, so two writers of one destination never leave a mix of both.
+        with _signals_held(), _locked(dirs):
+            for tmp, dst in self._pending:
+                if tmp.is_dir() and dst.exists():
+                    # os.replace cannot replace a non-empty directory: move the old one aside.
+                    old = dst.with_name(f".{dst.name}.old-{secrets.token_hex(4)}")
+                    os.replace(dst, old)
+                    os.replace(tmp, dst)
+                    _remove(old)
+                else:
+                    if dst.is_dir() and not dst.is_symlink():
+                        _remove(dst)
+                    os.replace(tmp, dst)
+            for d in dirs:
+                _fsync_file(d)
+            self._pending = []
 
     def abort(self) -> None:
-        for tmp, _ in self._pending:
-            _remove(tmp)
-        self._pending = []
+        with _signals_held():  # a second Ctrl-C must not leave temporaries behind
+            for tmp, _ in self._pending:
+                _remove(tmp)
+            self._pending = []
+
+    @property
+    def current(self) -> Path | None:
+        """The destination being written (the last one added)."""
+        return self._pending[-1][1] if self._pending else None
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block is done, then deliver them. Python runs signal
+    handlers in the main thread only, so elsewhere (and where signals cannot be set) this does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is None:  # installed outside Python: cannot be restored
+                continue
+            previous[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
+    except (ValueError, OSError):  # e.g. an embedded interpreter without signal support
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
+
+
+@contextmanager
+def _locked(dirs: set[Path]) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on each directory, taken in a fixed order."""
+    fds = []
+    try:
+        for d in sorted(dirs):
+            try:
+                fd = os.open(d, os.O_RDONLY)
+            except OSError:
+                continue
+            fds.append(fd)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:  # a file system without locks: renames stay atomic one by one
+                    pass
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 @contextmanager
@@ -104,6 +172,17 @@ def outputs(force: bool = False) -> Iterator[Outputs]:
     try:
         yield group
         group.commit()
+    except OSError as exc:
+        dst = group.current
+        group.abort()
+        message = exc.strerror or str(exc)
+        if "\n" in message:  # HDF5 reports write errors over several lines
+            message = os.strerror(exc.errno) if isinstance(exc.errno, int) else " ".join(
+                message.split())
+        if exc.filename is None and dst is not None or message != exc.strerror:
+            # A failed write (disk full) names no file; say which output it was.
+            raise OSError(exc.errno, message, exc.filename or str(dst)) from exc
+        raise
     except BaseException:
         group.abort()
         raise

@@ -55,6 +55,9 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
         fmt = registry.get(format) if format else registry.detect(Path(path))
         report.format = fmt.name
         ckpt = api.read(path, format=fmt.name, **opts)
+        # A format may check more than reading does (npz: each member's zip CRC-32).
+        integrity = getattr(fmt.load(), "integrity", None)
+        problems: dict[str, str] = integrity(Path(path)) if integrity else {}
     except ConverterError as exc:
         report.error = str(exc)
         return report
@@ -64,6 +67,8 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
     with ckpt:
         for tensor in ckpt.values():
             try:
+                if tensor.name in problems:
+                    raise ConverterError(problems[tensor.name])
                 if tensor.span is not None and not tensor.dtype.hasobject:
                     for _ in chunks(tensor):
                         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 from pathlib import Path
@@ -38,7 +39,7 @@ def frombuffer(
     buf: mmap.mmap | bytes, dtype: np.dtype, shape: tuple[int, ...], offset: int
 ) -> np.ndarray:
     """A read-only array view of ``buf`` at ``offset`` (bounds were checked by the caller)."""
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: np.prod would wrap around in int64
     if count == 0:
         return np.empty(shape, dtype=dtype)
     array = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import io
+import math
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -110,12 +111,12 @@ def encode_strings(array: np.ndarray) -> np.ndarray:
 
 
 def decode_strings(raw: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     data = raw.tobytes()
     if len(data) < 8 * count:
         raise FormatError(f"{where}: string tensor is truncated")
     lengths = np.frombuffer(data, dtype="<u8", count=count)
-    if int(lengths.sum(dtype=np.uint64)) != len(data) - 8 * count:
+    if sum(lengths.tolist()) != len(data) - 8 * count:  # Python ints: uint64 sums wrap
         raise FormatError(f"{where}: string lengths do not match the stored bytes")
     out = np.empty(count, dtype=object)
     pos = 8 * count
@@ -131,10 +132,17 @@ def stored_shape_dtype(
     """The tensor's dtype and shape given the stored ones and its side entry."""
     if not side:
         return dtype, shape
+    if not isinstance(side, dict):
+        raise FormatError(f"{where}: malformed side entry {side!r:.80}")
     name = side.get("dtype")
     if name == "string":
+        if dtype != np.uint8 or len(shape) != 1:
+            raise FormatError(f"{where}: byte strings must be stored as a 1-d uint8 buffer, "
+                              f"found {dtype} {list(shape)}")
         return dtypes.STRING, check_shape(Path(where), where, side.get("shape"))
-    want = dtypes.from_name(str(name))
+    if not isinstance(name, str) or name not in dtypes.ALL:
+        raise FormatError(f"{where}: unknown dtype {name!r:.80} in the side entry")
+    want = dtypes.from_name(name)
     if want.itemsize != dtype.itemsize:
         raise FormatError(f"{where}: stored dtype {dtype} cannot hold {name}")
     return want, shape
@@ -144,5 +152,5 @@ def restore(raw: np.ndarray, side: dict[str, object] | None, where: str) -> np.n
     if not side:
         return raw
     if side.get("dtype") == "string":
-        return decode_strings(raw, tuple(side["shape"]), where)  # type: ignore[arg-type]
+        return decode_strings(raw, check_shape(Path(where), where, side.get("shape")), where)
     return dtypes.from_storage(raw, str(side["dtype"]))

@@ -35,9 +35,12 @@ def chunks(tensor: Tensor) -> Iterator[memoryview]:
             yield flat[start:start + CHUNK]
         return
     path, offset, nbytes = tensor.span
-    if nbytes == 0:
-        return
     check = tensor.crc32c is not None
+    if nbytes == 0:
+        if check and tensor.crc32c != 0:  # read() checks an empty tensor's crc too
+            raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
+                                  "(data corrupted)")
+        return
     value = 0
     buf = memoryview(bytearray(min(CHUNK, nbytes)))
     fd = os.open(path, os.O_RDONLY)
@@ -136,5 +139,8 @@ def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, in
     finally:
         os.close(fd)
     while k < len(run):  # trailing empty tensors
+        if run[k].crc32c not in (None, 0):
+            raise CorruptionError(f"{path}: tensor {run[k].name!r}: checksum mismatch "
+                                  "(data corrupted)")
         yield run[k], 0, 0
         k += 1

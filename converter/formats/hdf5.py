@@ -14,13 +14,16 @@ strings as variable-length uint8 sequences with ``dtype="string"`` (HDF5 strings
 
 from __future__ import annotations
 
+import math
+import mmap
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .. import dtypes
-from ..errors import FormatError
+from ..errors import CorruptionError, FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
@@ -68,12 +71,25 @@ def _unescape(part: str) -> str:
     return part.replace("%25", "%")
 
 
-def read(path: Path) -> Checkpoint:
+# What h5py raises on a damaged file besides OSError (HDF5's own errors): bad attribute types,
+# dataspaces and dtypes surface as these.
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
+    """Open an HDF5 file. Data kept outside it (external links, external raw storage, virtual
+    datasets mapping other files) is refused unless ``allow_external``: a file from a stranger
+    must not make us read arbitrary files."""
     h5py = _h5py()
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    except H5_ERRORS as exc:
+        raise FormatError(f"{path}: not a readable HDF5 file ({_first_line(exc)})") from None
     found: list[tuple[float, int, str, Tensor]] = []
 
     def visit(hpath: str, obj) -> None:
@@ -82,26 +98,49 @@ def read(path: Path) -> Checkpoint:
         attrs = obj.attrs
         name = attrs.get("name")
         if isinstance(name, bytes):
-            name = name.decode("utf-8", "surrogateescape")
+            try:
+                name = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError(f"{path}: dataset {hpath!r}: its name attribute is not "
+                                  "UTF-8") from None
         if not isinstance(name, str):
             name = "/".join(_unescape(p) for p in hpath.split("/"))
         order = attrs.get("order")
-        found.append((float(order) if order is not None else float("inf"), len(found), name,
-                      _tensor(path, obj, name)))
+        try:
+            position = float(order) if order is not None else float("inf")
+        except (TypeError, ValueError):
+            position = float("inf")
+        found.append((position, len(found), name, _tensor(path, obj, name, allow_external)))
 
     metadata: dict[str, str] = {}
     try:
+        _check_global_heaps(path, f)
+        links = _external_links(f)
+        if links and not allow_external:
+            link = f.get(links[0], getlink=True)
+            raise FormatError(f"{path}: {links[0]!r} is an external link to {link.filename}:"
+                              f"{link.path}; refusing to follow it (allow_external=True for "
+                              "files you trust)")
         legacy = _legacy_keras(path, f)
         if legacy is not None:
             metadata["layout"] = "keras2"
             found = [(float(i), i, name, t) for i, (name, t) in enumerate(legacy)]
         else:
             f.visititems(visit)
+            for link in links:  # visititems does not follow them
+                target = f[link]
+                if isinstance(target, h5py.Dataset):
+                    visit(link, target)
+                else:
+                    target.visititems(lambda p, o, base=link: visit(f"{base}/{p}", o))
             if "layers" in f and isinstance(f["layers"], h5py.Group) and "vars" in f:
                 metadata["layout"] = "keras3"  # a .weights.h5: layers/<layer>/vars/<i>
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+    except H5_ERRORS as exc:
         f.close()
-        raise FormatError(f"{path}: unreadable HDF5 structure ({exc})") from None
+        raise FormatError(f"{path}: unreadable HDF5 structure ({_first_line(exc)})") from None
+    except BaseException:
+        f.close()
+        raise
     # Files from elsewhere carry no order: list them in natural order (vars/2 before vars/10).
     found.sort(key=lambda x: (x[0], _natural(x[2]) if x[0] == float("inf") else (), x[1]))
     tensors: dict[str, Tensor] = {}
@@ -110,12 +149,143 @@ def read(path: Path) -> Checkpoint:
             f.close()
             raise FormatError(f"{path}: tensor {name!r} is stored twice")
         tensors[name] = tensor
-    for key, value in f.attrs.items():
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        if isinstance(value, str):
-            metadata[key] = value
+    try:
+        if metadata.get("layout") == "keras3":
+            _keras3_roles(f, tensors)
+        for key, value in f.attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if isinstance(value, str):
+                metadata[key] = value
+    except H5_ERRORS as exc:
+        f.close()
+        raise FormatError(f"{path}: unreadable HDF5 attributes ({_first_line(exc)})") from None
     return Checkpoint(tensors, metadata, closers=[f.close])
+
+
+SCAN_WHOLE = 64 << 20  # below this, reading the whole file costs less than visiting it
+
+
+def _check_global_heaps(path: Path, f) -> None:
+    """Validate the global heap collections (GCOL: where variable-length strings live) before
+    HDF5 reads any: libhdf5 (1.14.6) loops forever on a collection holding an object of length
+    zero, and Python cannot interrupt it. In a large file the scan skips the contiguous datasets'
+    raw data, so it reads little more than the metadata."""
+    h5py = _h5py()
+    extents: list[tuple[int, int]] = []
+
+    def visit(name: bytes) -> None:
+        obj = h5py.h5o.open(f.id, name)
+        if isinstance(obj, h5py.h5d.DatasetID):
+            offset, size = obj.get_offset(), obj.get_storage_size()
+            if offset is not None and size:
+                extents.append((offset, offset + size))
+
+    if os.path.getsize(path) > SCAN_WHOLE:
+        h5py.h5o.visit(f.id, visit)
+    with open(path, "rb") as fh:
+        end = os.fstat(fh.fileno()).st_size
+        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if end else b""
+    try:
+        pos = 0
+        for start, stop in sorted(extents) + [(end, end)]:
+            at = buf.find(b"GCOL", pos, max(pos, start) + 3)
+            while at >= 0:
+                _check_collection(path, buf, at, end)
+                at = buf.find(b"GCOL", at + 4, max(pos, start) + 3)
+            pos = max(pos, stop)
+    finally:
+        if end:
+            buf.close()
+
+
+def _check_collection(path: Path, buf, at: int, end: int) -> None:
+    if at + 16 > end or buf[at + 4] != 1:
+        return  # the bytes "GCOL" outside a heap (a heap has version 1)
+    size = int.from_bytes(buf[at + 8:at + 16], "little")
+    if size < 4096 or at + size > end:
+        raise CorruptionError(f"{path}: corrupt global heap at offset {at} (size {size})")
+    p, stop = at + 16, at + size
+    while p + 16 <= stop:
+        index = int.from_bytes(buf[p:p + 2], "little")
+        length = int.from_bytes(buf[p + 8:p + 16], "little")
+        need = length if index == 0 else 16 + (length + 7) // 8 * 8
+        if need < 16 or p + need > stop:
+            raise CorruptionError(f"{path}: corrupt global heap at offset {at} (object "
+                                  f"{index} of length {length} at {p})")
+        p += need
+
+
+def _check_vlen_lengths(path: Path, ds, where: str) -> None:
+    """HDF5 allocates each variable-length element at the length stored beside its heap
+    reference, before it reads the heap: check the lengths of a contiguous dataset against the
+    file size first (a damaged length would ask for gigabytes)."""
+    offset, size = ds.id.get_offset(), ds.id.get_storage_size()
+    count = math.prod(ds.shape or ())
+    if offset is None or not size or size != 16 * count:
+        return  # compact or chunked storage, or other address sizes: left to HDF5
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        raw = fh.read(size)
+    if len(raw) < size:
+        raise CorruptionError(f"{where}: data at {offset}+{size} runs past the end of the file")
+    lengths = np.frombuffer(raw, dtype=[("n", "<u4"), ("ref", "V12")], count=count)["n"]
+    base = _h5py().check_vlen_dtype(ds.dtype)
+    total = sum(lengths.tolist()) * (1 if base in (str, bytes) else np.dtype(base).itemsize)
+    if total > os.path.getsize(path):
+        raise CorruptionError(f"{where}: its variable-length elements claim {total} bytes, more "
+                              "than the file holds")
+
+
+def _external_links(f) -> list[str]:
+    """Paths of the file's external links (cheap: no object is opened)."""
+    h5py = _h5py()
+    found: list[str] = []
+
+    def visit(name: bytes, info) -> None:
+        if info.type == h5py.h5l.TYPE_EXTERNAL:
+            found.append(name.decode("utf-8", "surrogateescape"))
+
+    f.id.links.visit(visit, info=True)
+    return found
+
+
+def _check_storage(path: Path, ds, allow_external: bool) -> None:
+    """Refuse datasets whose data lives in other files, and contiguous datasets whose stored
+    size does not match their shape (a damaged dataspace would make us allocate its size)."""
+    h5py = _h5py()
+    where = f"{path}: dataset {ds.name!r}"
+    plist = ds.id.get_create_plist()
+    layout = plist.get_layout()
+    if not allow_external:
+        if plist.get_external_count():
+            files = ", ".join(plist.get_external(i)[0].decode("utf-8", "replace")
+                              for i in range(plist.get_external_count()))
+            raise FormatError(f"{where}: its data is stored in external file(s) {files}; "
+                              "refusing to read them (allow_external=True for files you trust)")
+        if layout == h5py.h5d.VIRTUAL:
+            outside = sorted({m.file_name for m in ds.virtual_sources() if m.file_name != "."})
+            if outside:
+                raise FormatError(f"{where}: a virtual dataset mapping {', '.join(outside)}; "
+                                  "refusing to read other files (allow_external=True for files "
+                                  "you trust)")
+    if layout == h5py.h5d.CONTIGUOUS and not plist.get_external_count() and \
+            not ds.dtype.hasobject:
+        stored = ds.id.get_storage_size()
+        nbytes = math.prod(ds.shape or ()) * ds.dtype.itemsize
+        if stored and stored != nbytes:
+            raise FormatError(f"{where}: {stored} bytes stored, {nbytes} expected for shape "
+                              f"{list(ds.shape or ())} {ds.dtype}")
+
+
+def _keras3_roles(f, tensors: dict[str, Tensor]) -> None:
+    """Keras 3 ``.weights.h5``: optimizer variables are slots and the step counter, and each
+    tensor learns its owner's name (``attrs["keras_name"]``, see ``formats/keras.py``)."""
+    from .keras import describe, saveable_names
+
+    for name, (_, attrs, kind) in describe(list(tensors), saveable_names(f)).items():
+        tensors[name].attrs.update(attrs)
+        tensors[name].kind = kind
 
 
 def _natural(name: str) -> tuple:
@@ -146,9 +316,10 @@ def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
     return out
 
 
-def _tensor(path: Path, ds, name: str) -> Tensor:
+def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
     h5py = _h5py()
     where = f"{path}: tensor {name!r}"
+    _check_storage(path, ds, allow_external)
     declared = ds.attrs.get("dtype")
     if isinstance(declared, bytes):
         declared = declared.decode()
@@ -156,7 +327,14 @@ def _tensor(path: Path, ds, name: str) -> Tensor:
     shape = tuple(ds.shape) if ds.shape is not None else ()
     if vlen is not None or ds.dtype.kind in "SO" or declared == "string":
         def load_strings() -> np.ndarray:
-            raw = ds[()]
+            if vlen is not None:
+                _check_vlen_lengths(path, ds, where)
+            try:
+                raw = ds[()]
+            except MemoryError:
+                raise FormatError(f"{where}: shape {list(shape)} is too large to read") from None
+            except H5_ERRORS as exc:
+                raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
             out = np.empty(raw.shape, dtype=object)
             flat = out.reshape(-1)
             for i, item in enumerate(np.asarray(raw, dtype=object).reshape(-1)):
@@ -181,8 +359,10 @@ def _tensor(path: Path, ds, name: str) -> Tensor:
     def load() -> np.ndarray:
         try:
             raw = ds[()]
-        except (OSError, ValueError) as exc:
-            raise FormatError(f"{where}: unreadable data ({exc})") from None
+        except MemoryError:
+            raise FormatError(f"{where}: shape {list(shape)} is too large to read") from None
+        except H5_ERRORS as exc:
+            raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
         raw = np.asarray(raw)
         return raw.view(dtype) if raw.dtype != dtype else raw
 

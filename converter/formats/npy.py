@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -80,9 +81,13 @@ def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool) -> T
             return np.load(file, allow_pickle=True)
 
         return Tensor(name, dtype, shape, load_pickle)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if size < hlen + nbytes:
-        raise FormatError(f"{where}: truncated ({size - hlen} data bytes, {nbytes} expected)")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if size != hlen + nbytes:
+        # Extra bytes mean the header lies as surely as missing ones: a header length one short
+        # would shift the data by a byte, a smaller dtype would read a prefix.
+        what = "truncated" if size < hlen + nbytes else "wrong size"
+        raise FormatError(f"{where}: {what} ({size - hlen} data bytes, {nbytes} expected for "
+                          f"shape {list(shape)} {dtype})")
     real_dtype, real_shape = _npyfmt.stored_shape_dtype(dtype, shape, side, where)
     cache: list = []
 
@@ -116,8 +121,9 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
             index = json.loads(index_file.read_text(encoding="utf-8"))
             entries = index["tensors"]
             metadata = {str(k): str(v) for k, v in index.get("metadata", {}).items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise FormatError(f"{index_file}: malformed index ({exc})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise FormatError(f"{index_file}: malformed index "
+                              f"({str(exc).splitlines()[0][:200]})") from None
         for entry in entries:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
                     or not isinstance(entry.get("file"), str):

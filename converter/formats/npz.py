@@ -10,14 +10,17 @@ are read through a memory map; ``compress=True`` writes deflated members.
 from __future__ import annotations
 
 import json
+import math
+import os
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .. import dtypes
-from ..errors import FormatError
+from ..errors import CorruptionError, FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
@@ -45,27 +48,83 @@ def sniff(path: Path) -> bool:
     return bool(names) and all(n.endswith(".npy") or n == SIDE for n in names)
 
 
+# What zipfile raises besides BadZipFile on a damaged archive: zlib.error (bad deflate data),
+# NotImplementedError (unknown compression), RuntimeError (encrypted member), EOFError, and
+# ValueError/OSError/struct.error for offsets that point nowhere.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
+              ValueError, OSError, struct.error, OverflowError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
 def _open(path: Path) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise FormatError(f"{path}: not a valid .npz (zip) file: {exc}") from None
+        zf = zipfile.ZipFile(path)
+    except ZIP_ERRORS as exc:
+        raise FormatError(f"{path}: not a valid .npz (zip) file: {_first_line(exc)}") from None
+    expected = _central_count(path)
+    if expected is not None and expected != len(zf.filelist):
+        zf.close()
+        raise FormatError(f"{path}: the zip directory lists {len(zf.filelist)} members but its "
+                          f"end record says {expected} (corrupt central directory)")
+    return zf
+
+
+def _central_count(path: Path) -> int | None:
+    """The member count the end-of-central-directory record states (None for zip64 or when the
+    record cannot be found; zipfile has checked it exists). zipfile itself does not compare it
+    with what it parsed, so a damaged length inside the directory can hide members."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - (22 + 0xFFFF)))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    (count,) = struct.unpack_from("<H", tail, at + 10)
+    return None if count == 0xFFFF else count
+
+
+def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` from the side member, checked for shape."""
+    if SIDE not in zf.namelist():
+        return {}, {}
+    try:
+        side = json.loads(zf.read(SIDE))
+    except RecursionError:
+        raise FormatError(f"{path}: {SIDE} is nested too deeply") from None
+    except ZIP_ERRORS as exc:  # JSON and Unicode errors are ValueErrors too
+        raise FormatError(f"{path}: {SIDE} is unreadable ({_first_line(exc)})") from None
+    tensors = side.get("tensors", {}) if isinstance(side, dict) else None
+    metadata = side.get("metadata", {}) if isinstance(side, dict) else None
+    if not isinstance(tensors, dict) or not isinstance(metadata, dict) or not all(
+            isinstance(v, dict) for v in tensors.values()):
+        raise FormatError(f"{path}: {SIDE} is malformed (expected an object with 'tensors' and "
+                          "'metadata' objects)")
+    return tensors, metadata
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
     zf = _open(path)
+    try:
+        return _read(zf, path, allow_pickle)
+    except BaseException:
+        zf.close()
+        raise
+
+
+def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
     infos = zf.infolist()
-    side: dict = {}
-    if SIDE in zf.namelist():
-        try:
-            side = json.loads(zf.read(SIDE))
-        except (ValueError, zipfile.BadZipFile, OSError) as exc:
-            raise FormatError(f"{path}: {SIDE} is unreadable ({exc})") from None
-    side_tensors = side.get("tensors", {}) if isinstance(side, dict) else {}
+    side_tensors, metadata = _side(zf, path)
     buf = map_file(path)
     size = path.stat().st_size
     tensors: dict[str, Tensor] = {}
     for info in infos:
+        if not info.filename:  # zipfile's is_dir() would raise IndexError
+            raise FormatError(f"{path}: a member has an empty name (corrupt zip directory)")
         if info.filename == SIDE or info.is_dir():
             continue
         if not info.filename.endswith(".npy"):
@@ -77,12 +136,12 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
         try:
             with zf.open(info) as f:
                 dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise FormatError(f"{where}: unreadable member ({exc})") from None
+        except ZIP_ERRORS as exc:
+            raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
         if dtype.hasobject and not allow_pickle:
             raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
                               "(--allow-pickle) only for files you trust")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if not dtype.hasobject and info.file_size != hlen + nbytes:
             raise FormatError(f"{where}: member holds {info.file_size - hlen} data bytes, "
                               f"{nbytes} expected for shape {list(shape)} {dtype}")
@@ -93,7 +152,11 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
             start = _data_start(buf, info, path) + hlen
             if start + nbytes > size:
                 raise FormatError(f"{where}: data runs past the end of the file")
-            def load(d=dtype, s=shape, o=start, e=entry, w=where) -> np.ndarray:
+            def load(d=dtype, s=shape, o=start, e=entry, w=where, i=info, h=hlen) -> np.ndarray:
+                # numpy.load checks the member's CRC-32 (zipfile does as it reads); so do we.
+                member = memoryview(buf)[o - h:o + i.file_size - h] if i.file_size else b""
+                if zlib.crc32(member) != i.CRC:
+                    raise CorruptionError(f"{w}: CRC-32 mismatch (data corrupted)")
                 return _npyfmt.restore(frombuffer(buf, d, s, o), e, w)
             if not entry or entry.get("dtype") != "string":
                 span = (str(path), start, nbytes)
@@ -101,9 +164,31 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
             def load(i=info, e=entry, w=where) -> np.ndarray:
                 return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
         tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
-    metadata = side.get("metadata", {}) if isinstance(side, dict) else {}
     closers = [zf.close, lambda: release(buf)]
     return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()}, closers=closers)
+
+
+def integrity(path: Path) -> dict[str, str]:
+    """``{tensor: problem}`` for members whose zip CRC-32 does not match, found by streaming
+    every member once through zipfile (bounded memory); ``ckpt verify`` uses it, since reading
+    a stored member through its memory map would touch every page."""
+    problems: dict[str, str] = {}
+    try:
+        zf = zipfile.ZipFile(path)
+    except ZIP_ERRORS:
+        return problems  # reading the file reports it
+    with zf:
+        for info in zf.infolist():
+            if info.filename == SIDE or not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[:-4]
+            try:
+                with zf.open(info) as f:
+                    while f.read(1 << 20):
+                        pass
+            except ZIP_ERRORS as exc:
+                problems[name] = f"{path}: tensor {name!r}: {_first_line(exc)}"
+    return problems
 
 
 def _data_start(buf, info: zipfile.ZipInfo, path: Path) -> int:
@@ -121,8 +206,8 @@ def _read_member(
     try:
         with zf.open(info) as f:
             return np.lib.format.read_array(f, allow_pickle=allow_pickle)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise FormatError(f"{where}: unreadable member ({exc})") from None
+    except ZIP_ERRORS as exc:
+        raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool = False,

@@ -68,9 +68,14 @@ def _read_file(path: Path) -> Checkpoint:
             raise FormatError(f"{path}: header length {n} exceeds the file size {size}")
         raw = f.read(n)
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path}: safetensors header is not valid JSON ({exc})") from None
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise FormatError(f"{path}: tensor {exc.args[0]!r} appears twice in the header") from None
+    except RecursionError:
+        raise FormatError(f"{path}: safetensors header is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        raise FormatError(f"{path}: safetensors header is not valid JSON "
+                          f"({str(exc).splitlines()[0][:200]})") from None
     if not isinstance(header, dict):
         raise FormatError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -84,10 +89,14 @@ def _read_file(path: Path) -> Checkpoint:
     tensors: dict[str, Tensor] = {}
     ranges = []
     for name, info in header.items():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FormatError(f"{path}: tensor name {name!r} is not valid UTF-8") from None
         if not isinstance(info, dict):
             raise FormatError(f"{path}: tensor {name!r}: header entry is not an object")
         code = info.get("dtype")
-        if code not in CODES:
+        if not isinstance(code, str) or code not in CODES:
             raise FormatError(f"{path}: tensor {name!r}: unsupported dtype {code!r}")
         dtype = dtypes.from_name(CODES[code])
         shape = check_shape(path, name, info.get("shape"))
@@ -114,7 +123,32 @@ def _read_file(path: Path) -> Checkpoint:
     for (_, e0, n0), (b1, _, n1) in zip(ranges, ranges[1:], strict=False):
         if b1 < e0:
             raise FormatError(f"{path}: tensors {n0!r} and {n1!r} overlap")
+    # As the reference implementation requires, the tensors tile the data exactly: a gap or
+    # trailing bytes mean the header length or the offsets are wrong (a header one byte short
+    # would otherwise shift every tensor by a byte).
+    end = 0
+    for b, e, name in ranges:
+        if b != end:
+            raise FormatError(f"{path}: tensor {name!r} starts at data offset {b}, expected "
+                              f"{end} (the header length or offsets are wrong)")
+        end = e
+    if end != data_size:
+        raise FormatError(f"{path}: the tensors end at data offset {end} but the file holds "
+                          f"{data_size} bytes of data (truncated header or extra bytes)")
     return Checkpoint(tensors, metadata, closers=[lambda: release(buf)])
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _index_of(path: Path) -> Path:
@@ -138,8 +172,9 @@ def _read_sharded(path: Path) -> Checkpoint:
         doc = json.loads(index.read_text(encoding="utf-8"))
         weight_map = doc["weight_map"]
         assert isinstance(weight_map, dict)
-    except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{index}: not a safetensors index ({exc})") from None
+    except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
+        raise FormatError(f"{index}: not a safetensors index "
+                          f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
     files = list(dict.fromkeys(weight_map.values()))
     tensors: dict[str, Tensor] = {}
     metadata: dict[str, str] = {}

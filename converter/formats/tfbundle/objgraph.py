@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .proto import decode, encode, first
+from .proto import decode, encode, first_bytes, first_int
 
 GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 ATTR_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -28,23 +28,27 @@ class Node:
 
 
 def parse(raw: bytes) -> list[Node]:
+    """The graph's nodes; ProtoError for malformed bytes (including fields of the wrong wire
+    type, which a bit flip in a key produces)."""
     nodes = []
     for n in decode(raw).get(1, []):
         f = decode(n)
         node = Node()
         for c in f.get(1, []):
             cf = decode(c)
-            node.children.append((first(cf, 2, b"").decode("utf-8", "replace"), first(cf, 1)))
+            node.children.append((_text(cf, 2), first_int(cf, 1)))
         for a in f.get(2, []):
             af = decode(a)
-            node.attributes.append(tuple(first(af, i, b"").decode("utf-8", "replace")
-                                         for i in (1, 2, 3)))
+            node.attributes.append((_text(af, 1), _text(af, 2), _text(af, 3)))
         for s in f.get(3, []):
             sf = decode(s)
-            node.slots.append((first(sf, 1), first(sf, 2, b"").decode("utf-8", "replace"),
-                               first(sf, 3)))
+            node.slots.append((first_int(sf, 1), _text(sf, 2), first_int(sf, 3)))
         nodes.append(node)
     return nodes
+
+
+def _text(fields: dict[int, list], number: int) -> str:
+    return first_bytes(fields, number).decode("utf-8", "replace")
 
 
 def _is_optimizer(node: Node) -> bool:

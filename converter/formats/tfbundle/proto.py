@@ -37,6 +37,9 @@ def read_varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
 
 def decode(buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> dict[int, list]:
     """Decode one message: ``{field_number: [value, ...]}``; bytes fields stay bytes."""
+    if not isinstance(buf, (bytes, bytearray, memoryview)):
+        # A field declared as a message arrived with a number's wire type.
+        raise ProtoError("expected a message, found a number")
     if end is None:
         end = len(buf)
     fields: dict[int, list] = {}
@@ -77,6 +80,22 @@ def signed(value: int) -> int:
 def first(fields: dict[int, list], number: int, default=0):
     values = fields.get(number)
     return values[-1] if values else default
+
+
+def first_int(fields: dict[int, list], number: int, default: int = 0) -> int:
+    """The last value of a number field; ProtoError if it arrived length-delimited."""
+    value = first(fields, number, default)
+    if not isinstance(value, int):
+        raise ProtoError(f"field {number}: expected a number, found bytes")
+    return value
+
+
+def first_bytes(fields: dict[int, list], number: int, default: bytes = b"") -> bytes:
+    """The last value of a bytes/string/message field; ProtoError if it arrived as a number."""
+    value = first(fields, number, default)
+    if not isinstance(value, bytes):
+        raise ProtoError(f"field {number}: expected bytes, found a number")
+    return value
 
 
 def varint(value: int) -> bytes:
@@ -131,16 +150,25 @@ def decode_shape(raw: bytes) -> tuple[int, ...]:
             break
     else:
         if pos == end:
-            return tuple(dims)
+            return _rank_checked(dims)
     f = decode(raw)
-    if first(f, 3):
+    if first_int(f, 3):
         raise ProtoError("tensor of unknown rank")
     dims = []
     for d in f.get(2, []):
-        size = signed(first(decode(d), 1))
+        size = signed(first_int(decode(d), 1))
         if size < 0:
             raise ProtoError(f"negative dimension {size}")
         dims.append(size)
+    return _rank_checked(dims)
+
+
+MAX_RANK = 64  # numpy's limit; TensorFlow's is lower still (254 in theory, 8 for most kernels)
+
+
+def _rank_checked(dims: list[int]) -> tuple[int, ...]:
+    if len(dims) > MAX_RANK:
+        raise ProtoError(f"rank {len(dims)} exceeds {MAX_RANK}")
     return tuple(dims)
 
 
@@ -153,9 +181,11 @@ def decode_slice(raw: bytes) -> list[tuple[int, int]]:
     extents = []
     for e in decode(raw).get(1, []):
         ef = decode(e)
-        start = signed(first(ef, 1))
-        length = signed(first(ef, 2, -1)) if 2 in ef else -1
+        start = signed(first_int(ef, 1))
+        length = signed(first_int(ef, 2, -1)) if 2 in ef else -1
         extents.append((start, length))
+    if len(extents) > MAX_RANK:
+        raise ProtoError(f"slice of rank {len(extents)} exceeds {MAX_RANK}")
     return extents
 
 

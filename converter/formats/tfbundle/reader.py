@@ -6,13 +6,14 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ... import dtypes
 from ...crc32c import crc, extend, lengths_crc, mask, unmask
-from ...errors import CorruptionError, FormatError
+from ...errors import ConverterWarning, CorruptionError, FormatError
 from ...kinds import tf1_kind
 from ...tensor import Checkpoint, Tensor
 from .._common import frombuffer, map_file, release
@@ -64,6 +65,9 @@ def _locate(directory: Path, recorded: str) -> Path:
     if not p.with_name(p.name + ".index").exists():
         beside = directory / Path(recorded).name
         if beside.with_name(beside.name + ".index").exists():
+            warnings.warn(f"{directory / 'checkpoint'}: names {recorded}, which does not exist "
+                          f"here; using {beside.name} beside it (copied from another machine?)",
+                          ConverterWarning, stacklevel=2)
             return beside
     return p
 
@@ -144,11 +148,12 @@ class Bundle:
             raise CorruptionError(f"{where}: missing bundle header")
         try:
             header = proto.decode(rows[0][1])
+            big_endian = proto.first_int(header, 2) == 1
+            self.num_shards = proto.first_int(header, 1, 1)
         except proto.ProtoError as exc:
             raise CorruptionError(f"{where}: malformed bundle header ({exc})") from None
-        if proto.first(header, 2) == 1:
+        if big_endian:
             raise FormatError(f"{where}: big-endian checkpoints are not supported")
-        self.num_shards = proto.first(header, 1, 1)
         if not 1 <= self.num_shards <= 1_000_000:
             raise CorruptionError(f"{where}: bad shard count {self.num_shards}")
         self.entries: dict[str, dict] = {}
@@ -260,34 +265,58 @@ class Bundle:
     def read_partitioned(self, name: str, entry: dict) -> np.ndarray:
         dtype, _ = self.dtype_of(entry)
         full = entry["shape"]
-        out = np.empty(full, dtype=dtype)
+        where = f"{self.index_path}: tensor {name!r}"
+        parts = []
         for extents in entry["slices"]:
             if len(extents) != len(full):
-                raise CorruptionError(f"{self.index_path}: tensor {name!r}: slice rank mismatch")
+                raise CorruptionError(f"{where}: slice rank mismatch")
             raw = self.raw.get(slice_key(name, extents))
             if raw is None:  # savers also spell whole dimensions out as (0, size)
                 explicit = [(0, full[d]) if length < 0 else (start, length)
                             for d, (start, length) in enumerate(extents)]
                 raw = self.raw.get(slice_key(name, explicit))
             if raw is None:
-                raise CorruptionError(f"{self.index_path}: tensor {name!r}: a partition is missing")
+                raise CorruptionError(f"{where}: a partition is missing")
             part = self._entry(name, raw)
-            part_shape = tuple(
+            part["shape"] = tuple(
                 full[d] if length < 0 else length for d, (_, length) in enumerate(extents))
             index = tuple(
                 slice(0, full[d]) if length < 0 else slice(start, start + length)
                 for d, (start, length) in enumerate(extents))
             if any(s.stop > full[d] or s.start < 0 for d, s in enumerate(index)):
-                raise CorruptionError(f"{self.index_path}: tensor {name!r}: slice out of bounds")
-            part["shape"] = part_shape
+                raise CorruptionError(f"{where}: slice out of bounds")
+            parts.append((index, part))
+        # Before allocating the whole tensor: it must fit in the data its parts point into, and
+        # the parts must cover it exactly once (np.empty would hand out uninitialised memory).
+        stored = sum(self._shard_size(i) for i in {p["shard"] for _, p in parts})
+        if math.prod(full) * (1 if dtype.hasobject else dtype.itemsize) > stored:
+            raise CorruptionError(f"{where}: shape {list(full)} needs more bytes than its "
+                                  f"data files hold ({stored})")
+        boxes = [[(s.start, s.stop) for s in index] for index, _ in parts]
+        if sum(math.prod(b - a for a, b in box) for box in boxes) != math.prod(full) or any(
+                _overlap(x, y) for i, x in enumerate(boxes) for y in boxes[i + 1:]):
+            raise CorruptionError(f"{where}: its partitions do not cover shape {list(full)} "
+                                  "exactly once")
+        out = np.empty(full, dtype=dtype)
+        for index, part in parts:
             out[index] = self.read_entry(name, part)
         out.flags.writeable = False
         return out
+
+    def _shard_size(self, i: int) -> int:
+        try:
+            return os.stat(self.shard_file(i)).st_size
+        except OSError:
+            return 0
 
     def close(self) -> None:
         for m in self._maps.values():
             release(m)
         self._maps = {}
+
+
+def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
+    return all(max(a0, b0) < min(a1, b1) for (a0, a1), (b0, b1) in zip(a, b, strict=True))
 
 
 def _storage_order(bundle: Bundle) -> list[tuple[str, dict]]:
@@ -299,8 +328,8 @@ def _storage_order(bundle: Bundle) -> list[tuple[str, dict]]:
             parts = [bundle.raw.get(slice_key(name, e)) for e in entry["slices"][:1]]
             if parts and parts[0] is not None:
                 try:
-                    f = proto.decode(parts[0])
-                    return proto.first(f, 3), proto.signed(proto.first(f, 4)), 1
+                    part = proto.decode_entry(parts[0])
+                    return part["shard"], part["offset"], 1
                 except proto.ProtoError:
                     pass
         return entry["shard"], entry["offset"], 1 if entry["size"] else 0
@@ -345,7 +374,10 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
         else:
             def load(n=name, e=entry):
                 return bundle.read_entry(n, e)
-            if not dtype.hasobject:
+            # A span lets writers and verify stream the bytes without read(), so only an entry
+            # whose size matches its shape and dtype gets one; read() reports the others.
+            if not dtype.hasobject and "unsupported" not in entry and \
+                    math.prod(entry["shape"]) * dtype.itemsize == entry["size"]:
                 span = (bundle.shard_file(entry["shard"]), entry["offset"], entry["size"])
                 checksum = unmask(entry["crc"]) if verify else None
         tensors[name] = Tensor(name, dtype, entry["shape"], load, kind=kind, span=span,
