@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from . import registry
-from .errors import UsageError
+from .errors import ConverterWarning, UsageError
 from .tensor import Checkpoint, as_checkpoint
 
 PathLike = str | os.PathLike[str]
@@ -72,8 +73,31 @@ def write(
     """
     p = Path(path)
     fmt = registry.for_output(p, format)
-    _call(fmt.load().write, f"format {fmt.name!r} writer", as_checkpoint(checkpoint), p,
-          force=force, **opts)
+    module = fmt.load()
+    ckpt = _portable(as_checkpoint(checkpoint), fmt.name, module)
+    _call(module.write, f"format {fmt.name!r} writer", ckpt, p, force=force, **opts)
+
+
+# Where a checkpoint was read from: useful to show, wrong to write into outputs (the same
+# conversion on another machine or from an unpacked archive must give the same bytes).
+LOCAL_METADATA = ("prefix", "checkpoints", "saved_model")
+
+
+def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
+    """The checkpoint as written: without machine-local metadata, and without a TF2 object
+    graph where the format has no strings. The graph is a string tensor describing the other
+    keys, not a weight; such formats leave it out (with a warning) rather than refuse the
+    whole checkpoint, and a TF checkpoint written from them gets a new one."""
+    tensors: dict[str, Any] = dict(ckpt)
+    if "string" not in getattr(module, "DTYPES", ("string",)):
+        graphs = [n for n, t in ckpt.items() if t.kind == "object_graph"]
+        if graphs:
+            warnings.warn(f"{fmt} cannot hold the TF2 object graph ({graphs[0]}); writing the "
+                          "tensors without it", ConverterWarning, stacklevel=3)
+            for name in graphs:
+                del tensors[name]
+    metadata = {k: v for k, v in ckpt.metadata.items() if k not in LOCAL_METADATA}
+    return Checkpoint(tensors, metadata)
 
 
 def convert(

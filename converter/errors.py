@@ -10,6 +10,10 @@ class ConverterError(Exception):
     """Base of every error converter raises on purpose."""
 
 
+class ConverterWarning(UserWarning):
+    """Something was resolved by a guess the user should know about."""
+
+
 class FormatError(ConverterError):
     """A file is malformed, of an unknown format, or cannot hold what was asked of it."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,5 +17,6 @@ def test_bench_quick(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     for task in ("inspect", "read", "to-safetensors", "to-npz", "to-h5", "safetensors-to-tf",
                  "npz-to-safetensors"):
-        assert f"quick  {task}" in result.stdout
+        assert re.search(rf"^quick\s+{task}\s+\d", result.stdout, re.M), task
+    assert re.search(r"^batch\s+10 items, jobs 2\s+\d", result.stdout, re.M)
     assert (tmp_path / "rows.json").is_file()

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import ConverterError
-from . import convert, diff, formats, inspect, migrate, verify
+from ..errors import ConverterError, ConverterWarning
+from . import batch, convert, diff, formats, inspect, migrate, verify
 
 COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
-            "migrate": migrate, "formats": formats}
+            "migrate": migrate, "batch": batch, "formats": formats}
 
 EPILOG = """examples:
   ckpt inspect model.ckpt-1000
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.run(args) or 0)
     except ConverterError as exc:
@@ -62,6 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ckpt: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Our own warnings are for users: one line, no source location.
+    if issubclass(category, ConverterWarning):
+        print(f"ckpt: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def entry() -> None:

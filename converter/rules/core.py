@@ -17,13 +17,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import RenameError
+from ..errors import ConverterWarning, RenameError
 from ..formats.tfbundle.objgraph import GRAPH_KEY, SLOT_MARK
 from ..kinds import tf1_kind
 from ..tensor import Tensor
 
 
-class RuleWarning(UserWarning):
+class RuleWarning(ConverterWarning):
     """A rule (or one of its patterns or names) matched no tensor."""
 
 

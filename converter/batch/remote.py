@@ -1,0 +1,98 @@
+"""Batch sources and outputs on remote storage through fsspec (``s3://``, ``gs://`` ...).
+
+A remote checkpoint is downloaded into a temporary directory (a TF bundle as its ``.index`` and
+``.data-*`` objects), converted there, and the outputs uploaded under the remote DIR.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .discover import FILE_SUFFIXES, Item
+
+DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
+
+
+def is_url(text: str) -> bool:
+    return "://" in str(text) and not str(text).startswith("file://")
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise UsageError(f'{url}: remote storage needs fsspec: pip install '
+                         '"ckpt-converter[remote]"') from None
+    try:
+        return url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"{url}: {exc}") from None
+
+
+def remote_items(url: str, latest: bool = False) -> list[Item]:
+    """The checkpoints under a remote prefix: TF bundles (by their ``.index``) and files."""
+    fs, root = filesystem(url)
+    protocol = url.split("://", 1)[0]
+    root = root.rstrip("/")
+    try:
+        found = fs.find(root, detail=True)
+    except OSError as exc:
+        raise UsageError(f"{url}: cannot list ({exc})") from None
+    if not found and fs.isfile(root):
+        found = {root: fs.info(root)}
+    label = Path(root).name
+    items = []
+    by_dir: dict[str, list[str]] = {}
+    for path in sorted(found):
+        by_dir.setdefault(str(Path(path).parent), []).append(path)
+    for _, paths in sorted(by_dir.items()):
+        prefixes = sorted(p[: -len(".index")] for p in paths if p.endswith(".index"))
+        if latest and prefixes:
+            prefixes = prefixes[-1:]
+        for prefix in prefixes:
+            parts = [p for p in paths if p == prefix + ".index"
+                     or p.startswith(prefix + ".data-") and DATA.search(p)]
+            items.append(_item(protocol, root, label, prefix, parts, found))
+        for p in paths:
+            if p.lower().endswith(FILE_SUFFIXES):
+                items.append(_item(protocol, root, label, p, [p], found))
+    return items
+
+
+def _item(protocol: str, root: str, label: str, path: str, parts: list[str],
+          info: dict[str, dict]) -> Item:
+    rel = str(Path(label) / Path(path).relative_to(root)) if path != root else label
+    size = sum(int(info[p].get("size") or 0) for p in parts)
+    stamp = max(str(info[p].get("LastModified") or info[p].get("mtime") or "") for p in parts)
+    return Item(f"{protocol}://{path}", rel, tuple(f"{protocol}://{p}" for p in parts),
+                Path(path).name, remote=True, stamp=(size, stamp))
+
+
+def fetch(item: Item, into: Path) -> Path:
+    """Download the item's objects into ``into``; returns the path to read."""
+    fs, _ = filesystem(item.source)
+    for url in item.members:
+        _, path = filesystem(url)
+        fs.get(path, str(into / Path(path).name))
+    return into / item.read_as
+
+
+def upload(local: list[Path], out_url: str, rel_parent: str) -> None:
+    fs, root = filesystem(out_url)
+    target = f"{root.rstrip('/')}/{rel_parent}".rstrip("/")
+    for path in local:
+        fs.put(str(path), f"{target}/{path.name}", recursive=path.is_dir())
+
+
+def read_text(url: str) -> str | None:
+    fs, path = filesystem(url)
+    return fs.cat(path).decode("utf-8") if fs.exists(path) else None
+
+
+def write_text(url: str, text: str) -> None:
+    fs, path = filesystem(url)
+    with fs.open(path, "wb") as f:
+        f.write(text.encode("utf-8"))

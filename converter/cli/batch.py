@@ -1,0 +1,75 @@
+"""``ckpt batch SRC... --to FORMAT --out DIR``: convert many checkpoints, in parallel, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from .common import human
+from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
+
+HELP = "convert every checkpoint in directories, globs and archives (parallel, resumable)"
+EXAMPLES = """examples:
+  ckpt batch runs/ --to safetensors --out converted/ --preset drop-optimizer
+  ckpt batch 'zoo/*.tar.gz' --to npz --out out/ --latest --jobs 4
+  ckpt batch runs/ --to safetensors --out converted/ --resume      # after an interruption
+  ckpt batch runs/ --to safetensors --out converted/ --shard 2/3   # machine 2 of 3
+"""
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="+", metavar="SRC",
+                   help="files, TF prefixes, directories (searched recursively), globs, "
+                        ".tar/.tar.gz/.tgz/.zip archives")
+    p.add_argument("--to", required=True, metavar="FORMAT", help="output format")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (mirrors the "
+                                                               "input tree; holds manifest.jsonl)")
+    p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip items done and unchanged according to DIR/manifest.jsonl")
+    p.add_argument("--latest", action="store_true",
+                   help="only the latest checkpoint of each training directory")
+    p.add_argument("--shard", metavar="I/N",
+                   help="take this machine's share: I counts from 1 to N (stable across runs)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where items run: local processes, or a Dask cluster (extra: dask)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address for --executor dask (tcp://host:8786)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
+    p.add_argument("--json", action="store_true", help="print the results as JSON lines")
+    add_rule_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..batch import batch, parse_shard
+
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.jobs is not None and args.jobs < 1:
+        from ..errors import UsageError
+
+        raise UsageError("--jobs must be at least 1")
+    # SIGTERM (a scheduler stopping the job) stops the workers and keeps the manifest whole.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with rule_warnings_to_stderr(args.quiet):
+        results = batch(args.sources, to=args.to, out=args.out, rules=rules_from_args(args),
+                        jobs=args.jobs, resume=args.resume, latest=args.latest, shard=shard,
+                        force=args.force, progress=not args.quiet, executor=args.executor,
+                        scheduler=args.scheduler)
+    failed = [r for r in results if r.status == "failed"]
+    if args.json:
+        for r in results:
+            print(json.dumps(r.__dict__))
+    elif not args.quiet:
+        done = [r for r in results if r.status == "done"]
+        skipped = [r for r in results if r.status == "skipped"]
+        print(f"{len(results)} items: {len(done)} converted, {len(skipped)} skipped "
+              f"(unchanged), {len(failed)} failed; "
+              f"{human(sum(r.size for r in done))} in {sum(r.seconds for r in done):.1f} s "
+              "of work")
+        for r in failed:
+            print(f"FAILED {r.error}" if r.error and r.source in r.error
+                  else f"FAILED {r.source}: {r.error}")
+    return 1 if failed else 0

@@ -1,0 +1,222 @@
+"""ckpt batch: trees, archives, foreign state files, failures, interruption and resume, shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_same_checkpoint
+
+import converter
+from converter.batch import MANIFEST, discover, parse_shard
+from converter.batch.discover import in_shard
+from converter.cli import main
+
+
+@pytest.fixture(scope="module")
+def tree(tf, tf_fixtures, tmp_path_factory) -> Path:
+    """30+ checkpoints written by TensorFlow: TF1 runs with several steps, TF2 and sharded
+    bundles from the session fixtures, npz files, and one corrupt checkpoint."""
+    root = tmp_path_factory.mktemp("tree") / "runs"
+    v1 = tf.compat.v1
+    for run in range(3):
+        (root / f"run{run}").mkdir(parents=True)
+        with tf.Graph().as_default():
+            v1.set_random_seed(run)
+            w = v1.get_variable("dense/kernel", [8, 4])
+            v1.get_variable("dense/bias", [4])
+            step = v1.train.get_or_create_global_step()
+            bump = [w.assign_add(tf.ones_like(w)), step.assign_add(1)]
+            saver = v1.train.Saver(max_to_keep=None)
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                for _ in range(10):
+                    sess.run(bump)
+                    saver.save(sess, str(root / f"run{run}" / "model.ckpt"), global_step=step,
+                               write_meta_graph=False)
+    for name in ("tf2_keras", "sharded", "savedmodel"):
+        src = Path(tf_fixtures[name]["prefix"])
+        src_dir = src.parent.parent if name == "savedmodel" else src.parent
+        shutil.copytree(src_dir, root / "tf2" / name)
+    for i in range(2):
+        converter.write({"x": np.arange(i + 3, dtype=np.float32)}, root / "npz" / f"w{i}.npz")
+    bad = root / "broken"
+    shutil.copytree(root / "run0", bad)
+    data = bad / "model.ckpt-5.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    raw[10] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    return root
+
+
+def _outputs(out: Path) -> list[Path]:
+    return sorted(p for p in out.rglob("*.safetensors"))
+
+
+def test_tree_with_two_workers(tree, tmp_path, capsys):
+    items = discover([str(tree)])
+    assert len(items) >= 30
+    code = main(["batch", str(tree), "--to", "safetensors", "--out", str(tmp_path / "out"),
+                 "--jobs", "2", "-q"])
+    assert code == 1
+    results = converter.batch([str(tree)], to="safetensors", out=tmp_path / "out2", jobs=2)
+    failed = [r for r in results if r.status == "failed"]
+    assert [r.source for r in failed] == [str(tree / "broken" / "model.ckpt-5")]
+    assert "checksum" in failed[0].error
+    assert len([r for r in results if r.status == "done"]) == len(items) - 1
+    out = tmp_path / "out2" / "runs" / "run1" / "model.ckpt-7.safetensors"
+    with converter.read(out) as got, converter.read(tree / "run1" / "model.ckpt-7") as want:
+        assert_same_checkpoint(got, want)
+    assert (tmp_path / "out2" / "runs" / "tf2" / "sharded" / "ckpt.safetensors").is_file()
+    lines = (tmp_path / "out2" / MANIFEST).read_text().splitlines()
+    assert len(lines) == len(items)
+    record = json.loads(lines[0])
+    assert {"source", "size", "mtime", "output", "sha256", "status", "seconds", "error"} <= set(
+        record)
+
+
+def test_latest_only(tree, tmp_path):
+    results = converter.batch([str(tree / "run2")], to="npz", out=tmp_path, latest=True)
+    assert [Path(r.source).name for r in results] == ["model.ckpt-10"]
+
+
+def test_archives_convert_like_the_directory(tree, tmp_path):
+    with tarfile.open(tmp_path / "run1.tar.gz", "w:gz") as tf:
+        tf.add(tree / "run1", arcname="run1")
+    with zipfile.ZipFile(tmp_path / "run1.zip", "w") as zf:
+        for f in sorted((tree / "run1").iterdir()):
+            zf.write(f, f"run1/{f.name}")
+    direct = converter.batch([str(tree / "run1")], to="safetensors", out=tmp_path / "d")
+    for archive in ("run1.tar.gz", "run1.zip"):
+        results = converter.batch([str(tmp_path / archive)], to="safetensors",
+                                  out=tmp_path / archive.replace(".", "_"))
+        assert [r.status for r in results] == ["done"] * 10
+        assert sorted(r.sha256 for r in results) == sorted(r.sha256 for r in direct)
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("ckpt-batch-*"))
+
+
+def test_state_file_from_another_machine(tree, tmp_path):
+    run = tmp_path / "copied"
+    shutil.copytree(tree / "run0", run)
+    (run / "checkpoint").write_text(
+        'model_checkpoint_path: "/home/someone/train/run0/model.ckpt-8"\n'
+        'all_model_checkpoint_paths: "/home/someone/train/run0/model.ckpt-8"\n')
+    with pytest.warns(converter.errors.ConverterWarning, match="model.ckpt-8"):
+        with converter.read(run) as ckpt:
+            assert ckpt.metadata["prefix"].endswith("model.ckpt-8")
+    results = converter.batch([str(run)], to="npz", out=tmp_path / "o", latest=True)
+    assert [Path(r.source).name for r in results] == ["model.ckpt-8"]
+
+
+def test_shards_cover_every_item_once(tree):
+    items = discover([str(tree)])
+    taken = [[i.key for i in items if in_shard(i, parse_shard(f"{k}/3"))] for k in (1, 2, 3)]
+    assert sorted(sum(taken, [])) == sorted(i.key for i in items)
+    assert all(taken)
+    with pytest.raises(converter.UsageError):
+        parse_shard("0/3")
+
+
+def test_kill_then_resume(tmp_path):
+    src = tmp_path / "src"
+    for i in range(12):  # ~24 MiB each: slow enough to interrupt
+        converter.write({"w": np.full((1536, 4096), i, np.float32)}, src / f"m{i:02d}.npz")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "converter", "batch", str(src), "--to", "safetensors",
+           "--out", str(out), "--jobs", "2", "-q"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = (out / MANIFEST).read_text().count("\n") if (out / MANIFEST).exists() else 0
+        if done >= 3:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    while time.monotonic() < deadline + 60:  # the workers clean up after their parent is gone
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    # Outputs appear only under their final names, complete: no temporary file is left.
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    records = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+    finished = {r["source"] for r in records if r["status"] == "done"}
+    assert 3 <= len(finished) < 12
+    for p in _outputs(out):  # whatever exists is complete
+        with converter.read(p) as ckpt:
+            assert ckpt["w"].shape == (1536, 4096)
+    results = converter.batch([str(src)], to="safetensors", out=out, resume=True, jobs=2)
+    assert {r.source for r in results if r.status == "skipped"} == finished
+    assert all(r.status in ("done", "skipped") for r in results) and len(results) == 12
+    assert len(_outputs(out)) == 12
+
+
+def test_dask_executor_matches_local_run(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    src = tmp_path / "src"
+    for i in range(6):
+        converter.write({"w": np.full((64, 8), i, np.float32), "step": np.int64(i)},
+                        src / f"run{i % 2}" / f"model.ckpt-{i}", format="tf")
+    local = converter.batch([str(src)], to="safetensors", out=tmp_path / "local", jobs=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        remote = converter.batch([str(src)], to="safetensors", out=tmp_path / "dask",
+                                 executor="dask", scheduler=cluster.scheduler_address)
+    assert [r.status for r in remote] == ["done"] * 6
+    assert [r.source for r in remote] == [r.source for r in local]
+    assert [r.sha256 for r in remote] == [r.sha256 for r in local]
+    for r in local:
+        twin = Path(r.output.replace(str(tmp_path / "local"), str(tmp_path / "dask")))
+        assert Path(r.output).read_bytes() == twin.read_bytes()
+
+
+def test_s3_sources_and_outputs(tmp_path, monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    import fsspec.config
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                           ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(key, value)
+        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+        fs.mkdir("bucket")
+        src = tmp_path / "src"
+        for step in (1, 2):  # TF bundles: separate .index and .data objects in the bucket
+            converter.write({"w": np.full((32, 4), step, np.float32)},
+                            src / "run" / f"model.ckpt-{step}", format="tf")
+        converter.write({"x": np.arange(5)}, src / "extra.npz")
+        fs.put(str(src), "bucket/src", recursive=True)
+        assert fs.exists("bucket/src/run/model.ckpt-1.data-00000-of-00001")
+
+        local = converter.batch([str(src)], to="safetensors", out=tmp_path / "local", jobs=1)
+        remote = converter.batch(["s3://bucket/src"], to="safetensors", out="s3://bucket/out",
+                                 jobs=2)
+        assert [r.status for r in remote] == ["done"] * 3
+        assert sorted(r.sha256 for r in remote) == sorted(r.sha256 for r in local)
+        for r in local:
+            rel = Path(r.output).relative_to(tmp_path / "local").as_posix()
+            assert fs.cat(f"bucket/out/{rel}") == Path(r.output).read_bytes()
+        assert len(fs.cat("bucket/out/manifest.jsonl").decode().splitlines()) == 3
+        again = converter.batch(["s3://bucket/src"], to="safetensors", out="s3://bucket/out",
+                                resume=True)
+        assert [r.status for r in again] == ["skipped"] * 3
+    finally:
+        server.stop()
