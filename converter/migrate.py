@@ -23,10 +23,18 @@ from .outputs import check_free, outputs
 
 
 def load_factory(spec: str) -> Callable[[], Any]:
-    """``package.module:function`` or ``path/to/file.py:function``."""
+    """``package.module:function``, ``path/to/file.py:function`` or a Keras 3 ``.keras`` file
+    (its architecture, loaded with ``keras.saving.load_model``). Errors are one-line
+    :class:`UsageError` s naming the spec."""
+    if spec.endswith(".keras") and ":" not in Path(spec).name:
+        path = Path(spec)
+        if not path.is_file():
+            raise UsageError(f"--model {spec!r}: no such file")
+        return lambda: _load_keras_file(path)
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"--model {spec!r}: expected MODULE:FUNCTION or FILE.py:FUNCTION")
+        raise UsageError(f"--model {spec!r}: expected MODULE:FUNCTION, FILE.py:FUNCTION or "
+                         "FILE.keras")
     try:
         if module_name.endswith(".py") or os.sep in module_name:
             path = Path(module_name)
@@ -38,18 +46,48 @@ def load_factory(spec: str) -> Callable[[], Any]:
             loader_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"--model {spec!r}: cannot import {module_name}: {exc}") from None
+    except UsageError:
+        raise
+    except Exception as exc:  # the user's module: any failure to import it is theirs to fix
+        raise UsageError(f"--model {spec!r}: cannot import {module_name}: "
+                         f"{type(exc).__name__}: {_one_line(exc)}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UsageError(f"--model {spec!r}: {module_name} has no function {attr!r}")
-    return factory
+
+    def build() -> Any:
+        try:
+            return factory()
+        except Exception as exc:
+            raise UsageError(f"--model {spec!r}: {attr}() failed: {type(exc).__name__}: "
+                             f"{_one_line(exc)}") from None
+
+    return build
+
+
+def _load_keras_file(path: Path) -> Any:
+    import keras
+
+    try:
+        return keras.saving.load_model(path)
+    except Exception as exc:
+        raise UsageError(f"--model {str(path)!r}: Keras cannot load it: {type(exc).__name__}: "
+                         f"{_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
-    """Write the model's weights atomically: ``.weights.h5``/``.h5`` through Keras, any other
-    name as a TF2 checkpoint prefix."""
+    """Write the model atomically: ``.keras`` (architecture, weights and optimizer state) and
+    ``.weights.h5``/``.h5`` through Keras, any other name as a TF2 checkpoint prefix."""
     name = out.name
+    if name.endswith(".keras"):
+        with outputs(force) as group:
+            model.save(str(group.new(out, keep_suffix=".keras")))
+        return
     if name.endswith(".h5"):
         suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
         with outputs(force) as group:
@@ -74,19 +112,42 @@ def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
 
 
 def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any = None,
-            strict: bool = True, match: str = "name", force: bool = False) -> LoadReport:
+            strict: bool = True, match: str = "name", force: bool = False,
+            with_optimizer: bool = False) -> LoadReport:
     """Load ``source`` into ``model`` (or ``model()`` when given a factory) and save it to
     ``out``; returns the load report. Nothing is written when a strict load fails.
+
+    Args:
+        source: checkpoint path (any readable format), Checkpoint or dict of arrays.
+        model: a built Keras model, or a function returning one.
+        out: ``.keras``, ``.weights.h5`` (Keras 3), ``.h5`` (tf.keras) or a TF2 checkpoint
+            prefix.
+        rules, strict, match: as for :func:`converter.load_into`.
+        force: overwrite existing outputs.
+        with_optimizer: also carry the source's optimizer state (slots and step counter) into
+            the compiled model's Keras 3 optimizer (``out`` must be a ``.keras`` file); see
+            :func:`converter.loaders.optimizer.load_optimizer`.
 
     Example:
         >>> report = converter.migrate("tf1/model.ckpt-1000", build_model, "model.weights.h5",
         ...                            rules=Rules().preset("drop-optimizer"))
     """
     out = Path(out)
+    if with_optimizer and not out.name.endswith(".keras"):
+        raise UsageError(f"{out}: --with-optimizer writes the optimizer state into a .keras "
+                         "file (weights + optimizer); name the output *.keras")
+    check_free([out] if out.name.endswith((".h5", ".keras")) else
+               [out.with_name(out.name + ".index")], force)
     if callable(model) and not hasattr(model, "weights"):
         model = model()
-    check_free([out] if out.name.endswith(".h5") else [out.with_name(out.name + ".index")],
-               force)
+    if with_optimizer:
+        from .loaders.optimizer import check_optimizer
+
+        check_optimizer(model)
     report = load_into(model, source, rules=rules, strict=strict, match=match)
+    if with_optimizer:
+        from .loaders.optimizer import load_optimizer
+
+        report.optimizer = load_optimizer(model, source, report, rules=rules)
     save_weights(model, out, force=force)
     return report

@@ -63,6 +63,9 @@ BUILTINS: tuple[Format, ...] = (
            "numpy .npy file (one tensor) or directory of .npy files"),
     Format("hdf5", (".h5", ".hdf5", ".he5"), "converter.formats.hdf5",
            "HDF5 file, groups mirror scopes", requires="h5py"),
+    Format("keras", (".keras",), "converter.formats.keras",
+           "Keras 3 .keras archive (weights named from its config; read only)",
+           requires="h5py", can_write=False),
 )
 
 _table: dict[str, Format] | None = None
@@ -139,6 +142,13 @@ def detect(path: Path) -> Format:
     raise FormatError(
         f"{path}: not a checkpoint of any known format ({kind}; known: {', '.join(formats())})"
     )
+
+
+def detect_or_none(path: Path) -> Format | None:
+    try:
+        return detect(path)
+    except FormatError:
+        return None
 
 
 def for_output(path: Path, to: str | None) -> Format:

@@ -1,5 +1,6 @@
 """``ckpt migrate SRC --model module:factory OUT``: load a checkpoint into a Keras model built by
-``factory()`` and save it as Keras reads it (``.weights.h5``) or as a TF2 checkpoint."""
+``factory()`` (or loaded from a ``.keras`` file) and save it as Keras reads it (``.keras``,
+``.weights.h5``) or as a TF2 checkpoint; ``--with-optimizer`` carries the optimizer state too."""
 
 from __future__ import annotations
 
@@ -9,24 +10,31 @@ from pathlib import Path
 
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
-HELP = "load a checkpoint into a Keras model and save it as .weights.h5 or a TF2 checkpoint"
+HELP = "load a checkpoint into a Keras model and save it (.keras, .weights.h5, TF2 checkpoint)"
 EXAMPLES = """examples:
   ckpt migrate tf1/model.ckpt-1000 --model mymodels:build --preset drop-optimizer out.weights.h5
+  ckpt migrate tfkeras/ckpt --model models.py:build model.weights.h5    # tf.keras save_weights
+  ckpt migrate saved_model_dir/ --model new_arch.keras model.keras      # a SavedModel
   ckpt migrate old.h5 --model models.py:build_v2 --no-strict --match order out/ckpt
+  ckpt migrate train/model.ckpt-500 --model models.py:compiled --with-optimizer resume.keras
 """
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="checkpoint to load (any readable format)")
-    p.add_argument("out", metavar="OUT", help=".weights.h5 (Keras 3), .h5 (tf.keras) or a TF2 "
-                                              "checkpoint prefix")
-    p.add_argument("--model", required=True, metavar="MODULE:FUNCTION",
-                   help="function building the target Keras model (module path or file.py)")
+    p.add_argument("out", metavar="OUT", help=".keras or .weights.h5 (Keras 3), .h5 (tf.keras) "
+                                              "or a TF2 checkpoint prefix")
+    p.add_argument("--model", required=True, metavar="MODULE:FUNCTION|FILE.keras",
+                   help="function building the target Keras model (module path or file.py), "
+                        "or a .keras file whose architecture is the target")
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                    help="fail (writing nothing) when anything is missing, unexpected or "
                         "misfit (default: --strict)")
     p.add_argument("--match", choices=("name", "order"), default="name",
                    help="'order' also pairs leftovers by order and shape")
+    p.add_argument("--with-optimizer", action="store_true",
+                   help="carry the optimizer state (slots, step counter) into the compiled "
+                        "model's optimizer; OUT must be a .keras file")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--json", action="store_true", help="print the load report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -44,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             report = load_into(factory(), args.src, rules=rules, strict=False, match=args.match)
         else:
             report = migrate(args.src, factory, Path(args.out), rules=rules, strict=args.strict,
-                             match=args.match, force=args.force)
+                             match=args.match, force=args.force,
+                             with_optimizer=args.with_optimizer)
     if args.json:
         print(report.to_json())
     elif not args.quiet or not report.ok:

@@ -6,28 +6,40 @@ from typing import Any
 
 import numpy as np
 
-from . import check, open_source
+from ..errors import LoadError
+from ..formats.keras import named_path
+from ..tensor import Checkpoint, as_checkpoint
+from . import check
 from .match import Target, pair
 from .report import LoadReport
+from .structure import Leaf, checkpoint_layers, model_layers
 
 
 def keras_targets(model: Any) -> tuple[list[Target], dict[str, Any]]:
     """Targets for every weight of ``model`` and the variables by target name."""
     targets, variables = [], {}
     model_name = getattr(model, "name", "")
+    keys = keras3_keys(model)
     for v in model.weights:
-        # Keras 3 variables have a path ("sequential/dense/kernel"); tf-keras names end in ":0".
-        path = getattr(v, "path", None) or v.name
-        name = path[:-2] if path.endswith(":0") else path
+        name = variable_name(v)
         aliases = [name]
         if model_name and name.startswith(model_name + "/"):
             aliases.append(name[len(model_name) + 1:])
         if name in variables:
             continue  # a shared layer's weight appears once
         dtype = np.dtype(_dtype(v))
-        targets.append(Target(name, aliases, tuple(int(d) for d in v.shape), dtype))
+        named, by_position = keys.get(id(v), ((), ()))
+        targets.append(Target(name, aliases, tuple(int(d) for d in v.shape), dtype,
+                              named, by_position))
         variables[name] = v
     return targets, variables
+
+
+def variable_name(v: Any) -> str:
+    """Keras 3 variables have a path (``sequential/dense/kernel``); tf.keras names end in
+    ``:0``, which is dropped."""
+    path = getattr(v, "path", None) or v.name
+    return path[:-2] if path.endswith(":0") else path
 
 
 def _dtype(v: Any) -> str:
@@ -35,11 +47,83 @@ def _dtype(v: Any) -> str:
     return getattr(dtype, "name", None) or str(dtype)
 
 
+def keras3_keys(model: Any) -> dict[int, tuple[tuple[str], tuple[str]]]:
+    """``{id(variable): ((named key,), (file key,))}``: where Keras 3's ``save_weights`` puts
+    each variable, by the layers' names (``inner/dense/vars/0``) and as the file's path
+    (``layers/sequential/layers/dense/vars/0``), found by letting Keras walk the model as it
+    does when saving. Empty for tf.keras models, or when this Keras walks differently."""
+    try:
+        from keras.src.saving import saving_lib
+    except ImportError:
+        return {}
+
+    class Recorder(saving_lib.H5IOStore):
+        def __init__(self) -> None:  # no file: only remember what goes where
+            self.made: list[tuple[str, str | None, dict]] = []
+
+        def __bool__(self) -> bool:
+            return True
+
+        def make(self, path: str, metadata: dict | None = None) -> dict:
+            store: dict = {}
+            self.made.append((path, (metadata or {}).get("name"), store))
+            return store
+
+    recorder = Recorder()
+    try:
+        saving_lib._save_state(model, recorder, None, "", set())
+    except Exception:  # a private walk: any surprise means "no keys", never a failed load
+        return {}
+    names = {path: name for path, name, _ in recorder.made}
+    out: dict[int, tuple[tuple[str], tuple[str]]] = {}
+    for path, _, store in recorder.made:
+        if not path or path.startswith("optimizer"):
+            continue
+        named = named_path(path, names)
+        for index, v in store.items():
+            if hasattr(v, "shape") and not isinstance(v, np.ndarray):
+                out.setdefault(id(v), ((f"{named}/vars/{index}",), (f"{path}/vars/{index}",)))
+    return out
+
+
+def check_built(model: Any) -> None:
+    """A model without weights yet cannot take any: say so instead of loading nothing."""
+    if not getattr(model, "weights", None) and getattr(model, "built", True) is False:
+        raise LoadError(f"model {getattr(model, 'name', '')!r} is not built (it has no weights "
+                        "yet): give it an Input or input_shape, or call it on a batch, first")
+
+
+def prepare(source: Any, rules: Any = None, format: str | None = None
+            ) -> tuple[Checkpoint, list[Leaf] | None]:
+    """The checkpoint with rules applied, and its layer structure in the new names (taken
+    before the rules, which may drop the object graph)."""
+    from .. import api
+
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        raw = api.read(source, format=format)
+    else:
+        raw = as_checkpoint(source)
+    leaves = checkpoint_layers(raw)
+    if rules is None:
+        return raw, leaves
+    ckpt = rules.apply(raw)
+    if leaves:
+        new_of = {r.sources[0]: r.name for r in rules.plan(raw) if len(r.sources) == 1}
+        leaves = [Leaf(leaf.path, [(own, new_of.get(key, "")) for own, key in leaf.weights])
+                  for leaf in leaves]
+    return ckpt, leaves
+
+
 def load_keras(model: Any, source: Any, *, rules: Any = None, strict: bool = True,
                match: str = "name", format: str | None = None) -> LoadReport:
-    ckpt = open_source(source, rules, format)
+    check_built(model)
+    ckpt, leaves = prepare(source, rules, format)
     targets, variables = keras_targets(model)
-    report = pair(targets, ckpt, match=match)
+    layers = None
+    if leaves:
+        names = {id(v): n for n, v in variables.items()}
+        layers = (leaves, model_layers(model, lambda v: names.get(id(v))))
+    report = pair(targets, ckpt, match=match, layers=layers)
     check(report, strict, f"loading {source if isinstance(source, str) else 'checkpoint'} "
                           f"into {getattr(model, 'name', 'model')}")
     for p in report.pairings:

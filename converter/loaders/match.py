@@ -1,18 +1,35 @@
 """Pairing checkpoint tensors with model variables, the same way for every kind of model.
 
-Stages, in order, each pairing reported with how it was made: the exact name (also with TF's
-``:0`` and TF2's ``/.ATTRIBUTES/VARIABLE_VALUE`` stripped); the object graph's ``full_name`` of
-a TF2 checkpoint; the longest unambiguous ``/``-boundary suffix (``sequential/dense/kernel`` in
-a Keras model against ``dense/kernel`` in a TF1 checkpoint); auto-named TF1 variables
-(``Variable``, ``Variable_1``) whose names matched with swapped shapes are re-paired by shape;
-and with ``match="order"``, what remains is paired in order where shapes agree.
+Stages, in order, each pairing reported with how it was made:
+
+1. ``name`` — the exact variable path (also with TF's ``:0`` and TF2's
+   ``/.ATTRIBUTES/VARIABLE_VALUE`` stripped), or where a Keras 3 weights file keeps it: by
+   layer names (``inner/dense/vars/0``), then, for what is left, by position
+   (``layers/sequential/layers/dense/vars/0``);
+2. ``object graph`` — the ``full_name`` a TF2 checkpoint records for each variable;
+3. ``scope suffix`` — layer name + weight name: the longest unambiguous ``/``-boundary suffix
+   (``sequential/dense/kernel`` in a Keras model against ``dense/kernel`` in a TF1
+   checkpoint). Auto-named TF1 variables (``Variable``, ``Variable_1``) whose names matched
+   with swapped shapes are then re-paired by shape;
+4. ``layer structure`` — when the names leave a variable unpaired or misfit and the source
+   has a layer structure (a tf.keras model's TF2 object graph, ``structure.py``) that pairs
+   every layer of the model, layer for layer and weight for weight, and fits at least as many
+   variables as the names did, the structure decides every pairing (as tf.keras's own
+   ``load_weights`` does; what does not fit is reported as a shape mismatch, never
+   assigned); pairings the names agree with keep their label;
+5. ``shape (only candidate)`` — when exactly one variable is left and exactly one unused
+   checkpoint variable has its shape and dtype; ``order+shape`` with ``match="order"``: what
+   remains, in order, where shapes agree.
+
+A name that picks several tensors is an error listing them; tensors of a SavedModel's metrics
+(``keras_api/...``) are ignored like optimizer state.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,19 +37,30 @@ from .. import dtypes
 from ..errors import LoadError
 from ..tensor import Checkpoint, Tensor
 from .report import LoadReport, Misfit, Pairing
+from .structure import Leaf, align
 
 ATTR = "/.ATTRIBUTES/VARIABLE_VALUE"
 AUTO_NAME = re.compile(r"(^|/)Variable(_\d+)?$")
+STRUCTURE = "layer structure"
+ONLY = "shape (only candidate)"
 
 
 @dataclass
 class Target:
-    """A model variable: its reported name, the names it may go by, shape and dtype."""
+    """A model variable: its reported name, the names it may go by, shape and dtype.
+
+    ``keys`` and ``file_keys`` count only as exact names, never as suffixes: where a Keras 3
+    weights file keeps the variable, by layer names (``inner/dense/vars/0``) and by position
+    (``layers/sequential/layers/dense/vars/0``). Positions shift when a model changes, so file
+    keys are tried only after every other exact name.
+    """
 
     name: str
     aliases: Sequence[str]
     shape: tuple[int, ...]
     dtype: np.dtype
+    keys: Sequence[str] = field(default_factory=tuple)
+    file_keys: Sequence[str] = field(default_factory=tuple)
 
 
 def forms(name: str) -> list[str]:
@@ -43,10 +71,10 @@ def forms(name: str) -> list[str]:
     return out
 
 
-def _index(names: list[str]) -> dict[str, list[str]]:
+def _index(names: list[str], extra: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     index: dict[str, list[str]] = {}
     for name in names:
-        for form in forms(name):
+        for form in forms(name) + (extra or {}).get(name, []):
             index.setdefault(form, [])
             if name not in index[form]:
                 index[form].append(name)
@@ -58,17 +86,31 @@ def _suffixes(name: str) -> list[str]:
     return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
-def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name") -> LoadReport:
-    """Decide which tensor goes to which variable; nothing is read or assigned here."""
+def _is_metric(tensor: Tensor) -> bool:
+    # tf.keras SavedModels carry the compiled metrics' state (total, count) under keras_api.
+    path = tensor.attrs.get("object_path", "")
+    return path.startswith("keras_api/") or "/keras_api/" in path
+
+
+def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
+         layers: tuple[list[Leaf], list[Leaf]] | None = None) -> LoadReport:
+    """Decide which tensor goes to which variable; nothing is read or assigned here.
+
+    ``layers`` is the checkpoint's and the model's layer structure (ids: tensor names and
+    target names), for the ``layer structure`` stage.
+    """
     if match not in ("name", "order"):
         raise LoadError(f"match must be 'name' or 'order', not {match!r}")
     report = LoadReport()
-    usable = [n for n, t in ckpt.items() if t.kind in ("variable", "other")]
-    report.ignored = [n for n, t in ckpt.items() if t.kind not in ("variable", "other")]
+    usable = [n for n, t in ckpt.items() if t.kind in ("variable", "other") and not _is_metric(t)]
+    usable_set = set(usable)
+    report.ignored = [n for n in ckpt if n not in usable_set]
     free = dict.fromkeys(usable)  # ordered set of unassigned tensors
     chosen: dict[str, tuple[str, str]] = {}  # target -> (tensor, how)
 
-    by_name = _index(usable)
+    keras_keys = {n: [ckpt[n].attrs[k] for k in ("keras_key", "keras_name")
+                      if ckpt[n].attrs.get(k)] for n in usable}
+    by_name = _index(usable, keras_keys)
     by_full = _index([ckpt[n].attrs.get("full_name", "") for n in usable])
     full_to_key = {ckpt[n].attrs.get("full_name"): n for n in usable if ckpt[n].attrs.get(
         "full_name")}
@@ -85,12 +127,14 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name") -> Loa
         return True
 
     pending = list(targets)
-    for stage in ("name", "object graph", "scope suffix"):
+    for stage in ("name", "file key", "object graph", "scope suffix"):
         rest = []
         for target in pending:
             found = False
-            for alias in target.aliases:
-                if stage == "name":
+            names = {"name": [*target.aliases, *target.keys],
+                     "file key": target.file_keys}.get(stage, target.aliases)
+            for alias in names:
+                if stage in ("name", "file key"):
                     found = take(target, by_name.get(alias, []), "name")
                 elif stage == "object graph":
                     found = take(target, [full_to_key[f] for f in by_full.get(alias, [])
@@ -104,6 +148,28 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name") -> Loa
         pending = rest
 
     _repair_auto_names(targets, ckpt, chosen)
+
+    def fitting(pairs: dict[str, str]) -> int:
+        return sum(1 for t in targets if t.name in pairs and _fits(ckpt[pairs[t.name]], t))
+
+    by_names = {t: c[0] for t, c in chosen.items()}
+    if layers is not None and fitting(by_names) < len(targets):
+        by_structure = _structure(targets, layers, usable)
+        if by_structure is not None and fitting(by_structure) >= fitting(by_names):
+            for target in targets:
+                tensor = by_structure[target.name]
+                same = chosen.get(target.name, ("", ""))[0] == tensor
+                chosen[target.name] = (tensor, chosen[target.name][1] if same else STRUCTURE)
+            free = {n: None for n in usable if n not in set(by_structure.values())}
+            pending = []
+
+    variables = [n for n in free if ckpt[n].kind == "variable"]
+    if len(pending) == 1:
+        fits = [n for n in variables if _fits(ckpt[n], pending[0])]
+        if len(fits) == 1:
+            chosen[pending[0].name] = (fits[0], ONLY)
+            del free[fits[0]]
+            pending = []
 
     if match == "order":
         remaining = [n for n in free if ckpt[n].kind == "variable"]
@@ -122,7 +188,7 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name") -> Loa
             continue
         tensor_name, how = chosen[target.name]
         tensor = ckpt[tensor_name]
-        if tuple(tensor.shape) != tuple(target.shape) or not _dtype_fits(tensor, target):
+        if not _fits(tensor, target):
             report.shape_mismatch.append(Misfit(
                 target.name, tensor_name, list(target.shape), list(tensor.shape),
                 dtypes.name_of(target.dtype), dtypes.name_of(tensor.dtype)))
@@ -131,6 +197,21 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name") -> Loa
         report.pairings.append(Pairing(target.name, tensor_name, how))
     report.unexpected = list(free)
     return report
+
+
+def _structure(targets: list[Target], layers: tuple[list[Leaf], list[Leaf]],
+               usable: list[str]) -> dict[str, str] | None:
+    """The structural pairing of every target, or None when it does not cover them all."""
+    pairing = align(layers[0], layers[1])
+    if pairing is None or set(pairing) != {t.name for t in targets} or \
+            not set(pairing.values()) <= set(usable) or \
+            len(set(pairing.values())) != len(pairing):
+        return None
+    return pairing
+
+
+def _fits(tensor: Tensor, target: Target) -> bool:
+    return tuple(tensor.shape) == tuple(target.shape) and _dtype_fits(tensor, target)
 
 
 def _dtype_fits(tensor: Tensor, target: Target) -> bool:

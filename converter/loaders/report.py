@@ -13,7 +13,9 @@ class Pairing:
 
     variable: str
     tensor: str
-    how: str  # "name", "object graph", "scope suffix", "shape (auto-named)", "order+shape"
+    # "name", "object graph", "scope suffix", "shape (auto-named variables in another order)",
+    # "layer structure", "shape (only candidate)", "order+shape" (see match.py)
+    how: str
 
 
 @dataclass
@@ -31,7 +33,8 @@ class LoadReport:
     """Like PyTorch's ``load_state_dict(strict=False)`` result, with how each match was made.
 
     ``ignored`` holds optimizer slots, counters and object graphs that a model's variables do
-    not take; they never make a load fail.
+    not take; they never make a load fail. ``optimizer`` says what optimizer state was carried
+    over (``--with-optimizer``), else None.
     """
 
     matched: list[str] = field(default_factory=list)
@@ -40,6 +43,7 @@ class LoadReport:
     shape_mismatch: list[Misfit] = field(default_factory=list)
     pairings: list[Pairing] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    optimizer: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,6 +70,10 @@ class LoadReport:
         for m in self.shape_mismatch:
             lines.append(f"shape mismatch: {m.variable} {m.variable_shape} {m.variable_dtype} "
                          f"<- {m.tensor} {m.tensor_shape} {m.tensor_dtype}")
+        if self.optimizer:
+            o = self.optimizer
+            lines.append(f"optimizer: {o['source']} -> {o['target']}, {o['slots']} slots, "
+                         f"iterations {o['iterations']}")
         lines.append(f"{len(self.matched)} matched, {len(self.missing)} missing, "
                      f"{len(self.unexpected)} unexpected, {len(self.shape_mismatch)} shape "
                      f"mismatch, {len(self.ignored)} ignored (optimizer state, counters)")
@@ -74,8 +82,11 @@ class LoadReport:
     def summary(self) -> str:
         """One line for error messages."""
         parts = []
+        misfits = [f"{m.variable} {m.variable_shape} <- {m.tensor} {m.tensor_shape}"
+                   + (f" {m.tensor_dtype}" if m.tensor_dtype != m.variable_dtype else "")
+                   for m in self.shape_mismatch]
         for label, names in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("shape mismatch", [m.variable for m in self.shape_mismatch])):
+                             ("shape mismatch", misfits)):
             if names:
                 shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5
                                                  else "")
