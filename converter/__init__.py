@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 from . import rules, tf1
 from .api import convert, read, write
+from .batch import batch
 from .diff import DiffReport, diff
 from .errors import (
     ConverterError,
@@ -34,7 +35,6 @@ from .verify import VerifyReport, verify
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
     "LoadError", "LoadReport", "RenameError", "Tensor", "UsageError", "VerifyReport",
-    "as_checkpoint", "convert", "diff", "formats", "load_into", "migrate", "read", "register",
-    "rules", "tf1", "verify",
-    "write",
+    "as_checkpoint", "batch", "convert", "diff", "formats", "load_into", "migrate", "read",
+    "register", "rules", "tf1", "verify", "write",
 ]
