@@ -237,10 +237,8 @@ def _run(sources, to, out, manifest_dir, rules, jobs, resume, latest, shard, for
             _dask(todo, out, to, rules, run_force, scheduler, results, manifest, bar)
         elif jobs == 1 or len(todo) <= 1:
             for item in todo:
-                result = convert_item(item, str(out), to, rules, run_force)
-                results[item.key] = result
-                _log(manifest, result)
-                _advance(bar, result)
+                _record(convert_item(item, str(out), to, rules, run_force), results, manifest,
+                        bar)
         else:
             _parallel(todo, out, to, rules, run_force, jobs, results, manifest, bar)
     if bar is not None:
@@ -262,15 +260,7 @@ def _parallel(todo: list[Item], out: Path, to: str, rules: Any, force: bool, job
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 item = pending.pop(future)
-                try:
-                    result = future.result()
-                except Exception as exc:  # a worker that died: report it, go on
-                    size, mtime = _stat(item)
-                    result = Result(item.key, _shown(item, out, to), "failed", size,
-                                    mtime, error=f"worker failed: {type(exc).__name__}: {exc}")
-                results[item.key] = result
-                _log(manifest, result)
-                _advance(bar, result)
+                _record(_outcome(future, item, out, to), results, manifest, bar)
     except BaseException:
         for future in pending:
             future.cancel()
@@ -294,18 +284,25 @@ def _dask(todo: list[Item], out: Path, to: str, rules: Any, force: bool, schedul
         try:
             for future in as_completed(futures):
                 item = futures[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # the worker died or the task could not run
-                    size, mtime = _stat(item)
-                    result = Result(item.key, _shown(item, out, to), "failed", size,
-                                    mtime, error=f"worker failed: {type(exc).__name__}: {exc}")
-                results[item.key] = result
-                _log(manifest, result)
-                _advance(bar, result)
+                _record(_outcome(future, item, out, to), results, manifest, bar)
         except BaseException:
             client.cancel(list(futures))
             raise
+
+
+def _outcome(future: Any, item: Item, out: str | Path, to: str) -> Result:
+    try:
+        return future.result()
+    except Exception as exc:  # the worker died or the task could not run: report it, go on
+        size, mtime = _stat(item)
+        return Result(item.key, _shown(item, out, to), "failed", size, mtime,
+                      error=f"worker failed: {type(exc).__name__}: {exc}")
+
+
+def _record(result: Result, results: dict[str, Result], manifest, bar) -> None:
+    results[result.source] = result
+    _log(manifest, result)
+    _advance(bar, result)
 
 
 def _log(manifest, result: Result) -> None:

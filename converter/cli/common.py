@@ -38,16 +38,25 @@ def add_source(p: argparse.ArgumentParser) -> None:
                    help="skip checksum verification of TF data")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow pickled .npy/.npz content (only for files you trust)")
+    p.add_argument("--allow-external", action="store_true",
+                   help="follow HDF5 external links and storage in other files (trusted files)")
 
 
 def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
-    """Reader options the chosen source format understands."""
-    opts = {}
-    if fmt in (None, "tf") and not args.verify:
-        opts["verify"] = False
-    if fmt in ("npy", "npz") and args.allow_pickle:
-        opts["allow_pickle"] = True
-    return opts
+    """The reader options asked for on the command line that the source format takes."""
+    import inspect
+
+    from .. import registry
+
+    wanted = {"verify": False} if not args.verify else {}
+    if args.allow_pickle:
+        wanted["allow_pickle"] = True
+    if getattr(args, "allow_external", False):
+        wanted["allow_external"] = True
+    if not wanted or fmt is None:
+        return {}
+    accepted = inspect.signature(registry.get(fmt).load().read).parameters
+    return {k: v for k, v in wanted.items() if k in accepted}
 
 
 def check(cond: bool, message: str) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from .. import registry
 from ..verify import verify
-from .common import add_source, human
+from .common import add_source, human, read_options
 
 HELP = "check every tensor of a checkpoint (exit 1 if any is bad)"
 EXAMPLES = """examples:
@@ -21,8 +23,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    opts = {"allow_pickle": True} if args.allow_pickle else {}
-    report = verify(args.src, format=args.source_format, **opts)
+    fmt = args.source_format or getattr(registry.detect_or_none(Path(args.src)), "name", None)
+    report = verify(args.src, format=args.source_format, **read_options(args, fmt))
     if args.json:
         print(json.dumps(report.to_dict()))
     elif report.error:
