@@ -329,12 +329,7 @@ def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
         def load_strings() -> np.ndarray:
             if vlen is not None:
                 _check_vlen_lengths(path, ds, where)
-            try:
-                raw = ds[()]
-            except MemoryError:
-                raise FormatError(f"{where}: shape {list(shape)} is too large to read") from None
-            except H5_ERRORS as exc:
-                raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
+            raw = _read_all(ds, where, shape)
             out = np.empty(raw.shape, dtype=object)
             flat = out.reshape(-1)
             for i, item in enumerate(np.asarray(raw, dtype=object).reshape(-1)):
@@ -357,16 +352,19 @@ def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
             raise FormatError(f"{where}: unsupported HDF5 type {stored}")
 
     def load() -> np.ndarray:
-        try:
-            raw = ds[()]
-        except MemoryError:
-            raise FormatError(f"{where}: shape {list(shape)} is too large to read") from None
-        except H5_ERRORS as exc:
-            raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
-        raw = np.asarray(raw)
+        raw = np.asarray(_read_all(ds, where, shape))
         return raw.view(dtype) if raw.dtype != dtype else raw
 
     return Tensor(name, dtype, shape, load)
+
+
+def _read_all(ds, where: str, shape: tuple[int, ...]):
+    try:
+        return ds[()]
+    except MemoryError:
+        raise FormatError(f"{where}: shape {list(shape)} is too large to read") from None
+    except H5_ERRORS as exc:
+        raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:
