@@ -14,7 +14,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import rules, tf1
 from .api import convert, read, write
 from .batch import batch
 from .diff import DiffReport, diff
@@ -31,6 +30,16 @@ from .migrate import migrate
 from .registry import Format, formats, register
 from .tensor import Checkpoint, Tensor, as_checkpoint
 from .verify import VerifyReport, verify
+
+
+def __getattr__(name: str):
+    # converter.rules and converter.tf1 load on first use: most commands need neither.
+    if name in ("rules", "tf1"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'converter' has no attribute {name!r}")
+
 
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",

@@ -50,6 +50,8 @@ def sample(dtype_names) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for i, name in enumerate(sorted(dtype_names)):
         out[f"dtypes/{name}"] = array_for(name, (3, 4), seed=i)
+    if "string" in dtype_names:
+        out["strings/scalar"] = np.array(b"\x00scalar\xff", dtype=object)
     if "float32" in dtype_names:
         out["dense/kernel"] = array_for("float32", (4, 5), 1)
         out["dense/kernel/Adam"] = array_for("float32", (4, 5), 2)  # a name that is also a scope

@@ -13,12 +13,13 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import RenameError, UsageError
-from ..rules import Rules, RuleWarning
-from ..rules.core import parse_toml
-from ..rules.plan import Drop, Plan, PlanRow
+from ..errors import ConverterWarning, RenameError, UsageError
+
+if TYPE_CHECKING:  # the rules load when a command uses them, not on every start-up
+    from ..rules import Rules
+    from ..rules.plan import Drop, PlanRow
 
 # flag, kind, metavar, help
 FLAGS = (
@@ -90,6 +91,8 @@ def parse_preset(spec: str) -> tuple[str, dict[str, Any]]:
     for item in filter(None, rest.split(",")):
         key, value = _pair("--preset", item, "=", "NAME:OPTION=VALUE,...")
         try:
+            from ..rules.core import parse_toml
+
             options[key] = parse_toml(f"v = {value}", "--preset")["v"]
         except RenameError:  # not a TOML value: take the text as a string
             options[key] = value
@@ -97,6 +100,8 @@ def parse_preset(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def step_rules(kind: str, value: str) -> Rules:
+    from ..rules import Rules
+
     """The rules one flag stands for."""
     if kind == "rename":
         return Rules().rename(*split_rename(value))
@@ -120,6 +125,8 @@ def rules_from_args(args: argparse.Namespace) -> Rules | None:
     steps = getattr(args, "rule_steps", None) or []
     if not steps:
         return None
+    from ..rules import Rules
+
     rules = Rules(strict=bool(getattr(args, "strict_rules", False)))
     for kind, value in steps:
         rules = rules + step_rules(kind, value)
@@ -130,6 +137,8 @@ def format_plan(rows: Iterable[PlanRow], dropped: Iterable[Drop | str] = (),
                 warnings: Sequence[str] = ()) -> str:
     """The ``--dry-run`` table: new name, old name, shape, dtype, transform; then the dropped
     names (with the rule that dropped each) and warnings."""
+    from ..rules.plan import Drop, Plan
+
     drops = [d if isinstance(d, Drop) else Drop(d, "") for d in dropped]
     return Plan(list(rows), drops, list(warnings)).table()
 
@@ -138,6 +147,8 @@ def dry_run_report(rules: Rules | None, checkpoint: Mapping[str, Any], as_json: 
                    ) -> str:
     """What ``--dry-run`` prints: the plan of ``rules`` (none: the identity) for
     ``checkpoint``, as a table or as JSON."""
+    from ..rules import Rules
+
     plan = (rules or Rules()).plan(checkpoint)
     return plan.to_json() if as_json else format_plan(plan.rows, plan.dropped, plan.warnings)
 
@@ -147,10 +158,10 @@ def rule_warnings_to_stderr(quiet: bool = False) -> Iterator[None]:
     """Print rules that matched nothing as ``ckpt: warning: ...`` lines (nothing with
     ``quiet``) instead of Python's warning format; other warnings pass through."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuleWarning)
+        warnings.simplefilter("always", ConverterWarning)
         yield
     for w in caught:
-        if not issubclass(w.category, RuleWarning):
+        if not issubclass(w.category, ConverterWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         elif not quiet:
             print(f"ckpt: warning: {w.message}", file=sys.stderr)

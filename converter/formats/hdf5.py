@@ -330,12 +330,13 @@ def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
             if vlen is not None:
                 _check_vlen_lengths(path, ds, where)
             raw = _read_all(ds, where, shape)
-            out = np.empty(raw.shape, dtype=object)
-            flat = out.reshape(-1)
-            for i, item in enumerate(np.asarray(raw, dtype=object).reshape(-1)):
-                flat[i] = item.tobytes() if isinstance(item, np.ndarray) else (
+            # A scalar dataset reads as its one element (itself an array for vlen uint8).
+            items = [raw] if shape == () else np.asarray(raw, dtype=object).reshape(-1)
+            out = np.empty(len(items), dtype=object)
+            for i, item in enumerate(items):
+                out[i] = item.tobytes() if isinstance(item, np.ndarray) else (
                     item.encode() if isinstance(item, str) else bytes(item))
-            return out
+            return out.reshape(shape)
 
         return Tensor(name, dtypes.STRING, shape, load_strings)
     stored = ds.dtype
