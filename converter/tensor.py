@@ -53,8 +53,9 @@ class Tensor:
         attrs: dict[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.dtype = np.dtype(dtype)
-        self.shape = tuple(int(d) for d in shape)
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+        self.shape = shape if type(shape) is tuple and all(type(d) is int for d in shape) \
+            else tuple(int(d) for d in shape)
         self.size = math.prod(self.shape)
         # Formats that do not record roles fall back to what TF1 names say.
         self.kind = kind if kind is not None else tf1_kind(name)

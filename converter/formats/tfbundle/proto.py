@@ -205,6 +205,9 @@ def _skip(buf: bytes, pos: int, end: int, wire: int) -> int:
     raise ProtoError(f"unsupported wire type {wire}")
 
 
+_shapes: dict[bytes, tuple[int, ...]] = {}
+
+
 def decode_entry(buf: bytes) -> dict:
     """A ``BundleEntryProto``; the same result as :func:`decode` and friends, specialised because
     checkpoints with tens of thousands of tensors spend their open time here."""
@@ -244,7 +247,12 @@ def decode_entry(buf: bytes) -> dict:
             if n > end - pos:
                 raise ProtoError(f"field {number}: length {n} runs past the message")
             if number == 2:
-                shape = decode_shape(buf[pos:pos + n])
+                raw = bytes(buf[pos:pos + n])
+                shape = _shapes.get(raw)
+                if shape is None:  # checkpoints repeat a few shapes thousands of times
+                    shape = decode_shape(raw)
+                    if len(_shapes) < 4096:
+                        _shapes[raw] = shape
             else:
                 slices.append(decode_slice(buf[pos:pos + n]))
             pos += n
