@@ -136,3 +136,30 @@ def _copy(prefix: Path, dst: Path) -> Path:
     for f in prefix.parent.glob(prefix.name + ".*"):
         shutil.copy(f, dst / f.name)
     return dst / prefix.name
+
+
+def test_pre_2016_v1_checkpoint(tf, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        value = np.arange(6, dtype=np.float32).reshape(2, 3)
+        v1.get_variable("w", initializer=value)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            v1.train.Saver(write_version=v1.train.SaverDef.V1).save(
+                sess, str(tmp_path / "old.ckpt"), write_meta_graph=False)
+    assert not (tmp_path / "old.ckpt.index").exists()
+    with converter.read(tmp_path / "old.ckpt") as ckpt:  # through TensorFlow
+        assert ckpt.metadata["layout"] == "tf1-v1"
+        assert_same(ckpt["w"].read(), value)
+    # Without TensorFlow: a clear error that says what is needed.
+    code = ("import sys; sys.modules['tensorflow'] = None\n"
+            "from converter.cli import main\n"
+            f"sys.exit(main(['inspect', {str(tmp_path / 'old.ckpt')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "needs TensorFlow" in result.stderr and "Traceback" not in result.stderr

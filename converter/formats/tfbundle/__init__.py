@@ -47,6 +47,9 @@ def read(path: Path, *, verify: bool = True) -> Checkpoint:
 
 
 def _read_v1(path: Path) -> Checkpoint:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
     try:
         import tensorflow as tf
     except ImportError:
