@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import numpy as np
+
 from .. import crc32c
 from ..errors import CorruptionError
 from ..tensor import Tensor
@@ -108,7 +110,9 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
 def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, int, int]]:
     path, start, _ = run[0].span
     end = run[-1].span[1] + run[-1].span[2]
-    buf = memoryview(bytearray(min(CHUNK, end - start)))
+    raw = bytearray(min(CHUNK, end - start))
+    buf = memoryview(raw)
+    as_array = np.frombuffer(raw, dtype=np.uint8)  # crc32c takes array slices without a copy
     k = 0  # the tensor whose bytes come next
     pos = start
     value = 0
@@ -124,8 +128,8 @@ def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, in
             while k < len(run):
                 t_start, t_size = run[k].span[1], run[k].span[2]
                 lo, hi = max(pos, t_start), min(chunk_end, t_start + t_size)
-                if hi > lo:
-                    value = crc32c.extend(value, buf[lo - pos:hi - pos])
+                if hi > lo and (want_crc or run[k].crc32c is not None):
+                    value = crc32c.extend(value, as_array[lo - pos:hi - pos])
                 if t_start + t_size > chunk_end:
                     break
                 expected = run[k].crc32c
