@@ -220,3 +220,15 @@ def test_s3_sources_and_outputs(tmp_path, monkeypatch):
         assert [r.status for r in again] == ["skipped"] * 3
     finally:
         server.stop()
+
+
+def test_writer_options_reach_every_item(tmp_path, capsys):
+    for i in range(3):
+        converter.write({"w": np.zeros((64, 64), np.float32)}, tmp_path / "src" / f"m{i}.npz")
+    assert main(["batch", str(tmp_path / "src"), "--to", "npz", "--out", str(tmp_path / "out"),
+                 "--compress", "--jobs", "2", "-q"]) == 0
+    outputs = sorted((tmp_path / "out").rglob("*.npz"))
+    assert len(outputs) == 3
+    for path in outputs:
+        with zipfile.ZipFile(path) as zf:
+            assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}

@@ -103,10 +103,22 @@ def _worker_init() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def convert_item(item: Item, out: str, to: str, rules: Any, force: bool) -> Result:
+@dataclass(frozen=True)
+class Job:
+    """What every item of a batch shares: where outputs go and how they are written."""
+
+    out: str
+    to: str
+    rules: Any = None
+    force: bool = False
+    options: tuple[tuple[str, Any], ...] = ()  # writer options (compress, max_shard_size)
+
+
+def convert_item(item: Item, job: Job) -> Result:
     """Convert one item (in a worker process); never raises for a bad checkpoint."""
     from ..api import convert
 
+    out, to = job.out, job.to
     size, mtime = _stat(item)
     remote_out = is_url(out)
     dst = output_for(item, Path("." if remote_out else out), to)
@@ -123,7 +135,8 @@ def convert_item(item: Item, out: str, to: str, rules: Any, force: bool) -> Resu
         elif item.members:
             source = str(unpack(item, scratch))
         local = scratch / "out" / dst if remote_out else dst
-        convert(source, local, to=to, rules=rules, force=force).close()
+        convert(source, local, to=to, rules=job.rules, force=job.force,
+                **dict(job.options)).close()
         produced = _outputs_of(local, to)
         digest = _digest(produced)
         if remote_out:
@@ -172,7 +185,7 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
           jobs: int | None = None, resume: bool = False, latest: bool = False,
           shard: tuple[int, int] | None = None, force: bool = False,
           progress: bool = False, executor: str = "local",
-          scheduler: str | None = None) -> list[Result]:
+          scheduler: str | None = None, **options: Any) -> list[Result]:
     """Convert every checkpoint found under ``sources`` into ``out`` (mirroring the tree).
 
     Args:
@@ -189,6 +202,7 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
         executor: ``"local"`` (worker processes here) or ``"dask"`` (the workers of a Dask
             ``distributed`` cluster at ``scheduler``; they must see the same paths).
         scheduler: the Dask scheduler address (``tcp://host:8786``) for ``executor="dask"``.
+        **options: writer options for every item (``compress=True``, ``max_shard_size=...``).
 
     Returns:
         One :class:`Result` per item, in input order; failures do not stop the batch.
@@ -207,16 +221,19 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
         out = manifest_dir = Path(out)
         out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(sources, to, out, manifest_dir, rules, jobs, resume, latest, shard, force,
-                    progress, executor, scheduler)
+        job = Job(str(out), to, rules, force or resume, tuple(sorted(options.items())))
+        # (a resumed item may have left a complete older output: it is redone in place)
+        return _run(sources, job, manifest_dir, jobs, resume, latest, shard, progress, executor,
+                    scheduler)
     finally:
         if remote_out:
             write_text(f"{out}/{MANIFEST}", (manifest_dir / MANIFEST).read_text())
             shutil.rmtree(manifest_dir, ignore_errors=True)
 
 
-def _run(sources, to, out, manifest_dir, rules, jobs, resume, latest, shard, force, progress,
-         executor, scheduler) -> list[Result]:
+def _run(sources: list[str], job: Job, manifest_dir: Path, jobs: int | None, resume: bool,
+         latest: bool, shard: tuple[int, int] | None, progress: bool, executor: str,
+         scheduler: str | None) -> list[Result]:
     items = [i for i in discover(list(map(str, sources)), latest=latest) if in_shard(i, shard)]
     previous = read_manifest(manifest_dir) if resume else {}
     results: dict[str, Result] = {}
@@ -232,22 +249,20 @@ def _run(sources, to, out, manifest_dir, rules, jobs, resume, latest, shard, for
     with open(manifest_dir / MANIFEST, "a", encoding="utf-8") as manifest:
         for key in [i.key for i in items if i.key in results]:
             _log(manifest, results[key])
-        run_force = force or resume  # a resumed item may have left a complete older output
         if executor == "dask":
-            _dask(todo, out, to, rules, run_force, scheduler, results, manifest, bar)
+            _dask(todo, job, scheduler, results, manifest, bar)
         elif jobs == 1 or len(todo) <= 1:
             for item in todo:
-                _record(convert_item(item, str(out), to, rules, run_force), results, manifest,
-                        bar)
+                _record(convert_item(item, job), results, manifest, bar)
         else:
-            _parallel(todo, out, to, rules, run_force, jobs, results, manifest, bar)
+            _parallel(todo, job, jobs, results, manifest, bar)
     if bar is not None:
         bar.close()
     return [results[i.key] for i in items if i.key in results]
 
 
-def _parallel(todo: list[Item], out: Path, to: str, rules: Any, force: bool, jobs: int | None,
-              results: dict[str, Result], manifest, bar) -> None:
+def _parallel(todo: list[Item], job: Job, jobs: int | None, results: dict[str, Result],
+              manifest, bar) -> None:
     workers = jobs or os.cpu_count() or 1
     pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_worker_init)
     pending: dict[Future, Item] = {}
@@ -256,11 +271,11 @@ def _parallel(todo: list[Item], out: Path, to: str, rules: Any, force: bool, job
         while queue or pending:
             while queue and len(pending) < 2 * workers:
                 item = queue.pop(0)
-                pending[pool.submit(convert_item, item, str(out), to, rules, force)] = item
+                pending[pool.submit(convert_item, item, job)] = item
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 item = pending.pop(future)
-                _record(_outcome(future, item, out, to), results, manifest, bar)
+                _record(_outcome(future, item, job), results, manifest, bar)
     except BaseException:
         for future in pending:
             future.cancel()
@@ -271,31 +286,31 @@ def _parallel(todo: list[Item], out: Path, to: str, rules: Any, force: bool, job
     pool.shutdown(wait=True)
 
 
-def _dask(todo: list[Item], out: Path, to: str, rules: Any, force: bool, scheduler: str,
-          results: dict[str, Result], manifest, bar) -> None:
+def _dask(todo: list[Item], job: Job, scheduler: str, results: dict[str, Result], manifest,
+          bar) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise UsageError('--executor dask needs the dask extra: pip install '
                          '"ckpt-converter[dask]"') from None
     with Client(scheduler) as client:
-        futures = {client.submit(convert_item, item, str(out), to, rules, force, pure=False,
-                                 key=f"convert-{i}"): item for i, item in enumerate(todo)}
+        futures = {client.submit(convert_item, item, job, pure=False, key=f"convert-{i}"): item
+                   for i, item in enumerate(todo)}
         try:
             for future in as_completed(futures):
                 item = futures[future]
-                _record(_outcome(future, item, out, to), results, manifest, bar)
+                _record(_outcome(future, item, job), results, manifest, bar)
         except BaseException:
             client.cancel(list(futures))
             raise
 
 
-def _outcome(future: Any, item: Item, out: str | Path, to: str) -> Result:
+def _outcome(future: Any, item: Item, job: Job) -> Result:
     try:
         return future.result()
     except Exception as exc:  # the worker died or the task could not run: report it, go on
         size, mtime = _stat(item)
-        return Result(item.key, _shown(item, out, to), "failed", size, mtime,
+        return Result(item.key, _shown(item, job.out, job.to), "failed", size, mtime,
                       error=f"worker failed: {type(exc).__name__}: {exc}")
 
 

@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 
-from .common import human
+from .common import human, parse_size
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 HELP = "convert every checkpoint in directories, globs and archives (parallel, resumable)"
@@ -38,6 +38,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler address for --executor dask (tcp://host:8786)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--compress", action="store_true", help="npz: deflate members")
+    p.add_argument("--max-shard-size", type=parse_size, metavar="SIZE",
+                   help="tf, safetensors: split each output into shards of at most SIZE")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
     p.add_argument("--json", action="store_true", help="print the results as JSON lines")
     add_rule_args(p)
@@ -53,11 +56,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be at least 1")
     # SIGTERM (a scheduler stopping the job) stops the workers and keeps the manifest whole.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    options: dict = {}
+    if args.compress:
+        options["compress"] = True
+    if args.max_shard_size:
+        options["max_shard_size"] = args.max_shard_size
     with rule_warnings_to_stderr(args.quiet):
         results = batch(args.sources, to=args.to, out=args.out, rules=rules_from_args(args),
                         jobs=args.jobs, resume=args.resume, latest=args.latest, shard=shard,
                         force=args.force, progress=not args.quiet, executor=args.executor,
-                        scheduler=args.scheduler)
+                        scheduler=args.scheduler, **options)
     failed = [r for r in results if r.status == "failed"]
     if args.json:
         for r in results:
