@@ -63,3 +63,21 @@ def assert_same_checkpoint(actual, expected, ordered: bool = True) -> None:
         assert sorted(actual) == sorted(expected)
     for name in expected:
         assert_same(np.asarray(actual[name]), np.asarray(expected[name]), name)
+
+
+def tf1_lstm_checkpoint(tf, prefix, x: np.ndarray, units: int, *, cell_name: str = "LSTMCell",
+                        scope: str | None = None, forget_bias: float = 1.0, seed: int = 1):
+    """Run a TF1 LSTM cell over ``x`` with random weights and biases (so that gate order
+    matters), save it with Saver; returns ``(outputs, saved prefix)``."""
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(seed)
+    with tf.Graph().as_default():
+        cell = getattr(v1.nn.rnn_cell, cell_name)(units, forget_bias=forget_bias, name=scope)
+        outputs, _ = v1.nn.dynamic_rnn(cell, tf.constant(x), dtype=tf.float32)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            for var in v1.global_variables():
+                sess.run(var.assign(rng.uniform(-1, 1, var.shape).astype(np.float32)))
+            expected = sess.run(outputs)
+            saved = v1.train.Saver().save(sess, str(prefix), write_meta_graph=False)
+    return expected, saved

@@ -3,12 +3,13 @@ Keras itself loads and predicts."""
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
+from conftest import assert_same, tf1_lstm_checkpoint
 
 import converter
 import converter.rules
@@ -51,6 +52,15 @@ def factories(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def models(factories):
+    """The factories module, for building the same models the tests migrate into."""
+    spec = importlib.util.spec_from_file_location("models", factories)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _mlp_forward(ckpt, x):
     h = x
     for name in ("hidden1", "hidden2", "hidden3"):
@@ -58,7 +68,7 @@ def _mlp_forward(ckpt, x):
     return h @ ckpt["softmax_linear/weights"].read() + ckpt["softmax_linear/biases"].read()
 
 
-def test_migrate_tf1_example_to_weights_h5(tf, factories, tmp_path, capsys):
+def test_migrate_tf1_example_to_weights_h5(tf, factories, models, tmp_path, capsys):
 
     out = tmp_path / "mlp.weights.h5"
     code = main(["migrate", str(EXAMPLE), str(out), "--model", f"{factories}:mlp",
@@ -66,9 +76,6 @@ def test_migrate_tf1_example_to_weights_h5(tf, factories, tmp_path, capsys):
                  "--rename", "/biases$=/bias"])
     assert code == 0, capsys.readouterr()
     assert "8 matched, 0 missing, 0 unexpected" in capsys.readouterr().out
-    spec = __import__("importlib").util.spec_from_file_location("models", factories)
-    models = __import__("importlib").util.module_from_spec(spec)
-    spec.loader.exec_module(models)
     model = models.mlp()
     model.load_weights(str(out))  # Keras itself reads what we wrote
     x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
@@ -132,9 +139,7 @@ def test_keras2_h5_into_keras3(tf, tmp_path):
     np.testing.assert_allclose(np.asarray(again(x)), old(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
-def test_tf1_cnn_with_batch_norm_into_keras3(tf, factories, tmp_path):
-    import importlib.util
-
+def test_tf1_cnn_with_batch_norm_into_keras3(tf, models, tmp_path):
     v1 = tf.compat.v1
     rng = np.random.default_rng(2)
     x_data = rng.standard_normal((4, 8, 8, 3)).astype(np.float32)
@@ -155,9 +160,6 @@ def test_tf1_cnn_with_batch_norm_into_keras3(tf, factories, tmp_path):
                 sess.run(train, {x: x_data, training: True})
             want = sess.run(logits, {x: x_data})
             v1.train.Saver().save(sess, str(tmp_path / "cnn"), write_meta_graph=False)
-    spec = importlib.util.spec_from_file_location("models", factories)
-    models = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(models)
     model = models.cnn()
     report = converter.load_into(model, tmp_path / "cnn",
                                  rules=converter.rules.Rules().preset("drop-optimizer"))
@@ -170,18 +172,8 @@ def test_tf1_cnn_with_batch_norm_into_keras3(tf, factories, tmp_path):
 def test_tf1_lstm_into_keras3_model(tf, tmp_path):
     import keras
 
-    v1 = tf.compat.v1
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
-    with tf.Graph().as_default():
-        cell = v1.nn.rnn_cell.LSTMCell(4)
-        outputs, _ = v1.nn.dynamic_rnn(cell, tf.constant(x), dtype=tf.float32)
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            for var in v1.global_variables():  # a random bias, so that gate order matters
-                sess.run(var.assign(rng.uniform(-1, 1, var.shape).astype(np.float32)))
-            want = sess.run(outputs)
-            v1.train.Saver().save(sess, str(tmp_path / "lstm"), write_meta_graph=False)
+    x = np.random.default_rng(4).standard_normal((2, 5, 3)).astype(np.float32)
+    want, _ = tf1_lstm_checkpoint(tf, tmp_path / "lstm", x, 4)
     model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, return_sequences=True)],
                              name="seq")
     rules = converter.rules.Rules().preset("tf1-lstm-to-keras").strip_prefix("rnn/")

@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import assert_same
+from conftest import assert_same, tf1_lstm_checkpoint
 
 import converter
 from converter.cli.rule_args import add_rule_args, rules_from_args
@@ -53,21 +53,6 @@ def _restore(tf, prefix, build, var_list=None) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- LSTM
 
 
-def _tf1_lstm(tf, tmp_path, cell_name: str, scope: str, forget_bias: float, x: np.ndarray):
-    v1 = tf.compat.v1
-    rng = np.random.default_rng(1)
-    with tf.Graph().as_default():
-        cell = getattr(v1.nn.rnn_cell, cell_name)(UNITS, forget_bias=forget_bias, name=scope)
-        outputs, _ = v1.nn.dynamic_rnn(cell, tf.constant(x), dtype=tf.float32)
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            for var in v1.global_variables():  # a random bias, so that gate order matters
-                sess.run(var.assign(rng.uniform(-1, 1, var.shape).astype(np.float32)))
-            expected = sess.run(outputs)
-            prefix = v1.train.Saver().save(sess, str(tmp_path / cell_name / "model.ckpt"))
-    return expected, prefix
-
-
 @pytest.mark.filterwarnings("ignore:`tf.nn.rnn_cell")
 @pytest.mark.parametrize("cell_name, forget_bias", [("LSTMCell", 1.0), ("BasicLSTMCell", 1.0),
                                                     ("BasicLSTMCell", 0.25)])
@@ -76,7 +61,9 @@ def test_tf1_lstm_to_keras_lstm(tf, tmp_path, cell_name, forget_bias):
 
     x = np.random.default_rng(0).standard_normal((BATCH, STEPS, FEATURES)).astype(np.float32)
     scope = "lstm_cell" if cell_name == "LSTMCell" else "basic_lstm_cell"  # TF1's defaults
-    expected, prefix = _tf1_lstm(tf, tmp_path, cell_name, scope, forget_bias, x)
+    expected, prefix = tf1_lstm_checkpoint(tf, tmp_path / cell_name / "model.ckpt", x, UNITS,
+                                           cell_name=cell_name, scope=scope,
+                                           forget_bias=forget_bias)
     options = {} if forget_bias == 1.0 else {"forget_bias": forget_bias}
     rules = Rules().preset("tf1-lstm-to-keras", **options).strip_prefix("rnn/")
     out = tmp_path / "keras_lstm.npz"
