@@ -90,7 +90,8 @@ def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
     whole checkpoint, and a TF checkpoint written from them gets a new one."""
     tensors: dict[str, Any] = dict(ckpt)
     if "string" not in getattr(module, "DTYPES", ("string",)):
-        graphs = [n for n, t in ckpt.items() if t.kind == "object_graph"]
+        # The graph is a string: the dtype test first spares judging every tensor's kind.
+        graphs = [n for n, t in ckpt.items() if t.dtype.hasobject and t.kind == "object_graph"]
         if graphs:
             warnings.warn(f"{fmt} cannot hold the TF2 object graph ({graphs[0]}); writing the "
                           "tensors without it", ConverterWarning, stacklevel=3)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
 from .tensor import Tensor
+
+DELAY = 1.0  # seconds before a bar appears: quick conversions show none
 
 
 def tracked(
@@ -14,10 +17,22 @@ def tracked(
     if not enabled:
         yield from tensors
         return
+    # The bar (and tqdm's import, a tenth of a small conversion's start-up) waits until the
+    # work has run for DELAY seconds.
+    deadline = time.monotonic() + DELAY
+    done = 0
+    it = iter(tensors)
+    for tensor in it:
+        yield tensor
+        done += tensor.nbytes
+        if time.monotonic() >= deadline:
+            break
+    else:
+        return
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, delay=1.0,
+    with tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
               leave=False) as bar:
-        for tensor in tensors:
+        for tensor in it:
             yield tensor
             bar.update(tensor.nbytes)

@@ -38,7 +38,7 @@ class Tensor:
         attrs: format-specific facts (e.g. the TF2 object path of a variable).
     """
 
-    __slots__ = ("name", "dtype", "shape", "size", "kind", "span", "crc32c", "attrs", "_load")
+    __slots__ = ("name", "dtype", "shape", "size", "_kind", "span", "crc32c", "attrs", "_load")
 
     def __init__(
         self,
@@ -57,12 +57,35 @@ class Tensor:
         self.shape = shape if type(shape) is tuple and all(type(d) is int for d in shape) \
             else tuple(int(d) for d in shape)
         self.size = math.prod(self.shape)
-        # Formats that do not record roles fall back to what TF1 names say.
-        self.kind = kind if kind is not None else tf1_kind(name)
+        self._kind = kind
         self.span = span
         self.crc32c = crc32c
         self.attrs = attrs if attrs is not None else {}
         self._load = load
+
+    @classmethod
+    def _trusted(cls, name: str, dtype: np.dtype, shape: tuple[int, ...], size: int,
+                 load: Callable[[], np.ndarray], kind: str | None, span: Span | None,
+                 crc32c: int | None, attrs: dict[str, str]) -> Tensor:
+        # For readers that open tens of thousands of tensors: the fields are already checked
+        # (dtype a numpy dtype, shape a tuple of ints, size its product), so skip the checks.
+        self = cls.__new__(cls)
+        self.name, self.dtype, self.shape, self.size = name, dtype, shape, size
+        self._kind, self.span, self.crc32c, self.attrs, self._load = \
+            kind, span, crc32c, attrs, load
+        return self
+
+    @property
+    def kind(self) -> str:
+        # Formats that do not record roles fall back to what TF1 names say; judged on first
+        # use, since a plain conversion never asks.
+        if self._kind is None:
+            self._kind = tf1_kind(self.name)
+        return self._kind
+
+    @kind.setter
+    def kind(self, value: str) -> None:
+        self._kind = value
 
     @classmethod
     def from_array(cls, name: str, array: Any, *, kind: str | None = None) -> Tensor:
@@ -89,10 +112,9 @@ class Tensor:
 
     def renamed(self, name: str) -> Tensor:
         """The same data under another name."""
-        return Tensor(
-            name, self.dtype, self.shape, self._load, kind=self.kind, span=self.span,
-            crc32c=self.crc32c, attrs=self.attrs,
-        )
+        # The kind is judged here, from the old name: a renamed slot stays a slot.
+        return Tensor._trusted(name, self.dtype, self.shape, self.size, self._load, self.kind,
+                               self.span, self.crc32c, self.attrs)
 
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.dtype}, {self.shape}, kind={self.kind!r})"
@@ -124,6 +146,16 @@ class Checkpoint(Mapping[str, Tensor]):
 
     def __len__(self) -> int:
         return len(self._tensors)
+
+    # The dict's own views: Mapping's generic ones look every name up again.
+    def keys(self):  # noqa: D102
+        return self._tensors.keys()
+
+    def values(self):  # noqa: D102
+        return self._tensors.values()
+
+    def items(self):  # noqa: D102
+        return self._tensors.items()
 
     @property
     def nbytes(self) -> int:

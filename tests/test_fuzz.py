@@ -219,6 +219,54 @@ if __name__ != "__main__":
             target(seed())  # no error at all on the unmutated input
         assert table.read_table(TABLE_MULTIBLOCK, "x")[-1][0] == b"t011"
 
+    def _outcome(decode: Callable[[bytes], object], raw: bytes) -> object:
+        try:
+            return decode(raw)
+        except converter.ConverterError as exc:
+            return type(exc), str(exc)
+
+    ENTRY_FIELDS = st.tuples(
+        st.sampled_from([1, 2, 7, 9, 14, 0x7F]), st.lists(st.integers(0, 2**40), max_size=4),
+        st.sampled_from([0, 1, 3]), st.sampled_from(HUGE), st.sampled_from(HUGE),
+        st.integers(0, 2**32 - 1))
+
+    @FUZZ
+    @given(fields=ENTRY_FIELDS, data=st.data())
+    def test_entry_fast_path_agrees(fields, data):
+        # The one-pass reader of TF's own layout must give what the general one gives, on
+        # entries as TF writes them and on mutations of them (where it may decline).
+        dt, shape, shard, offset, size, crc = fields
+        raw = _entry(dt, tuple(shape), shard, offset, size, crc)
+        proto._shapes[proto.encode_shape(tuple(shape))] = tuple(shape)  # seen before
+        fast = proto._entry_as_written(raw)
+        assert fast is not None and fast == proto._entry_any_layout(raw)
+        raw = data.draw(mutated(raw))
+        fast = _outcome(proto._entry_as_written, raw)
+        if fast is not None:
+            assert fast == _outcome(proto._entry_any_layout, raw)
+
+    @FUZZ
+    @given(names=st.lists(st.text(max_size=12), unique=True, max_size=6),
+           metadata=st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=3),
+           shapes=st.lists(st.lists(st.integers(0, 3), max_size=3), min_size=6, max_size=6))
+    def test_safetensors_header_is_the_json_of_the_dict(names, metadata, shapes):
+        names = [n for n in names if n != "__metadata__"]
+        tensors = [converter.Tensor.from_array(n, np.zeros(shape, np.float32))
+                   for n, shape in zip(names, shapes[:len(names)], strict=True)]
+        header: dict = {"__metadata__": metadata} if metadata else {}
+        offset = 0
+        for t in tensors:
+            header[t.name] = {"dtype": "F32", "shape": list(t.shape),
+                              "data_offsets": [offset, offset + t.nbytes]}
+            offset += t.nbytes
+        try:
+            expected = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # lone surrogates: neither can be written
+            return
+        raw = safetensors.header_for(tensors, metadata, Path("x.safetensors"))
+        assert raw[8:].rstrip(b" ") == expected
+        assert struct.unpack("<Q", raw[:8])[0] == len(raw) - 8 and len(raw) % 8 == 0
+
     @FUZZ
     @given(raw=mutated(TABLE_MULTIBLOCK))
     def test_multiblock_table(raw):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import mmap
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,20 @@ import numpy as np
 from .. import dtypes
 from ..errors import FormatError
 from ..tensor import Tensor
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a reader builds tens of thousands of small
+    objects that form no cycles: otherwise collections triggered by the allocations rescan
+    everything alive and cost about a third of opening a 20,000-tensor index."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def contiguous_le(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray:
@@ -60,10 +77,12 @@ def check_shape(path: Path, name: str, shape: object) -> tuple[int, ...]:
 def split_by_size(tensors: list[Tensor], max_size: int | None) -> list[list[Tensor]]:
     """Tensors in order, cut into groups of at most ``max_size`` bytes (a bigger tensor gets a
     group of its own); one group when ``max_size`` is None."""
+    if not max_size:
+        return [list(tensors)]
     groups: list[list[Tensor]] = [[]]
     size = 0
     for t in tensors:
-        if max_size and groups[-1] and size + t.nbytes > max_size:
+        if groups[-1] and size + t.nbytes > max_size:
             groups.append([])
             size = 0
         groups[-1].append(t)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import google_crc32c
 import numpy as np
 
 from .. import crc32c
@@ -80,10 +81,8 @@ def copy_to(f, tensor: Tensor, *, want_crc: bool = False) -> tuple[int, int]:
     return written, value
 
 
-def _contiguous(a: Tensor, b: Tensor) -> bool:
-    return (b.span is not None and a.span is not None and b.span[0] == a.span[0]
-            and b.span[1] == a.span[1] + a.span[2] and not b.dtype.hasobject
-            and b.dtype.byteorder != ">")
+def _streamable(t: Tensor) -> bool:
+    return t.span is not None and not t.dtype.hasobject and t.dtype.byteorder != ">"
 
 
 def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
@@ -92,16 +91,22 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
     each once it is written. Runs of tensors stored back to back in one source file are copied
     with large reads (20,000 small tensors cost a few system calls, not 40,000), each tensor's
     bytes still checked against its own crc32c."""
-    i = 0
-    while i < len(tensors):
+    i, n = 0, len(tensors)
+    while i < n:
+        first = tensors[i]
         j = i + 1
-        if tensors[i].span is not None and not tensors[i].dtype.hasobject \
-                and tensors[i].dtype.byteorder != ">":
-            while j < len(tensors) and _contiguous(tensors[j - 1], tensors[j]):
+        if _streamable(first):
+            path, end = first.span[0], first.span[1] + first.span[2]
+            while j < n:
+                span = tensors[j].span
+                if span is None or span[1] != end or span[0] != path \
+                        or not _streamable(tensors[j]):
+                    break
+                end += span[2]
                 j += 1
         if j - i == 1:
-            written, value = copy_to(f, tensors[i], want_crc=want_crc)
-            yield tensors[i], written, value
+            written, value = copy_to(f, first, want_crc=want_crc)
+            yield first, written, value
         else:
             yield from _copy_run(f, tensors[i:j], want_crc)
         i = j
@@ -113,6 +118,7 @@ def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, in
     raw = bytearray(min(CHUNK, end - start))
     buf = memoryview(raw)
     as_array = np.frombuffer(raw, dtype=np.uint8)  # crc32c takes array slices without a copy
+    extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
     pos = start
     value = 0
@@ -126,17 +132,21 @@ def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, in
             f.write(buf[:got])
             chunk_end = pos + got
             while k < len(run):
-                t_start, t_size = run[k].span[1], run[k].span[2]
-                lo, hi = max(pos, t_start), min(chunk_end, t_start + t_size)
-                if hi > lo and (want_crc or run[k].crc32c is not None):
-                    value = crc32c.extend(value, as_array[lo - pos:hi - pos])
-                if t_start + t_size > chunk_end:
+                tensor = run[k]
+                _, t_start, t_size = tensor.span
+                t_end = t_start + t_size
+                expected = tensor.crc32c
+                if (want_crc or expected is not None) and t_size:
+                    lo = t_start if t_start > pos else pos
+                    hi = t_end if t_end < chunk_end else chunk_end
+                    if hi > lo:
+                        value = extend(value, as_array[lo - pos:hi - pos])
+                if t_end > chunk_end:
                     break
-                expected = run[k].crc32c
                 if expected is not None and value != expected:
-                    raise CorruptionError(f"{path}: tensor {run[k].name!r}: checksum mismatch "
+                    raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
                                           "(data corrupted)")
-                yield run[k], t_size, value
+                yield tensor, t_size, value
                 value = 0
                 k += 1
             pos = chunk_end

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 
 from .. import dtypes
@@ -207,26 +208,37 @@ def shard_names(path: Path, n: int) -> list[Path]:
 
 
 def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> bytes:
-    """The padded header bytes for ``tensors`` (written in that order)."""
-    header: dict[str, object] = {}
+    """The padded header bytes for ``tensors`` (written in that order).
+
+    The JSON text is what ``json.dumps(header, separators=(",", ":"), ensure_ascii=False)`` gives,
+    built from pieces: with tens of thousands of tensors, a dict per tensor for ``json`` to walk
+    costs more than the rest of the header."""
+    parts = []
     if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        parts.append('"__metadata__":' + json.dumps(
+            {str(k): str(v) for k, v in metadata.items()}, separators=(",", ":"),
+            ensure_ascii=False))
+    codes: dict[object, str] = {}
+    shapes: dict[tuple[int, ...], str] = {}
     offset = 0
     for tensor in tensors:
         name = tensor.name
         if name == "__metadata__":
             raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
-        dtype_name = dtypes.name_of(tensor.dtype)
-        code = NAMES.get(dtype_name)
+        code = codes.get(tensor.dtype)
         if code is None:
-            raise FormatError(
-                f"{path}: tensor {name!r} has dtype {dtype_name}, which safetensors cannot store"
-            )
-        nbytes = tensor.size * tensor.dtype.itemsize
-        header[name] = {"dtype": code, "shape": list(tensor.shape),
-                        "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+            dtype_name = dtypes.name_of(tensor.dtype)
+            if dtype_name not in NAMES:
+                raise FormatError(f"{path}: tensor {name!r} has dtype {dtype_name}, which "
+                                  "safetensors cannot store")
+            code = codes[tensor.dtype] = f'{{"dtype":"{NAMES[dtype_name]}","shape":['
+        shape = shapes.get(tensor.shape)
+        if shape is None:
+            shape = shapes[tensor.shape] = ",".join(map(str, tensor.shape))
+        end = offset + tensor.size * tensor.dtype.itemsize
+        parts.append(f'{_json_string(name)}:{code}{shape}],"data_offsets":[{offset},{end}]}}')
+        offset = end
+    raw = ("{" + ",".join(parts) + "}").encode()
     raw += b" " * (-len(raw) % 8)
     return struct.pack("<Q", len(raw)) + raw
 

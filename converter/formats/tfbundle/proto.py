@@ -211,6 +211,36 @@ _shapes: dict[bytes, tuple[int, ...]] = {}
 def decode_entry(buf: bytes) -> dict:
     """A ``BundleEntryProto``; the same result as :func:`decode` and friends, specialised because
     checkpoints with tens of thousands of tensors spend their open time here."""
+    return _entry_as_written(buf) or _entry_any_layout(buf)
+
+
+def _entry_as_written(buf: bytes) -> dict | None:
+    """TensorFlow writes dtype, shape, shard, offset, size, crc32c in that order, leaving out
+    zeros: an entry laid out so (with a shape seen before) is read in one pass. None for any
+    other layout, which :func:`_entry_any_layout` reads to the same result."""
+    end = len(buf)
+    if end >= 9 and buf[0] == 0x08 and buf[2] == 0x12 and not (buf[1] | buf[3]) & 0x80 \
+            and buf[end - 5] == 0x35:
+        pos = 4 + buf[3]
+        shape = _shapes.get(buf[4:pos])
+        stop = end - 5
+        if shape is not None and pos <= stop:
+            shard = offset = size = 0
+            # Bounded by ``end`` as the general path is, so both fail alike.
+            if pos < stop and buf[pos] == 0x18:
+                shard, pos = read_varint(buf, pos + 1, end)
+            if pos < stop and buf[pos] == 0x20:
+                offset, pos = read_varint(buf, pos + 1, end)
+            if pos < stop and buf[pos] == 0x28:
+                size, pos = read_varint(buf, pos + 1, end)
+            if pos == stop:
+                return {"dt": buf[1], "shape": shape, "shard": shard, "offset": signed(offset),
+                        "size": signed(size), "crc": int.from_bytes(buf[stop + 1:], "little"),
+                        "slices": []}
+    return None
+
+
+def _entry_any_layout(buf: bytes) -> dict:
     end = len(buf)
     pos = 0
     dt = shard = offset = size = crc = 0

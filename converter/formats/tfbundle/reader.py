@@ -7,6 +7,7 @@ import math
 import os
 import re
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,8 @@ import numpy as np
 from ... import dtypes
 from ...crc32c import crc, extend, lengths_crc, mask, unmask
 from ...errors import ConverterWarning, CorruptionError, FormatError
-from ...kinds import tf1_kind
 from ...tensor import Checkpoint, Tensor
-from .._common import frombuffer, map_file, release
+from .._common import frombuffer, gc_paused, map_file, release
 from . import objgraph, proto
 from .slices import slice_key
 from .table import has_magic, read_table
@@ -338,6 +338,11 @@ def _storage_order(bundle: Bundle) -> list[tuple[str, dict]]:
 
 
 def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
+    with gc_paused():
+        return _read_bundle(path, verify)
+
+
+def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     prefix, meta = resolve(path)
     bundle = Bundle(prefix, verify)
     meta["num_shards"] = str(bundle.num_shards)
@@ -355,31 +360,36 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
     else:
         meta["layout"] = "tf1"
     tensors: dict[str, Tensor] = {}
+    types: dict[int, tuple[np.dtype, dict[str, str]]] = {}
     for name, entry in _storage_order(bundle):
-        dtype, attrs = bundle.dtype_of(entry)
+        dt = entry["dt"]
+        if dt not in types:
+            types[dt] = bundle.dtype_of(entry)
+        dtype, attrs = types[dt]
+        attrs = dict(attrs)
         if name == objgraph.GRAPH_KEY and graph_entry is not None:
             kind = "object_graph"
         elif name in graph_attrs:
-            attrs = {**attrs, **graph_attrs[name]}
+            attrs.update(graph_attrs[name])
             kind = attrs.pop("kind")
         elif graph_entry is not None:
             kind = "other"
         else:
-            kind = tf1_kind(name)
+            kind = None  # judged from the TF1 name when asked (Tensor.kind)
+        shape = entry["shape"]
+        size = math.prod(shape)
         span = checksum = None
         if entry["slices"]:
-            def load(n=name, e=entry):
-                return bundle.read_partitioned(n, e)
+            load = partial(bundle.read_partitioned, name, entry)
             attrs["partitions"] = str(len(entry["slices"]))
         else:
-            def load(n=name, e=entry):
-                return bundle.read_entry(n, e)
+            load = partial(bundle.read_entry, name, entry)
             # A span lets writers and verify stream the bytes without read(), so only an entry
             # whose size matches its shape and dtype gets one; read() reports the others.
             if not dtype.hasobject and "unsupported" not in entry and \
-                    math.prod(entry["shape"]) * dtype.itemsize == entry["size"]:
+                    size * dtype.itemsize == entry["size"]:
                 span = (bundle.shard_file(entry["shard"]), entry["offset"], entry["size"])
                 checksum = unmask(entry["crc"]) if verify else None
-        tensors[name] = Tensor(name, dtype, entry["shape"], load, kind=kind, span=span,
-                               crc32c=checksum, attrs=attrs)
+        tensors[name] = Tensor._trusted(name, dtype, shape, size, load, kind, span, checksum,
+                                        attrs)
     return Checkpoint(tensors, meta, closers=[bundle.close])
