@@ -25,7 +25,6 @@ from .errors import (
     RenameError,
     UsageError,
 )
-from .loaders import LoadReport, load_into
 from .migrate import migrate
 from .registry import Format, formats, register
 from .tensor import Checkpoint, Tensor, as_checkpoint
@@ -33,11 +32,14 @@ from .verify import VerifyReport, verify
 
 
 def __getattr__(name: str):
-    # converter.rules and converter.tf1 load on first use: most commands need neither.
-    if name in ("rules", "tf1"):
-        import importlib
+    # Loaded on first use: a conversion needs none of these, and start-up is much of what a
+    # small conversion costs.
+    import importlib
 
+    if name in ("rules", "tf1"):
         return importlib.import_module(f".{name}", __name__)
+    if name in ("LoadReport", "load_into"):
+        return getattr(importlib.import_module(".loaders", __name__), name)
     raise AttributeError(f"module 'converter' has no attribute {name!r}")
 
 

@@ -15,11 +15,13 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .loaders import LoadReport, load_into
 from .outputs import check_free, outputs
+
+if TYPE_CHECKING:
+    from .loaders import LoadReport
 
 
 def load_factory(spec: str) -> Callable[[], Any]:
@@ -144,6 +146,8 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
         from .loaders.optimizer import check_optimizer
 
         check_optimizer(model)
+    from .loaders import load_into
+
     report = load_into(model, source, rules=rules, strict=strict, match=match)
     if with_optimizer:
         from .loaders.optimizer import load_optimizer

@@ -5,7 +5,6 @@ then rename into place; existing outputs are kept unless the caller forces.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import threading
@@ -74,7 +73,7 @@ class Outputs:
         dst = Path(dst)
         check_free([dst], self.force)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp-{secrets.token_hex(4)}{keep_suffix}")
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.urandom(4).hex()}{keep_suffix}")
         self._pending.append((tmp, dst))
         return tmp
 
@@ -89,7 +88,7 @@ class Outputs:
             for tmp, dst in self._pending:
                 if tmp.is_dir() and dst.exists():
                     # os.replace cannot replace a non-empty directory: move the old one aside.
-                    old = dst.with_name(f".{dst.name}.old-{secrets.token_hex(4)}")
+                    old = dst.with_name(f".{dst.name}.old-{os.urandom(4).hex()}")
                     os.replace(dst, old)
                     os.replace(tmp, dst)
                     _remove(old)

@@ -69,17 +69,26 @@ BUILTINS: tuple[Format, ...] = (
 )
 
 _table: dict[str, Format] | None = None
+_plugins_loaded = False
+
+
+def _known(plugins: bool) -> dict[str, Format]:
+    # Finding plugins means reading every installed distribution's metadata (a tenth of a
+    # second with a few hundred installed), so the built-in rows answer first and plugins are
+    # looked up only when those do not settle the question.
+    global _table, _plugins_loaded
+    if _table is None:
+        _table = {f.name: f for f in BUILTINS}
+    if plugins and not _plugins_loaded:
+        _plugins_loaded = True
+        for f in _entry_point_formats():
+            _table.setdefault(f.name, f)
+    return _table
 
 
 def formats() -> dict[str, Format]:
     """The registry: built-ins, then installed third-party formats, by name."""
-    global _table
-    if _table is None:
-        table = {f.name: f for f in BUILTINS}
-        for f in _entry_point_formats():
-            table.setdefault(f.name, f)
-        _table = table
-    return _table
+    return _known(plugins=True)
 
 
 def register(fmt: Format, *, replace: bool = False) -> None:
@@ -110,18 +119,23 @@ def _entry_point_formats() -> list[Format]:
 
 def get(name: str) -> Format:
     """The format called ``name``; UsageError listing the known names otherwise."""
-    try:
-        return formats()[name]
-    except KeyError:
+    fmt = _known(plugins=False).get(name) or formats().get(name)
+    if fmt is None:
         known = ", ".join(formats())
-        raise UsageError(f"unknown format {name!r} (known: {known})") from None
+        raise UsageError(f"unknown format {name!r} (known: {known})")
+    return fmt
 
 
 def by_suffix(path: Path) -> Format | None:
-    """The format whose suffix ends the file name, longest suffix first."""
+    """The format whose suffix ends the file name, longest suffix first; a suffix a format
+    already known claims is not looked for among plugins."""
+    return _by_suffix(path, _known(plugins=False)) or _by_suffix(path, formats())
+
+
+def _by_suffix(path: Path, table: dict[str, Format]) -> Format | None:
     name = path.name.lower()
     best: tuple[int, Format] | None = None
-    for fmt in formats().values():
+    for fmt in list(table.values()):
         for suffix in fmt.suffixes:
             if name.endswith(suffix) and (best is None or len(suffix) > best[0]):
                 best = (len(suffix), fmt)
@@ -129,15 +143,19 @@ def by_suffix(path: Path) -> Format | None:
 
 
 def detect(path: Path) -> Format:
-    """The format of an existing file or directory: by content, trying the suffix's format first."""
+    """The format of an existing file or directory: by content, trying the suffix's format
+    first, then the known formats, then plugins."""
     if not path.exists() and not _is_tf_prefix(path):
         raise FormatError(f"{path}: no such file or directory")
     first = by_suffix(path)
-    candidates = [first] if first else []
-    candidates += [f for f in formats().values() if f is not first]
-    for fmt in candidates:
-        if fmt.sniff(path):
-            return fmt
+    tried: set[str] = set()
+    for plugins in (False, True):
+        for fmt in [first, *_known(plugins).values()]:
+            if fmt is None or fmt.name in tried:
+                continue
+            tried.add(fmt.name)
+            if fmt.sniff(path):
+                return fmt
     kind = "directory" if path.is_dir() else "file"
     raise FormatError(
         f"{path}: not a checkpoint of any known format ({kind}; known: {', '.join(formats())})"

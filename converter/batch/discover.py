@@ -8,8 +8,6 @@ import glob
 import hashlib
 import os
 import re
-import tarfile
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -170,6 +168,9 @@ def _step(prefix: str) -> int:
 
 
 def _members(archive: Path) -> list[str]:
+    import tarfile  # with zipfile, only for archives: they pull in bz2 and lzma at start-up
+    import zipfile
+
     try:
         if archive.name.lower().endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
@@ -183,6 +184,9 @@ def _members(archive: Path) -> list[str]:
 def unpack(item: Item, into: Path) -> Path:
     """Extract the item's members into ``into`` (safely: no paths outside it); returns the path
     to read."""
+    import tarfile
+    import zipfile
+
     archive = Path(item.source)
     root = into.resolve()
     for name in item.members:

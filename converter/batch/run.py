@@ -10,16 +10,17 @@ import shutil
 import signal
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import registry
 from ..errors import ConverterError, UsageError
 from .discover import Item, discover, in_shard, unpack
 from .remote import fetch, filesystem, is_url, read_text, upload, write_text
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 MANIFEST = "manifest.jsonl"
 
@@ -263,6 +264,11 @@ def _run(sources: list[str], job: Job, manifest_dir: Path, jobs: int | None, res
 
 def _parallel(todo: list[Item], job: Job, jobs: int | None, results: dict[str, Result],
               manifest, bar) -> None:
+    # Imported here: the pool machinery is a tenth of `ckpt`'s start-up, and one conversion
+    # never needs it.
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
     workers = jobs or os.cpu_count() or 1
     pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_worker_init)
     pending: dict[Future, Item] = {}

@@ -6,6 +6,7 @@ Library errors become one line on stderr and exit code 2; nothing prints a trace
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import warnings
 from collections.abc import Sequence
@@ -78,4 +79,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def entry() -> None:
-    sys.exit(main())
+    # The interpreter's last garbage collection at exit scans every object still alive (tens
+    # of thousands of tensors after a big conversion) only to free memory the exit frees anyway.
+    code = main()
+    gc.freeze()
+    sys.exit(code)

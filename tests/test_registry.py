@@ -1,0 +1,102 @@
+"""Third-party formats through the ``converter.formats`` entry-point group, installed as a real
+distribution (a ``.dist-info`` with ``entry_points.txt``) on the path of a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PLUGIN = '''
+"""A plugin format: an npz archive under another suffix, with a magic file name."""
+from pathlib import Path
+
+from converter.formats import npz
+from converter.registry import Format
+
+FORMAT = Format("fake", (".fake",), "fakeplug", "a plugin format for tests")
+
+
+def sniff(path: Path) -> bool:
+    return path.name.endswith(".fake") and path.is_file()
+
+
+def read(path: Path, **opts):
+    return npz.read(path, **opts)
+
+
+def write(ckpt, path: Path, **opts):
+    npz.write(ckpt, path, **opts)
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    (root / "fakeplug").mkdir()
+    (root / "fakeplug" / "__init__.py").write_text(PLUGIN)
+    info = root / "fakeplug-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[converter.formats]\nfake = fakeplug:FORMAT\n")
+    return root
+
+
+def _run(code: str, plugin_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(plugin_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True)
+
+
+def test_plugin_format_converts_and_is_detected(tmp_path, plugin_path):
+    src = tmp_path / "m.npz"
+    np.savez(src, w=np.arange(6, dtype=np.float32).reshape(2, 3))
+    result = _run(f"""
+        import sys
+        import numpy as np
+        import converter
+        from converter import registry
+        converter.convert(r"{src}", r"{tmp_path}/m.fake").close()
+        assert "fakeplug" in sys.modules
+        assert registry.detect(__import__("pathlib").Path(r"{tmp_path}/m.fake")).name == "fake"
+        with converter.read(r"{tmp_path}/m.fake") as ckpt:
+            w = ckpt["w"].read()
+        assert w.tobytes() == np.arange(6, dtype=np.float32).tobytes(), w
+        assert "fake" in registry.formats()
+        print("ok")
+    """, plugin_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    listing = subprocess.run([sys.executable, "-m", "converter", "formats"], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(plugin_path)})
+    assert "fake" in listing.stdout and "a plugin format for tests" in listing.stdout
+
+
+def test_plugins_are_not_looked_up_when_built_in_formats_settle_it(tmp_path, plugin_path):
+    # Reading every distribution's metadata is a tenth of a small conversion's time.
+    src = tmp_path / "m.npz"
+    np.savez(src, w=np.arange(3.0))
+    result = _run(f"""
+        import importlib.metadata as md
+        calls = []
+        real = md.entry_points
+        md.entry_points = lambda **kw: calls.append(kw) or real(**kw)
+        import converter
+        converter.convert(r"{src}", r"{tmp_path}/m.safetensors").close()
+        converter.convert(r"{tmp_path}/m.safetensors", r"{tmp_path}/m2.npz", to="npz").close()
+        assert not calls, calls
+        try:
+            converter.convert(r"{src}", r"{tmp_path}/m.unknown")
+        except converter.UsageError as exc:
+            assert "fake" in str(exc), exc  # the error lists plugins too
+        assert calls
+        print("ok")
+    """, plugin_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
