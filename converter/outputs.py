@@ -101,10 +101,20 @@ class Outputs:
             self._pending = []
 
     def abort(self) -> None:
-        with _signals_held():  # a second Ctrl-C must not leave temporaries behind
-            for tmp, _ in self._pending:
-                _remove(tmp)
-            self._pending = []
+        # A second Ctrl-C (or SIGTERM) must not leave temporaries behind: signals are held while
+        # removing, and one that lands before they are held restarts the cleanup; it is raised
+        # once everything is removed.
+        interrupted: BaseException | None = None
+        while self._pending:
+            try:
+                with _signals_held():
+                    while self._pending:
+                        _remove(self._pending[-1][0])
+                        self._pending.pop()
+            except (KeyboardInterrupt, SystemExit) as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
     @property
     def current(self) -> Path | None:

@@ -226,6 +226,30 @@ def test_ctrl_c_leaves_nothing(tmp_path, big_source, fmt):
     assert _leftovers(out) == [] and _outputs(out, dst) == []
 
 
+def test_second_interrupt_before_signals_are_held_still_cleans_up(tmp_path, monkeypatch):
+    # The first interrupt unwinds the writer; a second lands while the cleanup is starting,
+    # before the signals are held (seen with `ckpt batch` under SIGTERM from the shell and from
+    # the parent process at once).
+    real = outputs._signals_held
+    calls = []
+
+    def second_interrupt():
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real()
+
+    monkeypatch.setattr(outputs, "_signals_held", second_interrupt)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.outputs() as group:
+            for name in ("m.ckpt.index", "m.ckpt.data-00000-of-00001"):
+                group.new(out / name).write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert len(calls) == 2
+    assert _leftovers(out) == [] and list(out.iterdir()) == []
+
+
 # --- two writers of one destination -----------------------------------------------------------
 
 

@@ -93,7 +93,10 @@ _worker = {"busy": False, "terminated": False}
 
 def _on_sigterm(*_: object) -> None:
     # Mid-conversion, SIGTERM becomes an exception so the writer removes its temporary files on
-    # the way out (convert_item then ends the process); an idle worker just ends.
+    # the way out (convert_item then ends the process); an idle worker just ends. A second one
+    # (the shell's and the parent's arrive together) must not cut that cleanup short.
+    if _worker["terminated"]:
+        return
     _worker["terminated"] = True
     if _worker["busy"]:
         raise SystemExit(143)
