@@ -1,15 +1,21 @@
 """Streaming a tensor's bytes to a writer in bounded memory.
 
-A tensor with a file span is copied through one reusable buffer with ``os.preadv``: the page
-cache serves the reads and nothing is mapped into our address space, so converting a checkpoint
-of any size holds a few MiB. The crc32c the source file recorded is checked on the way; a
-mismatch raises after the last chunk, and the writer's temporary output is discarded. Tensors
-without a span (transformed, assembled from parts, in-memory) are read and sliced.
+A tensor with a file span is read through a read-only memory map of its file, a chunk at a time:
+the crc32c is computed on the mapped page-cache pages, the bytes go to a plain output file with
+``os.copy_file_range`` (inside the kernel, never through Python), and each chunk's pages are
+dropped from the mapping once done, so converting a checkpoint of any size holds a few MiB.
+Outputs that are not plain files (zip members) are written from the mapped chunk. A crc32c
+mismatch raises after the tensor's last chunk, and the writer's temporary output is discarded.
+Tensors without a span (transformed, assembled from parts, in-memory) are read and sliced.
 """
 
 from __future__ import annotations
 
+import errno
+import io
+import mmap
 import os
+import stat
 from collections.abc import Iterator
 
 import google_crc32c
@@ -18,16 +24,121 @@ import numpy as np
 from .. import crc32c
 from ..errors import CorruptionError
 from ..tensor import Tensor
-from ._common import contiguous_le
+from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
+# copy_file_range refusing this pair of files (another file system on older kernels, a file
+# system without it, an append-mode output): the bytes are written from the mapping instead.
+_NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 
 
-def chunks(tensor: Tensor) -> Iterator[memoryview]:
+EARLY_WRITEBACK = 4 * CHUNK
+_sync_file_range = None  # libc's, looked up on first use; False where there is none
+
+
+def _start_writeback(fd: int, offset: int, n: int) -> None:
+    """Start writing ``n`` bytes at ``offset`` of the output to disk, without waiting (Linux
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; elsewhere nothing). A hint: errors are ignored,
+    and the fsync before the rename still makes the file durable."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = False
+        try:
+            import ctypes
+
+            call = ctypes.CDLL(None, use_errno=True).sync_file_range
+            call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _sync_file_range = call
+        except (OSError, AttributeError):
+            pass
+    if _sync_file_range:
+        _sync_file_range(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+def _direct_fd(f) -> int | None:
+    """The descriptor behind ``f`` when bytes may be copied straight into it: a plain file that
+    ``open()`` returned. Its buffer is flushed first, which also puts the descriptor at the
+    file object's position; later writes and ``tell()`` go through the descriptor's position."""
+    if not hasattr(os, "copy_file_range") or \
+            not isinstance(f, (io.BufferedWriter, io.BufferedRandom, io.FileIO)):
+        return None
+    try:
+        fd = f.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _copy_range(src: int, dst: int, pos: int, n: int, path: str, name: str) -> int:
+    """Copy ``n`` bytes at ``pos`` of ``src`` to ``dst``'s position; returns how many were
+    copied before copy_file_range refused (``n`` when it did not)."""
+    done = 0
+    while done < n:
+        try:
+            got = os.copy_file_range(src, dst, n - done, pos + done)
+        except OSError as exc:
+            if exc.errno in _NO_DIRECT_COPY:
+                return done
+            raise
+        if got == 0:
+            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {pos + done}; "
+                                  "the file is truncated")
+        done += got
+    return done
+
+
+def _pieces(path: str, start: int, end: int, f, name: str) -> Iterator[tuple[int, np.ndarray]]:
+    """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), CHUNK at a time, as
+    ``(file offset, uint8 array over the mapping)``; each piece is valid until the next one is
+    requested. With ``f``, each piece is appended to ``f`` before it is handed out."""
+    fd = os.open(path, os.O_RDONLY)
+    mapping = view = piece = None
+    direct = _direct_fd(f) if f is not None else None
+    try:
+        size = os.fstat(fd).st_size
+        if size < end:  # touching mapped pages past the end would kill the process (SIGBUS)
+            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {size}, before "
+                                  f"byte {end}; the file is truncated")
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        mapping = mmap.mmap(fd, end - base, access=mmap.ACCESS_READ, offset=base)
+        view = np.frombuffer(mapping, dtype=np.uint8)
+        drop = getattr(mapping, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
+        if direct is not None:
+            f.flush()
+        # Big outputs: each copied chunk is sent to disk at once, so the disk writes while we
+        # copy and the fsync before the rename waits for the tail, not the whole file.
+        early = direct is not None and end - start >= EARLY_WRITEBACK
+        pos = start
+        while pos < end:
+            n = min(CHUNK, end - pos)
+            piece = view[pos - base:pos - base + n]
+            if direct is not None:
+                at = os.lseek(direct, 0, os.SEEK_CUR) if early else 0
+                done = _copy_range(fd, direct, pos, n, path, name)
+                if early:
+                    _start_writeback(direct, at, done)
+                if done < n:
+                    direct = None
+                    f.write(piece[done:])
+            elif f is not None:
+                f.write(piece)
+            yield pos, piece
+            if drop is not None:  # the chunk's pages stay cached but leave our RSS
+                lo = (pos - base) // mmap.PAGESIZE * mmap.PAGESIZE
+                drop(mmap.MADV_DONTNEED, lo, pos - base + n - lo)
+            pos += n
+    finally:
+        view = piece = None
+        if mapping is not None:
+            release(mapping)
+        os.close(fd)
+
+
+def chunks(tensor: Tensor) -> Iterator[memoryview | np.ndarray]:
     """The tensor's little-endian C-order bytes in pieces of at most CHUNK bytes, checked
     against ``tensor.crc32c`` when the reader recorded one (it does not when told not to verify).
 
-    Each piece is only valid until the next one is requested (the buffer is reused).
+    Each piece is only valid until the next one is requested.
     """
     if tensor.span is None or tensor.dtype.hasobject or tensor.dtype.byteorder == ">":
         array = contiguous_le(tensor)
@@ -39,37 +150,22 @@ def chunks(tensor: Tensor) -> Iterator[memoryview]:
         return
     path, offset, nbytes = tensor.span
     check = tensor.crc32c is not None
-    if nbytes == 0:
-        if check and tensor.crc32c != 0:  # read() checks an empty tensor's crc too
-            raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
-                                  "(data corrupted)")
-        return
     value = 0
-    buf = memoryview(bytearray(min(CHUNK, nbytes)))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        done = 0
-        while done < nbytes:
-            want = min(len(buf), nbytes - done)
-            got = os.preadv(fd, [buf[:want]], offset + done)
-            if got <= 0:
-                raise CorruptionError(f"{path}: tensor {tensor.name!r}: data ends at byte "
-                                      f"{offset + done}, before its {nbytes} bytes; the file is "
-                                      "truncated")
-            piece = buf[:got]
+    if nbytes:
+        for _, piece in _pieces(path, offset, offset + nbytes, None, tensor.name):
             if check:
-                value = crc32c.extend(value, piece)
+                value = google_crc32c.extend(value, piece)
             yield piece
-            done += got
-    finally:
-        os.close(fd)
-    if check and value != tensor.crc32c:
+    if check and value != tensor.crc32c:  # read() checks an empty tensor's crc too
         raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch (data corrupted)")
 
 
 def copy_to(f, tensor: Tensor, *, want_crc: bool = False) -> tuple[int, int]:
     """Write the tensor's bytes to file object ``f``; returns ``(bytes written, crc32c)`` (the
     crc only when ``want_crc``)."""
+    if _streamable(tensor):
+        for _, written, value in _copy_run(f, [tensor], want_crc):
+            return written, value
     written = value = 0
     for piece in chunks(tensor):
         f.write(piece)
@@ -89,7 +185,7 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
              ) -> Iterator[tuple[Tensor, int, int]]:
     """Write the tensors' bytes to ``f`` back to back, yielding ``(tensor, bytes, crc32c)`` for
     each once it is written. Runs of tensors stored back to back in one source file are copied
-    with large reads (20,000 small tensors cost a few system calls, not 40,000), each tensor's
+    in large pieces (20,000 small tensors cost a few system calls, not 40,000), each tensor's
     bytes still checked against its own crc32c."""
     i, n = 0, len(tensors)
     while i < n:
@@ -104,54 +200,44 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
                     break
                 end += span[2]
                 j += 1
-        if j - i == 1:
+            yield from _copy_run(f, tensors[i:j], want_crc)
+        else:
             written, value = copy_to(f, first, want_crc=want_crc)
             yield first, written, value
-        else:
-            yield from _copy_run(f, tensors[i:j], want_crc)
         i = j
 
 
 def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, int, int]]:
     path, start, _ = run[0].span
     end = run[-1].span[1] + run[-1].span[2]
-    raw = bytearray(min(CHUNK, end - start))
-    buf = memoryview(raw)
-    as_array = np.frombuffer(raw, dtype=np.uint8)  # crc32c takes array slices without a copy
+    size = os.stat(path).st_size
+    if size < end:
+        short = next(t for t in run if t.span[1] + t.span[2] > size)
+        raise CorruptionError(f"{path}: tensor {short.name!r}: data ends at byte {size}, before "
+                              f"byte {short.span[1] + short.span[2]}; the file is truncated")
     extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
-    pos = start
     value = 0
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while pos < end:
-            got = os.preadv(fd, [buf[:min(len(buf), end - pos)]], pos)
-            if got <= 0:
-                raise CorruptionError(f"{path}: tensor {run[k].name!r}: data ends at byte {pos}; "
-                                      "the file is truncated")
-            f.write(buf[:got])
-            chunk_end = pos + got
-            while k < len(run):
-                tensor = run[k]
-                _, t_start, t_size = tensor.span
-                t_end = t_start + t_size
-                expected = tensor.crc32c
-                if (want_crc or expected is not None) and t_size:
-                    lo = t_start if t_start > pos else pos
-                    hi = t_end if t_end < chunk_end else chunk_end
-                    if hi > lo:
-                        value = extend(value, as_array[lo - pos:hi - pos])
-                if t_end > chunk_end:
-                    break
-                if expected is not None and value != expected:
-                    raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
-                                          "(data corrupted)")
-                yield tensor, t_size, value
-                value = 0
-                k += 1
-            pos = chunk_end
-    finally:
-        os.close(fd)
+    for pos, piece in _pieces(path, start, end, f, run[0].name) if end > start else ():
+        piece_end = pos + len(piece)
+        while k < len(run):
+            tensor = run[k]
+            _, t_start, t_size = tensor.span
+            t_end = t_start + t_size
+            expected = tensor.crc32c
+            if (want_crc or expected is not None) and t_size:
+                lo = t_start if t_start > pos else pos
+                hi = t_end if t_end < piece_end else piece_end
+                if hi > lo:
+                    value = extend(value, piece[lo - pos:hi - pos])
+            if t_end > piece_end:
+                break
+            if expected is not None and value != expected:
+                raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
+                                      "(data corrupted)")
+            yield tensor, t_size, value
+            value = 0
+            k += 1
     while k < len(run):  # trailing empty tensors
         if run[k].crc32c not in (None, 0):
             raise CorruptionError(f"{path}: tensor {run[k].name!r}: checksum mismatch "

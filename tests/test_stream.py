@@ -1,0 +1,122 @@
+"""The streamed copy: memory-mapped chunks, crc32c per tensor across chunk boundaries, direct
+``copy_file_range`` into plain files, and the fallbacks when the kernel refuses it."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_same_checkpoint
+
+import converter
+from converter.errors import CorruptionError
+from converter.formats import _stream
+
+OUTPUTS = ["out.safetensors", "out.ckpt", "out.h5", "out.npz", "out-npy"]
+
+
+def _source(tmp_path: Path) -> Path:
+    # Odd sizes, so tensors straddle the (shrunken) chunk boundaries; an empty one in the middle.
+    rng = np.random.default_rng(0)
+    data = {f"t{i:02d}": rng.integers(0, 2**31, size=n, dtype=np.int32)
+            for i, n in enumerate([1, 999, 0, 1500, 3, 4097, 2, 777])}
+    prefix = tmp_path / "src" / "m.ckpt"
+    converter.write(data, prefix)
+    return prefix
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(_stream, "CHUNK", 4096)  # a multiple of the page size, as mmap needs
+
+
+def _convert_and_compare(src: Path, dst: Path) -> None:
+    fmt = "npy" if dst.name == "out-npy" else None
+    converter.convert(src, dst, to=fmt).close()
+    with converter.read(src) as a, converter.read(dst, format=fmt) as b:
+        assert_same_checkpoint(a, b)
+
+
+@pytest.mark.parametrize("out", OUTPUTS)
+def test_chunked_copy_is_bit_exact(tmp_path, small_chunks, out):
+    _convert_and_compare(_source(tmp_path), tmp_path / out)
+
+
+@pytest.mark.parametrize("copied", [0, 1000, 5000])
+@pytest.mark.parametrize("out", ["out.safetensors", "out.ckpt", "out.h5"])
+def test_refused_direct_copy_falls_back_to_writes(tmp_path, small_chunks, monkeypatch, out,
+                                                  copied):
+    # The kernel copies `copied` bytes, then refuses (EXDEV: another file system on older
+    # kernels): the rest goes through write() at the right place.
+    real = os.copy_file_range
+    budget = [copied]
+
+    def refusing(src, dst, count, offset_src=None, offset_dst=None):
+        if budget[0] <= 0:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        n = real(src, dst, min(count, budget[0]), offset_src, offset_dst)
+        budget[0] -= n
+        return n
+
+    monkeypatch.setattr(os, "copy_file_range", refusing)
+    _convert_and_compare(_source(tmp_path), tmp_path / out)
+
+
+def test_without_copy_file_range(tmp_path, small_chunks, monkeypatch):
+    monkeypatch.delattr(os, "copy_file_range")
+    _convert_and_compare(_source(tmp_path), tmp_path / "out.safetensors")
+
+
+def test_other_copy_errors_are_not_swallowed(tmp_path, monkeypatch):
+    def failing(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "copy_file_range", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        converter.convert(_source(tmp_path), tmp_path / "out.safetensors")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_mixed_sources_keep_the_file_position(tmp_path, small_chunks):
+    # Copied spans and in-memory tensors alternate in one output file.
+    src = _source(tmp_path)
+    with converter.read(src) as ckpt:
+        mixed = {}
+        for i, (name, tensor) in enumerate(ckpt.items()):
+            mixed[name] = tensor
+            mixed[f"mem{i}"] = np.full(i + 3, i, np.float64)
+        for out in ("out.safetensors", "out.ckpt"):
+            converter.write(mixed, tmp_path / out)
+            with converter.read(tmp_path / out) as back:
+                assert list(back) == list(mixed) or out == "out.ckpt"
+                for name, value in mixed.items():
+                    assert back[name].read().tobytes() == np.asarray(value).tobytes(), name
+
+
+def test_corruption_straddling_a_chunk_is_named(tmp_path, small_chunks):
+    src = _source(tmp_path)
+    with converter.read(src) as ckpt:
+        _, offset, size = ckpt["t05"].span  # 4097 int32s: crosses several 4 KiB chunks
+    data = src.with_name("m.ckpt.data-00000-of-00001")
+    raw = bytearray(data.read_bytes())
+    raw[offset + size // 2] ^= 0x40
+    data.write_bytes(bytes(raw))
+    for out in ("out.safetensors", "out.npz"):
+        with pytest.raises(CorruptionError, match="'t05'.*checksum"):
+            converter.convert(src, tmp_path / out)
+        assert not (tmp_path / out).exists()
+
+
+def test_early_writeback_of_big_outputs(tmp_path, small_chunks, monkeypatch):
+    calls = []
+    real = _stream._start_writeback
+    monkeypatch.setattr(_stream, "EARLY_WRITEBACK", 8192)
+    monkeypatch.setattr(_stream, "_start_writeback",
+                        lambda fd, offset, n: calls.append((offset, n)) or real(fd, offset, n))
+    _convert_and_compare(_source(tmp_path), tmp_path / "out.safetensors")
+    assert calls, "no writeback was started"
+    # Consecutive ranges of the output, chunk by chunk.
+    assert all(a + n == b for (a, n), (b, _) in zip(calls, calls[1:], strict=False))
