@@ -28,9 +28,11 @@ def _source(tmp_path: Path) -> Path:
     return prefix
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
+@pytest.fixture(params=["mapped", "read"])
+def small_chunks(request, monkeypatch):
     monkeypatch.setattr(_stream, "CHUNK", 4096)  # a multiple of the page size, as mmap needs
+    # Runs up to SMALL bytes are read with one pread; the others are mapped chunk by chunk.
+    monkeypatch.setattr(_stream, "SMALL", 0 if request.param == "mapped" else 1 << 20)
 
 
 def _convert_and_compare(src: Path, dst: Path) -> None:
@@ -71,6 +73,8 @@ def test_without_copy_file_range(tmp_path, small_chunks, monkeypatch):
 
 
 def test_other_copy_errors_are_not_swallowed(tmp_path, monkeypatch):
+    monkeypatch.setattr(_stream, "SMALL", 0)
+
     def failing(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
 
@@ -110,7 +114,9 @@ def test_corruption_straddling_a_chunk_is_named(tmp_path, small_chunks):
         assert not (tmp_path / out).exists()
 
 
-def test_early_writeback_of_big_outputs(tmp_path, small_chunks, monkeypatch):
+def test_early_writeback_of_big_outputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(_stream, "CHUNK", 4096)
+    monkeypatch.setattr(_stream, "SMALL", 0)
     calls = []
     real = _stream._start_writeback
     monkeypatch.setattr(_stream, "EARLY_WRITEBACK", 8192)

@@ -52,6 +52,19 @@ def read_header(f: BinaryIO, where: str) -> tuple[np.dtype, tuple[int, ...], boo
     text = f.read(n)
     if len(text) < n:
         raise FormatError(f"{where}: truncated .npy header")
+    key = (major, text)
+    parsed = _parsed.get(key)
+    if parsed is None:
+        parsed = _parse(major, text, where)
+        if len(_parsed) < 4096:  # archives of many tensors repeat a few headers
+            _parsed[key] = parsed
+    return (*parsed, fixed + n)
+
+
+_parsed: dict[tuple[int, bytes], tuple[np.dtype, tuple[int, ...], bool]] = {}
+
+
+def _parse(major: int, text: bytes, where: str) -> tuple[np.dtype, tuple[int, ...], bool]:
     try:
         d = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin1"))
         descr, fortran, shape = d["descr"], d["fortran_order"], d["shape"]
@@ -61,7 +74,20 @@ def read_header(f: BinaryIO, where: str) -> tuple[np.dtype, tuple[int, ...], boo
     if not isinstance(fortran, bool):
         raise FormatError(f"{where}: malformed .npy header (fortran_order)")
     shape = check_shape(Path(where), where, list(shape) if isinstance(shape, tuple) else shape)
-    return dtype, shape, fortran, fixed + n
+    return dtype, shape, fortran
+
+
+class BufferReader:
+    """``read(n)`` over ``buf[start:end]`` (a memory map), for :func:`read_header` without a
+    file object."""
+
+    def __init__(self, buf, start: int, end: int) -> None:
+        self.buf, self.pos, self.end = buf, start, end
+
+    def read(self, n: int) -> bytes:
+        data = bytes(self.buf[self.pos:min(self.pos + n, self.end)])
+        self.pos += len(data)
+        return data
 
 
 def header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:

@@ -27,6 +27,7 @@ from ..tensor import Tensor
 from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
+SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
 # system without it, an append-mode output): the bytes are written from the mapping instead.
 _NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
@@ -87,38 +88,71 @@ def _copy_range(src: int, dst: int, pos: int, n: int, path: str, name: str) -> i
     return done
 
 
-def _pieces(path: str, start: int, end: int, f, name: str) -> Iterator[tuple[int, np.ndarray]]:
+class _Copy:
+    """One copy's open source files (by path, with their sizes) and its direct target: the
+    output's descriptor while copy_file_range works for it, else None."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.direct = _direct_fd(f) if f is not None else None
+        self._files: dict[str, tuple[int, int]] = {}
+
+    def source(self, path: str) -> tuple[int, int]:
+        """``(descriptor, size)`` of a source file, opened once per copy."""
+        found = self._files.get(path)
+        if found is None:
+            fd = os.open(path, os.O_RDONLY)
+            found = self._files[path] = (fd, os.fstat(fd).st_size)
+        return found
+
+    def close(self) -> None:
+        for fd, _ in self._files.values():
+            os.close(fd)
+        self._files = {}
+
+
+def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
+            ) -> Iterator[tuple[int, bytes | np.ndarray]]:
     """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), CHUNK at a time, as
-    ``(file offset, uint8 array over the mapping)``; each piece is valid until the next one is
-    requested. With ``f``, each piece is appended to ``f`` before it is handed out."""
-    fd = os.open(path, os.O_RDONLY)
+    ``(file offset, bytes or uint8 array over a mapping)``; each piece is valid until the next
+    one is requested. With an output (``copy.f``), each piece is appended to it first."""
+    fd, size = copy.source(path)
+    if size < end:  # touching mapped pages past the end would kill the process (SIGBUS)
+        raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {size}, before "
+                              f"byte {end}; the file is truncated")
+    f = copy.f
+    if end - start <= SMALL:  # a map and its set-up cost more than reading a little
+        data = os.pread(fd, end - start, start)
+        if len(data) < end - start:
+            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
+                                  f"{start + len(data)}; the file is truncated")
+        if f is not None:
+            f.write(data)
+        yield start, data
+        return
     mapping = view = piece = None
-    direct = _direct_fd(f) if f is not None else None
     try:
-        size = os.fstat(fd).st_size
-        if size < end:  # touching mapped pages past the end would kill the process (SIGBUS)
-            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {size}, before "
-                                  f"byte {end}; the file is truncated")
         base = start - start % mmap.ALLOCATIONGRANULARITY
         mapping = mmap.mmap(fd, end - base, access=mmap.ACCESS_READ, offset=base)
         view = np.frombuffer(mapping, dtype=np.uint8)
         drop = getattr(mapping, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
-        if direct is not None:
+        if copy.direct is not None:
             f.flush()
         # Big outputs: each copied chunk is sent to disk at once, so the disk writes while we
         # copy and the fsync before the rename waits for the tail, not the whole file.
-        early = direct is not None and end - start >= EARLY_WRITEBACK
+        early = end - start >= EARLY_WRITEBACK
         pos = start
         while pos < end:
             n = min(CHUNK, end - pos)
             piece = view[pos - base:pos - base + n]
+            direct = copy.direct
             if direct is not None:
                 at = os.lseek(direct, 0, os.SEEK_CUR) if early else 0
                 done = _copy_range(fd, direct, pos, n, path, name)
                 if early:
                     _start_writeback(direct, at, done)
                 if done < n:
-                    direct = None
+                    copy.direct = None
                     f.write(piece[done:])
             elif f is not None:
                 f.write(piece)
@@ -131,10 +165,9 @@ def _pieces(path: str, start: int, end: int, f, name: str) -> Iterator[tuple[int
         view = piece = None
         if mapping is not None:
             release(mapping)
-        os.close(fd)
 
 
-def chunks(tensor: Tensor) -> Iterator[memoryview | np.ndarray]:
+def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:
     """The tensor's little-endian C-order bytes in pieces of at most CHUNK bytes, checked
     against ``tensor.crc32c`` when the reader recorded one (it does not when told not to verify).
 
@@ -152,10 +185,14 @@ def chunks(tensor: Tensor) -> Iterator[memoryview | np.ndarray]:
     check = tensor.crc32c is not None
     value = 0
     if nbytes:
-        for _, piece in _pieces(path, offset, offset + nbytes, None, tensor.name):
-            if check:
-                value = google_crc32c.extend(value, piece)
-            yield piece
+        copy = _Copy(None)
+        try:
+            for _, piece in _pieces(copy, path, offset, offset + nbytes, tensor.name):
+                if check:
+                    value = google_crc32c.extend(value, piece)
+                yield piece
+        finally:
+            copy.close()
     if check and value != tensor.crc32c:  # read() checks an empty tensor's crc too
         raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch (data corrupted)")
 
@@ -164,8 +201,12 @@ def copy_to(f, tensor: Tensor, *, want_crc: bool = False) -> tuple[int, int]:
     """Write the tensor's bytes to file object ``f``; returns ``(bytes written, crc32c)`` (the
     crc only when ``want_crc``)."""
     if _streamable(tensor):
-        for _, written, value in _copy_run(f, [tensor], want_crc):
-            return written, value
+        copy = _Copy(f)
+        try:
+            for _, written, value in _copy_run(copy, [tensor], want_crc):
+                return written, value
+        finally:
+            copy.close()
     written = value = 0
     for piece in chunks(tensor):
         f.write(piece)
@@ -187,30 +228,35 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
     each once it is written. Runs of tensors stored back to back in one source file are copied
     in large pieces (20,000 small tensors cost a few system calls, not 40,000), each tensor's
     bytes still checked against its own crc32c."""
-    i, n = 0, len(tensors)
-    while i < n:
-        first = tensors[i]
-        j = i + 1
-        if _streamable(first):
-            path, end = first.span[0], first.span[1] + first.span[2]
-            while j < n:
-                span = tensors[j].span
-                if span is None or span[1] != end or span[0] != path \
-                        or not _streamable(tensors[j]):
-                    break
-                end += span[2]
-                j += 1
-            yield from _copy_run(f, tensors[i:j], want_crc)
-        else:
-            written, value = copy_to(f, first, want_crc=want_crc)
-            yield first, written, value
-        i = j
+    copy = _Copy(f)
+    try:
+        i, n = 0, len(tensors)
+        while i < n:
+            first = tensors[i]
+            j = i + 1
+            if _streamable(first):
+                path, end = first.span[0], first.span[1] + first.span[2]
+                while j < n:
+                    span = tensors[j].span
+                    if span is None or span[1] != end or span[0] != path \
+                            or not _streamable(tensors[j]):
+                        break
+                    end += span[2]
+                    j += 1
+                yield from _copy_run(copy, tensors[i:j], want_crc)
+            else:
+                written, value = copy_to(f, first, want_crc=want_crc)
+                yield first, written, value
+            i = j
+    finally:
+        copy.close()
 
 
-def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, int, int]]:
+def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
+              ) -> Iterator[tuple[Tensor, int, int]]:
     path, start, _ = run[0].span
     end = run[-1].span[1] + run[-1].span[2]
-    size = os.stat(path).st_size
+    _, size = copy.source(path)
     if size < end:
         short = next(t for t in run if t.span[1] + t.span[2] > size)
         raise CorruptionError(f"{path}: tensor {short.name!r}: data ends at byte {size}, before "
@@ -218,7 +264,7 @@ def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, in
     extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
     value = 0
-    for pos, piece in _pieces(path, start, end, f, run[0].name) if end > start else ():
+    for pos, piece in _pieces(copy, path, start, end, run[0].name) if end > start else ():
         piece_end = pos + len(piece)
         while k < len(run):
             tensor = run[k]
@@ -229,7 +275,8 @@ def _copy_run(f, run: list[Tensor], want_crc: bool) -> Iterator[tuple[Tensor, in
                 lo = t_start if t_start > pos else pos
                 hi = t_end if t_end < piece_end else piece_end
                 if hi > lo:
-                    value = extend(value, piece[lo - pos:hi - pos])
+                    value = extend(value, piece[lo - pos:hi - pos] if lo > pos or hi < piece_end
+                                   else piece)
             if t_end > piece_end:
                 break
             if expected is not None and value != expected:

@@ -133,9 +133,14 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         where = f"{path}: tensor {name!r}"
         if name in tensors:
             raise FormatError(f"{where}: stored twice")
+        start = _stored_start(buf, info, size)
         try:
-            with zf.open(info) as f:
-                dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
+            if start is not None:  # read in place: zipfile's per-member set-up costs more
+                member = _npyfmt.BufferReader(buf, start, start + info.file_size)
+                dtype, shape, fortran, hlen = _npyfmt.read_header(member, where)
+            else:
+                with zf.open(info) as f:
+                    dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
         except ZIP_ERRORS as exc:
             raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
         if dtype.hasobject and not allow_pickle:
@@ -189,6 +194,28 @@ def integrity(path: Path) -> dict[str, str]:
             except ZIP_ERRORS as exc:
                 problems[name] = f"{path}: tensor {name!r}: {_first_line(exc)}"
     return problems
+
+
+def _stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
+    """Where an uncompressed, unencrypted member's bytes start in the file, when its local
+    header is whole and names the member as the directory does (zipfile's own check); None
+    otherwise, and zipfile reads the member (and reports what is wrong)."""
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return None
+    off = info.header_offset
+    head = bytes(buf[off:off + 30])
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    try:
+        named = bytes(buf[off + 30:off + 30 + name_len]).decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    start = off + 30 + name_len + extra_len
+    if named != info.orig_filename or start + info.file_size > size:
+        return None
+    return start
 
 
 def _data_start(buf, info: zipfile.ZipInfo, path: Path) -> int:
