@@ -28,7 +28,16 @@ ALL = frozenset(_NATIVE + _EXTENDED + ("string",))
 
 def is_native(dtype: np.dtype) -> bool:
     """True if plain numpy (and so npy/npz/HDF5) knows this dtype without ml_dtypes."""
-    return dtype.kind in "biufc" and dtype.name in _NATIVE
+    try:
+        return _native[dtype]
+    except (KeyError, TypeError):
+        pass
+    native = dtype.kind in "biufc" and dtype.name in _NATIVE
+    _native[dtype] = native
+    return native
+
+
+_native: dict[np.dtype, bool] = {}
 
 
 _names: dict[np.dtype, str] = {}

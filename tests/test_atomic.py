@@ -109,7 +109,7 @@ def _fill_disk(monkeypatch, budget: int = 10_000) -> None:
     from converter.formats import npy, npz, safetensors
     from converter.formats.tfbundle import writer
 
-    for module in (npy, safetensors, writer):
+    for module in (npy, npz, safetensors, writer):
         monkeypatch.setattr(module, "open", failing_open, raising=False)
 
     class FailingZipFile(zipfile.ZipFile):

@@ -237,6 +237,10 @@ if __name__ != "__main__":
         # entries as TF writes them and on mutations of them (where it may decline).
         dt, shape, shard, offset, size, crc = fields
         raw = _entry(dt, tuple(shape), shard, offset, size, crc)
+        # The writer's spelled-out encoding is the generic encoder's.
+        assert raw == proto.encode([(1, dt), (2, proto.encode_shape(tuple(shape)))]
+                                   + [(n, v) for n, v in ((3, shard), (4, offset), (5, size)) if v]
+                                   + [(6, ("fixed32", crc))])
         proto._shapes[proto.encode_shape(tuple(shape))] = tuple(shape)  # seen before
         fast = proto._entry_as_written(raw)
         assert fast is not None and fast == proto._entry_any_layout(raw)

@@ -92,6 +92,19 @@ class BufferReader:
 
 def header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     """The .npy header for a C-order array (version 1.0 unless it needs 2.0, as numpy does)."""
+    key = (dtype, tuple(shape))
+    made = _headers.get(key)
+    if made is None:
+        made = _header(dtype, shape)
+        if len(_headers) < 4096:
+            _headers[key] = made
+    return made
+
+
+_headers: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
+
+
+def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     d = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
          "shape": tuple(shape)}
     out = io.BytesIO()

@@ -237,13 +237,35 @@ def _read_member(
         raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
 
 
+class _Forward:
+    """The output file without ``seek``: zipfile then follows each member with a data
+    descriptor instead of seeking back to patch its local header, three seeks per member that
+    were most of the time an archive of many small tensors took to write."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+
+    def write(self, data) -> int:
+        return self._f.write(data)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def seek(self, *args: object) -> int:
+        raise OSError("written front to back")
+
+
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool = False,
           progress: bool = False) -> None:
     side_tensors: dict[str, dict] = {}
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with outputs(force) as out:
         tmp = out.new(path)
-        with zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
+        with open(tmp, "wb") as raw, \
+                zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True) as zf:
             for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
                 encoded = _npyfmt.encode(tensor)
                 head, data, entry = encoded

@@ -19,7 +19,7 @@ from ..errors import FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
-from ._common import check_shape, frombuffer, map_file, release, split_by_size
+from ._common import check_shape, frombuffer, gc_paused, map_file, release, split_by_size
 from ._stream import copy_all
 
 # safetensors dtype code <-> canonical dtype name
@@ -59,6 +59,11 @@ def read(path: Path) -> Checkpoint:
 
 
 def _read_file(path: Path) -> Checkpoint:
+    with gc_paused():  # a header of many tensors builds tens of thousands of small objects
+        return _read_file_unpaused(path)
+
+
+def _read_file_unpaused(path: Path) -> Checkpoint:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
