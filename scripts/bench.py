@@ -266,7 +266,7 @@ def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int, with_tf: bool
     ckpt = ckpt_command()
     src = str(prefix)
     rows: list[Row] = []
-    skipped = Measurement(None, None, "skipped (--quick)")
+    skipped = Measurement(None, None, [], "skipped (--quick)")
     print(f"[{kind}] inspect", file=sys.stderr, flush=True)
     ours = measure([*ckpt, "inspect", src], repeat)
     base = measure(python_code(TF_INSPECT, src), repeat) if with_tf else skipped
@@ -290,6 +290,13 @@ def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int, with_tf: bool
             tf_out = outdir / f"{kind}.tf.{suffix}"
             base = measure(python_code(TF_SAFETENSORS, src, str(tf_out)), repeat, [tf_out])
             rows.append(row(kind, task, ours, "tf+save_file", base))
+        if suffix == "safetensors" and kind == "bert":
+            # Dropping the Adam slots: only the kept tensors' bytes are read and written.
+            kept = outdir / f"{kind}.kept.{suffix}"
+            lean = measure([*ckpt, "convert", src, str(kept), "-q", "--force", "--preset",
+                            "drop-optimizer"], repeat, [kept])
+            rows.append(row(kind, f"{task} drop-optimizer ({kept_share(src)})", lean,
+                            "to-safetensors", ours))
     # The other directions: safetensors -> TF bundle, npz -> safetensors.
     for source, dest, task in ((f"{kind}.safetensors", f"{kind}.back.ckpt", "safetensors-to-tf"),
                                (f"{kind}.npz", f"{kind}.back.safetensors", "npz-to-safetensors")):
@@ -307,12 +314,26 @@ def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int, with_tf: bool
     return rows
 
 
+def kept_share(src: str) -> str:
+    """Tensor bytes ``--preset drop-optimizer`` keeps, of all (what it reads and writes)."""
+    import converter
+    from converter.rules import Rules
+
+    with converter.read(src) as ckpt:
+        kept = Rules().preset("drop-optimizer").apply(ckpt)
+        return f"{kept.nbytes / 1e6:.0f} of {ckpt.nbytes / 1e6:.0f} MB"
+
+
 def skipped(r: Row) -> bool:
     return bool(r.baseline_error and r.baseline_error.startswith("skipped"))
 
 
 def fmt(value: float | None, spec: str) -> str:
-    return "FAILED" if value is None else format(value, spec)
+    if value is None:
+        return "FAILED"
+    if spec == ".3f" and 0 < abs(value) < 0.01:  # per-item overheads: keep the digits
+        return format(value, ".2e")
+    return format(value, spec)
 
 
 def print_table(rows: list[Row]) -> None:

@@ -1,12 +1,14 @@
 """Streaming a tensor's bytes to a writer in bounded memory.
 
-A tensor with a file span is read through a read-only memory map of its file, a chunk at a time:
-the crc32c is computed on the mapped page-cache pages, the bytes go to a plain output file with
-``os.copy_file_range`` (inside the kernel, never through Python), and each chunk's pages are
-dropped from the mapping once done, so converting a checkpoint of any size holds a few MiB.
-Outputs that are not plain files (zip members) are written from the mapped chunk. A crc32c
-mismatch raises after the tensor's last chunk, and the writer's temporary output is discarded.
-Tensors without a span (transformed, assembled from parts, in-memory) are read and sliced.
+Tensors stored back to back in one file are copied as one run. A run is read through a
+read-only memory map of its file, a chunk at a time: the crc32c of each tensor is computed on
+the mapped page-cache pages, the bytes go to a plain output file with ``os.copy_file_range``
+(inside the kernel, never through Python), and each chunk's pages are dropped from the mapping
+once done, so converting a checkpoint of any size holds a few MiB. Runs of at most SMALL bytes
+are read with one ``pread`` instead. Outputs that are not plain files (zip members) get ordinary
+writes. A crc32c mismatch raises after the tensor's last byte, and the writer's temporary output
+is discarded. Tensors without a span (transformed, assembled from parts, in-memory) are read and
+sliced.
 """
 
 from __future__ import annotations
@@ -28,12 +30,10 @@ from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
 SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
+EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to disk at once
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
 # system without it, an append-mode output): the bytes are written from the mapping instead.
 _NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
-
-
-EARLY_WRITEBACK = 4 * CHUNK
 _sync_file_range = None  # libc's, looked up on first use; False where there is none
 
 
