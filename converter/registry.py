@@ -9,6 +9,7 @@ theirs through the ``converter.formats`` entry-point group, whose entries resolv
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -69,20 +70,31 @@ BUILTINS: tuple[Format, ...] = (
 )
 
 _table: dict[str, Format] | None = None
+_plugin_names: set[str] = set()  # the rows that came from entry points
 _plugins_loaded = False
+_plugins_lock = threading.Lock()
 
 
 def _known(plugins: bool) -> dict[str, Format]:
-    # Finding plugins means reading every installed distribution's metadata (a tenth of a
-    # second with a few hundred installed), so the built-in rows answer first and plugins are
-    # looked up only when those do not settle the question.
+    """The registry with plugins (``plugins=True``) or without them. Finding plugins means
+    reading every installed distribution's metadata (a tenth of a second with a few hundred
+    installed), so the built-in and code-registered rows answer first, and plugins are looked
+    up only when those do not settle the question; the answer never depends on whether
+    plugins happen to be loaded already."""
     global _table, _plugins_loaded
     if _table is None:
         _table = {f.name: f for f in BUILTINS}
-    if plugins and not _plugins_loaded:
-        _plugins_loaded = True
-        for f in _entry_point_formats():
-            _table.setdefault(f.name, f)
+    if not plugins:
+        return {n: f for n, f in _table.items() if n not in _plugin_names}
+    if not _plugins_loaded:
+        with _plugins_lock:
+            if not _plugins_loaded:
+                found = _entry_point_formats()
+                for f in found:
+                    if f.name not in _table:
+                        _table[f.name] = f
+                        _plugin_names.add(f.name)
+                _plugins_loaded = True
     return _table
 
 
@@ -92,15 +104,18 @@ def formats() -> dict[str, Format]:
 
 
 def register(fmt: Format, *, replace: bool = False) -> None:
-    """Add a format to the registry (for plugins that register from code, and tests)."""
+    """Add a format to the registry (for plugins that register from code, and tests); it
+    answers with the built-in formats, before entry-point plugins."""
     table = formats()
     if fmt.name in table and not replace:
         raise UsageError(f"format {fmt.name!r} is already registered")
     table[fmt.name] = fmt
+    _plugin_names.discard(fmt.name)
 
 
 def unregister(name: str) -> None:
     formats().pop(name, None)
+    _plugin_names.discard(name)
 
 
 def _entry_point_formats() -> list[Format]:
@@ -127,8 +142,9 @@ def get(name: str) -> Format:
 
 
 def by_suffix(path: Path) -> Format | None:
-    """The format whose suffix ends the file name, longest suffix first; a suffix a format
-    already known claims is not looked for among plugins."""
+    """The format whose suffix ends the file name, longest suffix first. Suffixes of the
+    built-in (and code-registered) formats come before those of entry-point plugins: a plugin
+    claiming ``.weights.h5`` is picked by name (``--to``), since ``.h5`` is built in."""
     return _by_suffix(path, _known(plugins=False)) or _by_suffix(path, formats())
 
 

@@ -8,6 +8,7 @@ space cap; a worker that dies is restarted after the mutant it died on, which is
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import h5py
@@ -148,6 +149,37 @@ def test_npz_member_crc_is_checked_by_read_and_verify(tmp_path):
     report = converter.verify(path)
     assert not report.ok and "CRC" in report.bad[0].error
     assert main(["verify", str(path), "--json"]) == 1
+
+
+@pytest.mark.parametrize("field, offset, value", [
+    ("compress_size", 20, "<I"),  # directory says 0 compressed bytes for a stored member
+    ("flag_bits", 8, "<H"),  # 0x20: "patched data", which zipfile refuses
+])
+def test_npz_directory_entries_zipfile_refuses_are_refused(tmp_path, field, offset, value):
+    # Stored members are read in place; that must not accept what zipfile (and numpy) refuse.
+    path = tmp_path / "m.npz"
+    np.savez(path, a=np.arange(12, dtype=np.float32))
+    raw = bytearray(path.read_bytes())
+    entry = raw.rfind(b"PK\x01\x02")
+    struct.pack_into(value, raw, entry + offset, 0 if field == "compress_size" else 0x20)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(Exception) as numpy_error:
+        np.load(path)["a"]
+    assert numpy_error.type is not AssertionError
+    with pytest.raises(converter.FormatError):
+        with converter.read(path) as ckpt:
+            ckpt["a"].read()
+
+
+def test_damaged_zip_named_keras_or_npz_is_a_format_error(tmp_path):
+    for name in ("m.npz", "m.keras"):
+        path = tmp_path / name
+        converter.write({"w": np.arange(3.0)}, tmp_path / "ok.npz", force=True)
+        raw = bytearray((tmp_path / "ok.npz").read_bytes())
+        raw[0] ^= 0xFF  # the first local header's signature
+        path.write_bytes(bytes(raw))
+        with pytest.raises(converter.FormatError):
+            converter.read(path)
 
 
 def test_corpus_script_runs(tmp_path, capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 from converter.formats import npz
 from converter.registry import Format
 
-FORMAT = Format("fake", (".fake",), "fakeplug", "a plugin format for tests")
+FORMAT = Format("fake", (".fake", ".fake.h5"), "fakeplug", "a plugin format for tests")
 
 
 def sniff(path: Path) -> bool:
@@ -100,3 +100,43 @@ def test_plugins_are_not_looked_up_when_built_in_formats_settle_it(tmp_path, plu
     """, plugin_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_plugin_suffix_inside_a_built_in_one_is_chosen_by_name_alike_before_and_after(
+        tmp_path, plugin_path):
+    # A file named `.fake.h5`, a suffix the plugin claims, is still `.h5`: built-in suffixes
+    # come first, whether or not the plugins happen to be loaded; `to=` picks the plugin.
+    result = _run("""
+        from pathlib import Path
+        from converter import registry
+        before = registry.by_suffix(Path("m.fake.h5")).name
+        registry.formats()  # load the plugins
+        after = registry.by_suffix(Path("m.fake.h5")).name
+        print(before, after, registry.by_suffix(Path("m.fake")).name, registry.get("fake").name)
+    """, plugin_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["hdf5", "hdf5", "fake", "fake"]
+
+
+def test_plugins_loading_in_one_thread_are_waited_for_by_another(monkeypatch):
+    import threading
+    import time
+
+    from converter import registry
+
+    slow = registry.Format("slowfmt", (".slow",), "converter.formats.npz")
+
+    def scan():
+        time.sleep(0.2)
+        return [slow]
+
+    monkeypatch.setattr(registry, "_entry_point_formats", scan)
+    monkeypatch.setattr(registry, "_table", None)
+    monkeypatch.setattr(registry, "_plugin_names", set())
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    first = threading.Thread(target=registry.formats)
+    first.start()
+    time.sleep(0.05)  # the first thread is inside the scan
+    assert registry.get("slowfmt") is slow
+    first.join()
+    assert registry.by_suffix(Path("m.npz")).name == "npz"

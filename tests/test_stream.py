@@ -126,3 +126,19 @@ def test_early_writeback_of_big_outputs(tmp_path, monkeypatch):
     assert calls, "no writeback was started"
     # Consecutive ranges of the output, chunk by chunk.
     assert all(a + n == b for (a, n), (b, _) in zip(calls, calls[1:], strict=False))
+
+
+@pytest.mark.parametrize("out", ["out.safetensors", "out.npz", "out.ckpt"])
+def test_span_that_does_not_hold_the_shape_is_refused(tmp_path, out):
+    # Tensor(span=...) is public: a span shorter than its shape must not make a short file.
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(np.arange(4, dtype="<f4").tobytes())
+    tensors = {
+        "ok": converter.Tensor("ok", np.float32, (2,), lambda: np.zeros(2, np.float32),
+                               span=(str(raw), 0, 8)),
+        "w": converter.Tensor("w", np.float32, (4,), lambda: np.zeros(4, np.float32),
+                              span=(str(raw), 8, 8)),
+    }
+    with pytest.raises(CorruptionError, match="'w': 8 bytes, 16 expected"):
+        converter.write(converter.Checkpoint(tensors), tmp_path / out)
+    assert not (tmp_path / out).exists()

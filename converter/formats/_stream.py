@@ -282,6 +282,9 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
             if expected is not None and value != expected:
                 raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
                                       "(data corrupted)")
+            if t_size != tensor.nbytes:  # a span that does not hold the shape: refuse it
+                raise CorruptionError(f"{path}: tensor {tensor.name!r}: {t_size} bytes, "
+                                      f"{tensor.nbytes} expected")
             yield tensor, t_size, value
             value = 0
             k += 1
@@ -289,5 +292,8 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
         if run[k].crc32c not in (None, 0):
             raise CorruptionError(f"{path}: tensor {run[k].name!r}: checksum mismatch "
                                   "(data corrupted)")
+        if run[k].nbytes:
+            raise CorruptionError(f"{path}: tensor {run[k].name!r}: 0 bytes, "
+                                  f"{run[k].nbytes} expected")
         yield run[k], 0, 0
         k += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,12 @@ OWN = {
 def sniff(path: Path) -> bool:
     if not path.is_file() or not zipfile.is_zipfile(path):
         return False
-    with zipfile.ZipFile(path) as z:
-        names = set(z.namelist())
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, ValueError,
+            struct.error, OverflowError):
+        return False  # a damaged zip is not a .keras archive; its own reader says what is wrong
     return CONFIG in names and WEIGHTS in names
 
 

@@ -200,7 +200,9 @@ def _stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
     """Where an uncompressed, unencrypted member's bytes start in the file, when its local
     header is whole and names the member as the directory does (zipfile's own check); None
     otherwise, and zipfile reads the member (and reports what is wrong)."""
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+    # Not encrypted (0x1, 0x40), not patched data (0x20), and sizes that agree, as zipfile checks.
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x61 \
+            or info.compress_size != info.file_size:
         return None
     off = info.header_offset
     head = bytes(buf[off:off + 30])
