@@ -84,7 +84,7 @@ class Outputs:
         # The renames of a group (a TF bundle's shards, index and state file) happen as a unit:
         # Ctrl-C waits for them, and another process committing into the same directory waits
         # for the lock, so two writers of one destination never leave a mix of both.
-        with _signals_held(), _locked(dirs):
+        with signals_held(), _locked(dirs):
             for tmp, dst in self._pending:
                 if tmp.is_dir() and dst.exists():
                     # os.replace cannot replace a non-empty directory: move the old one aside.
@@ -107,7 +107,7 @@ class Outputs:
         interrupted: BaseException | None = None
         while self._pending:
             try:
-                with _signals_held():
+                with signals_held():
                     while self._pending:
                         _remove(self._pending[-1][0])
                         self._pending.pop()
@@ -123,10 +123,11 @@ class Outputs:
 
 
 @contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM until the block is done, then deliver them. Python runs signal
     handlers in the main thread only, so elsewhere (and where signals cannot be set) this does
-    nothing."""
+    nothing. Also for writers whose library runs Python callbacks from C, where an interrupt
+    raised inside would be printed and lost instead of unwinding the writer."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -230,7 +230,7 @@ def test_second_interrupt_before_signals_are_held_still_cleans_up(tmp_path, monk
     # The first interrupt unwinds the writer; a second lands while the cleanup is starting,
     # before the signals are held (seen with `ckpt batch` under SIGTERM from the shell and from
     # the parent process at once).
-    real = outputs._signals_held
+    real = outputs.signals_held
     calls = []
 
     def second_interrupt():
@@ -239,7 +239,7 @@ def test_second_interrupt_before_signals_are_held_still_cleans_up(tmp_path, monk
             raise KeyboardInterrupt
         return real()
 
-    monkeypatch.setattr(outputs, "_signals_held", second_interrupt)
+    monkeypatch.setattr(outputs, "signals_held", second_interrupt)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         with outputs.outputs() as group:

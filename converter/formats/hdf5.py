@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import CorruptionError, FormatError
-from ..outputs import outputs
+from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from ._common import contiguous_le
@@ -381,7 +381,10 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
     pending: list[tuple[int, Tensor]] = []
     with outputs(force) as out:
         tmp = out.new(path)
-        with h5py.File(tmp, "w", track_order=True) as f:
+        # Ctrl-C waits for the layout to be written: h5py converts values in callbacks from C,
+        # where an interrupt would be printed and dropped instead of unwinding this writer.
+        # The bytes are copied afterwards, interruptibly.
+        with signals_held(), h5py.File(tmp, "w", track_order=True) as f:
             for key, value in ckpt.metadata.items():
                 f.attrs[key] = value
             used: set[str] = set()
