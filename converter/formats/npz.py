@@ -153,10 +153,9 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         entry = side_tensors.get(name)
         real_dtype, real_shape = _npyfmt.stored_shape_dtype(dtype, shape, entry, where)
         span = None
-        if info.compress_type == zipfile.ZIP_STORED and not dtype.hasobject and not fortran:
-            start = _data_start(buf, info, path) + hlen
-            if start + nbytes > size:
-                raise FormatError(f"{where}: data runs past the end of the file")
+        if start is not None and not dtype.hasobject and not fortran:
+            # In the file: _stored_start checked that the member's file_size bytes fit.
+            start += hlen
             def load(d=dtype, s=shape, o=start, e=entry, w=where, i=info, h=hlen) -> np.ndarray:
                 # numpy.load checks the member's CRC-32 (zipfile does as it reads); so do we.
                 member = memoryview(buf)[o - h:o + i.file_size - h] if i.file_size else b""
@@ -218,15 +217,6 @@ def _stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
     if named != info.orig_filename or start + info.file_size > size:
         return None
     return start
-
-
-def _data_start(buf, info: zipfile.ZipInfo, path: Path) -> int:
-    off = info.header_offset
-    head = bytes(buf[off:off + 30])
-    if len(head) < 30 or head[:4] != b"PK\x03\x04":
-        raise FormatError(f"{path}: member {info.filename!r} has a bad local header")
-    name_len, extra_len = struct.unpack("<HH", head[26:30])
-    return off + 30 + name_len + extra_len
 
 
 def _read_member(
