@@ -9,7 +9,7 @@ accepted wherever a Checkpoint is (see :func:`as_checkpoint`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 import numpy as np
@@ -148,13 +148,13 @@ class Checkpoint(Mapping[str, Tensor]):
         return len(self._tensors)
 
     # The dict's own views: Mapping's generic ones look every name up again.
-    def keys(self):  # noqa: D102
+    def keys(self) -> KeysView[str]:
         return self._tensors.keys()
 
-    def values(self):  # noqa: D102
+    def values(self) -> ValuesView[Tensor]:
         return self._tensors.values()
 
-    def items(self):  # noqa: D102
+    def items(self) -> ItemsView[str, Tensor]:
         return self._tensors.items()
 
     @property
