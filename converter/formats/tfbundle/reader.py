@@ -361,21 +361,23 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
         meta["layout"] = "tf1"
     tensors: dict[str, Tensor] = {}
     types: dict[int, tuple[np.dtype, dict[str, str]]] = {}
+    tf2 = graph_entry is not None
+    read_entry, make = bundle.read_entry, Tensor._trusted
     for name, entry in _storage_order(bundle):
         dt = entry["dt"]
         if dt not in types:
             types[dt] = bundle.dtype_of(entry)
         dtype, attrs = types[dt]
-        attrs = dict(attrs)
-        if name == objgraph.GRAPH_KEY and graph_entry is not None:
+        attrs = dict(attrs) if attrs else {}
+        if not tf2:
+            kind = None  # judged from the TF1 name when asked (Tensor.kind)
+        elif name == objgraph.GRAPH_KEY:
             kind = "object_graph"
         elif name in graph_attrs:
             attrs.update(graph_attrs[name])
             kind = attrs.pop("kind")
-        elif graph_entry is not None:
-            kind = "other"
         else:
-            kind = None  # judged from the TF1 name when asked (Tensor.kind)
+            kind = "other"
         shape = entry["shape"]
         size = math.prod(shape)
         span = checksum = None
@@ -383,13 +385,12 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
             load = partial(bundle.read_partitioned, name, entry)
             attrs["partitions"] = str(len(entry["slices"]))
         else:
-            load = partial(bundle.read_entry, name, entry)
+            load = partial(read_entry, name, entry)
             # A span lets writers and verify stream the bytes without read(), so only an entry
             # whose size matches its shape and dtype gets one; read() reports the others.
-            if not dtype.hasobject and "unsupported" not in entry and \
-                    size * dtype.itemsize == entry["size"]:
+            if size * dtype.itemsize == entry["size"] and not dtype.hasobject \
+                    and "unsupported" not in entry:
                 span = (bundle.shard_file(entry["shard"]), entry["offset"], entry["size"])
                 checksum = unmask(entry["crc"]) if verify else None
-        tensors[name] = Tensor._trusted(name, dtype, shape, size, load, kind, span, checksum,
-                                        attrs)
+        tensors[name] = make(name, dtype, shape, size, load, kind, span, checksum, attrs)
     return Checkpoint(tensors, meta, closers=[bundle.close])
