@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import warnings
@@ -11,7 +12,7 @@ from typing import Any
 
 from . import registry
 from .errors import ConverterWarning, UsageError
-from .tensor import Checkpoint, as_checkpoint
+from .tensor import Checkpoint, Source, as_checkpoint
 
 PathLike = str | os.PathLike[str]
 
@@ -35,7 +36,9 @@ def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoin
         **opts: format options, e.g. ``verify=False`` for the TF reader.
 
     Returns:
-        A :class:`Checkpoint` whose tensors read their data when asked.
+        A :class:`Checkpoint` whose tensors read their data when asked; its ``source`` says
+        what was read (format, layout, TF prefix and step ...), its ``metadata`` holds the
+        file's own string metadata.
 
     Example:
         >>> ckpt = converter.read("model.ckpt-1000")
@@ -44,10 +47,12 @@ def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoin
     p = Path(path)
     fmt = registry.get(format) if format else registry.detect(p)
     ckpt = _call(fmt.load().read, f"format {fmt.name!r} reader", p, **opts)
-    # A "format" key stored by an earlier conversion names where the weights came from.
-    if "format" in ckpt.metadata and ckpt.metadata["format"] != fmt.name:
-        ckpt.metadata.setdefault("source_format", ckpt.metadata["format"])
-    ckpt.metadata["format"] = fmt.name
+    # Every checkpoint read through the registry says which format read it, whatever the
+    # reader (a plugin's may record nothing) put there.
+    if ckpt.source is None:
+        ckpt.source = Source(fmt.name, str(p))
+    elif ckpt.source.format != fmt.name:
+        ckpt.source = dataclasses.replace(ckpt.source, format=fmt.name)
     return ckpt
 
 
@@ -74,20 +79,16 @@ def write(
     p = Path(path)
     fmt = registry.for_output(p, format)
     module = fmt.load()
-    ckpt = _portable(as_checkpoint(checkpoint), fmt.name, module)
+    ckpt = portable(as_checkpoint(checkpoint), fmt.name, module)
     _call(module.write, f"format {fmt.name!r} writer", ckpt, p, force=force, **opts)
 
 
-# Where a checkpoint was read from: useful to show, wrong to write into outputs (the same
-# conversion on another machine or from an unpacked archive must give the same bytes).
-LOCAL_METADATA = ("prefix", "checkpoints", "saved_model")
-
-
-def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
-    """The checkpoint as written: without machine-local metadata, and without a TF2 object
-    graph where the format has no strings. The graph is a string tensor describing the other
-    keys, not a weight; such formats leave it out (with a warning) rather than refuse the
-    whole checkpoint, and a TF checkpoint written from them gets a new one."""
+def portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
+    """The checkpoint as written in format ``fmt``: its metadata, and no ``source`` (reader
+    facts are the reading machine's, not the weights'); without a TF2 object graph where the
+    format has no strings. The graph is a string tensor describing the other keys, not a
+    weight; such formats leave it out (with a warning) rather than refuse the whole
+    checkpoint, and a TF checkpoint written from them gets a new one."""
     tensors: dict[str, Any] = dict(ckpt)
     if "string" not in getattr(module, "DTYPES", ("string",)):
         # The graph is a string: the dtype test first spares judging every tensor's kind.
@@ -97,8 +98,7 @@ def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
                           "tensors without it", ConverterWarning, stacklevel=3)
             for name in graphs:
                 del tensors[name]
-    metadata = {k: v for k, v in ckpt.metadata.items() if k not in LOCAL_METADATA}
-    return Checkpoint(tensors, metadata)
+    return Checkpoint(tensors, ckpt.metadata)
 
 
 def convert(

@@ -2,14 +2,17 @@
 
 A ``Tensor`` knows its name, dtype and shape without holding data; ``read()`` fetches the values
 (from a memory map or a file span) only when a writer or a user asks. A ``Checkpoint`` is an
-ordered mapping of names to tensors plus string metadata. A plain ``dict`` of numpy arrays is
-accepted wherever a Checkpoint is (see :func:`as_checkpoint`).
+ordered mapping of names to tensors plus string ``metadata`` (the user's, written into outputs
+that can hold it) and a ``source`` record (what the reader found out; never written). A plain
+``dict`` of numpy arrays is accepted wherever a Checkpoint is (see :func:`as_checkpoint`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -120,8 +123,60 @@ class Tensor:
         return f"Tensor({self.name!r}, {self.dtype}, {self.shape}, kind={self.kind!r})"
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a reader found out about the files it read: shown by ``ckpt inspect``, never
+    written into an output (the same conversion elsewhere must give the same bytes).
+
+    Attributes:
+        format: registry name of the format that read it (``tf``, ``safetensors`` ...).
+        path: what was read: the file or directory, or for TensorFlow the checkpoint prefix
+            that the given path (directory, ``.index``, data shard) resolved to.
+        layout: the variant within the format, where a format has several: ``tf1``, ``tf2``
+            (object-based), ``tf1-v1`` (pre-2016 single file), ``keras2``/``keras3`` (HDF5
+            written by Keras, ``.keras`` archives).
+        step: the global step named by a TensorFlow prefix (``model.ckpt-1000``).
+        shards: how many data files hold the tensors, for formats that shard.
+        checkpoints: for a training directory, every ``(prefix, step)`` in it, oldest first
+            (``step`` is None for a prefix without one).
+        saved_model: the SavedModel directory, when the checkpoint is its ``variables/``.
+        facts: other format-specific strings (``model_class`` of a ``.keras`` archive ...).
+    """
+
+    format: str
+    path: str
+    layout: str | None = None
+    step: int | None = None
+    shards: int | None = None
+    checkpoints: tuple[tuple[str, int | None], ...] = ()
+    saved_model: str | None = None
+    facts: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: a record shared by every view of a checkpoint.
+        object.__setattr__(self, "checkpoints", tuple(tuple(c) for c in self.checkpoints))
+        object.__setattr__(self, "facts", MappingProxyType(dict(self.facts)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: unset fields left out, ``checkpoints`` as ``{prefix, step}`` objects."""
+        out: dict[str, Any] = {"format": self.format, "path": self.path}
+        for key in ("layout", "step", "shards", "saved_model"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.checkpoints:
+            out["checkpoints"] = [{"prefix": p, "step": s} for p, s in self.checkpoints]
+        if self.facts:
+            out["facts"] = dict(self.facts)
+        return out
+
+
 class Checkpoint(Mapping[str, Tensor]):
-    """An ordered ``{name: Tensor}`` mapping plus ``metadata`` (string keys and values).
+    """An ordered ``{name: Tensor}`` mapping plus ``metadata`` and ``source``.
+
+    ``metadata`` holds the user's string pairs: what a file stored as its own metadata
+    (safetensors ``__metadata__``, HDF5 root attributes ...) and what a caller added; writers
+    store it where the format can. ``source`` is what the reader found out (format, layout,
+    prefix, step, shards), or None for a checkpoint built in memory; writers never see it.
 
     Readers may keep files open for lazy reads; use the checkpoint as a context manager or call
     ``close()`` to release them early.
@@ -132,10 +187,12 @@ class Checkpoint(Mapping[str, Tensor]):
         tensors: Mapping[str, Tensor] | None = None,
         metadata: Mapping[str, str] | None = None,
         *,
+        source: Source | None = None,
         closers: list[Callable[[], None]] | None = None,
     ) -> None:
         self._tensors: dict[str, Tensor] = dict(tensors or {})
         self.metadata: dict[str, str] = dict(metadata or {})
+        self.source = source
         self._closers = closers or []
 
     def __getitem__(self, name: str) -> Tensor:
@@ -173,7 +230,8 @@ class Checkpoint(Mapping[str, Tensor]):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Checkpoint({len(self)} tensors, metadata={self.metadata!r})"
+        return (f"Checkpoint({len(self)} tensors, metadata={self.metadata!r}, "
+                f"source={self.source!r})")
 
 
 def as_checkpoint(obj: Checkpoint | Mapping[str, Any]) -> Checkpoint:

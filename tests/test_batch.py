@@ -113,7 +113,7 @@ def test_state_file_from_another_machine(tree, tmp_path):
         'all_model_checkpoint_paths: "/home/someone/train/run0/model.ckpt-8"\n')
     with pytest.warns(converter.errors.ConverterWarning, match="model.ckpt-8"):
         with converter.read(run) as ckpt:
-            assert ckpt.metadata["prefix"].endswith("model.ckpt-8")
+            assert ckpt.source.path.endswith("model.ckpt-8")
     results = converter.batch([str(run)], to="npz", out=tmp_path / "o", latest=True)
     assert [Path(r.source).name for r in results] == ["model.ckpt-8"]
 

@@ -87,8 +87,8 @@ def test_inspect_training_directory_lists_checkpoints(tmp_path, capsys):
     assert "model.ckpt-300" in out and "step      100" in out
     assert main(["inspect", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["metadata"]["global_step"] == "300"
-    assert [c["step"] for c in json.loads(report["metadata"]["checkpoints"])] == [100, 200, 300]
+    assert report["source"]["step"] == 300
+    assert [c["step"] for c in report["source"]["checkpoints"]] == [100, 200, 300]
 
 
 def test_formats_and_help(capsys):

@@ -126,7 +126,7 @@ def test_keras2_h5_into_keras3(tf, tmp_path):
     old.layers[1].set_weights([w + 0.5 for w in old.layers[1].get_weights()])
     old.save_weights(str(tmp_path / "old.h5"))
     with converter.read(tmp_path / "old.h5") as ckpt:
-        assert ckpt.metadata["layout"] == "keras2"
+        assert ckpt.source.layout == "keras2"
         assert list(ckpt)[:2] == ["hidden1/kernel", "hidden1/bias"]
     new = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden1"),
                             keras.layers.BatchNormalization(name="batch_normalization"),

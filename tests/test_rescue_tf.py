@@ -217,7 +217,7 @@ def keras3_files(tf, models, tmp_path_factory):
 
 def test_read_keras_archive_without_keras(keras3_files, tmp_path, capsys):
     with converter.read(keras3_files["keras"]) as ckpt:
-        assert ckpt.metadata["format"] == "keras" and ckpt.metadata["model_name"] == "ae"
+        assert ckpt.source.format == "keras" and ckpt.source.facts["model_name"] == "ae"
         assert list(ckpt) == ["enc/kernel", "enc/bias", "norm/gamma", "norm/beta",
                               "dec/kernel", "dec/bias"]
         for name, want in keras3_files["weights"].items():

@@ -36,7 +36,7 @@ def test_write_then_read(tmp_path, fmt):
     path = out_path(tmp_path, fmt, "a")
     converter.write(ckpt, path, format=fmt.name)
     back = converter.read(path)  # format detected from the content
-    assert back.metadata["format"] == fmt.name
+    assert back.source.format == fmt.name
     assert_same_checkpoint(back, data)
     if getattr(fmt.load(), "METADATA", True):
         assert back.metadata["source"] == "unit test" and back.metadata["note"] == "ünïcode"

@@ -62,7 +62,7 @@ def test_register_a_format(tmp_path, monkeypatch):
         with pytest.raises(UsageError):
             registry.register(fmt)
         converter.write({"x": np.arange(3)}, tmp_path / "a.fake")
-        assert converter.read(tmp_path / "a.fake").metadata["format"] == "fake"
+        assert converter.read(tmp_path / "a.fake").source.format == "fake"
     finally:
         registry.unregister("fake")
 

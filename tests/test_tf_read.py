@@ -56,7 +56,7 @@ def test_tf1_kinds(tf_fixtures):
 @pytest.mark.parametrize("name", ["tf2_keras", "keras3_ckpt"])
 def test_tf2_object_graph_classifies(tf_fixtures, name):
     with converter.read(tf_fixtures[name]["prefix"]) as ckpt:
-        assert ckpt.metadata["layout"] == "tf2"
+        assert ckpt.source.layout == "tf2"
         by_kind: dict[str, list[str]] = {}
         for key, t in ckpt.items():
             by_kind.setdefault(t.kind, []).append(key)
@@ -82,7 +82,7 @@ def test_accepts_index_data_and_directory(tf_fixtures):
                  prefix.with_name(prefix.name + ".data-00000-of-00001"), prefix.parent):
         with converter.read(path) as ckpt:
             assert sorted(ckpt) == want
-            assert ckpt.metadata["global_step"] == "3"
+            assert ckpt.source.step == 3
 
 
 def test_savedmodel_directory(tf_fixtures):
@@ -154,7 +154,7 @@ def test_pre_2016_v1_checkpoint(tf, tmp_path):
                 sess, str(tmp_path / "old.ckpt"), write_meta_graph=False)
     assert not (tmp_path / "old.ckpt.index").exists()
     with converter.read(tmp_path / "old.ckpt") as ckpt:  # through TensorFlow
-        assert ckpt.metadata["layout"] == "tf1-v1"
+        assert ckpt.source.layout == "tf1-v1"
         assert_same(ckpt["w"].read(), value)
     # Without TensorFlow: a clear error that says what is needed.
     code = ("import sys; sys.modules['tensorflow'] = None\n"

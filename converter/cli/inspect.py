@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .. import api, dtypes, registry
+from ..tensor import Source
 from .common import add_source, human, read_options
 
 HELP = "list the tensors of a checkpoint (reads no tensor data)"
@@ -32,23 +33,43 @@ def run(args: argparse.Namespace) -> int:
             for t in ckpt.values()
         ]
         metadata = dict(ckpt.metadata)
+        source = ckpt.source or Source(fmt.name, str(args.src))
     total = sum(r["nbytes"] for r in rows)
     if args.json:
-        print(json.dumps({"path": str(args.src), "format": fmt.name, "metadata": metadata,
-                          "count": len(rows), "total_bytes": total, "tensors": rows}))
+        print(json.dumps({"path": str(args.src), "format": fmt.name, "source": source.as_dict(),
+                          "metadata": metadata, "count": len(rows), "total_bytes": total,
+                          "tensors": rows}))
         return 0
-    checkpoints = json.loads(metadata.pop("checkpoints", "[]"))
     width = max([len(r["name"]) for r in rows] + [4])
     lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'bytes':>11}  kind"]
     for r in rows:
         shape = "[" + ", ".join(map(str, r["shape"])) + "]"
         lines.append(f"{r['name']:<{width}}  {r['dtype']:<9} {shape:<18} {r['nbytes']:>11}  "
                      f"{r['kind']}")
-    lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}")
-    for key, value in metadata.items():
-        lines.append(f"{key}: {value}")
-    if len(checkpoints) > 1:
-        lines.append("checkpoints in this directory:")
-        lines += [f"  step {c['step']:>8}  {c['prefix']}" for c in checkpoints]
+    lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
+                 + (f" ({source.layout})" if source.layout else ""))
+    lines += _source_lines(source, Path(args.src))
+    if metadata:
+        lines.append("metadata:")
+        lines += [f"  {key}: {value}" for key, value in metadata.items()]
     print("\n".join(lines))
     return 0
+
+
+def _source_lines(source: Source, given: Path) -> list[str]:
+    """What the reader found, one fact a line; the path only where it is not what was given."""
+    lines = []
+    if source.path != str(given):
+        lines.append(f"read from: {source.path}")
+    if source.saved_model:
+        lines.append(f"SavedModel: {source.saved_model}")
+    if source.step is not None:
+        lines.append(f"step: {source.step}")
+    if source.shards is not None:
+        lines.append(f"shards: {source.shards}")
+    lines += [f"{key}: {value}" for key, value in source.facts.items()]
+    if len(source.checkpoints) > 1:
+        lines.append("checkpoints in this directory:")
+        lines += [f"  step {'-' if step is None else step:>8}  {prefix}"
+                  for prefix, step in source.checkpoints]
+    return lines

@@ -26,7 +26,7 @@ from .. import dtypes
 from ..errors import CorruptionError, FormatError
 from ..outputs import outputs, signals_held
 from ..progress import tracked
-from ..tensor import Checkpoint, Tensor
+from ..tensor import Checkpoint, Source, Tensor
 from ._common import contiguous_le
 from ._stream import copy_to
 
@@ -113,6 +113,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
         found.append((position, len(found), name, _tensor(path, obj, name, allow_external)))
 
     metadata: dict[str, str] = {}
+    layout = None
     try:
         _check_global_heaps(path, f)
         links = _external_links(f)
@@ -123,7 +124,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
                               "files you trust)")
         legacy = _legacy_keras(path, f)
         if legacy is not None:
-            metadata["layout"] = "keras2"
+            layout = "keras2"
             found = [(float(i), i, name, t) for i, (name, t) in enumerate(legacy)]
         else:
             f.visititems(visit)
@@ -134,7 +135,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
                 else:
                     target.visititems(lambda p, o, base=link: visit(f"{base}/{p}", o))
             if "layers" in f and isinstance(f["layers"], h5py.Group) and "vars" in f:
-                metadata["layout"] = "keras3"  # a .weights.h5: layers/<layer>/vars/<i>
+                layout = "keras3"  # a .weights.h5: layers/<layer>/vars/<i>
     except H5_ERRORS as exc:
         f.close()
         raise FormatError(f"{path}: unreadable HDF5 structure ({_first_line(exc)})") from None
@@ -150,7 +151,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
             raise FormatError(f"{path}: tensor {name!r} is stored twice")
         tensors[name] = tensor
     try:
-        if metadata.get("layout") == "keras3":
+        if layout == "keras3":
             _keras3_roles(f, tensors)
         for key, value in f.attrs.items():
             if isinstance(value, bytes):
@@ -160,7 +161,8 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
     except H5_ERRORS as exc:
         f.close()
         raise FormatError(f"{path}: unreadable HDF5 attributes ({_first_line(exc)})") from None
-    return Checkpoint(tensors, metadata, closers=[f.close])
+    return Checkpoint(tensors, metadata, source=Source("hdf5", str(path), layout),
+                      closers=[f.close])
 
 
 SCAN_WHOLE = 64 << 20  # below this, reading the whole file costs less than visiting it

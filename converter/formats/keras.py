@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
-from ..tensor import Checkpoint, Tensor
+from ..tensor import Checkpoint, Source, Tensor
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
@@ -110,11 +110,12 @@ def read(path: Path) -> Checkpoint:
     except BaseException:
         close_all()
         raise
-    metadata = {"layout": "keras3", "model_class": str(config.get("class_name", "")),
-                "model_name": str((config.get("config") or {}).get("name", ""))}
+    facts = {"model_class": str(config.get("class_name", "")),
+             "model_name": str((config.get("config") or {}).get("name", ""))}
     if isinstance(meta, dict) and "keras_version" in meta:
-        metadata["keras_version"] = str(meta["keras_version"])
-    return Checkpoint(tensors, metadata, closers=[close_all])
+        facts["keras_version"] = str(meta["keras_version"])
+    return Checkpoint(tensors, source=Source("keras", str(path), "keras3", facts=facts),
+                      closers=[close_all])
 
 
 def write(ckpt: Checkpoint, path: Path, **opts: Any) -> None:

@@ -25,7 +25,7 @@ from .. import dtypes
 from ..errors import FormatError, UsageError
 from ..outputs import outputs
 from ..progress import tracked
-from ..tensor import Checkpoint, Tensor
+from ..tensor import Checkpoint, Source, Tensor
 from . import _npyfmt
 from ._common import frombuffer, map_file
 
@@ -109,7 +109,7 @@ def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool) -> T
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
     if path.is_file():
         t = _open_npy(path, path.stem, None, allow_pickle)
-        return Checkpoint({t.name: t})
+        return Checkpoint({t.name: t}, source=Source("npy", str(path)))
     if not path.is_dir():
         raise FormatError(f"{path}: no such file or directory")
     index_file = path / INDEX
@@ -146,7 +146,7 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
             tensors[name] = _open_npy(file, name, None, allow_pickle)
         if not tensors:
             raise FormatError(f"{path}: directory holds no .npy files")
-    return Checkpoint(tensors, metadata)
+    return Checkpoint(tensors, metadata, source=Source("npy", str(path)))
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:

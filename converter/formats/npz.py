@@ -23,7 +23,7 @@ from .. import dtypes
 from ..errors import CorruptionError, FormatError
 from ..outputs import outputs
 from ..progress import tracked
-from ..tensor import Checkpoint, Tensor
+from ..tensor import Checkpoint, Source, Tensor
 from . import _npyfmt
 from ._common import frombuffer, map_file, release
 
@@ -169,7 +169,8 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
                 return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
         tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
     closers = [zf.close, lambda: release(buf)]
-    return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()}, closers=closers)
+    return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()},
+                      source=Source("npz", str(path)), closers=closers)
 
 
 def integrity(path: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ from .. import dtypes
 from ..errors import FormatError
 from ..outputs import outputs
 from ..progress import tracked
-from ..tensor import Checkpoint, Tensor
+from ..tensor import Checkpoint, Source, Tensor
 from ._common import check_shape, frombuffer, gc_paused, map_file, release, split_by_size
 from ._stream import copy_all
 
@@ -141,7 +141,8 @@ def _read_file_unpaused(path: Path) -> Checkpoint:
     if end != data_size:
         raise FormatError(f"{path}: the tensors end at data offset {end} but the file holds "
                           f"{data_size} bytes of data (truncated header or extra bytes)")
-    return Checkpoint(tensors, metadata, closers=[lambda: release(buf)])
+    return Checkpoint(tensors, metadata, source=Source("safetensors", str(path)),
+                      closers=[lambda: release(buf)])
 
 
 class _DuplicateKey(Exception):
@@ -203,7 +204,8 @@ def _read_sharded(path: Path) -> Checkpoint:
     missing = set(weight_map) - set(tensors)
     if missing:
         raise FormatError(f"{index}: tensor {sorted(missing)[0]!r} is not in its shard")
-    return Checkpoint(tensors, metadata, closers=closers)
+    return Checkpoint(tensors, metadata, closers=closers,
+                      source=Source("safetensors", str(index), shards=len(files)))
 
 
 def shard_names(path: Path, n: int) -> list[Path]:

@@ -157,8 +157,8 @@ class Rules:
               strict: bool | None = None) -> Checkpoint:
         """A new Checkpoint with the rules applied, lazily: renamed tensors are the same
         tensors under new names (nothing is read), transformed ones compute their values
-        when read, dropped ones are gone. Metadata is carried over; closing the result
-        closes ``checkpoint``.
+        when read, dropped ones are gone. Metadata and source are carried over; closing the
+        result closes ``checkpoint``.
 
         Raises:
             RenameError: naming the rule, on an invalid rule, a collision, a transform that
@@ -169,7 +169,7 @@ class Rules:
         for message in outcome.warnings:
             warnings.warn(message, RuleWarning, stacklevel=2)
         tensors: dict[str, Tensor] = {e.name: e.tensor() for e in outcome.entries}
-        return Checkpoint(tensors, ckpt.metadata, closers=[ckpt.close])
+        return Checkpoint(tensors, ckpt.metadata, source=ckpt.source, closers=[ckpt.close])
 
     def plan(self, source: Checkpoint | Mapping[str, Any] | Iterable[str], *,
              strict: bool | None = None) -> Plan:

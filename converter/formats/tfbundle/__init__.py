@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import FormatError
-from ...tensor import Checkpoint, Tensor
+from ...tensor import Checkpoint, Source, Tensor
 from .reader import _V1, DATA_RE, DT_NAMES, read_bundle
 from .writer import write_bundle
 
@@ -68,7 +68,7 @@ def _read_v1(path: Path) -> Checkpoint:
         dtype = types[name].as_numpy_dtype
         tensors[name] = Tensor(name, dtype, tuple(shapes[name]),
                                (lambda n=name: reader.get_tensor(n)))
-    return Checkpoint(tensors, {"prefix": str(path), "layout": "tf1-v1"})
+    return Checkpoint(tensors, source=Source("tf", str(path), "tf1-v1"))
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ... import dtypes
 from ...crc32c import crc, extend, lengths_crc, mask, unmask
 from ...errors import ConverterWarning, CorruptionError, FormatError
-from ...tensor import Checkpoint, Tensor
+from ...tensor import Checkpoint, Source, Tensor
 from .._common import frombuffer, gc_paused, map_file, release
 from . import objgraph, proto
 from .slices import slice_key
@@ -83,9 +83,9 @@ def list_prefixes(directory: Path) -> list[Path]:
     return sorted(prefixes, key=lambda p: (_step(p), p.name))
 
 
-def resolve(path: Path) -> tuple[Path, dict[str, str]]:
-    """The checkpoint prefix that ``path`` names, and metadata about how it was found."""
-    meta: dict[str, str] = {}
+def resolve(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint prefix that ``path`` names, and how it was found (``Source`` fields)."""
+    meta: dict[str, Any] = {}
     if path.is_dir():
         directory = path
         if not (directory / "checkpoint").exists() and (directory / "variables").is_dir():
@@ -100,8 +100,8 @@ def resolve(path: Path) -> tuple[Path, dict[str, str]]:
         else:
             raise FormatError(f"{path}: no TensorFlow checkpoint here (no 'checkpoint' state "
                               "file and no .index file)")
-        meta["checkpoints"] = json.dumps(
-            [{"prefix": str(p), "step": _step(p)} for p in everything])
+        meta["checkpoints"] = [(str(p), _step(p) if _step(p) >= 0 else None)
+                               for p in everything]
     elif path.name.endswith(".index"):
         prefix = path.with_name(path.name[: -len(".index")])
     elif m := DATA_RE.match(path.name):
@@ -113,9 +113,8 @@ def resolve(path: Path) -> tuple[Path, dict[str, str]]:
             raise _V1(path)
         raise FormatError(f"{prefix}: no such checkpoint ({prefix.name}.index not found)")
     step = _step(prefix)
-    meta["prefix"] = str(prefix)
     if step >= 0:
-        meta["global_step"] = str(step)
+        meta["step"] = step
     return prefix, meta
 
 
@@ -345,7 +344,6 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
 def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     prefix, meta = resolve(path)
     bundle = Bundle(prefix, verify)
-    meta["num_shards"] = str(bundle.num_shards)
     graph_attrs: dict[str, dict[str, str]] = {}
     graph_entry = bundle.entries.get(objgraph.GRAPH_KEY)
     if graph_entry is not None and (graph_entry["dt"] != 7 or graph_entry["shape"] != ()):
@@ -356,9 +354,9 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
             graph_attrs = objgraph.classify(objgraph.parse(raw.reshape(-1)[0]))
         except (proto.ProtoError, IndexError) as exc:
             raise CorruptionError(f"{bundle.index_path}: malformed object graph ({exc})") from None
-        meta["layout"] = "tf2"
+        layout = "tf2"
     else:
-        meta["layout"] = "tf1"
+        layout = "tf1"
     tensors: dict[str, Tensor] = {}
     types: dict[int, tuple[np.dtype, dict[str, str]]] = {}
     tf2 = graph_entry is not None
@@ -393,4 +391,5 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
                 span = (bundle.shard_file(entry["shard"]), entry["offset"], entry["size"])
                 checksum = unmask(entry["crc"]) if verify else None
         tensors[name] = make(name, dtype, shape, size, load, kind, span, checksum, attrs)
-    return Checkpoint(tensors, meta, closers=[bundle.close])
+    source = Source("tf", str(prefix), layout, shards=bundle.num_shards, **meta)
+    return Checkpoint(tensors, source=source, closers=[bundle.close])
