@@ -77,28 +77,34 @@ def write(
         >>> converter.write({"w": np.zeros(3)}, "weights.safetensors")
     """
     p = Path(path)
-    fmt = registry.for_output(p, format)
+    _write(as_checkpoint(checkpoint), p, registry.for_output(p, format), force, opts)
+
+
+def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
+           opts: Mapping[str, Any]) -> Checkpoint:
+    """Write ``ckpt`` in ``fmt``; returns the checkpoint the writer was given."""
     module = fmt.load()
-    ckpt = portable(as_checkpoint(checkpoint), fmt.name, module)
-    _call(module.write, f"format {fmt.name!r} writer", ckpt, p, force=force, **opts)
+    out = _portable(ckpt, fmt.name, module)
+    _call(module.write, f"format {fmt.name!r} writer", out, path, force=force, **opts)
+    return out
 
 
-def portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
-    """The checkpoint as written in format ``fmt``: its metadata, and no ``source`` (reader
-    facts are the reading machine's, not the weights'); without a TF2 object graph where the
+def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
+    """The checkpoint as written in format ``fmt``: without a TF2 object graph where the
     format has no strings. The graph is a string tensor describing the other keys, not a
     weight; such formats leave it out (with a warning) rather than refuse the whole
-    checkpoint, and a TF checkpoint written from them gets a new one."""
+    checkpoint, and a TF checkpoint written from them gets a new one. Writers store only
+    ``metadata``; ``source`` is kept for the caller (closing the result closes ``ckpt``)."""
     tensors: dict[str, Any] = dict(ckpt)
     if "string" not in getattr(module, "DTYPES", ("string",)):
         # The graph is a string: the dtype test first spares judging every tensor's kind.
         graphs = [n for n, t in ckpt.items() if t.dtype.hasobject and t.kind == "object_graph"]
         if graphs:
             warnings.warn(f"{fmt} cannot hold the TF2 object graph ({graphs[0]}); writing the "
-                          "tensors without it", ConverterWarning, stacklevel=3)
+                          "tensors without it", ConverterWarning, stacklevel=4)
             for name in graphs:
                 del tensors[name]
-    return Checkpoint(tensors, ckpt.metadata)
+    return Checkpoint(tensors, ckpt.metadata, source=ckpt.source, closers=[ckpt.close])
 
 
 def convert(
@@ -125,15 +131,15 @@ def convert(
         **opts: writer options.
 
     Returns:
-        The checkpoint that was written (after rules), still lazily readable.
+        The checkpoint that was written (after rules; without what the format cannot hold,
+        such as a TF2 object graph in npz), still lazily readable; close it when done.
     """
     fmt = registry.for_output(Path(dst), to)
     ckpt = read(src, format=source_format, **dict(read_options or {}))
     try:
         if rules is not None:
             ckpt = rules.apply(ckpt)
-        write(ckpt, dst, format=fmt.name, force=force, **opts)
+        return _write(ckpt, Path(dst), fmt, force, opts)
     except BaseException:
         ckpt.close()
         raise
-    return ckpt

@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import UsageError
@@ -98,6 +99,7 @@ class Outputs:
                     os.replace(tmp, dst)
             for d in dirs:
                 _fsync_file(d)
+            _note_committed([dst for _, dst in self._pending])
             self._pending = []
 
     def abort(self) -> None:
@@ -172,6 +174,27 @@ def _locked(dirs: set[Path]) -> Iterator[None]:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+_committed: ContextVar[list[Path] | None] = ContextVar("committed", default=None)
+
+
+@contextmanager
+def recording() -> Iterator[list[Path]]:
+    """Collect the destinations committed (in this thread) inside the block, in commit order:
+    what a command names as written, whatever files the format splits an output into."""
+    paths: list[Path] = []
+    token = _committed.set(paths)
+    try:
+        yield paths
+    finally:
+        _committed.reset(token)
+
+
+def _note_committed(paths: list[Path]) -> None:
+    record = _committed.get()
+    if record is not None:
+        record.extend(paths)
 
 
 @contextmanager

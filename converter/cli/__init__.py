@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import select
 import sys
 import warnings
 from collections.abc import Sequence
@@ -55,11 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a reader that has gone shows here, not in the flush at exit
+        return code
     except ConverterError as exc:
         print(f"ckpt: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_gone():
+            return 0  # `ckpt inspect ... | head`: the reader has all it wanted
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ckpt: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -68,6 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = shown
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it; if so, point it at the
+    null device (as Python's signal documentation advises), so that the flush at exit cannot
+    fail again. A broken pipe elsewhere (a remote upload) stays an error."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no descriptor (captured), no poll()
+        return False
+    if not any(ev & (select.POLLERR | select.POLLHUP) for _, ev in events):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return True
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import api, registry
+from .. import api, outputs, registry
 from .common import add_source, human, parse_size, read_options
 from .rule_args import add_rule_args, dry_run_report, rule_warnings_to_stderr, rules_from_args
 
@@ -52,20 +52,34 @@ def run(args: argparse.Namespace) -> int:
                 print(dry_run_report(rules, src, args.json))
         return 0
     start = time.perf_counter()
-    with rule_warnings_to_stderr(args.quiet):
+    with rule_warnings_to_stderr(args.quiet), outputs.recording() as files:
         ckpt = api.convert(
             args.src, dst, to=out_fmt.name, source_format=src_fmt.name, rules=rules,
             force=args.force, read_options=read_options(args, src_fmt.name),
             progress=not args.quiet, **opts,
         )
     seconds = time.perf_counter() - start
+    # What the writer was given (after rules, without what the format cannot hold), and the
+    # files it committed: a sharded output is its shards and index, not DST itself.
     summary = {"source": str(args.src), "source_format": src_fmt.name, "output": str(dst),
-               "format": out_fmt.name, "tensors": len(ckpt), "bytes": ckpt.nbytes,
-               "seconds": round(seconds, 3)}
+               "format": out_fmt.name, "files": [str(f) for f in files],
+               "tensors": len(ckpt), "bytes": ckpt.nbytes, "seconds": round(seconds, 3)}
     ckpt.close()
     if args.json:
         print(json.dumps(summary))
     elif not args.quiet:
-        print(f"wrote {dst} ({out_fmt.name}): {len(ckpt)} tensors, {human(summary['bytes'])} "
-              f"in {seconds:.2f} s", file=sys.stderr)
+        print(f"wrote {_written(files, dst, out_fmt.name)}: {summary['tensors']} tensors, "
+              f"{human(summary['bytes'])} in {seconds:.2f} s", file=sys.stderr)
     return 0
+
+
+def _written(files: list[Path], dst: Path, fmt: str) -> str:
+    """``out/m.npz (npz)``; ``3 safetensors files in out (m-00001-of-00002.safetensors, ...)``."""
+    if len(files) <= 1:
+        return f"{files[0] if files else dst} ({fmt})"
+    names = [f.name for f in files]
+    if len(names) > 5:
+        names = [*names[:2], "...", *names[-2:]]
+    parents = {f.parent for f in files}
+    where = f" in {parents.pop()}" if len(parents) == 1 else ""
+    return f"{len(files)} {fmt} files{where} ({', '.join(names)})"

@@ -26,6 +26,8 @@ def sniff(path: Path) -> bool:
             path / "variables").is_dir() and any((path / "variables").glob("*.index"))
     if path.name.endswith(".index") and path.is_file():
         return True
+    if path.name.endswith(".meta") and path.is_file() and _metagraph_prefix(path) is not None:
+        return True  # claimed so that read() can say what it is
     if DATA_RE.match(path.name):
         return True
     if path.with_name(path.name + ".index").is_file():
@@ -39,11 +41,33 @@ def sniff(path: Path) -> bool:
 
 def read(path: Path, *, verify: bool = True) -> Checkpoint:
     """Open a checkpoint given its prefix, ``.index`` file, a data shard or a directory (the
-    ``checkpoint`` state file's latest, or the highest step; a SavedModel's ``variables/``)."""
+    ``checkpoint`` state file's latest, or the highest step; a SavedModel's ``variables/``).
+    A ``PREFIX.meta`` graph is refused with a message naming ``PREFIX``: it holds no weights,
+    and reading the checkpoint beside it instead would hide which file was converted."""
+    if path.name.endswith(".meta") and path.is_file():
+        prefix = _metagraph_prefix(path)
+        if prefix is not None:
+            beside = f"its checkpoint is {prefix} (use that prefix)" if _is_prefix(prefix) \
+                else f"no checkpoint {prefix.name} ({prefix.name}.index) is beside it"
+            raise FormatError(f"{path}: a TensorFlow MetaGraph (graph, not weights); {beside}")
     try:
         return read_bundle(path, verify=verify)
     except _V1:
         return _read_v1(path)
+
+
+def _is_prefix(prefix: Path) -> bool:
+    return prefix.with_name(prefix.name + ".index").is_file()
+
+
+def _metagraph_prefix(path: Path) -> Path | None:
+    """The prefix a ``PREFIX.meta`` Saver file belongs to, if it is one: a checkpoint beside
+    it, or content that opens like a serialized MetaGraphDef (field 1 or 2, length-delimited)."""
+    prefix = path.with_name(path.name[: -len(".meta")])
+    if _is_prefix(prefix):
+        return prefix
+    with open(path, "rb") as f:
+        return prefix if f.read(1) in (b"\x0a", b"\x12") else None
 
 
 def _read_v1(path: Path) -> Checkpoint:
