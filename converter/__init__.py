@@ -27,7 +27,7 @@ from .errors import (
 )
 from .migrate import migrate
 from .registry import Format, formats, register
-from .tensor import Checkpoint, Tensor, as_checkpoint
+from .tensor import Checkpoint, Source, Tensor, as_checkpoint
 from .verify import VerifyReport, verify
 
 
@@ -45,7 +45,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
-    "LoadError", "LoadReport", "RenameError", "Tensor", "UsageError", "VerifyReport",
+    "LoadError", "LoadReport", "RenameError", "Source", "Tensor", "UsageError", "VerifyReport",
     "as_checkpoint", "batch", "convert", "diff", "formats", "load_into", "migrate", "read",
     "register", "rules", "tf1", "verify", "write",
 ]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import converter
+from converter import Source
 from converter.cli import main
-from converter.tensor import Source
 from tests.conftest import assert_same_checkpoint
 
 # What a TensorFlow reader finds out; none of it may appear in a written file.
