@@ -115,8 +115,8 @@ def safetensors_cases(rng: random.Random) -> Iterator[Case]:
     for name in HOSTILE_NAMES:
         yield case("names", f"name {name[:12]!r} ({len(name)} chars)",
                    _st({name: _st_entry()}, data))
-    yield case("names", "duplicate key", _st('{"w": %s, "w": %s}' % (
-        json.dumps(_st_entry()), json.dumps(_st_entry())), data))
+    yield case("names", "duplicate key", _st(
+        '{"w": ' + json.dumps(_st_entry()) + ', "w": ' + json.dumps(_st_entry()) + "}", data))
     for meta in [{"k": 1}, [], "x", {"k": {"n": 1}}, {"\x00": "v"}, {"k": "v" * 1_000_000},
                  None, {"": ""}, {"k": ["a"]}]:
         yield case("metadata", f"__metadata__ {str(meta)[:30]}",
@@ -131,8 +131,8 @@ def safetensors_cases(rng: random.Random) -> Iterator[Case]:
                _st({f"t{i}": _st_entry("F32", (4,), (0, 16)) for i in range(20_000)}, data))
     yield case("text", "header not UTF-8", struct.pack("<Q", 8) + b"{\xff\xfe}    " + data)
     yield case("text", "header a JSON list", _st("[1, 2, 3]", data))
-    yield case("text", "lone surrogate in a name", _st('{"\\ud800": %s}' % json.dumps(
-        _st_entry()), data))
+    yield case("text", "lone surrogate in a name", _st(
+        '{"\\ud800": ' + json.dumps(_st_entry()) + "}", data))
     for i in range(20):
         a, b = rng.choice(HOSTILE_SHAPES), rng.choice(HOSTILE_INTS)
         yield case("pairs", f"pair {i}: shape {a[:3]} offsets (0, {b})",
@@ -156,7 +156,7 @@ def _npy(header: str | bytes, data: bytes, version: tuple[int, int] = (1, 0),
 
 def _npy_dict(descr: object = "'<f4'", fortran: object = "False", shape: object = "(2, 2)"
               ) -> str:
-    return "{'descr': %s, 'fortran_order': %s, 'shape': %s, }\n" % (descr, fortran, shape)
+    return f"{{'descr': {descr}, 'fortran_order': {fortran}, 'shape': {shape}, }}\n"
 
 
 def npy_cases(rng: random.Random) -> Iterator[Case]:
