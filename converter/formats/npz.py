@@ -15,13 +15,16 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from .. import dtypes
 from ..errors import CorruptionError, FormatError
-from ..outputs import outputs
+from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from . import _npyfmt
@@ -256,17 +259,46 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool =
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with outputs(force) as out:
         tmp = out.new(path)
-        with open(tmp, "wb") as raw, \
-                zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True) as zf:
+        with open(tmp, "wb") as raw, _archive(raw, method) as zf:
             for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
                 encoded = _npyfmt.encode(tensor)
                 head, data, entry = encoded
                 if entry:
                     side_tensors[tensor.name] = entry
                 size = len(head) + (tensor.nbytes if data is None else data.nbytes)
-                with zf.open(tensor.name + ".npy", "w",
+                with _member(zf, tensor.name + ".npy",
                              force_zip64=size > zipfile.ZIP64_LIMIT - 2**20) as f:
                     _npyfmt.write(f, tensor, encoded)
             if side_tensors or ckpt.metadata:
                 side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
-                zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))
+                with signals_held():
+                    zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))
+
+
+# An interrupt landing inside zipfile's bookkeeping (a member marked open but not yet handed
+# back) leaves an archive that refuses to close: the interrupt turns into a ValueError and
+# ZipFile.__del__ prints a traceback. Only the data writes are left interruptible.
+
+
+@contextmanager
+def _archive(raw, method: int) -> Iterator[zipfile.ZipFile]:
+    with signals_held():
+        zf = zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True)
+    try:
+        yield zf
+    finally:
+        with signals_held():
+            zf.close()
+
+
+@contextmanager
+def _member(zf: zipfile.ZipFile, name: str, force_zip64: bool) -> Iterator[BinaryIO]:
+    f = None
+    try:
+        with signals_held():
+            f = zf.open(name, "w", force_zip64=force_zip64)
+        yield f
+    finally:
+        if f is not None:
+            with signals_held():
+                f.close()
