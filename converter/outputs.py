@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,17 +21,12 @@ from pathlib import Path
 
 from . import _tempfiles
 from .errors import UsageError
+from .signals import signals_held
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; os.replace is still atomic per file
     fcntl = None  # type: ignore[assignment]
-
-# Signals that stop a conversion and are held while a group commits or cleans up: Ctrl-C, and
-# the ones `timeout`, schedulers (Slurm, Kubernetes) and a closed terminal send.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                     if hasattr(signal, name))
-
 
 def check_free(paths: list[Path], force: bool) -> None:
     """Raise UsageError if any output exists and ``force`` is not set."""
@@ -356,36 +349,6 @@ def _remove(path: Path) -> None:
             path.unlink()
         except FileNotFoundError:
             pass
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP until the block is done, then deliver them. Python runs
-    signal handlers in the main thread only, so elsewhere (and where signals cannot be set) this
-    does nothing. Also for writers whose library runs Python callbacks from C, where an
-    interrupt raised inside would be printed and lost instead of unwinding the writer."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {}
-    try:
-        for sig in STOP_SIGNALS:
-            if signal.getsignal(sig) is None:  # installed outside Python: cannot be restored
-                continue
-            previous[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
-    except (ValueError, OSError):  # e.g. an embedded interpreter without signal support
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in dict.fromkeys(held):
-            signal.raise_signal(sig)
 
 
 @contextmanager

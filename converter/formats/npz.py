@@ -24,8 +24,9 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import CorruptionError, FormatError
-from ..outputs import outputs, signals_held
+from ..outputs import outputs
 from ..progress import tracked
+from ..signals import Sections, sections
 from ..tensor import Checkpoint, Tensor
 from . import _npyfmt
 from ._common import frombuffer, map_file, release
@@ -259,19 +260,20 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool =
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with outputs(force) as out:
         tmp = out.new(path)
-        with open(tmp, "wb") as raw, _archive(raw, method) as zf:
+        with sections() as bookkeeping, open(tmp, "wb") as raw, \
+                _archive(raw, method, bookkeeping) as zf:
             for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
                 encoded = _npyfmt.encode(tensor)
                 head, data, entry = encoded
                 if entry:
                     side_tensors[tensor.name] = entry
                 size = len(head) + (tensor.nbytes if data is None else data.nbytes)
-                with _member(zf, tensor.name + ".npy",
-                             force_zip64=size > zipfile.ZIP64_LIMIT - 2**20) as f:
+                with _member(zf, tensor.name + ".npy", size > zipfile.ZIP64_LIMIT - 2**20,
+                             bookkeeping) as f:
                     _npyfmt.write(f, tensor, encoded)
             if side_tensors or ckpt.metadata:
                 side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
-                with signals_held():
+                with bookkeeping:
                     zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))
 
 
@@ -281,24 +283,25 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool =
 
 
 @contextmanager
-def _archive(raw, method: int) -> Iterator[zipfile.ZipFile]:
-    with signals_held():
+def _archive(raw, method: int, bookkeeping: Sections) -> Iterator[zipfile.ZipFile]:
+    with bookkeeping:
         zf = zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True)
     try:
         yield zf
     finally:
-        with signals_held():
+        with bookkeeping:
             zf.close()
 
 
 @contextmanager
-def _member(zf: zipfile.ZipFile, name: str, force_zip64: bool) -> Iterator[BinaryIO]:
+def _member(zf: zipfile.ZipFile, name: str, force_zip64: bool,
+            bookkeeping: Sections) -> Iterator[BinaryIO]:
     f = None
     try:
-        with signals_held():
+        with bookkeeping:
             f = zf.open(name, "w", force_zip64=force_zip64)
         yield f
     finally:
         if f is not None:
-            with signals_held():
+            with bookkeeping:
                 f.close()
