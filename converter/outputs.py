@@ -45,13 +45,15 @@ class _Source:
     roots: frozenset[Path]  # what the user named: a file, directory or TF prefix
     files: frozenset[Path]  # every file the tensors are read from
     mode: int | None  # permission bits every one of those files has
+    holders: frozenset[Path] = frozenset()  # every directory above those
 
     def hit_by(self, dst: Path) -> Path | None:
         """The input that writing (or replacing) ``dst`` would overwrite or remove."""
         where = _where(dst)
-        for p in sorted(self.roots | self.files):
-            if p == where or where in p.parents:
-                return p
+        if where in self.roots or where in self.files:
+            return where
+        if where in self.holders:
+            return min(p for p in self.roots | self.files if where in p.parents)
         return None
 
 
@@ -83,7 +85,8 @@ def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
         except OSError:
             continue
         mode = bits if mode is None else mode & bits
-    source = _Source(frozenset({src.resolve()}), real, mode)
+    roots = frozenset({src.resolve()})
+    source = _Source(roots, real, mode, frozenset(d for p in roots | real for d in p.parents))
     # Only the output's own name is known here (a TF output into a directory beside its source
     # is fine); new() checks each file an output is made of.
     if _where(Path(dst)) in source.roots | source.files:
