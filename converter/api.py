@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import registry
+from . import outputs, registry
 from .errors import ConverterWarning, UsageError
 from .tensor import Checkpoint, Source, as_checkpoint
 
@@ -137,9 +137,12 @@ def convert(
     fmt = registry.for_output(Path(dst), to)
     ckpt = read(src, format=source_format, **dict(read_options or {}))
     try:
+        files = {t.span[0] for t in ckpt.values() if t.span is not None}
         if rules is not None:
             ckpt = rules.apply(ckpt)
-        return _write(ckpt, Path(dst), fmt, force, opts)
+        # Outputs may not overwrite what they are read from, nor be readable by more people.
+        with outputs.from_source(Path(src), files, Path(dst)):
+            return _write(ckpt, Path(dst), fmt, force, opts)
     except BaseException:
         ckpt.close()
         raise

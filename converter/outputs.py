@@ -1,25 +1,32 @@
 """Writing outputs so that nothing is lost: temporary names in the destination directory, fsync,
 then rename into place; existing outputs are kept unless the caller forces.
+
+``force`` replaces the files a conversion writes, never a directory tree: a file output is never
+written over a directory (nor a directory over a file), and a directory output (an npy
+directory) replaces an existing directory only when every file in it belongs to an earlier output
+of the same kind. An output that would overwrite or contain the checkpoint being converted is
+refused before anything is written.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import signal
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import _tempfiles
 from .errors import UsageError
+from .signals import signals_held
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; os.replace is still atomic per file
     fcntl = None  # type: ignore[assignment]
-
 
 def check_free(paths: list[Path], force: bool) -> None:
     """Raise UsageError if any output exists and ``force`` is not set."""
@@ -28,6 +35,298 @@ def check_free(paths: list[Path], force: bool) -> None:
     for path in paths:
         if path.exists() or path.is_symlink():
             raise UsageError(f"{path}: already exists (use --force to overwrite)")
+
+
+# --- the checkpoint being converted ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    roots: frozenset[Path]  # what the user named: a file, directory or TF prefix
+    files: frozenset[Path]  # every file the tensors are read from
+    mode: int | None  # permission bits every one of those files has
+    holders: frozenset[Path] = frozenset()  # every directory above those
+
+    def hit_by(self, dst: Path) -> Path | None:
+        """The input that writing (or replacing) ``dst`` would overwrite or remove."""
+        where = _where(dst)
+        if where in self.roots or where in self.files:
+            return where
+        if where in self.holders:
+            return min(p for p in self.roots | self.files if where in p.parents)
+        return None
+
+
+_SOURCE: ContextVar[_Source | None] = ContextVar("converter_output_source", default=None)
+
+
+def _where(path: Path) -> Path:
+    """The directory entry a rename onto ``path`` replaces (the link itself for a symlink)."""
+    path = Path(os.path.abspath(path))
+    return path.parent.resolve() / path.name
+
+
+@contextmanager
+def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
+    """Outputs written in this block come from ``src`` (the tensors read from ``files``): they
+    may not overwrite or contain it, and get its permission bits at most."""
+    src = Path(src)
+    found = {Path(f) for f in files}
+    if src.is_file():
+        found.add(src)
+    index = src.with_name(src.name + ".index")
+    if not src.exists() and index.is_file():  # a TF prefix
+        found.add(index)
+    real = frozenset(p.resolve() for p in found)
+    mode = None
+    for p in real:
+        try:
+            bits = os.stat(p).st_mode & 0o777
+        except OSError:
+            continue
+        mode = bits if mode is None else mode & bits
+    roots = frozenset({src.resolve()})
+    source = _Source(roots, real, mode, frozenset(d for p in roots | real for d in p.parents))
+    # Only the output's own name is known here (a TF output into a directory beside its source
+    # is fine); new() checks each file an output is made of.
+    if _where(Path(dst)) in source.roots | source.files:
+        raise UsageError(f"{dst}: is the checkpoint being converted; choose another output")
+    token = _SOURCE.set(source)
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
+
+
+def _refuse_input(dst: Path) -> None:
+    source = _SOURCE.get()
+    hit = source.hit_by(dst) if source is not None else None
+    if hit is not None:
+        what = "overwrite" if hit == _where(dst) else "remove"
+        raise UsageError(f"{dst}: writing it would {what} the checkpoint being converted "
+                         f"({hit}); choose another output")
+
+
+# --- groups of outputs -----------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    tmp: Path
+    dst: Path
+    force: bool
+    lock: int | None
+    mode: int  # the final permission bits
+    directory: bool = False
+    owned: Callable[[Path], set[str]] | None = None
+
+
+@dataclass
+class _Sweep:
+    directory: Path
+    pattern: re.Pattern[str]
+    force: bool
+    written: set[Path] = field(default_factory=set)
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _foreign(path: Path, owned: Callable[[Path], set[str]] | None) -> str | None:
+    """A file in directory ``path`` that is not part of an earlier output (None if all are)."""
+    mine = owned(path) if owned is not None else set()
+    for p in sorted(path.rglob("*")):
+        if not _is_dir(p) and p.relative_to(path).as_posix() not in mine:
+            return p.relative_to(path).as_posix()
+    return None
+
+
+class Outputs:
+    """A group of outputs committed together, in the order they were added.
+
+    ``new(dst)`` creates a temporary beside ``dst`` (an empty 0600 file, or with
+    ``directory=True`` an empty 0700 directory) for the writer to write or truncate. On
+    ``commit()`` every temporary gets its final permission bits (the umask's, and at most the
+    source's inside :func:`from_source`), is fsynced and renamed over its destination, in order
+    (put the file that marks a checkpoint complete, such as a TF ``.index``, last); on failure
+    every temporary, and every directory ``new`` created, is removed.
+    """
+
+    def __init__(self, force: bool = False) -> None:
+        self.force = force
+        self._pending: list[_Entry] = []
+        self._sweeps: list[_Sweep] = []
+        self._made: list[Path] = []  # directories new() created, parents first
+
+    def new(self, dst: Path | str, keep_suffix: str = "", *, directory: bool = False,
+            owned: Callable[[Path], set[str]] | None = None) -> Path:
+        """A temporary path for ``dst``; ``keep_suffix`` ends it for writers that insist on a
+        suffix (Keras's ``.weights.h5``). For a ``directory`` output, ``owned(existing)`` names
+        the files (relative paths) of an earlier output in ``existing``, which ``force`` may
+        replace; a directory holding anything else is refused."""
+        dst = Path(dst)
+        _refuse_input(dst)
+        self._check(dst, self.force, directory, owned)
+        self._mkdirs(dst.parent)
+        _tempfiles.sweep(dst.parent)
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.urandom(4).hex()}{keep_suffix}")
+        with signals_held():  # a temporary is removed on failure only once it is listed
+            lock, default = _tempfiles.create(tmp, directory)
+            self._pending.append(_Entry(tmp, dst, self.force, lock, _limit(default, directory),
+                                        directory, owned))
+        for sweep in self._sweeps:
+            sweep.written.add(_where(dst))
+        return tmp
+
+    def sweep(self, directory: Path | str, pattern: str) -> None:
+        """Files in ``directory`` whose names match ``pattern`` (in full) belong to earlier
+        outputs of this one (the shards of a larger checkpoint): with ``force`` those this
+        group does not write are removed after it commits, so an index never sits beside
+        shards it does not name; without, any of them existing refuses the output."""
+        entry = _Sweep(Path(directory), re.compile(pattern), self.force,
+                       {_where(e.dst) for e in self._pending})
+        source = _SOURCE.get()
+        for path in self._stale(entry):
+            if source is not None and source.hit_by(path) is not None:
+                raise UsageError(f"{path}: rewriting this output would remove the checkpoint "
+                                 "being converted; choose another output")
+            if not entry.force:
+                raise UsageError(f"{path}: already exists (use --force to overwrite)")
+        self._sweeps.append(entry)
+
+    @staticmethod
+    def _stale(entry: _Sweep) -> list[Path]:
+        try:
+            names = sorted(e.name for e in os.scandir(entry.directory) if
+                           entry.pattern.fullmatch(e.name) and not e.is_dir(follow_symlinks=False))
+        except OSError:
+            return []
+        return [p for p in (entry.directory / n for n in names) if _where(p) not in entry.written]
+
+    @staticmethod
+    def _check(dst: Path, force: bool, directory: bool,
+               owned: Callable[[Path], set[str]] | None) -> None:
+        if not (dst.exists() or dst.is_symlink()):
+            return
+        if not directory and _is_dir(dst):
+            raise UsageError(f"{dst}: is a directory; not replacing it with a file "
+                             "(--force replaces files only)")
+        if directory and not dst.is_dir():
+            raise UsageError(f"{dst}: exists and is not a directory")
+        if not force:
+            raise UsageError(f"{dst}: already exists (use --force to overwrite)")
+        if directory and _is_dir(dst):
+            other = _foreign(dst, owned)
+            if other is not None:
+                raise UsageError(f"{dst}: not replacing a directory that holds files of "
+                                 f"something else ({other}); remove them or choose another "
+                                 "output")
+
+    def _mkdirs(self, directory: Path) -> None:
+        missing = []
+        d = directory
+        while not d.exists() and d != d.parent:
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:  # made by a concurrent writer: theirs to keep
+                continue
+            self._made.append(d)
+
+    def commit(self) -> None:
+        for e in self._pending:
+            _set_mode(e)
+            _fsync_path(e.tmp)
+        dirs = {e.dst.parent for e in self._pending} | {s.directory for s in self._sweeps}
+        # The renames of a group (a TF bundle's shards, index and state file) happen as a unit:
+        # Ctrl-C waits for them, and another process committing into the same directory waits
+        # for the lock, so two writers of one destination never leave a mix of both. Whether a
+        # destination is free is decided here, under the lock, not when writing began.
+        with signals_held(), _locked(dirs):
+            for e in self._pending:
+                self._check(e.dst, e.force, e.directory, e.owned)
+            stale = []
+            for s in self._sweeps:
+                found = self._stale(s)
+                if found and not s.force:
+                    raise UsageError(f"{found[0]}: already exists (use --force to overwrite)")
+                stale += found
+            for e in self._pending:
+                if e.directory and e.dst.exists():
+                    # os.replace cannot replace a non-empty directory: move the old one aside.
+                    old = e.dst.with_name(f".{e.dst.name}.old-{os.urandom(4).hex()}")
+                    os.replace(e.dst, old)
+                    os.replace(e.tmp, e.dst)
+                    _remove(old)
+                else:
+                    os.replace(e.tmp, e.dst)
+            for path in stale:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+            for d in dirs:
+                _fsync_file(d)
+            for e in self._pending:
+                _tempfiles.release(e.lock)
+            _note_committed([e.dst for e in self._pending])
+            self._pending = []
+            self._made = []
+
+    def abort(self) -> None:
+        # A second Ctrl-C (or SIGTERM) must not leave temporaries behind: signals are held while
+        # removing, and one that lands before they are held restarts the cleanup; it is raised
+        # once everything is removed.
+        interrupted: BaseException | None = None
+        while self._pending or self._made:
+            try:
+                with signals_held():
+                    while self._pending:
+                        e = self._pending[-1]
+                        _remove(e.tmp)
+                        _tempfiles.release(e.lock)
+                        self._pending.pop()
+                    while self._made:
+                        try:
+                            self._made[-1].rmdir()
+                        except OSError:  # not empty: another writer's output is in it
+                            pass
+                        self._made.pop()
+            except (KeyboardInterrupt, SystemExit) as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+
+    @property
+    def current(self) -> Path | None:
+        """The destination being written (the last one added)."""
+        return self._pending[-1].dst if self._pending else None
+
+
+def _limit(default: int, directory: bool) -> int:
+    source = _SOURCE.get()
+    if source is None or source.mode is None:
+        return default
+    allowed = source.mode
+    if directory:  # a directory may be searched by whoever may read the files
+        allowed |= (allowed & 0o444) >> 2
+    return default & allowed
+
+
+def _set_mode(e: _Entry) -> None:
+    if not e.directory:
+        os.chmod(e.tmp, e.mode)
+        return
+    files = e.mode & 0o666
+    for root, dirs, names in os.walk(e.tmp):
+        for name in names:
+            os.chmod(os.path.join(root, name), files)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), e.mode)
+    os.chmod(e.tmp, e.mode)
 
 
 def _fsync_path(path: Path) -> None:
@@ -54,104 +353,6 @@ def _remove(path: Path) -> None:
             path.unlink()
         except FileNotFoundError:
             pass
-
-
-class Outputs:
-    """A group of outputs committed together, in the order they were added.
-
-    ``new(dst)`` returns a temporary path beside ``dst`` to write into. On ``commit()`` every
-    temporary is fsynced and renamed over its destination, in order (put the file that marks a
-    checkpoint complete, such as a TF ``.index``, last); on failure all temporaries are removed.
-    """
-
-    def __init__(self, force: bool = False) -> None:
-        self.force = force
-        self._pending: list[tuple[Path, Path]] = []
-
-    def new(self, dst: Path | str, keep_suffix: str = "") -> Path:
-        """A temporary path for ``dst``; ``keep_suffix`` ends it for writers that insist on a
-        suffix (Keras's ``.weights.h5``)."""
-        dst = Path(dst)
-        check_free([dst], self.force)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp-{os.urandom(4).hex()}{keep_suffix}")
-        self._pending.append((tmp, dst))
-        return tmp
-
-    def commit(self) -> None:
-        for tmp, _ in self._pending:
-            _fsync_path(tmp)
-        dirs = {dst.parent for _, dst in self._pending}
-        # The renames of a group (a TF bundle's shards, index and state file) happen as a unit:
-        # Ctrl-C waits for them, and another process committing into the same directory waits
-        # for the lock, so two writers of one destination never leave a mix of both.
-        with signals_held(), _locked(dirs):
-            for tmp, dst in self._pending:
-                if tmp.is_dir() and dst.exists():
-                    # os.replace cannot replace a non-empty directory: move the old one aside.
-                    old = dst.with_name(f".{dst.name}.old-{os.urandom(4).hex()}")
-                    os.replace(dst, old)
-                    os.replace(tmp, dst)
-                    _remove(old)
-                else:
-                    if dst.is_dir() and not dst.is_symlink():
-                        _remove(dst)
-                    os.replace(tmp, dst)
-            for d in dirs:
-                _fsync_file(d)
-            _note_committed([dst for _, dst in self._pending])
-            self._pending = []
-
-    def abort(self) -> None:
-        # A second Ctrl-C (or SIGTERM) must not leave temporaries behind: signals are held while
-        # removing, and one that lands before they are held restarts the cleanup; it is raised
-        # once everything is removed.
-        interrupted: BaseException | None = None
-        while self._pending:
-            try:
-                with signals_held():
-                    while self._pending:
-                        _remove(self._pending[-1][0])
-                        self._pending.pop()
-            except (KeyboardInterrupt, SystemExit) as exc:
-                interrupted = exc
-        if interrupted is not None:
-            raise interrupted
-
-    @property
-    def current(self) -> Path | None:
-        """The destination being written (the last one added)."""
-        return self._pending[-1][1] if self._pending else None
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done, then deliver them. Python runs signal
-    handlers in the main thread only, so elsewhere (and where signals cannot be set) this does
-    nothing. Also for writers whose library runs Python callbacks from C, where an interrupt
-    raised inside would be printed and lost instead of unwinding the writer."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is None:  # installed outside Python: cannot be restored
-                continue
-            previous[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
-    except (ValueError, OSError):  # e.g. an embedded interpreter without signal support
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in dict.fromkeys(held):
-            signal.raise_signal(sig)
 
 
 @contextmanager

@@ -108,7 +108,7 @@ def test_formats_and_help(capsys):
     (["convert", "{tmp}/in.npz", "{tmp}/exists.safetensors"], "already exists"),
     (["inspect", "{tmp}/truncated.safetensors"], "truncated.safetensors"),
     (["inspect", "{tmp}/truncated.npz"], "truncated.npz"),
-    (["convert", "{tmp}/in.npz", "{tmp}/in.npz"], "already exists"),
+    (["convert", "{tmp}/in.npz", "{tmp}/in.npz"], "is the checkpoint being converted"),
     (["inspect", "{tmp}/adir"], "adir"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, npz, capsys, argv, message):

@@ -1,6 +1,8 @@
 """The ``ckpt`` command line: argparse subcommands, one module each (``add_args`` + ``run``).
 
-Library errors become one line on stderr and exit code 2; nothing prints a traceback.
+Library errors become one line on stderr and exit code 2; nothing prints a traceback. SIGINT,
+SIGTERM and SIGHUP stop a command the same way: outputs being written are removed, one line says
+so, and the exit code is 128 + the signal number (130 for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ import argparse
 import gc
 import os
 import select
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import ConverterError, ConverterWarning
@@ -57,8 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        code = int(args.run(args) or 0)
-        sys.stdout.flush()  # a reader that has gone shows here, not in the flush at exit
+        with _stopping_signals():
+            code = int(args.run(args) or 0)
+            sys.stdout.flush()  # a reader that has gone shows here, not in the flush at exit
         return code
     except ConverterError as exc:
         print(f"ckpt: error: {exc}", file=sys.stderr)
@@ -69,9 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ckpt: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ckpt: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        how = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        try:
+            print(f"ckpt: interrupted{how}", file=sys.stderr)
+        except OSError:  # SIGHUP: the terminal may be gone
+            pass
+        return 128 + signum
     finally:
         warnings.showwarning = shown
 
@@ -93,6 +104,36 @@ def _stdout_gone() -> bool:
     os.dup2(devnull, fd)
     os.close(devnull)
     return True
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that every writer's cleanup
+    (which handles KeyboardInterrupt) runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+@contextmanager
+def _stopping_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Stopped` where they would kill the process outright
+    (default handler): an ignored SIGHUP (nohup) or a handler of the caller's stays as it is."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -158,8 +158,8 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
     entries = []
     used: set[str] = set()
     with outputs(force) as out:
-        tmp = out.new(path)
-        tmp.mkdir()
+        # --force replaces an earlier npy output, never a directory holding anything else.
+        tmp = out.new(path, directory=True, owned=_files_of)
         for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
             rel = file_for(tensor.name)
             if rel.lower() in used:  # case-insensitive file systems, hash-shortened names
@@ -174,6 +174,15 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
             entries.append({"name": tensor.name, "file": rel, **(side or {})})
         index = {"version": 1, "metadata": ckpt.metadata, "tensors": entries}
         (tmp / INDEX).write_text(json.dumps(index, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _files_of(path: Path) -> set[str]:
+    """The files an npy directory written by us is made of (nothing when it has no index)."""
+    try:
+        entries = json.loads((path / INDEX).read_text(encoding="utf-8"))["tensors"]
+        return {INDEX} | {e["file"] for e in entries if isinstance(e.get("file"), str)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return set()
 
 
 def _write_single(ckpt: Checkpoint, path: Path, force: bool) -> None:

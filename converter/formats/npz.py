@@ -15,7 +15,10 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -23,6 +26,7 @@ from .. import dtypes
 from ..errors import CorruptionError, FormatError
 from ..outputs import outputs
 from ..progress import tracked
+from ..signals import Sections, sections
 from ..tensor import Checkpoint, Source, Tensor
 from . import _npyfmt
 from ._common import frombuffer, map_file, release
@@ -257,17 +261,48 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool =
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with outputs(force) as out:
         tmp = out.new(path)
-        with open(tmp, "wb") as raw, \
-                zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True) as zf:
+        with sections() as bookkeeping, open(tmp, "wb") as raw, \
+                _archive(raw, method, bookkeeping) as zf:
             for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
                 encoded = _npyfmt.encode(tensor)
                 head, data, entry = encoded
                 if entry:
                     side_tensors[tensor.name] = entry
                 size = len(head) + (tensor.nbytes if data is None else data.nbytes)
-                with zf.open(tensor.name + ".npy", "w",
-                             force_zip64=size > zipfile.ZIP64_LIMIT - 2**20) as f:
+                with _member(zf, tensor.name + ".npy", size > zipfile.ZIP64_LIMIT - 2**20,
+                             bookkeeping) as f:
                     _npyfmt.write(f, tensor, encoded)
             if side_tensors or ckpt.metadata:
                 side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
-                zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))
+                with bookkeeping:
+                    zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))
+
+
+# An interrupt landing inside zipfile's bookkeeping (a member marked open but not yet handed
+# back) leaves an archive that refuses to close: the interrupt turns into a ValueError and
+# ZipFile.__del__ prints a traceback. Only the data writes are left interruptible.
+
+
+@contextmanager
+def _archive(raw, method: int, bookkeeping: Sections) -> Iterator[zipfile.ZipFile]:
+    with bookkeeping:
+        zf = zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True)
+    try:
+        yield zf
+    finally:
+        with bookkeeping:
+            zf.close()
+
+
+@contextmanager
+def _member(zf: zipfile.ZipFile, name: str, force_zip64: bool,
+            bookkeeping: Sections) -> Iterator[BinaryIO]:
+    f = None
+    try:
+        with bookkeeping:
+            f = zf.open(name, "w", force_zip64=force_zip64)
+        yield f
+    finally:
+        if f is not None:
+            with bookkeeping:
+                f.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
@@ -258,7 +259,11 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
     heads = [header_for(group, ckpt.metadata, path) for group in groups]  # refuse before writing
     files = [path] if len(groups) == 1 else shard_names(path, len(groups))
     stream = tracked(list(ckpt.values()), total=ckpt.nbytes, enabled=progress)
+    stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
     with outputs(force) as out:
+        # An earlier output of this name, sharded differently, is replaced as a whole.
+        out.sweep(path.parent, rf"{re.escape(stem)}-\d{{5}}-of-\d{{5}}\.safetensors"
+                               rf"|{re.escape(path.name)}(?:\.index\.json)?")
         for file, head, group in zip(files, heads, groups, strict=True):
             with open(out.new(file), "wb") as f:
                 f.write(head)

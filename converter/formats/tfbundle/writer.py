@@ -137,6 +137,8 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
     n = len(shards)
     entries: dict[bytes, bytes] = {}
     with outputs(force) as out:
+        # Shards of an earlier, larger bundle of this prefix go once the new index is in place.
+        out.sweep(prefix.parent, re.escape(prefix.name) + r"\.data-\d{5}-of-\d{5}")
         stream = iter(tracked(tensors, total=sum(t.nbytes for t in tensors), enabled=progress))
         for i, group in enumerate(shards):
             tmp = out.new(shard_path(prefix, i, n))
