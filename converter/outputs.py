@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, option
 
 try:
     import fcntl
@@ -26,7 +26,7 @@ def check_free(paths: list[Path], force: bool) -> None:
         return
     for path in paths:
         if path.exists() or path.is_symlink():
-            raise UsageError(f"{path}: already exists (use --force to overwrite)")
+            raise UsageError(f"{path}: already exists (use {option('force')} to overwrite)")
 
 
 def _fsync_path(path: Path) -> None:

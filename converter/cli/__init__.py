@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import ConverterError, ConverterWarning
+from ..errors import ConverterError, ConverterWarning, speaking
 from . import batch, convert, diff, formats, inspect, migrate, verify
 
 COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
@@ -55,10 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        return int(args.run(args) or 0)
-    except ConverterError as exc:
-        print(f"ckpt: error: {exc}", file=sys.stderr)
-        return 2
+        with speaking("cli"):  # messages name --flags, not Python keywords
+            try:
+                return int(args.run(args) or 0)
+            except ConverterError as exc:
+                print(f"ckpt: error: {exc}", file=sys.stderr)
+                return 2
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ckpt: error: {where}{exc.strerror or exc}", file=sys.stderr)
