@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import UsageError, option
 from .outputs import check_free, outputs
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
     """
     out = Path(out)
     if with_optimizer and not out.name.endswith(".keras"):
-        raise UsageError(f"{out}: --with-optimizer writes the optimizer state into a .keras "
-                         "file (weights + optimizer); name the output *.keras")
+        raise UsageError(f"{out}: {option('with-optimizer')} writes the optimizer state into "
+                         "a .keras file (weights + optimizer); name the output *.keras")
     check_free([out] if out.name.endswith((".h5", ".keras")) else
                [out.with_name(out.name + ".index")], force)
     if callable(model) and not hasattr(model, "weights"):

@@ -141,3 +141,14 @@ def test_python_existing_output_names_force_keyword(tmp_path):
     converter.write(SLIM, tmp_path / "w.npz")
     with pytest.raises(UsageError, match=r"use force=True to overwrite"):
         converter.write(SLIM, tmp_path / "w.npz")
+
+
+def test_with_optimizer_spelled_for_each_caller(tmp_path, capsys):
+    with pytest.raises(UsageError, match=r"with_optimizer=True writes the optimizer state"):
+        converter.migrate(SLIM, lambda: None, tmp_path / "x.weights.h5", with_optimizer=True)
+    (tmp_path / "models.py").write_text("def build():\n    return None\n")
+    code = main(["migrate", "in.npz", str(tmp_path / "x.weights.h5"), "--model",
+                 f"{tmp_path / 'models.py'}:build", "--with-optimizer"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--with-optimizer writes the optimizer state" in err
+    assert "with_optimizer=True" not in err

@@ -103,3 +103,22 @@ def test_restore_strict_failure_carries_the_report(tf, trained):
     assert info.value.report.missing == ["new_head/kernel"]
     assert "global_step" in info.value.report.matched
     assert "strict=False" in str(info.value) and "--no-strict" not in str(info.value)
+
+
+def test_pretrained_weights_into_a_training_graph(tf, trained, tmp_path):
+    from converter.rules import Rules
+
+    prefix, at_save, _ = trained
+    weights = tmp_path / "weights.ckpt"
+    converter.convert(prefix, weights, to="tf", rules=Rules().preset("drop-optimizer"))
+    with tf.Graph().as_default():
+        _, model = _build(tf)
+        with pytest.raises(LoadError, match="no optimizer state for these: leave them out of "
+                                            "var_list"):
+            converter.tf1.restore(weights)
+        with tf.compat.v1.Session() as sess:
+            report = converter.tf1.restore(weights, var_list=model, session=sess)
+            sess.run(tf.compat.v1.global_variables_initializer())  # slots start fresh
+            assert_same(sess.run(model[0]), at_save["dense/kernel"])
+    assert len(report.matched) == 4
+    assert set(report.unexpected) == {n for n in at_save if n.endswith("ExponentialMovingAverage")}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import LoadError, option
+from ..kinds import tf1_kind
 from ..tensor import Checkpoint, as_checkpoint
 from .match import Target, pair
 from .report import LoadReport, Misfit, Pairing
@@ -60,7 +61,10 @@ def hint(report: LoadReport) -> str:
     slim = {_leaf(n) for n in report.unexpected} & set(SLIM)
     wanted = {_leaf(n) for n in report.missing}
     tips = []
-    if slim and wanted & {SLIM[s] for s in slim}:
+    if report.missing and all(tf1_kind(n) != "variable" for n in report.missing):
+        tips.append("the checkpoint holds no optimizer state for these: leave them out of "
+                    "var_list to restore the model alone")
+    elif slim and wanted & {SLIM[s] for s in slim}:
         tips.append(f"{option('keras-names')} renames TF1/slim weights/biases to kernel/bias")
     elif report.missing and report.unexpected:
         tips.append(f"rename rules ({option('rename')}) or {option('match-order')} pair the "
