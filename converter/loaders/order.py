@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import mmap
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ from ..tensor import Checkpoint
 _DIGITS = re.compile(r"(\d+)")
 # The number TF and Keras append to a repeated name: "dense_3", "layer10".
 _NUMBER = re.compile(r"_?\d+")
-SORTED_FORMATS = ("tf", "safetensors")
+# Formats whose readers list tensors sorted by name (HDF5 too, but for a Keras 2 layer list).
+SORTED_FORMATS = ("tf", "safetensors", "npy")
 META_VARIABLES = "variables"  # tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
 
 
@@ -49,23 +50,25 @@ def skeleton(name: str) -> str:
     return _NUMBER.sub("", name)
 
 
-def _facts(ckpt: Checkpoint) -> Mapping[str, str]:
-    # What the reader recorded about the file (format, layout, prefix).
-    source = getattr(ckpt, "source", None)
-    return source if isinstance(source, Mapping) else ckpt.metadata
+def _facts(ckpt: Checkpoint) -> tuple[str | None, str | None, str | None]:
+    """``(format, layout, TF prefix)`` as the reader recorded them; all None for a checkpoint
+    made in memory."""
+    source = getattr(ckpt, "source", None)  # the reader's record, where readers keep one
+    if source is not None:
+        return source.format, source.layout, source.path
+    meta = ckpt.metadata
+    return meta.get("format"), meta.get("layout"), meta.get("prefix")
 
 
 def creation_rank(raw: Checkpoint) -> dict[str, int] | None:
     """``{tensor name: position}`` in creation order, from a ``.meta`` beside the checkpoint or
     the source's own order; None when neither is known (names decide, see :func:`first`)."""
-    facts = _facts(raw)
-    prefix = facts.get("prefix")
-    if facts.get("format") == "tf" and prefix:
+    fmt, layout, prefix = _facts(raw)
+    if fmt == "tf" and prefix:
         names = meta_variables(Path(prefix + ".meta"))
         if names is not None:
             return {n: i for i, n in enumerate(names)}
-    if facts.get("format") in SORTED_FORMATS or facts.get("format") == "hdf5" and \
-            facts.get("layout") != "keras2" or facts.get("format") == "npy":
+    if fmt in SORTED_FORMATS or fmt == "hdf5" and layout != "keras2":
         return None
     return {n: i for i, n in enumerate(raw)}
 
