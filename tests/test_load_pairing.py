@@ -152,3 +152,16 @@ def test_with_optimizer_spelled_for_each_caller(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--with-optimizer writes the optimizer state" in err
     assert "with_optimizer=True" not in err
+
+
+def test_misfit_repaired_by_shape_frees_the_tensor_it_gave_up(tf):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")], name="m")
+    weights = {"d/kernel": np.ones((4, 2), np.float32), "d/bias": np.zeros(2, np.float32),
+               "x/w": np.full((3, 2), 5, np.float32)}
+    report = converter.load_into(model, weights, strict=False)
+    assert ("m/d/kernel", "x/w", "shape (names misfit)") in {
+        (p.variable, p.tensor, p.how) for p in report.pairings}
+    assert report.unexpected == ["d/kernel"] and not report.shape_mismatch
+    assert_same(np.asarray(model.layers[0].kernel), weights["x/w"])

@@ -242,9 +242,13 @@ def _repair_misfits(targets: list[Target], pending: list[Target], ckpt: Checkpoi
             taken[t.name] = fits[0]
     if not taken:
         return pending
+    moved = set(taken.values())
     for t in misfit:
-        if chosen[t.name][0] in taken.values() and t.name not in taken:
+        old = chosen[t.name][0]
+        if old in moved and t.name not in taken:
             del chosen[t.name]  # its tensor went where it fits: this variable has none now
+        elif old not in moved and t.name in taken:
+            free[old] = None  # given up for a tensor that fits: nothing else took it
     for name, tensor in taken.items():
         chosen[name] = (tensor, SHAPE)
         free.pop(tensor, None)
