@@ -88,16 +88,18 @@ def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True
         rules: :class:`converter.rules.Rules` applied to the checkpoint's names first.
         strict: raise :class:`LoadError` (assigning nothing) if any variable is missing, any
             checkpoint variable is unexpected, or a shape differs; else assign what fits.
-        match: ``"name"`` (name, object graph, layer + weight name, layer structure, a single
-            candidate left by shape) or ``"order"`` to also pair the rest by order and shape.
+        match: ``"name"`` (name, object graph, layer + weight name, layer structure, shape
+            where names misfit, a single candidate left by shape) or ``"order"`` to also pair
+            the rest in creation order where shapes agree (see :mod:`.order`).
         format: source format when it cannot be detected.
 
     Returns:
         A :class:`LoadReport`.
 
     Raises:
-        LoadError: strict and the checkpoint does not fit; a name that matches several
-            tensors (listing them); a model that is not built yet.
+        LoadError: strict and the checkpoint does not fit (``.report`` holds the report, the
+            message the option that would help); a name that matches several tensors, or
+            same-shape tensors nothing orders (listing them); a model that is not built yet.
     """
     from .keras import load_keras
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import dtypes
-from ..errors import LoadError
+from ..errors import LoadError, option
 from ..tensor import Checkpoint, Tensor
 from .order import first
 from .report import LoadReport, Misfit, Pairing
@@ -134,7 +134,8 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
             return False
         if len(candidates) > 1:
             raise LoadError(f"variable {target.name!r} matches several checkpoint tensors "
-                            f"({how}): {', '.join(candidates)}; add a rename rule to choose")
+                            f"({how}): {', '.join(candidates)}; choose with a rename rule "
+                            f"({option('rename')})")
         chosen[target.name] = (candidates[0], how)
         del free[candidates[0]]
         return True
