@@ -3,7 +3,8 @@
 ``ckpt migrate SRC --model module:factory OUT`` builds the model with ``factory()``, loads SRC
 into it variable by variable (:func:`converter.load_into`) and writes OUT: a Keras 3
 ``.weights.h5`` (what ``model.load_weights`` reads; a legacy ``.h5`` for tf.keras models) or,
-for any other name, a TF2 object-based checkpoint (``tf.train.Checkpoint(model=...)``).
+for any other name, a TF2 object-based checkpoint (``tf.train.Checkpoint(model=...)``, with
+its ``save_counter`` and the directory's ``checkpoint`` state file).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import UsageError, option
 from .outputs import check_free, outputs
 
 if TYPE_CHECKING:
@@ -97,18 +98,28 @@ def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
         return
     import tensorflow as tf
 
+    from .formats.tfbundle.writer import _state_text as state_text
+
     prefix = out.with_name(out.name[: -len(".index")]) if out.name.endswith(".index") else out
     check_free([prefix.with_name(prefix.name + ".index")], force)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     scratch = prefix.parent / f".{prefix.name}.tmp-migrate"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        tf.train.Checkpoint(model=model).write(str(scratch / "ckpt"))
+        checkpoint = tf.train.Checkpoint(model=model)
+        # What Checkpoint.save records (a save_counter of 1, the `checkpoint` state file), at
+        # the prefix asked for rather than save's "-1"-suffixed one: latest_checkpoint(dir)
+        # finds it, and restoring it into Checkpoint(model=...) matches every object.
+        checkpoint.save_counter.assign_add(1)
+        checkpoint.write(str(scratch / "ckpt"))
         files = sorted(scratch.glob("ckpt.*"))
+        state = prefix.parent / "checkpoint"
         with outputs(True) as group:
-            # Data shards first, the index (which makes the checkpoint visible) last.
+            # Data shards first, the index (which makes the checkpoint visible) next, the
+            # state file pointing at it last.
             for f in sorted(files, key=lambda p: p.name.endswith(".index")):
                 shutil.move(f, group.new(prefix.with_name(prefix.name + f.name[len("ckpt"):])))
+            group.new(state).write_text(state_text(state, prefix), encoding="utf-8")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -136,8 +147,8 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
     """
     out = Path(out)
     if with_optimizer and not out.name.endswith(".keras"):
-        raise UsageError(f"{out}: --with-optimizer writes the optimizer state into a .keras "
-                         "file (weights + optimizer); name the output *.keras")
+        raise UsageError(f"{out}: {option('with-optimizer')} writes the optimizer state into "
+                         "a .keras file (weights + optimizer); name the output *.keras")
     check_free([out] if out.name.endswith((".h5", ".keras")) else
                [out.with_name(out.name + ".index")], force)
     if callable(model) and not hasattr(model, "weights"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _tempfiles
-from .errors import UsageError
+from .errors import UsageError, option
 from .signals import signals_held
 
 try:
@@ -34,7 +34,7 @@ def check_free(paths: list[Path], force: bool) -> None:
         return
     for path in paths:
         if path.exists() or path.is_symlink():
-            raise UsageError(f"{path}: already exists (use --force to overwrite)")
+            raise UsageError(f"{path}: already exists (use {option('force')} to overwrite)")
 
 
 # --- the checkpoint being converted ----------------------------------------------------------
@@ -192,7 +192,7 @@ class Outputs:
                 raise UsageError(f"{path}: rewriting this output would remove the checkpoint "
                                  "being converted; choose another output")
             if not entry.force:
-                raise UsageError(f"{path}: already exists (use --force to overwrite)")
+                raise UsageError(f"{path}: already exists (use {option('force')} to overwrite)")
         self._sweeps.append(entry)
 
     @staticmethod
@@ -211,11 +211,11 @@ class Outputs:
             return
         if not directory and _is_dir(dst):
             raise UsageError(f"{dst}: is a directory; not replacing it with a file "
-                             "(--force replaces files only)")
+                             f"({option('force')} replaces files only)")
         if directory and not dst.is_dir():
             raise UsageError(f"{dst}: exists and is not a directory")
         if not force:
-            raise UsageError(f"{dst}: already exists (use --force to overwrite)")
+            raise UsageError(f"{dst}: already exists (use {option('force')} to overwrite)")
         if directory and _is_dir(dst):
             other = _foreign(dst, owned)
             if other is not None:
@@ -252,7 +252,8 @@ class Outputs:
             for s in self._sweeps:
                 found = self._stale(s)
                 if found and not s.force:
-                    raise UsageError(f"{found[0]}: already exists (use --force to overwrite)")
+                    raise UsageError(
+                        f"{found[0]}: already exists (use {option('force')} to overwrite)")
                 stale += found
             for e in self._pending:
                 if e.directory and e.dst.exists():

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .loaders import LoadReport, check, open_source
+from .loaders import LoadReport, check, open_ordered
 from .loaders.match import Target, pair
 
 _scratch: list[str] = []
@@ -36,17 +36,27 @@ def restore(source: Any, *, rules: Any = None, var_list: list | None = None,
             format: str | None = None) -> LoadReport:
     """Restore ``source`` into the default graph's variables.
 
+    Every variable in ``var_list`` pairs with a checkpoint tensor, optimizer state included
+    (slots, ``beta1_power``, ``global_step``, EMA shadows), so a training graph restored from
+    its own checkpoint continues exactly where it stopped.
+
     Args:
         source: checkpoint path (any format), Checkpoint or dict of arrays.
         rules: :class:`converter.rules.Rules` applied to the checkpoint names first.
-        var_list: the variables to restore (default: ``tf.compat.v1.global_variables()``).
+        var_list: the variables to restore (default: ``tf.compat.v1.global_variables()``). As
+            with ``tf.compat.v1.train.Saver(var_list)``, checkpoint tensors none of them takes
+            are reported as unexpected, not an error.
         strict: raise LoadError when anything is missing, unexpected or misfit; with False,
             restore what matches and report the rest (e.g. a new branch's variables as missing).
         session: if given, run the matched variables' (new) initializers in it now.
         match: ``"name"`` or ``"order"`` (see :func:`converter.load_into`).
 
     Returns:
-        A :class:`converter.loaders.LoadReport`.
+        A :class:`converter.loaders.LoadReport`; optimizer state the graph does not hold (an
+        inference graph) is listed as ``ignored``.
+
+    Raises:
+        LoadError: strict and the checkpoint does not fit (``.report`` says how).
     """
     import tensorflow as tf
 
@@ -56,9 +66,9 @@ def restore(source: Any, *, rules: Any = None, var_list: list | None = None,
     targets = [Target(name, [name], tuple(v.shape.as_list()),
                       np.dtype(v.dtype.base_dtype.as_numpy_dtype))
                for name, v in by_name.items()]
-    ckpt = open_source(source, rules, format)
-    report = pair(targets, ckpt, match=match)
-    check(report, strict, "restoring into the graph")
+    ckpt, order = open_ordered(source, rules, format)
+    report = pair(targets, ckpt, match=match, state=True, order=order)
+    check(report, strict, "restoring into the graph", narrowed=var_list is not None)
     if not report.pairings:
         return report
     from . import api

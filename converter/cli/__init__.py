@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .. import __version__
-from ..errors import ConverterError, ConverterWarning
+from ..errors import ConverterError, ConverterWarning, speaking
 from . import batch, convert, diff, formats, inspect, migrate, verify
 
 COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
@@ -62,13 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        with _stopping_signals():
-            code = int(args.run(args) or 0)
-            sys.stdout.flush()  # a reader that has gone shows here, not in the flush at exit
-        return code
-    except ConverterError as exc:
-        print(f"ckpt: error: {exc}", file=sys.stderr)
-        return 2
+        with speaking("cli"), _stopping_signals():  # messages name --flags, not keywords
+            try:
+                code = int(args.run(args) or 0)
+                sys.stdout.flush()  # a reader that has gone shows here, not at exit
+                return code
+            except ConverterError as exc:
+                print(f"ckpt: error: {exc}", file=sys.stderr)
+                return 2
     except OSError as exc:
         if isinstance(exc, BrokenPipeError) and _stdout_gone():
             return 0  # `ckpt inspect ... | head`: the reader has all it wanted

@@ -31,7 +31,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="fail (writing nothing) when anything is missing, unexpected or "
                         "misfit (default: --strict)")
     p.add_argument("--match", choices=("name", "order"), default="name",
-                   help="'order' also pairs leftovers by order and shape")
+                   help="'order' also pairs what names leave, in creation order where "
+                        "shapes agree (a .meta beside the checkpoint, the file's own order, "
+                        "numbered names: layer2 before layer10)")
     p.add_argument("--with-optimizer", action="store_true",
                    help="carry the optimizer state (slots, step counter) into the compiled "
                         "model's optimizer; OUT must be a .keras file")

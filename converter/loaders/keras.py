@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ from .match import Target, pair
 from .report import LoadReport
 from .structure import Leaf, checkpoint_layers, model_layers
 
+RNN_CELL = re.compile(r"/(lstm|gru|simple_rnn)_cell(_\d+)?/(?=[^/]+$)")
+
 
 def keras_targets(model: Any) -> tuple[list[Target], dict[str, Any]]:
     """Targets for every weight of ``model`` and the variables by target name."""
@@ -25,6 +28,9 @@ def keras_targets(model: Any) -> tuple[list[Target], dict[str, Any]]:
         aliases = [name]
         if model_name and name.startswith(model_name + "/"):
             aliases.append(name[len(model_name) + 1:])
+        # Keras <= 2.2 kept a recurrent layer's weights on the layer (lstm_1/kernel:0); Keras 3
+        # and tf.keras keep them on its cell (lstm_1/lstm_cell/kernel).
+        aliases += [RNN_CELL.sub("/", a) for a in aliases if RNN_CELL.search(a)]
         if name in variables:
             continue  # a shared layer's weight appears once
         dtype = np.dtype(_dtype(v))
@@ -94,36 +100,38 @@ def check_built(model: Any) -> None:
 
 
 def prepare(source: Any, rules: Any = None, format: str | None = None
-            ) -> tuple[Checkpoint, list[Leaf] | None]:
-    """The checkpoint with rules applied, and its layer structure in the new names (taken
-    before the rules, which may drop the object graph)."""
+            ) -> tuple[Checkpoint, list[Leaf] | None, dict[str, int] | None]:
+    """The checkpoint with rules applied, its layer structure and its tensors' creation order
+    in the new names (taken before the rules, which may drop the object graph)."""
     from .. import api
+    from .order import creation_rank, renamed_rank
 
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         raw = api.read(source, format=format)
     else:
         raw = as_checkpoint(source)
     leaves = checkpoint_layers(raw)
+    rank = creation_rank(raw)
     if rules is None:
-        return raw, leaves
+        return raw, leaves, rank
     ckpt = rules.apply(raw)
     if leaves:
         new_of = {r.sources[0]: r.name for r in rules.plan(raw) if len(r.sources) == 1}
         leaves = [Leaf(leaf.path, [(own, new_of.get(key, "")) for own, key in leaf.weights])
                   for leaf in leaves]
-    return ckpt, leaves
+    return ckpt, leaves, renamed_rank(rank, raw, rules)
 
 
 def load_keras(model: Any, source: Any, *, rules: Any = None, strict: bool = True,
                match: str = "name", format: str | None = None) -> LoadReport:
     check_built(model)
-    ckpt, leaves = prepare(source, rules, format)
+    ckpt, leaves, rank = prepare(source, rules, format)
     targets, variables = keras_targets(model)
     layers = None
     if leaves:
         names = {id(v): n for n, v in variables.items()}
         layers = (leaves, model_layers(model, lambda v: names.get(id(v))))
-    report = pair(targets, ckpt, match=match, layers=layers)
+    report = pair(targets, ckpt, match=match, layers=layers, order=rank)
     check(report, strict, f"loading {source if isinstance(source, str) else 'checkpoint'} "
                           f"into {getattr(model, 'name', 'model')}")
     for p in report.pairings:

@@ -17,9 +17,15 @@ Stages, in order, each pairing reported with how it was made:
    variables as the names did, the structure decides every pairing (as tf.keras's own
    ``load_weights`` does; what does not fit is reported as a shape mismatch, never
    assigned); pairings the names agree with keep their label;
-5. ``shape (only candidate)`` — when exactly one variable is left and exactly one unused
-   checkpoint variable has its shape and dtype; ``order+shape`` with ``match="order"``: what
-   remains, in order, where shapes agree.
+5. ``shape (names misfit)`` — when names paired a variable with a tensor of another shape
+   (auto names shift when a model grows a layer): each variable left without a fitting tensor
+   takes the one left-over tensor of its shape and dtype that fits no other such variable;
+6. ``shape (only candidate)`` — when exactly one variable is left and exactly one unused
+   checkpoint variable has its shape and dtype;
+7. ``order+shape`` with ``match="order"``: what remains, variables in creation order, each
+   with the first unused tensor of its shape and dtype in the tensors' creation order
+   (:mod:`.order`: a ``.meta``, the source's own order, numbered names — never a bundle's
+   sorted keys); several candidates that nothing orders are an error listing them.
 
 A name that picks several tensors is an error listing them; tensors of a SavedModel's metrics
 (``keras_api/...``) are ignored like optimizer state.
@@ -34,8 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import dtypes
-from ..errors import LoadError
+from ..errors import LoadError, option
 from ..tensor import Checkpoint, Tensor
+from .order import first
 from .report import LoadReport, Misfit, Pairing
 from .structure import Leaf, align
 
@@ -43,6 +50,7 @@ ATTR = "/.ATTRIBUTES/VARIABLE_VALUE"
 AUTO_NAME = re.compile(r"(^|/)Variable(_\d+)?$")
 STRUCTURE = "layer structure"
 ONLY = "shape (only candidate)"
+SHAPE = "shape (names misfit)"
 
 
 @dataclass
@@ -93,16 +101,21 @@ def _is_metric(tensor: Tensor) -> bool:
 
 
 def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
-         layers: tuple[list[Leaf], list[Leaf]] | None = None) -> LoadReport:
+         layers: tuple[list[Leaf], list[Leaf]] | None = None, state: bool = False,
+         order: dict[str, int] | None = None) -> LoadReport:
     """Decide which tensor goes to which variable; nothing is read or assigned here.
 
-    ``layers`` is the checkpoint's and the model's layer structure (ids: tensor names and
-    target names), for the ``layer structure`` stage.
+    ``targets`` come in creation order. ``layers`` is the checkpoint's and the model's layer
+    structure (ids: tensor names and target names), for the ``layer structure`` stage.
+    ``state``: the targets include optimizer state and counters (a TF1 graph's slots,
+    ``beta1_power``, ``global_step``), so those tensors pair too; left over, they are still
+    ``ignored``. ``order``: the tensors' creation order when known (:mod:`.order`).
     """
     if match not in ("name", "order"):
         raise LoadError(f"match must be 'name' or 'order', not {match!r}")
     report = LoadReport()
-    usable = [n for n, t in ckpt.items() if t.kind in ("variable", "other") and not _is_metric(t)]
+    kinds = ("variable", "other", "slot", "counter") if state else ("variable", "other")
+    usable = [n for n, t in ckpt.items() if t.kind in kinds and not _is_metric(t)]
     usable_set = set(usable)
     report.ignored = [n for n in ckpt if n not in usable_set]
     free = dict.fromkeys(usable)  # ordered set of unassigned tensors
@@ -121,7 +134,8 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
             return False
         if len(candidates) > 1:
             raise LoadError(f"variable {target.name!r} matches several checkpoint tensors "
-                            f"({how}): {', '.join(candidates)}; add a rename rule to choose")
+                            f"({how}): {', '.join(candidates)}; choose with a rename rule "
+                            f"({option('rename')})")
         chosen[target.name] = (candidates[0], how)
         del free[candidates[0]]
         return True
@@ -153,6 +167,7 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
         return sum(1 for t in targets if t.name in pairs and _fits(ckpt[pairs[t.name]], t))
 
     by_names = {t: c[0] for t, c in chosen.items()}
+    structured = False
     if layers is not None and fitting(by_names) < len(targets):
         by_structure = _structure(targets, layers, usable)
         if by_structure is not None and fitting(by_structure) >= fitting(by_names):
@@ -162,6 +177,10 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
                 chosen[target.name] = (tensor, chosen[target.name][1] if same else STRUCTURE)
             free = {n: None for n in usable if n not in set(by_structure.values())}
             pending = []
+            structured = True  # the structure's misfits are reported, never re-paired
+
+    if not structured:
+        pending = _repair_misfits(targets, pending, ckpt, chosen, free)
 
     variables = [n for n in free if ckpt[n].kind == "variable"]
     if len(pending) == 1:
@@ -174,13 +193,15 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
     if match == "order":
         remaining = [n for n in free if ckpt[n].kind == "variable"]
         for target in list(pending):
-            for n in remaining:
-                if tuple(ckpt[n].shape) == tuple(target.shape):
-                    chosen[target.name] = (n, "order+shape")
-                    del free[n]
-                    remaining.remove(n)
-                    pending.remove(target)
-                    break
+            fits = [n for n in remaining if _fits(ckpt[n], target)]
+            if not fits:
+                continue
+            n = fits[0] if len(fits) == 1 else first(
+                fits, order, target.name, lambda c: f"{c} {list(ckpt[c].shape)}")
+            chosen[target.name] = (n, "order+shape")
+            del free[n]
+            remaining.remove(n)
+            pending.remove(target)
 
     for target in targets:
         if target.name not in chosen:
@@ -195,8 +216,44 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
             continue
         report.matched.append(target.name)
         report.pairings.append(Pairing(target.name, tensor_name, how))
-    report.unexpected = list(free)
+    # Optimizer state nothing took is not the model's business (an inference graph, a Keras
+    # model): it stays ignored, as it is when state does not pair at all.
+    report.unexpected = [n for n in free if ckpt[n].kind in ("variable", "other")]
+    report.ignored += [n for n in free if ckpt[n].kind not in ("variable", "other")]
     return report
+
+
+def _repair_misfits(targets: list[Target], pending: list[Target], ckpt: Checkpoint,
+                    chosen: dict[str, tuple[str, str]], free: dict[str, None]) -> list[Target]:
+    """Auto names shift when a model grows a layer (the old ``dense_2`` is the new
+    ``dense_3``), so a name can pair a variable with a tensor of another shape while the
+    tensor it wants sits elsewhere. Where the names misfit, pair each variable left without a
+    fitting tensor with the one tensor of its shape among those left over, if that tensor fits
+    no other such variable. Returns the variables still without a tensor."""
+    misfit = [t for t in targets if t.name in chosen and not _fits(ckpt[chosen[t.name][0]], t)]
+    if not misfit:
+        return pending
+    open_targets = misfit + pending
+    pool = [n for n in free if ckpt[n].kind == "variable"] + [chosen[t.name][0] for t in misfit]
+    wants = {t.name: [n for n in pool if _fits(ckpt[n], t)] for t in open_targets}
+    taken: dict[str, str] = {}
+    for t in open_targets:
+        fits = wants[t.name]
+        if len(fits) == 1 and sum(fits[0] in w for w in wants.values()) == 1:
+            taken[t.name] = fits[0]
+    if not taken:
+        return pending
+    moved = set(taken.values())
+    for t in misfit:
+        old = chosen[t.name][0]
+        if old in moved and t.name not in taken:
+            del chosen[t.name]  # its tensor went where it fits: this variable has none now
+        elif old not in moved and t.name in taken:
+            free[old] = None  # given up for a tensor that fits: nothing else took it
+    for name, tensor in taken.items():
+        chosen[name] = (tensor, SHAPE)
+        free.pop(tensor, None)
+    return [t for t in targets if t.name not in chosen]
 
 
 def _structure(targets: list[Target], layers: tuple[list[Leaf], list[Leaf]],

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LoadError, UsageError
+from ..errors import LoadError, UsageError, option
 from ..tensor import Checkpoint
 from .report import LoadReport
 
@@ -41,6 +41,7 @@ TF1_FAMILY = {"Adam": "adam", "Adam_1": "adam", "Momentum": "momentum", "RMSProp
 KERAS_FAMILY = {"m": "adam", "v": "adam", "velocity": "rmsprop", "average_gradient": "rmsprop",
                 "momentum": "momentum", "rms": "legacy-rmsprop", "mg": "legacy-rmsprop",
                 "vhat": "amsgrad"}
+WITH = option("with-optimizer")
 TARGETS = {"adam": ("Adam", "AdamW"), "momentum": ("SGD",), "rmsprop": ("RMSprop",)}
 
 
@@ -61,11 +62,11 @@ def check_optimizer(model: Any) -> None:
     """``model`` must be a Keras 3 model compiled with an optimizer."""
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or not hasattr(optimizer, "iterations"):
-        raise UsageError(f"--with-optimizer needs a compiled Keras 3 model: compile "
+        raise UsageError(f"{WITH} needs a compiled Keras 3 model: compile "
                          f"{getattr(model, 'name', 'the model')!r} with the optimizer to continue "
                          "with (model.compile(optimizer=..., loss=...)) in the factory")
     if not hasattr(optimizer, "_get_variable_index"):
-        raise UsageError("--with-optimizer writes Keras 3 optimizers; this model is tf.keras")
+        raise UsageError(f"{WITH} writes Keras 3 optimizers; this model is tf.keras")
 
 
 def load_optimizer(model: Any, source: Any, report: LoadReport, *, rules: Any = None,
@@ -97,11 +98,11 @@ def load_optimizer(model: Any, source: Any, report: LoadReport, *, rules: Any = 
     optimizer = model.optimizer
     target = type(optimizer).__name__
     if found is None:
-        raise LoadError("--with-optimizer: the source holds no optimizer state (slots) that "
+        raise LoadError(f"{WITH}: the source holds no optimizer state (slots) that "
                         "could be carried over; was it dropped by a rule such as "
-                        "drop-optimizer?")
+                        f"{option('drop-optimizer')}?")
     if found.family not in TARGETS or target not in TARGETS[found.family]:
-        raise LoadError(f"--with-optimizer: cannot carry {found.label} state into a Keras 3 "
+        raise LoadError(f"{WITH}: cannot carry {found.label} state into a Keras 3 "
                         f"{target} optimizer (supported: TF1/tf.keras Adam -> Adam or AdamW, "
                         "Momentum -> SGD(momentum>0), RMSProp -> RMSprop)")
     if not optimizer.built:
@@ -117,12 +118,12 @@ def load_optimizer(model: Any, source: Any, report: LoadReport, *, rules: Any = 
             continue  # not loaded: its slots start fresh, like its values
         slots = found.slots.get(tensor_of[name])
         if not slots:
-            raise LoadError(f"--with-optimizer: no {found.label} slots for {tensor_of[name]!r} "
+            raise LoadError(f"{WITH}: no {found.label} slots for {tensor_of[name]!r} "
                             f"(loaded into {name!r}) in the source")
         for role, values in _convert(found, slots, raw, optimizer, lr).items():
             target_slot = _slot(optimizer, role, v)
             if tuple(target_slot.shape) != values.shape:
-                raise LoadError(f"--with-optimizer: slot {role} of {name!r} has shape "
+                raise LoadError(f"{WITH}: slot {role} of {name!r} has shape "
                                 f"{list(target_slot.shape)}, the source's {list(values.shape)}")
             target_slot.assign(values)
             count += 1
@@ -145,7 +146,7 @@ def find(ckpt: Checkpoint) -> Source | None:
     if tf1:
         families = {TF1_FAMILY[s] for _, s in tf1}
         if len(families) > 1:
-            raise LoadError(f"--with-optimizer: the source holds state of several optimizers "
+            raise LoadError(f"{WITH}: the source holds state of several optimizers "
                             f"({', '.join(sorted(families))}); drop all but one with rules")
         family = families.pop()
         label = {"adam": "TF1 AdamOptimizer", "momentum": "TF1 MomentumOptimizer",
@@ -219,7 +220,7 @@ def _iterations(found: Source, optimizer: Any, ckpt: Checkpoint) -> int:
             beta = float(optimizer.beta_1)
             steps = math.log(power) / math.log(beta) - 1 if 0 < power < 1 else -1
             if steps < -1e-3 or abs(steps - round(steps)) > 1e-3:
-                raise LoadError(f"--with-optimizer: beta1_power {power:g} is no power of the "
+                raise LoadError(f"{WITH}: beta1_power {power:g} is no power of the "
                                 f"target Adam's beta_1={beta:g}; build it with the source's "
                                 "beta1")
             return int(round(steps))
@@ -235,7 +236,7 @@ def _convert(found: Source, slots: dict[str, str], ckpt: Checkpoint, optimizer: 
     out = {}
     for role, name in slots.items():
         if not name:
-            raise LoadError(f"--with-optimizer: {found.label} state is incomplete ({role} "
+            raise LoadError(f"{WITH}: {found.label} state is incomplete ({role} "
                             "slot missing)")
         values = np.asarray(ckpt[name].read())
         if found.family == "momentum" and found.tf1:
@@ -245,12 +246,12 @@ def _convert(found: Source, slots: dict[str, str], ckpt: Checkpoint, optimizer: 
         if not getattr(optimizer, "momentum", 0):
             out.pop("momentum", None)  # TF1 keeps the slot even at momentum 0; Keras does not
         if getattr(optimizer, "centered", False) and "average_gradient" not in out:
-            raise LoadError(f"--with-optimizer: the target RMSprop is centered, the source "
+            raise LoadError(f"{WITH}: the target RMSprop is centered, the source "
                             f"{found.label} is not")
         if not getattr(optimizer, "centered", False):
             out.pop("average_gradient", None)
     if found.family == "momentum" and not getattr(optimizer, "momentum", 0):
-        raise LoadError(f"--with-optimizer: cannot carry {found.label} state into SGD "
+        raise LoadError(f"{WITH}: cannot carry {found.label} state into SGD "
                         "without momentum; compile the target with SGD(momentum=...)")
     return out
 

@@ -14,7 +14,8 @@ class Pairing:
     variable: str
     tensor: str
     # "name", "object graph", "scope suffix", "shape (auto-named variables in another order)",
-    # "layer structure", "shape (only candidate)", "order+shape" (see match.py)
+    # "layer structure", "shape (names misfit)", "shape (only candidate)", "order+shape"
+    # (see match.py)
     how: str
 
 
@@ -32,8 +33,9 @@ class Misfit:
 class LoadReport:
     """Like PyTorch's ``load_state_dict(strict=False)`` result, with how each match was made.
 
-    ``ignored`` holds optimizer slots, counters and object graphs that a model's variables do
-    not take; they never make a load fail. ``optimizer`` says what optimizer state was carried
+    ``ignored`` holds optimizer slots, counters and object graphs that no variable took (a
+    Keras model never takes them; a TF1 graph takes those it has); they never make a load
+    fail. ``optimizer`` says what optimizer state was carried
     over (``--with-optimizer``), else None.
     """
 
