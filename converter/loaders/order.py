@@ -53,11 +53,10 @@ def skeleton(name: str) -> str:
 def _facts(ckpt: Checkpoint) -> tuple[str | None, str | None, str | None]:
     """``(format, layout, TF prefix)`` as the reader recorded them; all None for a checkpoint
     made in memory."""
-    source = getattr(ckpt, "source", None)  # the reader's record, where readers keep one
-    if source is not None:
-        return source.format, source.layout, source.path
-    meta = ckpt.metadata
-    return meta.get("format"), meta.get("layout"), meta.get("prefix")
+    source = ckpt.source
+    if source is None:
+        return None, None, None
+    return source.format, source.layout, source.path
 
 
 def creation_rank(raw: Checkpoint) -> dict[str, int] | None:
