@@ -93,7 +93,11 @@ def discover(sources: list[str], *, latest: bool = False) -> list[Item]:
             continue
         src = src.removeprefix("file://")
         if glob.has_magic(src):
-            paths = [Path(p) for p in sorted(glob.glob(src, recursive=True))]
+            try:
+                paths = [Path(p) for p in sorted(glob.glob(src, recursive=True))]
+            except RecursionError:  # the standard glob recurses once per directory level
+                raise UsageError(f"{src}: the tree is too deep to search with a pattern; "
+                                 "give the directory instead") from None
             if not paths:
                 raise UsageError(f"{src}: matches nothing")
         else:
@@ -214,7 +218,10 @@ def _dir_items(root: Path, label: str, latest: bool) -> list[Item]:
 
 
 def _archive_items(archive: Path, latest: bool) -> list[Item]:
-    listed = list_members(archive)
+    try:
+        listed = list_members(archive)
+    except UsageError as exc:  # this archive fails; the rest of the batch goes on
+        return [Item(str(archive), archive.name, files=(str(archive),), problem=str(exc))]
     label = archive.name
     for suffix in sorted(ARCHIVES, key=len, reverse=True):
         if label.lower().endswith(suffix):

@@ -57,7 +57,7 @@ def output_problem(item: Item, out: str | Path, to: str) -> tuple[str | None, st
     parts = rel.split("/")
     if leaf in ("", ".", "..") or any(p in ("", ".", "..") for p in parts) \
             or posixpath.isabs(rel):
-        return f"{item.key}: output {rel!r} would not be a file inside --out", ""
+        return f"{item.key}: output {rel!r} would lie outside --out", ""
     if is_url(str(out)):
         return None, f"{str(out).rstrip('/')}/{rel}"
     root = Path(os.path.realpath(out))

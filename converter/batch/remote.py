@@ -67,10 +67,12 @@ def key_problem(root: str, path: str) -> str | None:
     """Why an object under ``root`` cannot be mirrored under DIR: object keys are strings the
     bucket's writer chose, so ``..``, ``.`` or empty parts (``a//b``, a leading ``/``) get the
     containment archive members get."""
-    tail = path[len(root):].lstrip("/") if path.startswith(root) else None
-    if tail is None or path[len(root):len(root) + 2] == "//":
+    if path == root:
+        return None
+    if not path.startswith(root + "/"):
         return f"object key {path!r} is not under {root!r}"
-    parts = tail.split("/") if tail else []
+    tail = path[len(root) + 1:]
+    parts = tail.split("/")
     if any(p in ("", ".", "..") for p in parts) or "\\" in tail:
         return f"object key {path!r} points outside {root!r}"
     if len(parts) > MAX_DEPTH:
@@ -84,7 +86,7 @@ def _item(protocol: str, root: str, label: str, path: str, parts: list[str],
     stamp = max(str(info[p].get("LastModified") or info[p].get("mtime") or "") for p in parts)
     problem = next((why for p in parts if (why := key_problem(root, p))), None)
     if problem is None:
-        rel = f"{label}/{path[len(root):].lstrip('/')}" if path != root else label
+        rel = f"{label}/{path[len(root) + 1:]}" if path != root else label
     else:
         rel = f"{label}/<object>"
     return Item(f"{protocol}://{path}", rel, tuple(f"{protocol}://{p}" for p in parts),
