@@ -50,7 +50,7 @@ def s3(monkeypatch):
             monkeypatch.setenv(key, value)
         monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
         fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-        fs.mkdir("bucket")
+        fs.makedirs("safety", exist_ok=True)  # moto's state outlives its server in this process
         yield fs
     finally:
         server.stop()
@@ -63,9 +63,9 @@ def test_remote_keys_cannot_climb_out_of_out(s3, tmp_path):
     client = boto3.client("s3", endpoint_url=s3.client_kwargs.get("endpoint_url")
                           or s3.endpoint_url)
     for key in ("src/ok.npz", "src/../../evil.npz", "src/a/../../../evil2.npz", "src//abs.npz"):
-        client.put_object(Bucket="bucket", Key=key, Body=data)
+        client.put_object(Bucket="safety", Key=key, Body=data)
     out = tmp_path / "deep" / "out"
-    results = converter.batch(["s3://bucket/src"], to="safetensors", out=out, jobs=1)
+    results = converter.batch(["s3://safety/src"], to="safetensors", out=out, jobs=1)
     status = {r.source.rpartition("/")[2]: r for r in results}
     assert status["ok.npz"].status == "done"
     for name in ("evil.npz", "evil2.npz", "abs.npz"):
