@@ -266,19 +266,29 @@ def test_member_nested_2000_deep_fails_one_line(tmp_path, capsys):
     assert (tmp_path / "out" / "deep" / "w.safetensors").is_file()
 
 
-def _deep(root: Path, levels: int) -> str:
-    path = str(root)
-    for _ in range(levels):  # one by one: mkdir(parents=True) recurses once per level
-        path += "/d"
-        os.mkdir(path)
-    return path
+def _deep(root: Path, levels: int) -> None:
+    """``root/d/d/...``, ``levels`` deep: made level by level relative to an open directory,
+    since every call through the whole path walks it again (and mkdir(parents=True)
+    recurses once per level)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir("d", dir_fd=fd)
+        below = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = below
+    os.close(fd)
 
 
-def _remove_deep(root: Path, bottom: str) -> None:
-    # shutil.rmtree (and pytest's clean-up with it) recurses once per level too
-    while len(bottom) > len(str(root)):
-        os.rmdir(bottom)
-        bottom = os.path.dirname(bottom)
+def _remove_deep(root: Path) -> None:
+    # shutil.rmtree (and pytest's clean-up with it) recurses once per level too: lift the
+    # tree one level at a time instead.
+    while (root / "d").is_dir():
+        if (root / "d" / "d").is_dir():
+            os.rename(root / "d" / "d", root / "lifted")
+            os.rmdir(root / "d")
+            os.rename(root / "lifted", root / "d")
+        else:
+            os.rmdir(root / "d")
 
 
 def test_symlink_loops_and_deep_trees_in_sources(tmp_path, capsys):
@@ -286,17 +296,26 @@ def test_symlink_loops_and_deep_trees_in_sources(tmp_path, capsys):
     _npz(src / "sub" / "w.npz")
     os.symlink("..", src / "sub" / "up")  # a directory loop
     os.symlink("self", src / "self")  # a link to itself
-    bottom = _deep(src, 1200)
+    _deep(src, 1200)
     out = str(tmp_path / "out")
+    limit = sys.getrecursionlimit()
     try:
         assert main(["batch", str(src), "--to", "safetensors", "--out", out, "-q"]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "nested more than" in err and "Traceback" not in err
-        assert main(["batch", f"{src}/**", "--to", "safetensors", "--out", out + "2",
-                     "-q"]) == 2
+        depth = 0
+        frame = sys._getframe()
+        while frame is not None:
+            depth, frame = depth + 1, frame.f_back
+        # The standard glob recurses per level: let it fail soon rather than 1000 levels down.
+        sys.setrecursionlimit(depth + 150)
+        code = main(["batch", f"{src}/**", "--to", "safetensors", "--out", out + "2", "-q"])
+        sys.setrecursionlimit(limit)
+        assert code == 2
         assert "too deep to search with a pattern" in capsys.readouterr().err
     finally:
-        _remove_deep(src, bottom)
+        sys.setrecursionlimit(limit)
+        _remove_deep(src)
     assert main(["batch", f"{src}/**", "--to", "safetensors", "--out", out + "2", "-q"]) == 1
     err = capsys.readouterr().err
     assert "symbolic link loop" in err and "Traceback" not in err
