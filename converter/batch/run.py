@@ -86,7 +86,7 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
         previous = {}
         if resume:
             previous = _remote_manifest(out) if remote_out else read_manifest(Path(out))
-        return _plan(sources, job, previous, latest, shard)[0]
+        return _plan(sources, job, previous, latest, shard, formats=True)[0]
     scratch = Scratch()
     try:
         job = replace(job, scratch=str(scratch.path))
@@ -116,7 +116,8 @@ def _remote_manifest(out: str) -> dict[str, dict]:
 
 
 def _plan(sources: list[str], job: Job, previous: dict[str, dict], latest: bool,
-          shard: tuple[int, int] | None) -> tuple[list[Result], list[Item]]:
+          shard: tuple[int, int] | None, formats: bool = False
+          ) -> tuple[list[Result], list[Item]]:
     """Every item's fate before any is converted: failed (a problem found while looking, an
     output outside DIR or colliding), skipped (resumed and unchanged), or planned."""
     found = discover(list(map(str, sources)), latest=latest)
@@ -134,7 +135,8 @@ def _plan(sources: list[str], job: Job, previous: dict[str, dict], latest: bool,
         else:
             size, mtime = stat(item)
             results.append(Result(item.key, shown(item, job.out, job.to), "planned", size,
-                                  mtime, conversion=job.conversion, format=_format(item)))
+                                  mtime, conversion=job.conversion,
+                                  format=_format(item) if formats else None))
             todo.append(item)
     return results, todo
 
