@@ -4,6 +4,7 @@ its place in the input tree."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -15,9 +16,8 @@ from typing import Any
 from .. import registry
 from ..errors import UsageError
 from ..formats.tfbundle.reader import DATA_RE, _state_file_prefixes, list_prefixes
+from .archive import ARCHIVES, MAX_DEPTH, list_members
 
-ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
-FILE_SUFFIXES = (".npz", ".npy", ".h5", ".hdf5", ".safetensors")
 STEP = re.compile(r"-(\d+)$")
 
 
@@ -33,6 +33,9 @@ class Item:
         read_as: inside the unpacked archive or download, the path to read.
         remote: the source is an fsspec URL.
         stamp: for remote sources, (size, modification stamp) as listed.
+        sizes: for archives, the listed size of each member.
+        problem: why the item cannot be converted, found before converting (it fails).
+        unpacked: for archives, the directory its archive was unpacked into.
     """
 
     source: str
@@ -42,6 +45,9 @@ class Item:
     files: tuple[str, ...] = field(default=(), compare=False)  # on-disk files, for size/mtime
     remote: bool = False
     stamp: tuple[int, Any] | None = field(default=None, compare=False)
+    sizes: tuple[int, ...] = field(default=(), compare=False)
+    problem: str | None = field(default=None, compare=False)
+    unpacked: str = field(default="", compare=False)
 
     @property
     def key(self) -> str:
@@ -54,33 +60,74 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVES)
 
 
+def is_checkpoint_name(name: str) -> bool:
+    """A file name that the registry's suffixes claim as a checkpoint by itself. A pre-2016
+    TF checkpoint is one file that may carry its step after the suffix (``model.ckpt-1000``).
+    Index files of multi-file checkpoints are not checkpoints by themselves: a bundle's
+    ``.index`` is found with its prefix, the shards of a safetensors index one by one."""
+    lower = name.lower()
+    if DATA_RE.match(name) or lower.endswith((".index", ".index.json")):
+        return False
+    return registry.by_suffix(Path(lower)) is not None or (
+        STEP.search(lower) is not None and registry.by_suffix(Path(STEP.sub("", lower)))
+        is not None)
+
+
 def discover(sources: list[str], *, latest: bool = False) -> list[Item]:
     """Every checkpoint under ``sources``, in a stable order, each once."""
     items: dict[str, Item] = {}
+    seen: set[str] = set()  # real paths: a symlinked directory or a glob loop finds it again
+
+    def take(item: Item) -> None:
+        real = item.key if item.remote else os.path.realpath(item.source) + "::" + item.read_as
+        if item.key not in items and real not in seen:
+            items[item.key] = item
+            seen.add(real)
+
     for src in sources:
         if "://" in src and not src.startswith("file://"):
             from .remote import remote_items
 
             for item in remote_items(src, latest):
-                items.setdefault(item.key, item)
+                take(item)
             continue
         src = src.removeprefix("file://")
-        paths = [Path(p) for p in sorted(glob.glob(src, recursive=True))] if glob.has_magic(
-            src) else [Path(src)]
-        if not paths:
-            raise UsageError(f"{src}: matches nothing")
+        if glob.has_magic(src):
+            try:
+                paths = [Path(p) for p in sorted(glob.glob(src, recursive=True))]
+            except RecursionError:  # the standard glob recurses once per directory level
+                raise UsageError(f"{src}: the tree is too deep to search with a pattern; "
+                                 "give the directory instead") from None
+            if not paths:
+                raise UsageError(f"{src}: matches nothing")
+        else:
+            paths = [Path(src)]
+            if not paths[0].exists() and not _is_prefix(paths[0]):
+                raise UsageError(f"{src}: no such file or directory")
         for path in paths:
             for item in _expand(path, latest):
-                items.setdefault(item.key, item)
+                take(item)
     return list(items.values())
+
+
+def _is_prefix(path: Path) -> bool:
+    return path.with_name(path.name + ".index").is_file()
+
+
+def _label(path: Path) -> str:
+    # The name a source is mirrored under: ``..`` or ``.`` stand for the directory they name.
+    name = path.name
+    if name in ("", ".", ".."):
+        name = Path(os.path.realpath(path)).name
+    return name
 
 
 def _expand(path: Path, latest: bool) -> list[Item]:
     if is_archive(path):
         return _archive_items(path, latest)
     if path.is_dir():
-        return _dir_items(path, path.name, latest)
-    if path.with_name(path.name + ".index").is_file():
+        return _dir_items(path, _label(path), latest)
+    if _is_prefix(path):
         return [_prefix_item(path, path.name)]
     if path.is_file():
         m = DATA_RE.match(path.name)
@@ -88,7 +135,14 @@ def _expand(path: Path, latest: bool) -> list[Item]:
             prefix = path.with_name(m.group("prefix") if m else path.name[: -len(".index")])
             return [_prefix_item(prefix, prefix.name)]
         return [Item(str(path), path.name, files=(str(path),))]
-    raise UsageError(f"{path}: no such file or directory")
+    # A glob match that is neither (a dangling link, a link loop): the item fails, others go on.
+    try:
+        os.stat(path)
+        why = "not a regular file or directory"
+    except OSError as exc:
+        why = "a symbolic link loop" if exc.errno == errno.ELOOP else \
+            f"cannot be read ({exc.strerror})"
+    return [Item(str(path), path.name, problem=f"{path}: {why}")]
 
 
 def _prefix_item(prefix: Path, rel: str) -> Item:
@@ -104,18 +158,46 @@ def _whole(directory: Path) -> bool:
 
 
 def _whole_item(directory: Path, rel: str) -> Item:
-    files = tuple(str(f) for f in sorted(directory.rglob("*")) if f.is_file())
-    return Item(str(directory), rel, files=files)
+    files = []
+    for dirpath, _, names, _ in _walk(directory):
+        files += [str(dirpath / n) for n in names]
+    return Item(str(directory), rel, files=tuple(sorted(files)))
+
+
+def _walk(root: Path):
+    """``os.walk`` without recursion (a tree thousands of directories deep must not exhaust
+    the stack) and without following links to directories (no loops); yields
+    ``(directory, dirnames, filenames, too_deep)``, top-down, so callers may prune
+    ``dirnames``. Directories deeper than MAX_DEPTH are yielded with ``too_deep`` and not
+    entered."""
+    stack = [(root, 0)]
+    while stack:
+        directory, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            yield directory, [], [], True
+            continue
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        dirnames = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        filenames = sorted(e.name for e in entries if not e.is_dir(follow_symlinks=False))
+        yield directory, dirnames, filenames, False
+        stack += [(directory / d, depth + 1) for d in reversed(dirnames)]
 
 
 def _dir_items(root: Path, label: str, latest: bool) -> list[Item]:
     if _whole(root):
         return [_whole_item(root, label)]
     out: list[Item] = []
-    for dirpath, dirnames, _ in os.walk(root):
-        directory = Path(dirpath)
+    for directory, dirnames, filenames, too_deep in _walk(root):
+        if too_deep:
+            out.append(Item(str(directory), f"{label}/<too deep>", problem=(
+                f"{str(directory)[:80]}...: nested more than {MAX_DEPTH} directories deep; "
+                "not searched")))
+            continue
         rel = Path(label) / directory.relative_to(root)
-        dirnames.sort()
         for name in [n for n in dirnames if _whole(directory / n)]:
             out.append(_whole_item(directory / name, str(rel / name)))
             dirnames.remove(name)  # taken whole: do not look inside
@@ -125,91 +207,58 @@ def _dir_items(root: Path, label: str, latest: bool) -> list[Item]:
             named = [p for p in prefixes if recorded and p.name == Path(recorded).name]
             prefixes = named or prefixes[-1:]
         out += [_prefix_item(prefix, str(rel / prefix.name)) for prefix in prefixes]
-        for f in sorted(directory.iterdir()):
+        for name in filenames:
+            f = directory / name
             if is_archive(f):
                 out += [replace(i, rel=str(rel / i.rel)) for i in _archive_items(f, latest)]
-            elif f.is_file() and f.name.lower().endswith(FILE_SUFFIXES) \
+            elif f.is_file() and is_checkpoint_name(name) and not _is_prefix(f) \
                     and registry.detect_or_none(f) is not None:
                 out.append(Item(str(f), str(rel / f.name), files=(str(f),)))
     return out
 
 
 def _archive_items(archive: Path, latest: bool) -> list[Item]:
-    names = _members(archive)
+    try:
+        listed = list_members(archive)
+    except UsageError as exc:  # this archive fails; the rest of the batch goes on
+        return [Item(str(archive), archive.name, files=(str(archive),), problem=str(exc))]
     label = archive.name
-    for suffix in ARCHIVES:
+    for suffix in sorted(ARCHIVES, key=len, reverse=True):
         if label.lower().endswith(suffix):
             label = label[: -len(suffix)]
             break
+    sizes = {m.name: m.size for m in listed}
+    problems = {m.name: m.problem for m in listed if m.problem}
     by_dir: dict[str, list[str]] = {}
-    for name in names:
-        by_dir.setdefault(str(Path(name).parent), []).append(name)
+    for m in listed:
+        by_dir.setdefault(m.name.rpartition("/")[0], []).append(m.name)
     out: list[Item] = []
+
+    def item(rel_name: str, parts: tuple[str, ...], read_as: str) -> Item:
+        problem = next((problems[p] for p in parts if p in problems), None)
+        rel = f"{label}/{rel_name}" if problem is None else f"{label}/<member>"
+        return Item(str(archive), rel, parts, read_as, files=(str(archive),),
+                    sizes=tuple(sizes[p] for p in parts),
+                    problem=f"{archive}: {problem}" if problem else None)
+
     for _, members in sorted(by_dir.items()):
         prefixes = sorted({m[: -len(".index")] for m in members if m.endswith(".index")},
                           key=lambda p: (_step(p), p))
         if latest and prefixes:
             prefixes = prefixes[-1:]
         for prefix in prefixes:
-            parts = tuple(m for m in members if m == prefix + ".index"
-                          or DATA_RE.match(Path(m).name) and m.startswith(prefix + ".data-"))
-            out.append(Item(str(archive), str(Path(label) / prefix), parts, prefix,
-                            files=(str(archive),)))
+            parts = tuple(m for m in members if m == prefix + ".index" or DATA_RE.match(
+                m.rpartition("/")[2]) and m.startswith(prefix + ".data-"))
+            out.append(item(prefix, parts, prefix))
         for m in members:
-            if m.lower().endswith(FILE_SUFFIXES):
-                out.append(Item(str(archive), str(Path(label) / m), (m,), m,
-                                files=(str(archive),)))
+            if m not in prefixes and is_checkpoint_name(m.rpartition("/")[2]):
+                out.append(item(m, (m,), m))
     return out
 
 
 def _step(prefix: str) -> int:
     m = STEP.search(prefix)
     return int(m.group(1)) if m else -1
-
-
-def _members(archive: Path) -> list[str]:
-    import tarfile  # with zipfile, only for archives: they pull in bz2 and lzma at start-up
-    import zipfile
-
-    try:
-        if archive.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
-                return [i.filename for i in zf.infolist() if not i.is_dir()]
-        with tarfile.open(archive) as tf:
-            return [m.name for m in tf.getmembers() if m.isfile()]
-    except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        raise UsageError(f"{archive}: unreadable archive ({exc})") from None
-
-
-def unpack(item: Item, into: Path) -> Path:
-    """Extract the item's members into ``into`` (safely: no paths outside it); returns the path
-    to read."""
-    import tarfile
-    import zipfile
-
-    archive = Path(item.source)
-    root = into.resolve()
-    for name in item.members:
-        target = (into / name).resolve()
-        if root not in target.parents:
-            raise UsageError(f"{archive}: member {name!r} points outside the archive")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if archive.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf, zf.open(name) as src, open(target, "wb") as dst:
-                _copy(src, dst)
-        else:
-            with tarfile.open(archive) as tf:
-                src = tf.extractfile(name)
-                if src is None:
-                    raise UsageError(f"{archive}: member {name!r} is not a regular file")
-                with src, open(target, "wb") as dst:
-                    _copy(src, dst)
-    return into / item.read_as
-
-
-def _copy(src, dst) -> None:
-    while chunk := src.read(8 << 20):
-        dst.write(chunk)
 
 
 def in_shard(item: Item, shard: tuple[int, int] | None) -> bool:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .discover import FILE_SUFFIXES, Item
+from .archive import MAX_DEPTH
+from .discover import Item, is_checkpoint_name
 
 DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
 
@@ -57,18 +58,40 @@ def remote_items(url: str, latest: bool = False) -> list[Item]:
                      or p.startswith(prefix + ".data-") and DATA.search(p)]
             items.append(_item(protocol, root, label, prefix, parts, found))
         for p in paths:
-            if p.lower().endswith(FILE_SUFFIXES):
+            if is_checkpoint_name(p.rpartition("/")[2]):
                 items.append(_item(protocol, root, label, p, [p], found))
     return items
 
 
+def key_problem(root: str, path: str) -> str | None:
+    """Why an object under ``root`` cannot be mirrored under DIR: object keys are strings the
+    bucket's writer chose, so ``..``, ``.`` or empty parts (``a//b``, a leading ``/``) get the
+    containment archive members get."""
+    if path == root:
+        return None
+    if not path.startswith(root + "/"):
+        return f"object key {path!r} is not under {root!r}"
+    tail = path[len(root) + 1:]
+    parts = tail.split("/")
+    if any(p in ("", ".", "..") for p in parts) or "\\" in tail:
+        return f"object key {path!r} points outside {root!r}"
+    if len(parts) > MAX_DEPTH:
+        return f"object key {path[:80]!r}... is nested more than {MAX_DEPTH} levels deep"
+    return None
+
+
 def _item(protocol: str, root: str, label: str, path: str, parts: list[str],
           info: dict[str, dict]) -> Item:
-    rel = str(Path(label) / Path(path).relative_to(root)) if path != root else label
     size = sum(int(info[p].get("size") or 0) for p in parts)
     stamp = max(str(info[p].get("LastModified") or info[p].get("mtime") or "") for p in parts)
+    problem = next((why for p in parts if (why := key_problem(root, p))), None)
+    if problem is None:
+        rel = f"{label}/{path[len(root) + 1:]}" if path != root else label
+    else:
+        rel = f"{label}/<object>"
     return Item(f"{protocol}://{path}", rel, tuple(f"{protocol}://{p}" for p in parts),
-                Path(path).name, remote=True, stamp=(size, stamp))
+                path.rpartition("/")[2], remote=True, stamp=(size, stamp),
+                problem=f"{protocol}://{path}: {problem}" if problem else None)
 
 
 def fetch(item: Item, into: Path) -> Path:

@@ -3,180 +3,34 @@ manifest that ``resume`` continues from, a summary."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
-import signal
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import registry
 from ..errors import ConverterError, UsageError
-from .discover import Item, discover, in_shard, unpack
-from .remote import fetch, filesystem, is_url, read_text, upload, write_text
+from .archive import extract
+from .discover import Item, discover, in_shard
+from .manifest import MANIFEST, Result, log, open_manifest, read_manifest
+from .plan import check_outputs, conversion_key, shown
+from .remote import filesystem, is_url, read_text, write_text
+from .scratch import Scratch
+from .worker import Job, convert_item, failed, stat, worker_init
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-MANIFEST = "manifest.jsonl"
+__all__ = ["MANIFEST", "Result", "batch", "parse_shard"]
 
 
-@dataclass
-class Result:
-    """One line of the manifest."""
-
-    source: str
-    output: str
-    status: str  # "done", "failed", "skipped" (done before and unchanged)
-    size: int
-    mtime: float
-    seconds: float = 0.0
-    sha256: str | None = None
-    error: str | None = None
-
-
-def output_for(item: Item, out: Path, to: str) -> Path:
-    fmt = registry.get(to)
-    rel = Path(item.rel)
-    name = rel.name
-    for suffix in sorted((s for f in registry.formats().values() for s in f.suffixes), key=len,
-                         reverse=True):
-        if name.lower().endswith(suffix) and name != suffix:
-            name = name[: -len(suffix)]
-            break
-    suffix = "" if fmt.name in ("tf", "npy") else fmt.suffixes[0]
-    return out / rel.parent / (name + suffix)
-
-
-def _shown(item: Item, out: str | Path, to: str) -> str:
-    """Where the item's output goes, as the manifest records it (a URL for remote outputs)."""
-    if is_url(str(out)):
-        return f"{str(out).rstrip('/')}/{output_for(item, Path('.'), to).as_posix()}"
-    return str(output_for(item, Path(out), to))
-
-
-def _stat(item: Item) -> tuple[int, Any]:
-    if item.stamp is not None:
-        return item.stamp
-    size, mtime = 0, 0.0
-    for f in item.files:
-        st = os.stat(f)
-        size += st.st_size
-        mtime = max(mtime, st.st_mtime)
-    return size, mtime
-
-
-def _outputs_of(path: Path, to: str) -> list[Path]:
-    if to == "tf":
-        return [path.with_name(path.name + ".index"),
-                *sorted(path.parent.glob(path.name + ".data-*"))]
-    return [path]
-
-
-def _digest(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            with open(f, "rb") as fh:
-                while chunk := fh.read(8 << 20):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-_worker = {"busy": False, "terminated": False}
-
-
-def _on_sigterm(*_: object) -> None:
-    # Mid-conversion, SIGTERM becomes an exception so the writer removes its temporary files on
-    # the way out (convert_item then ends the process); an idle worker just ends. A second one
-    # (the shell's and the parent's arrive together) must not cut that cleanup short.
-    if _worker["terminated"]:
-        return
-    _worker["terminated"] = True
-    if _worker["busy"]:
-        raise SystemExit(143)
-    os._exit(143)
-
-
-def _worker_init() -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every item of a batch shares: where outputs go and how they are written."""
-
-    out: str
-    to: str
-    rules: Any = None
-    force: bool = False
-    options: tuple[tuple[str, Any], ...] = ()  # writer options (compress, max_shard_size)
-
-
-def convert_item(item: Item, job: Job) -> Result:
-    """Convert one item (in a worker process); never raises for a bad checkpoint."""
-    from ..api import convert
-
-    out, to = job.out, job.to
-    size, mtime = _stat(item)
-    remote_out = is_url(out)
-    dst = output_for(item, Path("." if remote_out else out), to)
-    shown = _shown(item, out, to)
-    start = time.perf_counter()
-    scratch = None
-    _worker["busy"] = True
-    try:
-        source = item.source
-        if item.members or remote_out:
-            scratch = Path(tempfile.mkdtemp(prefix="ckpt-batch-"))
-        if item.remote:
-            source = str(fetch(item, scratch))
-        elif item.members:
-            source = str(unpack(item, scratch))
-        local = scratch / "out" / dst if remote_out else dst
-        convert(source, local, to=to, rules=job.rules, force=job.force,
-                **dict(job.options)).close()
-        produced = _outputs_of(local, to)
-        digest = _digest(produced)
-        if remote_out:
-            upload(produced, out, str(dst.parent))
-        return Result(item.key, shown, "done", size, mtime, time.perf_counter() - start,
-                      digest)
-    except (ConverterError, OSError) as exc:
-        message = str(exc) if isinstance(exc, ConverterError) else f"{exc.strerror or exc}"
-        return Result(item.key, shown, "failed", size, mtime, time.perf_counter() - start,
-                      error=message.splitlines()[0] if message else type(exc).__name__)
-    finally:
-        _worker["busy"] = False
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-        if _worker["terminated"]:
-            os._exit(143)  # a pool worker would otherwise wait for work from a parent now gone
-
-
-def read_manifest(out: Path) -> dict[str, dict]:
-    """The last record of each source in ``out/manifest.jsonl``."""
-    records: dict[str, dict] = {}
-    path = out / MANIFEST
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-                records[record["source"]] = record
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by an interruption
-    return records
-
-
-def _unchanged(item: Item, record: dict | None) -> bool:
+def _unchanged(item: Item, record: dict | None, job: Job) -> bool:
     if not record or record.get("status") not in ("done", "skipped"):
         return False
-    if [record.get("size"), record.get("mtime")] != list(_stat(item)):
+    if record.get("conversion") != job.conversion:
+        return False  # converted differently before (or by a version that did not say how)
+    if [record.get("size"), record.get("mtime")] != list(stat(item)):
         return False
     output = record["output"]
     if is_url(output):
@@ -189,7 +43,8 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
           jobs: int | None = None, resume: bool = False, latest: bool = False,
           shard: tuple[int, int] | None = None, force: bool = False,
           progress: bool = False, executor: str = "local",
-          scheduler: str | None = None, **options: Any) -> list[Result]:
+          scheduler: str | None = None, dry_run: bool = False,
+          max_unpacked: int | None = None, **options: Any) -> list[Result]:
     """Convert every checkpoint found under ``sources`` into ``out`` (mirroring the tree).
 
     Args:
@@ -198,7 +53,8 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
         out: output directory; ``out/manifest.jsonl`` records every item.
         rules: :class:`converter.rules.Rules` for every item.
         jobs: worker processes (default: the number of cores).
-        resume: skip items done before and unchanged since (size, mtime); redo the rest.
+        resume: skip items done before with the same conversion (format, rules, writer
+            options) and unchanged since (size, mtime); redo the rest.
         latest: only the latest checkpoint of each training directory.
         shard: ``(i, n)``, i counting from 1: this machine's share of the items.
         force: overwrite existing outputs.
@@ -206,10 +62,14 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
         executor: ``"local"`` (worker processes here) or ``"dask"`` (the workers of a Dask
             ``distributed`` cluster at ``scheduler``; they must see the same paths).
         scheduler: the Dask scheduler address (``tcp://host:8786``) for ``executor="dask"``.
+        dry_run: write nothing; return the plan (status "planned", "skipped" or "failed").
+        max_unpacked: the most bytes an archive may unpack to (default: 20 times its size,
+            at least 1 GiB).
         **options: writer options for every item (``compress=True``, ``max_shard_size=...``).
 
     Returns:
-        One :class:`Result` per item, in input order; failures do not stop the batch.
+        One :class:`Result` per item, in input order; failures do not stop the batch. Items
+        whose output would lie outside ``out`` or collide with another item's fail.
     """
     registry.get(to)
     if executor not in ("local", "dask"):
@@ -217,73 +77,178 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
     if executor == "dask" and not scheduler:
         raise UsageError("--executor dask needs --scheduler ADDRESS")
     remote_out = is_url(str(out))
-    if remote_out:  # the manifest is kept here and uploaded as it grows
-        out = str(out).rstrip("/")
-        manifest_dir = Path(tempfile.mkdtemp(prefix="ckpt-batch-manifest-"))
-        (manifest_dir / MANIFEST).write_text(read_text(f"{out}/{MANIFEST}") or "")
-    else:
-        out = manifest_dir = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+    out = str(out).rstrip("/") if remote_out else Path(out)
+    job = Job(str(out), to, rules, force or resume, tuple(sorted(options.items())),
+              conversion_key(to, rules, tuple(sorted(options.items()))),
+              max_unpacked=max_unpacked)
+    # (a resumed item may have left a complete older output: it is redone in place)
+    if dry_run:
+        previous = {}
+        if resume:
+            previous = _remote_manifest(out) if remote_out else read_manifest(Path(out))
+        return _plan(sources, job, previous, latest, shard, formats=True)[0]
+    scratch = Scratch()
     try:
-        job = Job(str(out), to, rules, force or resume, tuple(sorted(options.items())))
-        # (a resumed item may have left a complete older output: it is redone in place)
-        return _run(sources, job, manifest_dir, jobs, resume, latest, shard, progress, executor,
-                    scheduler)
-    finally:
-        if remote_out:
-            write_text(f"{out}/{MANIFEST}", (manifest_dir / MANIFEST).read_text())
-            shutil.rmtree(manifest_dir, ignore_errors=True)
-
-
-def _run(sources: list[str], job: Job, manifest_dir: Path, jobs: int | None, resume: bool,
-         latest: bool, shard: tuple[int, int] | None, progress: bool, executor: str,
-         scheduler: str | None) -> list[Result]:
-    items = [i for i in discover(list(map(str, sources)), latest=latest) if in_shard(i, shard)]
-    previous = read_manifest(manifest_dir) if resume else {}
-    results: dict[str, Result] = {}
-    todo = []
-    for item in items:
-        record = previous.get(item.key)
-        if resume and _unchanged(item, record):
-            results[item.key] = Result(**{**record, "status": "skipped", "seconds": 0.0})
+        job = replace(job, scratch=str(scratch.path))
+        if remote_out:  # the manifest is kept here and uploaded as it grows
+            manifest_dir = scratch.path / "manifest"
+            manifest_dir.mkdir()
+            (manifest_dir / MANIFEST).write_text(read_text(f"{out}/{MANIFEST}") or "")
         else:
+            manifest_dir = Path(out)
+            manifest_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return _run(sources, job, manifest_dir, scratch.path, jobs, resume, latest, shard,
+                        progress, executor, scheduler)
+        finally:
+            if remote_out:
+                write_text(f"{out}/{MANIFEST}", (manifest_dir / MANIFEST).read_text())
+    finally:
+        scratch.close()
+
+
+def _remote_manifest(out: str) -> dict[str, dict]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ckpt-manifest-") as d:
+        (Path(d) / MANIFEST).write_text(read_text(f"{out}/{MANIFEST}") or "")
+        return read_manifest(Path(d))
+
+
+def _plan(sources: list[str], job: Job, previous: dict[str, dict], latest: bool,
+          shard: tuple[int, int] | None, formats: bool = False
+          ) -> tuple[list[Result], list[Item]]:
+    """Every item's fate before any is converted: failed (a problem found while looking, an
+    output outside DIR or colliding), skipped (resumed and unchanged), or planned."""
+    found = discover(list(map(str, sources)), latest=latest)
+    problems = check_outputs(found, job.out, job.to)  # across shards: every machine agrees
+    results, todo = [], []
+    for item in found:
+        if not in_shard(item, shard):
+            continue
+        if item.key in problems:
+            results.append(failed(item, job, problems[item.key]))
+        elif _unchanged(item, previous.get(item.key), job):
+            record = previous[item.key]
+            results.append(Result.from_record({**record, "status": "skipped",
+                                               "seconds": 0.0}))
+        else:
+            size, mtime = stat(item)
+            results.append(Result(item.key, shown(item, job.out, job.to), "planned", size,
+                                  mtime, conversion=job.conversion,
+                                  format=_format(item) if formats else None))
             todo.append(item)
-    total = sum(_stat(i)[0] for i in todo)
-    bar = _bar(len(todo), total, progress)
-    with open(manifest_dir / MANIFEST, "a", encoding="utf-8") as manifest:
-        for key in [i.key for i in items if i.key in results]:
-            _log(manifest, results[key])
+    return results, todo
+
+
+def _format(item: Item) -> str | None:
+    """The source format, for the plan: sniffed where the item is on this disk, else named by
+    its suffix (a bundle's parts make it ``tf``)."""
+    if not item.members:
+        fmt = registry.detect_or_none(Path(item.source))
+    elif any(m.endswith(".index") for m in item.members):
+        return "tf"
+    else:
+        fmt = registry.by_suffix(Path(item.read_as))
+    return fmt.name if fmt else None
+
+
+def _run(sources: list[str], job: Job, manifest_dir: Path, scratch: Path, jobs: int | None,
+         resume: bool, latest: bool, shard: tuple[int, int] | None, progress: bool,
+         executor: str, scheduler: str | None) -> list[Result]:
+    previous = read_manifest(manifest_dir) if resume else {}
+    planned, todo = _plan(sources, job, previous, latest, shard)
+    results = {r.source: r for r in planned if r.status != "planned"}
+    bar = _bar(len(todo), sum(stat(i)[0] for i in todo), progress)
+    # Archives are unpacked here, once each, in one pass (Dask workers may be elsewhere and
+    # unpack their own members).
+    archives = _Archives(todo, scratch / "archives", job) if executor == "local" else None
+    with open_manifest(manifest_dir) as manifest:
+        for r in planned:
+            if r.status != "planned":
+                log(manifest, r)
         if executor == "dask":
             _dask(todo, job, scheduler, results, manifest, bar)
         elif jobs == 1 or len(todo) <= 1:
             for item in todo:
-                _record(convert_item(item, job), results, manifest, bar)
+                ready = archives.prepare(item)
+                result = ready if isinstance(ready, Result) else convert_item(ready, job)
+                archives.finished(item)
+                _record(result, results, manifest, bar)
         else:
-            _parallel(todo, job, jobs, results, manifest, bar)
+            _parallel(todo, job, jobs, results, manifest, bar, archives)
     if bar is not None:
         bar.close()
-    return [results[i.key] for i in items if i.key in results]
+    return [results[r.source] for r in planned if r.source in results]
+
+
+class _Archives:
+    """Each archive among the items, unpacked when its first item is due and removed when
+    its last one is done."""
+
+    def __init__(self, todo: list[Item], root: Path, job: Job) -> None:
+        self.root, self.job = root, job
+        self.wanted: dict[str, dict[str, int]] = {}
+        self.left: dict[str, int] = {}
+        for item in todo:
+            if item.members and not item.remote:
+                members = zip(item.members, item.sizes, strict=True)
+                self.wanted.setdefault(item.source, {}).update(members)
+                self.left[item.source] = self.left.get(item.source, 0) + 1
+        self.dirs: dict[str, Path] = {}
+        self.errors: dict[str, str] = {}
+
+    def prepare(self, item: Item) -> Item | Result:
+        archive = item.source
+        if archive not in self.left:
+            return item
+        if archive not in self.dirs and archive not in self.errors:
+            into = self.root / str(len(self.dirs) + len(self.errors))
+            try:
+                extract(Path(archive), self.wanted[archive], into, self.job.max_unpacked)
+                self.dirs[archive] = into
+            except ConverterError as exc:
+                shutil.rmtree(into, ignore_errors=True)
+                self.errors[archive] = str(exc)
+        if archive in self.errors:
+            return failed(item, self.job, self.errors[archive])
+        return replace(item, unpacked=str(self.dirs[archive]))
+
+    def finished(self, item: Item) -> None:
+        if item.source in self.left:
+            self.left[item.source] -= 1
+            if not self.left[item.source] and item.source in self.dirs:
+                shutil.rmtree(self.dirs.pop(item.source), ignore_errors=True)
 
 
 def _parallel(todo: list[Item], job: Job, jobs: int | None, results: dict[str, Result],
-              manifest, bar) -> None:
+              manifest, bar, archives: _Archives) -> None:
     # Imported here: the pool machinery is a tenth of `ckpt`'s start-up, and one conversion
     # never needs it.
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
     workers = jobs or os.cpu_count() or 1
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_worker_init)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=worker_init,
+                               initargs=(os.getpid(),))
     pending: dict[Future, Item] = {}
     queue = list(todo)
     try:
         while queue or pending:
             while queue and len(pending) < 2 * workers:
                 item = queue.pop(0)
-                pending[pool.submit(convert_item, item, job)] = item
+                ready = archives.prepare(item)
+                if isinstance(ready, Result):
+                    archives.finished(item)
+                    _record(ready, results, manifest, bar)
+                    continue
+                pending[pool.submit(convert_item, ready, job)] = item
+            if not pending:
+                continue
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 item = pending.pop(future)
+                archives.finished(item)
                 _record(_outcome(future, item, job), results, manifest, bar)
     except BaseException:
         for future in pending:
@@ -318,21 +283,13 @@ def _outcome(future: Any, item: Item, job: Job) -> Result:
     try:
         return future.result()
     except Exception as exc:  # the worker died or the task could not run: report it, go on
-        size, mtime = _stat(item)
-        return Result(item.key, _shown(item, job.out, job.to), "failed", size, mtime,
-                      error=f"worker failed: {type(exc).__name__}: {exc}")
+        return failed(item, job, f"worker failed: {type(exc).__name__}: {exc}")
 
 
 def _record(result: Result, results: dict[str, Result], manifest, bar) -> None:
     results[result.source] = result
-    _log(manifest, result)
+    log(manifest, result)
     _advance(bar, result)
-
-
-def _log(manifest, result: Result) -> None:
-    manifest.write(json.dumps(asdict(result)) + "\n")
-    manifest.flush()
-    os.fsync(manifest.fileno())
 
 
 def _bar(items: int, total: int, enabled: bool):

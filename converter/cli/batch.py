@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   ckpt batch 'zoo/*.tar.gz' --to npz --out out/ --latest --jobs 4
   ckpt batch runs/ --to safetensors --out converted/ --resume      # after an interruption
   ckpt batch runs/ --to safetensors --out converted/ --shard 2/3   # machine 2 of 3
+  ckpt batch runs/ --to npz --out converted/ --dry-run             # the plan; writes nothing
 """
 
 
@@ -41,7 +42,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compress", action="store_true", help="npz: deflate members")
     p.add_argument("--max-shard-size", type=parse_size, metavar="SIZE",
                    help="tf, safetensors: split each output into shards of at most SIZE")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
+    p.add_argument("--max-unpacked", type=parse_size, metavar="SIZE",
+                   help="the most an archive may unpack to (default: 20 times its size, at "
+                        "least 1GiB)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar, no summary (failures are still named on stderr)")
     p.add_argument("--json", action="store_true", help="print the results as JSON lines")
     add_rule_args(p)
 
@@ -64,12 +69,19 @@ def run(args: argparse.Namespace) -> int:
     with rule_warnings_to_stderr(args.quiet):
         results = batch(args.sources, to=args.to, out=args.out, rules=rules_from_args(args),
                         jobs=args.jobs, resume=args.resume, latest=args.latest, shard=shard,
-                        force=args.force, progress=not args.quiet, executor=args.executor,
-                        scheduler=args.scheduler, **options)
+                        force=args.force, progress=not args.quiet and not args.dry_run,
+                        executor=args.executor, scheduler=args.scheduler,
+                        dry_run=args.dry_run, max_unpacked=args.max_unpacked, **options)
     failed = [r for r in results if r.status == "failed"]
     if args.json:
         for r in results:
             print(json.dumps(r.__dict__))
+    elif args.dry_run:
+        for r in results:
+            if r.status == "planned":
+                print(f"{r.source} -> {r.output} ({r.format or '?'} -> {args.to})")
+            elif r.status == "skipped":
+                print(f"{r.source}: skip (done before with the same conversion, unchanged)")
     elif not args.quiet:
         done = [r for r in results if r.status == "done"]
         skipped = [r for r in results if r.status == "skipped"]
@@ -77,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
               f"(unchanged), {len(failed)} failed; "
               f"{human(sum(r.size for r in done))} in {sum(r.seconds for r in done):.1f} s "
               "of work")
-        for r in failed:
-            print(f"FAILED {r.error}" if r.error and r.source in r.error
-                  else f"FAILED {r.source}: {r.error}")
+    # Failures are errors, not progress: named on stderr whatever -q says.
+    for r in failed:
+        print(f"FAILED {r.error}" if r.error and r.error.startswith(r.source)
+              else f"FAILED {r.source}: {r.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,0 +1,170 @@
+"""One batch item, converted in a worker process: fetch or unpack it into scratch space,
+convert it through the one ``convert`` path, upload it. Workers end when their parent does."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConverterError
+from .archive import extract
+from .discover import Item
+from .manifest import Result
+from .plan import output_for, shown
+from .remote import fetch, is_url, upload
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every item of a batch shares: where outputs go and how they are written."""
+
+    out: str
+    to: str
+    rules: Any = None
+    force: bool = False
+    options: tuple[tuple[str, Any], ...] = ()  # writer options (compress, max_shard_size)
+    conversion: str = ""  # plan.conversion_key of the above
+    scratch: str = ""  # the run's scratch directory, where this machine has one
+    max_unpacked: int | None = None
+
+
+def stat(item: Item) -> tuple[int, Any]:
+    if item.stamp is not None:
+        return item.stamp
+    size, mtime = 0, 0.0
+    for f in item.files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue  # reported when the item is read
+        size += st.st_size
+        mtime = max(mtime, st.st_mtime)
+    return size, mtime
+
+
+def failed(item: Item, job: Job, message: str, seconds: float = 0.0) -> Result:
+    size, mtime = stat(item)
+    return Result(item.key, shown(item, job.out, job.to), "failed", size, mtime, seconds,
+                  error=message.splitlines()[0] if message else "failed",
+                  conversion=job.conversion)
+
+
+def _outputs_of(path: Path, to: str) -> list[Path]:
+    if to == "tf":
+        return [path.with_name(path.name + ".index"),
+                *sorted(path.parent.glob(path.name + ".data-*"))]
+    return [path]
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            with open(f, "rb") as fh:
+                while chunk := fh.read(8 << 20):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+_worker = {"busy": False, "terminated": False}
+
+
+def _on_sigterm(*_: object) -> None:
+    # Mid-conversion, SIGTERM becomes an exception so the writer removes its temporary files on
+    # the way out (convert_item then ends the process); an idle worker just ends. A second one
+    # (the shell's and the parent's arrive together) must not cut that cleanup short.
+    if _worker["terminated"]:
+        return
+    _worker["terminated"] = True
+    if _worker["busy"]:
+        raise SystemExit(143)
+    os._exit(143)
+
+
+def worker_init(parent: int) -> None:
+    """Pool initializer: SIGTERM ends the worker cleanly, and so does its parent's death (a
+    parent killed with SIGKILL cannot stop its workers, and an orphaned worker would wait for
+    work forever)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # Linux: the kernel tells us
+    except (OSError, AttributeError):
+        pass  # elsewhere the watch below does it
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(143)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _item_scratch(job: Job) -> Path:
+    here = job.scratch if job.scratch and os.path.isdir(job.scratch) else None
+    return Path(tempfile.mkdtemp(prefix="ckpt-batch-item-", dir=here))
+
+
+def convert_item(item: Item, job: Job) -> Result:
+    """Convert one item (in a worker process); never raises for a bad checkpoint."""
+    from ..api import convert
+
+    if item.problem:
+        return failed(item, job, item.problem)
+    out, to = job.out, job.to
+    size, mtime = stat(item)
+    remote_out = is_url(out)
+    dst = output_for(item, Path("." if remote_out else out), to)
+    start = time.perf_counter()
+    scratch = None
+    _worker["busy"] = True
+    try:
+        source = item.source
+        if (item.members and not item.unpacked) or remote_out:
+            scratch = _item_scratch(job)
+        if item.remote:
+            source = str(fetch(item, scratch))
+        elif item.unpacked:
+            source = str(Path(item.unpacked) / item.read_as)
+        elif item.members:  # not unpacked by the parent (a Dask worker elsewhere): just these
+            extract(Path(item.source), dict(zip(item.members, item.sizes, strict=True)), scratch,
+                    job.max_unpacked)
+            source = str(scratch / item.read_as)
+        local = scratch / "out" / dst if remote_out else dst
+        convert(source, local, to=to, rules=job.rules, force=job.force,
+                **dict(job.options)).close()
+        produced = _outputs_of(local, to)
+        digest = _digest(produced)
+        if remote_out:
+            upload(produced, out, str(dst.parent))
+        return Result(item.key, shown(item, out, to), "done", size, mtime,
+                      time.perf_counter() - start, digest, conversion=job.conversion)
+    except (ConverterError, OSError, RecursionError) as exc:
+        if isinstance(exc, ConverterError):
+            message = str(exc)
+        elif isinstance(exc, RecursionError):
+            message = f"{item.key}: nested too deeply to convert"
+        else:
+            message = f"{exc.strerror or exc}"
+        return failed(item, job, message or type(exc).__name__, time.perf_counter() - start)
+    finally:
+        _worker["busy"] = False
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if _worker["terminated"]:
+            os._exit(143)  # a pool worker would otherwise wait for work from a parent now gone
