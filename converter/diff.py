@@ -1,13 +1,26 @@
-"""Comparing two checkpoints of any formats: names, shapes, dtypes and values."""
+"""Comparing two checkpoints of any formats: names, shapes, dtypes and values.
+
+Values are compared a block at a time, never as whole tensors: tensors stored as byte spans are
+streamed through ``formats/_stream.chunks`` (memory-mapped a chunk at a time, pages dropped once
+compared, crc32c checked), so comparing two checkpoints of any size holds a few MiB per side.
+Tensors without a span (transformed by rules, in memory, or in formats read whole) are read once
+and walked the same way.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .errors import CorruptionError, UsageError
 from .tensor import Checkpoint, Tensor, as_checkpoint
+
+# Values widened to float64 at a time when a tolerance or a difference needs arithmetic:
+# 256 Ki elements make temporaries of 2 MiB (4 MiB complex).
+BLOCK = 1 << 18
 
 
 @dataclass
@@ -41,11 +54,19 @@ class DiffReport:
 
 def diff(a: Checkpoint | dict, b: Checkpoint | dict, *, rtol: float = 0.0,
          atol: float = 0.0) -> DiffReport:
-    """Compare two checkpoints name by name.
+    """Compare two checkpoints name by name, in bounded memory.
 
     With ``rtol == atol == 0`` values must be identical bit for bit (NaN payloads, -0.0);
-    otherwise ``|a - b| <= atol + rtol * |b|`` elementwise, NaN equal to NaN.
+    otherwise ``|a - b| <= atol + rtol * |b|`` elementwise, NaN equal to NaN. A tensor with
+    no elements equals one of the same shape and dtype.
     """
+    for what, value in (("rtol", rtol), ("atol", atol)):
+        try:
+            ok = 0 <= float(value) < float("inf")  # NaN fails too
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UsageError(f"{what} must be a finite number >= 0, got {value!r}")
     a, b = as_checkpoint(a), as_checkpoint(b)
     report = DiffReport(only_a=[n for n in a if n not in b], only_b=[n for n in b if n not in a])
     for name in a:
@@ -65,29 +86,150 @@ def _compare(ta: Tensor, tb: Tensor, rtol: float, atol: float) -> TensorDiff:
         out.shape = (list(ta.shape), list(tb.shape))
         out.equal = False
         return out
-    x, y = ta.read(), tb.read()
-    if x.dtype.hasobject or y.dtype.hasobject:
+    if ta.size == 0:  # nothing to read: numpy cannot even hold some such shapes, (0, 2**61)
+        return out
+    if ta.dtype.hasobject or tb.dtype.hasobject:  # byte strings: short, compared whole
+        x, y = ta.read(), tb.read()
         same = x.dtype.hasobject and y.dtype.hasobject and x.tolist() == y.tolist()
         out.equal = out.equal and same
         return out
-    if out.dtype is None and rtol == 0 and atol == 0:
-        if np.ascontiguousarray(x).tobytes() == np.ascontiguousarray(y).tobytes():
-            return out
+    same_dtype = out.dtype is None
+    exact = same_dtype and rtol == 0 and atol == 0
+    stats = _Stats(rtol, atol)
+    # Of one dtype, runs identical bit for bit need no arithmetic, with or without tolerances.
+    step = _STEP // ta.dtype.itemsize if same_dtype else BLOCK
+    for x, y in _pairs(ta, tb, step):
+        if same_dtype and np.array_equal(x.view(np.uint8), y.view(np.uint8)):
+            stats.same()
+            continue
+        for i in range(0, len(x), BLOCK):
+            stats.add(x[i:i + BLOCK], y[i:i + BLOCK])
+    if exact and not stats.computed:
+        return out
+    if not stats.numeric:
+        out.equal = out.equal and stats.close
+        return out
+    out.max_abs, out.max_rel = float(stats.max_abs), float(stats.max_rel)
+    if exact:
         out.equal = False
-    xf = x.astype(np.complex128 if x.dtype.kind == "c" or y.dtype.kind == "c" else np.float64)
-    yf = y.astype(xf.dtype)
-    if x.size:
-        with np.errstate(divide="ignore", invalid="ignore"):  # inf - inf, x / 0
+    elif rtol or atol:
+        out.equal = out.equal and stats.close
+    return out
+
+
+class _Stats:
+    """Largest absolute and relative difference seen so far, and whether every element was
+    within tolerance. Differences are taken in float64 (complex128 for complex values); NaN
+    against NaN and an infinity against the same infinity differ by 0."""
+
+    def __init__(self, rtol: float, atol: float) -> None:
+        self.rtol, self.atol = rtol, atol
+        self.max_abs = self.max_rel = np.float64("nan")  # stays NaN only if every delta is
+        self.close = True
+        self.computed = False  # some block differed bit for bit (or needed arithmetic)
+        self.numeric = True
+
+    def same(self) -> None:
+        """A run identical bit for bit: every difference in it is 0, within any tolerance."""
+        self.max_abs, self.max_rel = np.fmax(self.max_abs, 0.0), np.fmax(self.max_rel, 0.0)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.computed = True
+        wide = np.complex128 if x.dtype.kind == "c" or y.dtype.kind == "c" else np.float64
+        try:
+            xf, yf = x.astype(wide), y.astype(wide)
+        except (TypeError, ValueError):  # not numbers (fixed-width text): bits decide
+            self.numeric = False
+            self.close = self.close and np.array_equal(x, y)
+            return
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf - inf, x/0
             delta = np.abs(xf - yf)
             both_nan = np.isnan(xf) & np.isnan(yf)
             same_inf = np.isinf(xf) & (xf == yf)
             delta = np.where(both_nan | same_inf, 0.0, delta)
             rel = np.where(delta == 0, 0.0, delta / np.abs(yf))
-        out.max_abs = float(np.nanmax(delta)) if delta.size else 0.0
-        out.max_rel = float(np.nanmax(rel)) if rel.size else 0.0
-        if rtol or atol:
-            with np.errstate(invalid="ignore"):
-                tol = atol + rtol * np.where(np.isfinite(yf), np.abs(yf), 0.0)
-                close = bool(np.all(delta <= tol))
-            out.equal = out.equal and close
-    return out
+            self.max_abs = np.fmax(self.max_abs, np.fmax.reduce(delta))
+            self.max_rel = np.fmax(self.max_rel, np.fmax.reduce(rel))
+            if self.rtol or self.atol:
+                tol = self.atol + self.rtol * np.where(np.isfinite(yf), np.abs(yf), 0.0)
+                self.close = self.close and bool(np.all(delta <= tol))
+
+
+_STEP = 8 << 20  # bytes compared bit for bit at a time (one streamed chunk)
+
+
+def _little(dtype: np.dtype) -> np.dtype:
+    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+
+def _elements(t: Tensor, step: int) -> Iterator[np.ndarray]:
+    """The tensor's values as 1-D little-endian pieces, each valid until the next is asked
+    for: views of streamed chunks when the tensor has a span, else slices of its values."""
+    from .formats._stream import CHUNK, chunks
+
+    dtype = _little(t.dtype)
+    if t.span is not None and dtype.itemsize and CHUNK % dtype.itemsize == 0:
+        for piece in chunks(t):
+            if len(piece) % dtype.itemsize:
+                raise CorruptionError(f"{t.span[0]}: tensor {t.name!r}: {t.span[2]} bytes "
+                                      f"do not hold {dtype.itemsize}-byte values")
+            yield np.frombuffer(piece, dtype=dtype)
+        return
+    values = t.read()
+    flat = np.ascontiguousarray(values, dtype=_little(values.dtype)).reshape(-1)
+    for start in range(0, flat.size, step):
+        yield flat[start:start + step]
+
+
+class _Cursor:
+    """Walks one tensor's values, handing out up to ``n`` of them at a time."""
+
+    def __init__(self, t: Tensor, step: int) -> None:
+        self.tensor = t
+        self.pieces = _elements(t, step)
+        self.piece: np.ndarray | None = None
+        self.pos = self.count = 0
+
+    def take(self, n: int) -> np.ndarray | None:
+        while self.piece is None or self.pos == len(self.piece):
+            self.piece, self.pos = next(self.pieces, None), 0
+            if self.piece is None:
+                return None
+        out = self.piece[self.pos:self.pos + n]
+        self.pos += len(out)
+        self.count += len(out)
+        return out
+
+    def give_back(self, n: int) -> None:
+        """Return the last ``n`` values taken, to be taken again."""
+        self.pos -= n
+        self.count -= n
+
+    def finish(self) -> None:
+        """Refuse a tensor whose stored values are more or fewer than its shape holds."""
+        more = self.take(1) is not None
+        if more or self.count != self.tensor.size:
+            t = self.tensor
+            where = f"{t.span[0]}: " if t.span else ""
+            raise CorruptionError(f"{where}tensor {t.name!r}: {'more' if more else self.count} "
+                                  f"values stored, {t.size} expected for shape {list(t.shape)}")
+
+
+def _pairs(ta: Tensor, tb: Tensor, step: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Equal-length runs of up to ``step`` values of both tensors, in order."""
+    a, b = _Cursor(ta, step), _Cursor(tb, step)
+    try:
+        while (x := a.take(step)) is not None:
+            y = b.take(len(x))
+            if y is None:
+                a.give_back(len(x))
+                break
+            if len(y) < len(x):
+                a.give_back(len(x) - len(y))
+                x = x[:len(y)]
+            yield x, y
+        a.finish()
+        b.finish()
+    finally:
+        a.pieces.close()
+        b.pieces.close()

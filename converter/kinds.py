@@ -1,7 +1,8 @@
 """What a tensor is for, judged from TF1 names: model variable, optimizer slot or counter.
 
 TF2 object-based checkpoints are classified through their object graph instead (see
-``formats/tfbundle/objgraph.py``); these name tables serve TF1 name-based checkpoints and the
+``formats/tfbundle/objgraph.py``); these name tables serve TF1 name-based checkpoints (slots by
+suffix, Keras optimizers' state by scope), Keras 2 ``.h5`` optimizer weights and the
 ``drop-optimizer`` preset.
 """
 
@@ -17,6 +18,32 @@ SLOT_SUFFIX = re.compile(
 # Optimizer accumulators that are not slots of one variable.
 OPTIMIZER_SCALARS = re.compile(r"(^|/)(beta1_power|beta2_power)(_\d+)?$")
 COUNTERS = re.compile(r"(^|/)(global_step|save_counter)$")
+# Keras optimizers keep their state under a scope named for the optimizer class instead: in
+# graph mode (canned Estimators, tf.keras 1.x ``fit``) under ``training/``, e.g.
+# ``training/Adagrad/dnn/hiddenlayer_0/kernel/accumulator``, ``training/Adam/iter``,
+# ``training/Adam/beta_1``; in Keras 2 ``.h5`` files as ``Adam/m/dense/kernel``,
+# ``Adam/dense/kernel/m``, ``Adam/iter``; Keras 1 as ``training/Adam/Variable``,
+# ``Adam/iterations``, ``Adam/lr``. Everything in the scope is a slot or a hyperparameter
+# variable except the step count.
+KERAS_OPTIMIZER_SCOPE = re.compile(
+    r"^(training(_\d+)?/)?(Adadelta|Adafactor|Adagrad|Adam|AdamW|Adamax|Ftrl|Lion"
+    r"|LossScaleOptimizer|Nadam|RMSprop|SGD)(_\d+)?/(?P<rest>.+)$"
+)
+KERAS_STEP = re.compile(r"^(iter|iterations|iteration)$")
+
+
+def keras_optimizer_kind(name: str) -> str | None:
+    """``slot`` or ``counter`` for a name in a Keras optimizer's scope; None outside one."""
+    m = KERAS_OPTIMIZER_SCOPE.match(name)
+    if m is None:
+        return None
+    return "counter" if KERAS_STEP.match(m["rest"]) else "slot"
+
+
+def optimizer_weight_kind(name: str) -> str:
+    """``counter`` or ``slot`` for a weight known to be an optimizer's (a Keras 2 ``.h5``
+    file's ``optimizer_weights``, where the step is also a bare ``iteration``)."""
+    return "counter" if KERAS_STEP.match(name.rpartition("/")[2]) else "slot"
 
 
 def tf1_kind(name: str) -> str:
@@ -25,4 +52,4 @@ def tf1_kind(name: str) -> str:
         return "counter"
     if SLOT_SUFFIX.search(name) or OPTIMIZER_SCALARS.search(name):
         return "slot"
-    return "variable"
+    return keras_optimizer_kind(name) or "variable"

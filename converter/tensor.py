@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FormatError
 from .kinds import tf1_kind
 
 KINDS = ("variable", "slot", "counter", "object_graph", "other")
@@ -97,7 +98,15 @@ class Tensor:
         return cls(name, array.dtype, array.shape, lambda: array, kind=kind)
 
     def read(self) -> np.ndarray:
-        """Return the values (a read-only view where the reader can give one)."""
+        """Return the values (a read-only view where the reader can give one).
+
+        Raises:
+            FormatError: for a shape without elements that numpy cannot make an array of
+                (``(0, 2**61)`` float32: its other dimensions span more than 2**63 bytes).
+        """
+        if not self.size and _unrepresentable(self.shape, self.dtype.itemsize):
+            raise FormatError(f"tensor {self.name!r}: shape {list(self.shape)} holds no values, "
+                              "but is too large for a numpy array")
         return self._load()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -121,6 +130,12 @@ class Tensor:
 
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.dtype}, {self.shape}, kind={self.kind!r})"
+
+
+def _unrepresentable(shape: tuple[int, ...], itemsize: int) -> bool:
+    # numpy refuses an array whose nonzero dimensions times the item size pass its index
+    # type, even when a zero dimension leaves it empty.
+    return math.prod(d for d in shape if d) * max(itemsize, 1) >= 2**63
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,15 @@ def tf1_lstm_checkpoint(tf, prefix, x: np.ndarray, units: int, *, cell_name: str
             expected = sess.run(outputs)
             saved = v1.train.Saver().save(sess, str(prefix), write_meta_graph=False)
     return expected, saved
+
+
+@pytest.fixture(scope="session")
+def optimizer_fixtures(tmp_path_factory) -> dict[str, dict]:
+    """Keras 2 full-model .h5 files, Estimator-style checkpoints of Keras optimizers and a
+    zero-size tensor, written by TensorFlow (tests/tf_fixtures_rules.py, in one subprocess)."""
+    if not tf_available():
+        pytest.skip("TensorFlow is not installed (pip install 'ckpt-converter[tf]')")
+    out = tmp_path_factory.mktemp("optimizer_fixtures")
+    subprocess.run([sys.executable, str(HERE / "tf_fixtures_rules.py"), str(out)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads((out / "manifest.json").read_text())

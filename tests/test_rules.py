@@ -320,7 +320,7 @@ def test_renaming_never_reads_or_changes_data(tensor_names, rule_list):
             out = rules.apply(ckpt)
             plan = rules.plan(ckpt)
     except RenameError as exc:
-        assert "would both become" in str(exc) or "empty name" in str(exc)
+        assert any(m in str(exc) for m in ("would both become", "empty name", "mapped twice"))
         return
     assert rec.reads == []
     assert out.metadata == ckpt.metadata

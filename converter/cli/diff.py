@@ -1,4 +1,8 @@
-"""``ckpt diff A B``: compare two checkpoints of any formats; exit 1 when they differ."""
+"""``ckpt diff A B``: compare two checkpoints of any formats; exit 1 when they differ.
+
+Rename rules apply to A only, so A can be compared with B under B's names (a rule run over B
+as well would warn about everything it does not find there).
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,20 @@ HELP = "compare two checkpoints (exit 1 if they differ)"
 EXAMPLES = """examples:
   ckpt diff model.ckpt-1000 model.safetensors            # bit for bit
   ckpt diff a.npz b.h5 --rtol 1e-6 --atol 1e-8 --json
+  ckpt diff old.ckpt-1000 new.safetensors --preset drop-optimizer --map w=dense/kernel
+                                                        # rules rename A's tensors only
 """
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("a", metavar="A", help="first checkpoint")
+    p.add_argument("a", metavar="A", help="first checkpoint (the rename rules apply to it)")
     p.add_argument("b", metavar="B", help="second checkpoint")
-    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    p.add_argument("--rtol", type=float, default=0.0,
+                   help="relative tolerance: |a - b| <= atol + rtol * |b|, NaN equal to NaN "
+                   "(default 0; with atol 0 too, values must be equal bit for bit)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_rule_args(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_rule_args(p, dry_run=False, applies_to="A only (B is read as it is)")
 
 
 def _open(path: str):
@@ -33,8 +41,8 @@ def _open(path: str):
 def run(args: argparse.Namespace) -> int:
     rules = rules_from_args(args)
     with _open(args.a) as a, _open(args.b) as b, rule_warnings_to_stderr():
-        if rules is not None:  # the same rules on both sides, e.g. to compare after renames
-            a, b = rules.apply(a), rules.apply(b)
+        if rules is not None:
+            a = rules.apply(a)
         report = diff(a, b, rtol=args.rtol, atol=args.atol)
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -48,17 +48,21 @@ class RuleStep(argparse.Action):
         namespace.rule_steps = steps
 
 
-def add_rule_args(parser: argparse.ArgumentParser) -> None:
-    """Add the rule flags, ``--strict-rules`` and ``--dry-run`` to ``parser``."""
+def add_rule_args(parser: argparse.ArgumentParser, *, dry_run: bool = True,
+                  applies_to: str = "") -> None:
+    """Add the rule flags, ``--strict-rules`` and (``dry_run``) ``--dry-run`` to ``parser``;
+    ``applies_to`` says in the help what the rules apply to, when not the only input."""
+    where = f"applied to {applies_to}, " if applies_to else "applied "
     group = parser.add_argument_group(
-        "rename rules", "applied in command-line order; see the README, \"Rename rules\"")
+        "rename rules", f"{where}in command-line order; see the README, \"Rename rules\"")
     for flag, kind, metavar, text in FLAGS:
         group.add_argument(flag, action=RuleStep, const=kind, dest="rule_steps",
                            metavar=metavar, help=text)
     group.add_argument("--strict-rules", action="store_true",
                        help="a rule that matches nothing is an error, not a warning")
-    group.add_argument("--dry-run", action="store_true",
-                       help="print the old -> new table and write nothing")
+    if dry_run:
+        group.add_argument("--dry-run", action="store_true",
+                           help="print the old -> new table and write nothing")
 
 
 def split_rename(text: str) -> tuple[str, str]:

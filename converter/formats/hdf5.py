@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import CorruptionError, FormatError
+from ..kinds import optimizer_weight_kind
 from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
@@ -300,8 +301,9 @@ def _strings(value) -> list[str]:
 
 def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
     """Keras 2 ``save_weights``/``save`` .h5 files: ``layer_names`` on the root (or on
-    ``model_weights`` in full-model files) and ``weight_names`` on each layer group, in order.
-    Tensors are named by their weight names without TF's ``:0`` (``dense/kernel``)."""
+    ``model_weights`` in full-model files) and ``weight_names`` on each layer group, in order,
+    then a full-model file's optimizer weights. Tensors are named by their weight names
+    without TF's ``:0`` (``dense/kernel``)."""
     root = f["model_weights"] if "model_weights" in f else f
     if "layer_names" not in root.attrs:
         return None
@@ -315,6 +317,26 @@ def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
                 name = f"{layer}/{name}"
             seen.add(name)
             out.append((name, _tensor(path, group[weight], name)))
+    if root is not f:
+        out += _legacy_optimizer(path, f, seen)
+    return out
+
+
+def _legacy_optimizer(path: Path, f, seen: set[str]) -> list[tuple[str, Tensor]]:
+    """A full-model file's ``optimizer_weights`` (``weight_names`` in order), named like the
+    model weights (``Adam/m/dense/kernel``, ``iteration``), as kinds ``slot`` and ``counter``."""
+    group = f.get("optimizer_weights")
+    if group is None or "weight_names" not in group.attrs:
+        return []
+    out: list[tuple[str, Tensor]] = []
+    for weight in _strings(group.attrs["weight_names"]):
+        name = weight[:-2] if weight.endswith(":0") else weight
+        if name in seen:
+            name = f"optimizer_weights/{name}"
+        seen.add(name)
+        tensor = _tensor(path, group[weight], name)
+        tensor.kind = optimizer_weight_kind(name)
+        out.append((name, tensor))
     return out
 
 

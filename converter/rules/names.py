@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,10 +76,27 @@ class Map(Rule):
     source: str | None = None
 
     def __post_init__(self) -> None:
+        targets: dict[str, str] = {}
         for old, new in self.items:
             if not (isinstance(old, str) and isinstance(new, str) and old and new):
                 raise RenameError(f"{self._where()}: names must be non-empty strings, "
                                   f"got {old!r} -> {new!r}")
+            if targets.setdefault(old, new) != new:
+                raise RenameError(f"{self._where()}: {old!r} is mapped twice, to "
+                                  f"{targets[old]!r} and to {new!r}")
+
+    @classmethod
+    def merged(cls, maps: Sequence[Map]) -> Map:
+        """One simultaneous map doing what consecutive maps ask for: every old name is looked
+        up among the names as they were before the first, so ``A=B`` then ``B=A`` swap."""
+        items: dict[str, tuple[str, Map]] = {}
+        for m in maps:
+            for old, new in m.items:
+                seen = items.setdefault(old, (new, m))
+                if seen[0] != new:
+                    raise RenameError(f"{old!r} is mapped twice, to {seen[0]!r} by "
+                                      f"{seen[1]} and to {new!r} by {m}")
+        return cls(tuple((old, new) for old, (new, _) in items.items()))
 
     @classmethod
     def of(cls, mapping: Mapping[str, str], source: str | None = None) -> Map:

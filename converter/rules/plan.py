@@ -1,8 +1,9 @@
 """Running a list of rules, and the plan it reports.
 
-Rules run one after another over all entries; after each, names are checked for collisions and
-the source names that vanished are recorded as dropped by that rule. A rule that matched
-nothing is a note (a warning for ``apply``, a line of the plan) or, when strict, an error.
+Rules run one after another over all entries (consecutive maps as one simultaneous map); after
+each, names are checked for collisions and the source names that vanished are recorded as
+dropped by that rule. A rule that matched nothing is a note (a warning for ``apply``, a line of
+the plan) or, when strict, an error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple
 from .. import dtypes
 from ..errors import RenameError
 from .core import Entry, Rule
+from .names import Map
 
 
 class Drop(NamedTuple):
@@ -36,8 +38,7 @@ def run_rules(rules: Sequence[Rule], entries: list[Entry], strict: bool) -> Outc
     collision, and (``strict``) on a rule that matched nothing."""
     dropped: list[Drop] = []
     notes: list[str] = []
-    for i, rule in enumerate(rules, 1):
-        label = f"rule {i} ({rule})"
+    for label, rule in _steps(rules):
         try:
             after, unmatched = rule.run(entries)
         except RenameError as exc:
@@ -52,6 +53,26 @@ def run_rules(rules: Sequence[Rule], entries: list[Entry], strict: bool) -> Outc
             notes.append(message)
         entries = after
     return Outcome(entries, dropped, notes)
+
+
+def _steps(rules: Sequence[Rule]) -> Iterator[tuple[str, Rule]]:
+    """The rules as they run, each with its label. Consecutive maps run as one simultaneous
+    map: a rename of ``A`` to ``B`` and of ``B`` to ``A`` is a swap, which one map after the
+    other could never do (the first would collide with ``B``)."""
+    i, n = 0, len(rules)
+    while i < n:
+        j = i + 1
+        while isinstance(rules[i], Map) and j < n and isinstance(rules[j], Map):
+            j += 1
+        if j == i + 1:
+            yield f"rule {j} ({rules[i]})", rules[i]
+        else:
+            label = f"rules {i + 1}-{j} ({'; '.join(str(r) for r in rules[i:j])})"
+            try:
+                yield label, Map.merged(rules[i:j])
+            except RenameError as exc:
+                raise RenameError(f"{label}: {exc}") from None
+        i = j
 
 
 def _check_collisions(entries: list[Entry], label: str) -> None:
