@@ -27,7 +27,7 @@ from ..errors import CorruptionError, FormatError
 from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
-from ._common import contiguous_le
+from ._common import check_dtype, check_name, contiguous_le
 from ._stream import copy_to
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -368,8 +368,17 @@ def _read_all(ds, where: str, shape: tuple[int, ...]):
         raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
 
 
+MAX_RANK = 32  # H5S_MAX_RANK
+
+
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:
     h5py = _h5py()
+    for tensor in ckpt.values():  # refuse before the output exists
+        check_name(path, tensor.name, "HDF5", nul=False)  # link names and attributes end at NUL
+        check_dtype(path, tensor, "HDF5")
+        if len(tensor.shape) > MAX_RANK:
+            raise FormatError(f"{path}: tensor {tensor.name!r} has rank {len(tensor.shape)}; "
+                              f"HDF5 datasets have at most {MAX_RANK} dimensions")
     paths = {name: "/".join(_escape(p) for p in name.split("/")) for name in ckpt}
     scopes = {p.rsplit("/", i)[0] for p in paths.values() for i in range(1, p.count("/") + 1)}
     # Datasets are allocated contiguously up front; their bytes are then streamed straight into

@@ -1,14 +1,24 @@
 """numpy .npz: a zip archive of .npy members (``numpy.lib.format``), one per tensor.
 
-Member ``NAME.npy`` holds tensor ``NAME``, as ``numpy.load`` expects. Dtypes numpy cannot store
+Member ``NAME.npy`` holds tensor ``NAME``, as ``numpy.load`` expects, unless the name needs an
+escape (``_common.name_to_path``: ``%``, ``\\``, control characters and ``:*?"<>|`` become
+``%XX``; the parts ``.``, ``..`` and the empty part ``%2E``, ``%2E%2E`` and ``%``: ``../up`` is
+``%2E%2E/up.npy``), so no member of an archive we write is absolute or climbs out of the
+directory it is extracted to; the side member maps such members back to their names. Names that
+are not valid Unicode are refused. Dtypes numpy cannot store
 (bfloat16, float8) are kept as raw bits in an unsigned integer of the same width, and byte-string
 tensors as a uint8 buffer (uint64 lengths, then the bytes) instead of a pickle; the member
-``__converter__.json`` records their real dtype and the checkpoint metadata. Uncompressed members
-are read through a memory map; ``compress=True`` writes deflated members.
+``__converter__.json`` records their real dtype, escaped names and the checkpoint metadata.
+Uncompressed members are read through a memory map; ``compress=True`` writes deflated members.
+
+Hostile archives stay bounded: the side member may hold at most ``MAX_SIDE`` bytes, and a
+deflated member may declare at most ``MAX_RATIO`` (deflate's limit) times its compressed size,
+so neither is inflated or allocated beyond what the file can back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,9 +35,11 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from . import _npyfmt
-from ._common import frombuffer, map_file, release
+from ._common import check_dtype, check_name, frombuffer, map_file, name_to_path, release
 
 SIDE = "__converter__.json"
+MAX_SIDE = 64 << 20  # a side entry is ~50 bytes: room for a million tensors
+MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits, plus block overhead)
 
 DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 
@@ -88,23 +100,50 @@ def _central_count(path: Path) -> int | None:
     return None if count == 0xFFFF else count
 
 
-def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict]:
-    """``(tensors, metadata)`` from the side member, checked for shape."""
+def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict, dict]:
+    """``(tensors, metadata, names)`` from the side member, checked for shape."""
     if SIDE not in zf.namelist():
-        return {}, {}
+        return {}, {}, {}
+    info = zf.getinfo(SIDE)
+    if info.file_size > MAX_SIDE:
+        raise FormatError(f"{path}: {SIDE} declares {info.file_size} bytes, more than the "
+                          f"{MAX_SIDE} allowed")
     try:
-        side = json.loads(zf.read(SIDE))
+        _check_declared(path, info, SIDE)
+        with zf.open(info) as f:
+            raw = f.read(MAX_SIDE + 1)  # its declared size may lie; zipfile stops there anyway
+        if len(raw) > MAX_SIDE:
+            raise FormatError(f"{path}: {SIDE} holds more than {MAX_SIDE} bytes")
+        side = json.loads(raw)
     except RecursionError:
         raise FormatError(f"{path}: {SIDE} is nested too deeply") from None
     except ZIP_ERRORS as exc:  # JSON and Unicode errors are ValueErrors too
         raise FormatError(f"{path}: {SIDE} is unreadable ({_first_line(exc)})") from None
     tensors = side.get("tensors", {}) if isinstance(side, dict) else None
     metadata = side.get("metadata", {}) if isinstance(side, dict) else None
+    names = side.get("names", {}) if isinstance(side, dict) else None
     if not isinstance(tensors, dict) or not isinstance(metadata, dict) or not all(
-            isinstance(v, dict) for v in tensors.values()):
-        raise FormatError(f"{path}: {SIDE} is malformed (expected an object with 'tensors' and "
-                          "'metadata' objects)")
-    return tensors, metadata
+            isinstance(v, dict) for v in tensors.values()) or not isinstance(names, dict) \
+            or not all(isinstance(v, str) for v in names.values()):
+        raise FormatError(f"{path}: {SIDE} is malformed (expected an object with 'tensors', "
+                          "'metadata' and 'names' objects)")
+    return tensors, metadata, names
+
+
+def _check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
+    """Refuse a compressed member whose declared size its compressed bytes cannot produce
+    (or that the archive cannot hold): it would be allocated before a byte is inflated."""
+    archive = path.stat().st_size
+    if info.compress_type == zipfile.ZIP_STORED:
+        limit = archive
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        limit = max(info.compress_size, 0) * MAX_RATIO + 4096
+    else:  # bzip2, lzma: no numpy writes them; their bound is left to zipfile
+        return
+    if info.file_size > limit or info.compress_size > archive:
+        raise FormatError(f"{path}: {what} declares {info.file_size} bytes from "
+                          f"{info.compress_size} compressed, more than deflate can produce "
+                          "(corrupt or hostile archive)")
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
@@ -118,7 +157,7 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
 
 def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
     infos = zf.infolist()
-    side_tensors, metadata = _side(zf, path)
+    side_tensors, metadata, names = _side(zf, path)
     buf = map_file(path)
     size = path.stat().st_size
     tensors: dict[str, Tensor] = {}
@@ -129,10 +168,11 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
             continue
         if not info.filename.endswith(".npy"):
             raise FormatError(f"{path}: member {info.filename!r} is not an .npy file")
-        name = info.filename[:-4]
+        name = names.get(info.filename, info.filename[:-4])
         where = f"{path}: tensor {name!r}"
         if name in tensors:
             raise FormatError(f"{where}: stored twice")
+        _check_declared(path, info, f"tensor {name!r}")
         start = _stored_start(buf, info, size)
         try:
             if start is not None:  # read in place: zipfile's per-member set-up costs more
@@ -182,10 +222,14 @@ def integrity(path: Path) -> dict[str, str]:
     except ZIP_ERRORS:
         return problems  # reading the file reports it
     with zf:
+        try:
+            names = _side(zf, path)[2]
+        except FormatError:
+            names = {}  # reading the file reports it
         for info in zf.infolist():
             if info.filename == SIDE or not info.filename.endswith(".npy"):
                 continue
-            name = info.filename[:-4]
+            name = names.get(info.filename, info.filename[:-4])
             try:
                 with zf.open(info) as f:
                     while f.read(1 << 20):
@@ -253,20 +297,33 @@ class _Forward:
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool = False,
           progress: bool = False) -> None:
     side_tensors: dict[str, dict] = {}
+    names: dict[str, str] = {}
+    used: set[str] = set()
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with outputs(force) as out:
         tmp = out.new(path)
         with open(tmp, "wb") as raw, \
                 zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True) as zf:
             for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
+                check_name(path, tensor.name, "npz")
+                check_dtype(path, tensor, "npz")
+                member = name_to_path(tensor.name, portable=False)
+                if member in used or member == SIDE:  # a shortened name's hash collided
+                    member = member[:-4] + "~" + hashlib.sha1(
+                        tensor.name.encode()).hexdigest()[:12] + ".npy"
+                used.add(member)
+                if member != tensor.name + ".npy":
+                    names[member] = tensor.name
                 encoded = _npyfmt.encode(tensor)
                 head, data, entry = encoded
                 if entry:
                     side_tensors[tensor.name] = entry
                 size = len(head) + (tensor.nbytes if data is None else data.nbytes)
-                with zf.open(tensor.name + ".npy", "w",
+                with zf.open(member, "w",
                              force_zip64=size > zipfile.ZIP64_LIMIT - 2**20) as f:
                     _npyfmt.write(f, tensor, encoded)
-            if side_tensors or ckpt.metadata:
+            if side_tensors or ckpt.metadata or names:
                 side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
+                if names:
+                    side["names"] = names
                 zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))

@@ -19,7 +19,15 @@ from ..errors import FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
-from ._common import check_shape, frombuffer, gc_paused, map_file, release, split_by_size
+from ._common import (
+    check_name,
+    check_shape,
+    frombuffer,
+    gc_paused,
+    map_file,
+    release,
+    split_by_size,
+)
 from ._stream import copy_all
 
 # safetensors dtype code <-> canonical dtype name
@@ -228,6 +236,7 @@ def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> b
     offset = 0
     for tensor in tensors:
         name = tensor.name
+        check_name(path, name, "safetensors")
         if name == "__metadata__":
             raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
         code = codes.get(tensor.dtype)
