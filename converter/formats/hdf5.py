@@ -269,6 +269,7 @@ def _check_storage(path: Path, ds, allow_external: bool) -> None:
                 raise FormatError(f"{where}: a virtual dataset mapping {', '.join(outside)}; "
                                   "refusing to read other files (allow_external=True for files "
                                   "you trust)")
+    _check_backed(ds, plist, layout, where)
     if layout == h5py.h5d.CONTIGUOUS and not plist.get_external_count() and \
             not ds.dtype.hasobject:
         stored = ds.id.get_storage_size()
@@ -276,6 +277,39 @@ def _check_storage(path: Path, ds, allow_external: bool) -> None:
         if stored and stored != nbytes:
             raise FormatError(f"{where}: {stored} bytes stored, {nbytes} expected for shape "
                               f"{list(ds.shape or ())} {ds.dtype}")
+
+
+MAX_UNBACKED = 16 << 20
+MAX_DEFLATE_RATIO = 1032
+_PLAIN_FILTERS = {1, 2, 3}  # deflate, shuffle, fletcher32: at most deflate's expansion
+
+
+def _check_backed(ds, plist, layout: int, where: str) -> None:
+    """Refuse a dataset that would make us allocate far more than the file stores. Storage
+    HDF5 never allocated (a contiguous dataset without data, chunks never written) reads as the
+    fill value: up to MAX_UNBACKED bytes of it are read, more is refused, since a file of a few
+    bytes can declare terabytes that way. Chunks stored with deflate (and shuffle, fletcher32)
+    cannot hold more than MAX_DEFLATE_RATIO times their stored size."""
+    h5py = _h5py()
+    nbytes = math.prod(ds.shape or ()) * ds.dtype.itemsize
+    if not nbytes or layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED) or \
+            plist.get_external_count():
+        return
+    stored = ds.id.get_storage_size()
+    if layout == h5py.h5d.CONTIGUOUS:
+        backed = nbytes if stored else 0
+    else:
+        chunk = math.prod(ds.chunks) * ds.dtype.itemsize
+        backed = min(nbytes, ds.id.get_num_chunks() * chunk)
+        filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+        if filters <= _PLAIN_FILTERS and backed > stored * MAX_DEFLATE_RATIO + (1 << 20):
+            raise FormatError(f"{where}: its {ds.id.get_num_chunks()} chunks store {stored} "
+                              f"bytes, which cannot hold the {backed} they declare (corrupt "
+                              "file)")
+    if nbytes - backed > MAX_UNBACKED:
+        raise FormatError(f"{where}: {nbytes - backed} of its {nbytes} bytes are not stored in "
+                          "the file (they would read as the fill value); refusing to allocate "
+                          f"more than {MAX_UNBACKED} bytes of fill")
 
 
 def _keras3_roles(f, tensors: dict[str, Tensor]) -> None:
@@ -305,9 +339,15 @@ def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
         return None
     out: list[tuple[str, Tensor]] = []
     seen: set[str] = set()
+    h5py = _h5py()
     for layer in _strings(root.attrs["layer_names"]):
         group = root[layer]
+        if not isinstance(group, h5py.Group):
+            raise FormatError(f"{path}: layer {layer!r} is not a group")
         for weight in _strings(group.attrs.get("weight_names", [])):
+            if not isinstance(group.get(weight), h5py.Dataset):
+                what = "missing" if weight not in group else "not a dataset"
+                raise FormatError(f"{path}: weight {weight!r} of layer {layer!r} is {what}")
             name = weight[:-2] if weight.endswith(":0") else weight
             if name in seen:  # two layers with one weight name: keep the layer to tell them apart
                 name = f"{layer}/{name}"
@@ -323,6 +363,9 @@ def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
     declared = ds.attrs.get("dtype")
     if isinstance(declared, bytes):
         declared = declared.decode()
+    if h5py.check_ref_dtype(ds.dtype) is not None:
+        raise FormatError(f"{where}: holds HDF5 {h5py.check_ref_dtype(ds.dtype).__name__}s "
+                          "(pointers into the file), not tensor data")
     vlen = h5py.check_vlen_dtype(ds.dtype)
     shape = tuple(ds.shape) if ds.shape is not None else ()
     if vlen is not None or ds.dtype.kind in "SO" or declared == "string":

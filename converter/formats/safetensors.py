@@ -20,6 +20,7 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from ._common import (
+    check_dtype,
     check_name,
     check_shape,
     frombuffer,
@@ -189,6 +190,10 @@ def _read_sharded(path: Path) -> Checkpoint:
     except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
         raise FormatError(f"{index}: not a safetensors index "
                           f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
+    for key, value in weight_map.items():
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise FormatError(f"{index}: weight_map[{key!r:.80}] must name a shard file, found "
+                              f"{value!r:.80}")
     files = list(dict.fromkeys(weight_map.values()))
     tensors: dict[str, Tensor] = {}
     metadata: dict[str, str] = {}
@@ -241,6 +246,7 @@ def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> b
             raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
         code = codes.get(tensor.dtype)
         if code is None:
+            check_dtype(path, tensor, "safetensors")
             dtype_name = dtypes.name_of(tensor.dtype)
             if dtype_name not in NAMES:
                 raise FormatError(f"{path}: tensor {name!r} has dtype {dtype_name}, which "
