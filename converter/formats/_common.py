@@ -7,6 +7,7 @@ import hashlib
 import math
 import mmap
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +102,39 @@ def check_dtype(path: Path, tensor: Tensor, fmt: str) -> None:
     except FormatError:
         raise FormatError(f"{path}: tensor {tensor.name!r} has dtype {tensor.dtype.str} "
                           f"({tensor.dtype}), which {fmt} cannot store") from None
+
+
+MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits, plus block overhead)
+
+
+def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
+    """Refuse a compressed member whose declared size its compressed bytes cannot produce
+    (or that the archive cannot hold): it would be allocated before a byte is inflated."""
+    archive = path.stat().st_size
+    if info.compress_type == zipfile.ZIP_STORED:
+        limit = archive
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        limit = max(info.compress_size, 0) * MAX_RATIO + 4096
+    else:  # bzip2, lzma: no numpy writes them; their bound is left to zipfile
+        return
+    if info.file_size > limit or info.compress_size > archive:
+        raise FormatError(f"{path}: {what} declares {info.file_size} bytes from "
+                          f"{info.compress_size} compressed, more than deflate can produce "
+                          "(corrupt or hostile archive)")
+
+
+def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int) -> bytes:
+    """A small zip member (a JSON side file, a config) whole, refused in one line when it
+    declares or inflates to more than ``limit`` bytes; zipfile's own errors propagate."""
+    if info.file_size > limit:
+        raise FormatError(f"{path}: {info.filename} declares {info.file_size} bytes, more than "
+                          f"the {limit} allowed")
+    check_declared(path, info, info.filename)
+    with zf.open(info) as f:
+        raw = f.read(limit + 1)  # its declared size may lie; zipfile stops there anyway
+    if len(raw) > limit:
+        raise FormatError(f"{path}: {info.filename} holds more than {limit} bytes")
+    return raw
 
 
 def contiguous_le(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray:

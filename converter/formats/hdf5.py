@@ -166,28 +166,38 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
 SCAN_WHOLE = 64 << 20  # below this, reading the whole file costs less than visiting it
 
 
-def _check_global_heaps(path: Path, f) -> None:
+# Where an HDF5 file's bytes are: ``(file, offset, size)``, for the checks that read raw bytes
+# (an HDF5 file stored inside a zip starts at its member's offset).
+Window = tuple[str, int, int]
+
+
+def _window(path: Path) -> Window:
+    return str(path), 0, os.path.getsize(path)
+
+
+def _check_global_heaps(path: Path, f, raw: Window | None = None) -> None:
     """Validate the global heap collections (GCOL: where variable-length strings live) before
     HDF5 reads any: libhdf5 (1.14.6) loops forever on a collection holding an object of length
     zero, and Python cannot interrupt it. In a large file the scan skips the contiguous datasets'
     raw data, so it reads little more than the metadata."""
     h5py = _h5py()
+    file, base, size = raw or _window(path)
     extents: list[tuple[int, int]] = []
 
     def visit(name: bytes) -> None:
         obj = h5py.h5o.open(f.id, name)
         if isinstance(obj, h5py.h5d.DatasetID):
-            offset, size = obj.get_offset(), obj.get_storage_size()
-            if offset is not None and size:
-                extents.append((offset, offset + size))
+            offset, nbytes = obj.get_offset(), obj.get_storage_size()
+            if offset is not None and nbytes:
+                extents.append((base + offset, base + offset + nbytes))
 
-    if os.path.getsize(path) > SCAN_WHOLE:
+    if size > SCAN_WHOLE:
         h5py.h5o.visit(f.id, visit)
-    with open(path, "rb") as fh:
-        end = os.fstat(fh.fileno()).st_size
+    with open(file, "rb") as fh:
+        end = min(os.fstat(fh.fileno()).st_size, base + size)
         buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if end else b""
     try:
-        pos = 0
+        pos = base
         for start, stop in sorted(extents) + [(end, end)]:
             at = buf.find(b"GCOL", pos, max(pos, start) + 3)
             while at >= 0:
@@ -216,23 +226,26 @@ def _check_collection(path: Path, buf, at: int, end: int) -> None:
         p += need
 
 
-def _check_vlen_lengths(path: Path, ds, where: str) -> None:
+def _check_vlen_lengths(path: Path, ds, where: str, raw: Window | None = None) -> None:
     """HDF5 allocates each variable-length element at the length stored beside its heap
     reference, before it reads the heap: check the lengths of a contiguous dataset against the
     file size first (a damaged length would ask for gigabytes)."""
+    file, base, file_size = raw or _window(path)
     offset, size = ds.id.get_offset(), ds.id.get_storage_size()
     count = math.prod(ds.shape or ())
     if offset is None or not size or size != 16 * count:
         return  # compact or chunked storage, or other address sizes: left to HDF5
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        raw = fh.read(size)
-    if len(raw) < size:
+    if offset + size > file_size:
         raise CorruptionError(f"{where}: data at {offset}+{size} runs past the end of the file")
-    lengths = np.frombuffer(raw, dtype=[("n", "<u4"), ("ref", "V12")], count=count)["n"]
-    base = _h5py().check_vlen_dtype(ds.dtype)
-    total = sum(lengths.tolist()) * (1 if base in (str, bytes) else np.dtype(base).itemsize)
-    if total > os.path.getsize(path):
+    with open(file, "rb") as fh:
+        fh.seek(base + offset)
+        data = fh.read(size)
+    if len(data) < size:
+        raise CorruptionError(f"{where}: data at {offset}+{size} runs past the end of the file")
+    lengths = np.frombuffer(data, dtype=[("n", "<u4"), ("ref", "V12")], count=count)["n"]
+    vlen = _h5py().check_vlen_dtype(ds.dtype)
+    total = sum(lengths.tolist()) * (1 if vlen in (str, bytes) else np.dtype(vlen).itemsize)
+    if total > file_size:
         raise CorruptionError(f"{where}: its variable-length elements claim {total} bytes, more "
                               "than the file holds")
 
@@ -333,7 +346,9 @@ def _strings(value) -> list[str]:
 def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
     """Keras 2 ``save_weights``/``save`` .h5 files: ``layer_names`` on the root (or on
     ``model_weights`` in full-model files) and ``weight_names`` on each layer group, in order.
-    Tensors are named by their weight names without TF's ``:0`` (``dense/kernel``)."""
+    Tensors are named by their weight names without TF's ``:0`` (``dense/kernel``). A full-model
+    file's ``optimizer_weights`` (``weight_names`` on the group) follow as kinds ``counter`` (the
+    integer step) and ``slot`` (``Adam/m/dense/kernel``)."""
     root = f["model_weights"] if "model_weights" in f else f
     if "layer_names" not in root.attrs:
         return None
@@ -353,10 +368,28 @@ def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
                 name = f"{layer}/{name}"
             seen.add(name)
             out.append((name, _tensor(path, group[weight], name)))
+    optimizer = f.get("optimizer_weights") if root is not f else None
+    if isinstance(optimizer, h5py.Group):
+        for weight in _strings(optimizer.attrs.get("weight_names", [])):
+            if not isinstance(optimizer.get(weight), h5py.Dataset):
+                what = "missing" if weight not in optimizer else "not a dataset"
+                raise FormatError(f"{path}: optimizer weight {weight!r} is {what}")
+            name = weight[:-2] if weight.endswith(":0") else weight
+            if name in seen:
+                name = f"optimizer_weights/{name}"
+            seen.add(name)
+            tensor = _tensor(path, optimizer[weight], name)
+            # The step counter is the one integer scalar (``iteration``, ``Adam/iterations``).
+            tensor.kind = "counter" if tensor.shape == () and tensor.dtype.kind in "iu" \
+                else "slot"
+            out.append((name, tensor))
     return out
 
 
-def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
+def _tensor(path: Path, ds, name: str, allow_external: bool = False,
+            window: Window | None = None) -> Tensor:
+    """A lazy tensor over dataset ``ds``; ``window`` locates the HDF5 file's bytes when they are
+    not the whole of ``path`` (see :data:`Window`)."""
     h5py = _h5py()
     where = f"{path}: tensor {name!r}"
     _check_storage(path, ds, allow_external)
@@ -371,7 +404,7 @@ def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
     if vlen is not None or ds.dtype.kind in "SO" or declared == "string":
         def load_strings() -> np.ndarray:
             if vlen is not None:
-                _check_vlen_lengths(path, ds, where)
+                _check_vlen_lengths(path, ds, where, window)
             raw = _read_all(ds, where, shape)
             # A scalar dataset reads as its one element (itself an array for vlen uint8).
             items = [raw] if shape == () else np.asarray(raw, dtype=object).reshape(-1)

@@ -12,8 +12,8 @@ tensors as a uint8 buffer (uint64 lengths, then the bytes) instead of a pickle; 
 Uncompressed members are read through a memory map; ``compress=True`` writes deflated members.
 
 Hostile archives stay bounded: the side member may hold at most ``MAX_SIDE`` bytes, and a
-deflated member may declare at most ``MAX_RATIO`` (deflate's limit) times its compressed size,
-so neither is inflated or allocated beyond what the file can back.
+deflated member may declare at most ``_common.MAX_RATIO`` (deflate's limit) times its
+compressed size, so neither is inflated or allocated beyond what the file can back.
 """
 
 from __future__ import annotations
@@ -35,11 +35,19 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Tensor
 from . import _npyfmt
-from ._common import check_dtype, check_name, frombuffer, map_file, name_to_path, release
+from ._common import (
+    check_declared,
+    check_dtype,
+    check_name,
+    frombuffer,
+    map_file,
+    name_to_path,
+    read_capped,
+    release,
+)
 
 SIDE = "__converter__.json"
 MAX_SIDE = 64 << 20  # a side entry is ~50 bytes: room for a million tensors
-MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits, plus block overhead)
 
 DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 
@@ -105,16 +113,8 @@ def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict, dict]:
     if SIDE not in zf.namelist():
         return {}, {}, {}
     info = zf.getinfo(SIDE)
-    if info.file_size > MAX_SIDE:
-        raise FormatError(f"{path}: {SIDE} declares {info.file_size} bytes, more than the "
-                          f"{MAX_SIDE} allowed")
     try:
-        _check_declared(path, info, SIDE)
-        with zf.open(info) as f:
-            raw = f.read(MAX_SIDE + 1)  # its declared size may lie; zipfile stops there anyway
-        if len(raw) > MAX_SIDE:
-            raise FormatError(f"{path}: {SIDE} holds more than {MAX_SIDE} bytes")
-        side = json.loads(raw)
+        side = json.loads(read_capped(zf, info, path, MAX_SIDE))
     except RecursionError:
         raise FormatError(f"{path}: {SIDE} is nested too deeply") from None
     except ZIP_ERRORS as exc:  # JSON and Unicode errors are ValueErrors too
@@ -128,22 +128,6 @@ def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict, dict]:
         raise FormatError(f"{path}: {SIDE} is malformed (expected an object with 'tensors', "
                           "'metadata' and 'names' objects)")
     return tensors, metadata, names
-
-
-def _check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
-    """Refuse a compressed member whose declared size its compressed bytes cannot produce
-    (or that the archive cannot hold): it would be allocated before a byte is inflated."""
-    archive = path.stat().st_size
-    if info.compress_type == zipfile.ZIP_STORED:
-        limit = archive
-    elif info.compress_type == zipfile.ZIP_DEFLATED:
-        limit = max(info.compress_size, 0) * MAX_RATIO + 4096
-    else:  # bzip2, lzma: no numpy writes them; their bound is left to zipfile
-        return
-    if info.file_size > limit or info.compress_size > archive:
-        raise FormatError(f"{path}: {what} declares {info.file_size} bytes from "
-                          f"{info.compress_size} compressed, more than deflate can produce "
-                          "(corrupt or hostile archive)")
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
@@ -172,7 +156,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         where = f"{path}: tensor {name!r}"
         if name in tensors:
             raise FormatError(f"{where}: stored twice")
-        _check_declared(path, info, f"tensor {name!r}")
+        check_declared(path, info, f"tensor {name!r}")
         start = _stored_start(buf, info, size)
         try:
             if start is not None:  # read in place: zipfile's per-member set-up costs more
