@@ -26,6 +26,7 @@ deflated; the HDF5 guards (global heaps, variable-length lengths) check the inne
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -146,7 +147,9 @@ def read(path: Path) -> Checkpoint:
 def _weights_file(archive: zipfile.ZipFile, path: Path, closers: list) -> tuple[Any, Window]:
     """What h5py opens for the archive's weights, and where that HDF5 file's bytes are.
 
-    A stored member (as Keras writes it) is read in place. A deflated one (an archive repacked
+    A stored member (as Keras writes it) is read in place, through a window on the archive
+    (zipfile before Python 3.12 serves a backward seek by reading again from the member's
+    start). A deflated one (an archive repacked
     by other tools) is inflated once into a temporary file: HDF5 reads by seeking, and zipfile
     serves each backward seek by inflating the member again from its start. The temporary file
     is at most the member's declared size, which may not exceed what deflate can produce from
@@ -160,7 +163,7 @@ def _weights_file(archive: zipfile.ZipFile, path: Path, closers: list) -> tuple[
     finally:
         release(buf)
     if start is not None:
-        member = archive.open(info)  # seekable: h5py reads it in place, nothing unpacked
+        member = _Slice(path, start, info.file_size)  # read in place, nothing unpacked
         closers.append(member.close)
         return member, (str(path), start, info.file_size)
     check_declared(path, info, WEIGHTS)
@@ -169,6 +172,42 @@ def _weights_file(archive: zipfile.ZipFile, path: Path, closers: list) -> tuple[
     with tmp, archive.open(info) as src:
         shutil.copyfileobj(src, tmp, 1 << 20)
     return tmp.name, (tmp.name, 0, os.path.getsize(tmp.name))
+
+
+class _Slice(io.RawIOBase):
+    """Bytes ``[start, start + size)`` of a file as a read-only, seekable file."""
+
+    def __init__(self, path: Path, start: int, size: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._start, self._size, self._pos = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        data = os.pread(self._fd, n, self._start + self._pos) if n else b""
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
 
 
 def write(ckpt: Checkpoint, path: Path, **opts: Any) -> None:
