@@ -97,3 +97,15 @@ def test_cli_inspect_dict(tmp_path, capsys):
     np.save(tmp_path / "det1.npy", _mtcnn_like())
     assert main(["inspect", "--allow-pickle", str(tmp_path / "det1.npy")]) == 0
     assert "conv1/weights" in capsys.readouterr().out
+
+
+def test_npz_member_holding_a_dict(tmp_path):
+    data = _mtcnn_like()
+    np.savez(tmp_path / "p.npz", det1=np.array(data, dtype=object), plain=np.arange(3))
+    with converter.read(tmp_path / "p.npz", allow_pickle=True) as ckpt:
+        assert list(ckpt) == ["det1/conv1/weights", "det1/conv1/biases", "det1/prelu1/alpha",
+                              "plain"]
+        assert_same(ckpt["det1/conv1/weights"], data["conv1"]["weights"])
+    np.savez(tmp_path / "bad.npz", d=np.array({"a": 1.5}, dtype=object))
+    with pytest.raises(FormatError, match="key 'a' holds a value of type float"):
+        converter.read(tmp_path / "bad.npz", allow_pickle=True)

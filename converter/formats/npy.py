@@ -68,7 +68,11 @@ def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool,
         if not allow_pickle:
             raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
                               "(--allow-pickle) only for files you trust")
-        return _unpickled(file, name, prefix)
+        def load() -> object:
+            # latin-1 maps a Python 2 ``str`` (array data) byte for byte; numpy's default fails.
+            return np.load(file, allow_pickle=True, encoding="latin1")
+
+        return _npyfmt.unpickled(str(file), load, name, prefix)
     nbytes = math.prod(shape) * dtype.itemsize
     if size != hlen + nbytes:
         # Extra bytes mean the header lies as surely as missing ones: a header length one short
@@ -92,53 +96,6 @@ def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool,
     plain = not fortran and (not side or side.get("dtype") != "string")
     return [Tensor(name, real_dtype, real_shape, load,
                    span=(str(file), hlen, nbytes) if plain else None)]
-
-
-def _unpickled(file: Path, name: str, prefix: str | None) -> list[Tensor]:
-    try:
-        # latin-1 maps a Python 2 ``str`` (array data) byte for byte; numpy's default would fail.
-        value = np.load(file, allow_pickle=True, encoding="latin1")
-    except Exception as exc:  # unpickling runs arbitrary code: anything can come out of it
-        raise FormatError(f"{file}: cannot unpickle it ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    out: list[Tensor] = []
-
-    def visit(obj: object, key: str | None) -> None:
-        if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == () \
-                and isinstance(obj.item(), dict):
-            obj = obj.item()
-        if isinstance(obj, dict):
-            if not obj:
-                raise FormatError(f"{file}: {_key(key)} is an empty dict, which holds no "
-                                  "tensors")
-            for k, v in obj.items():
-                if isinstance(k, bytes):
-                    k = k.decode("latin1")
-                if not isinstance(k, str):
-                    raise FormatError(f"{file}: {_key(key)} has a key {k!r:.80} that is not a "
-                                      "string")
-                visit(v, k if key is None else f"{key}/{k}")
-            return
-        tensor_name = name if key is None else key if prefix is None else f"{prefix}/{key}"
-        if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
-            array = obj
-        elif isinstance(obj, np.ndarray) and all(
-                isinstance(x, (bytes, str)) for x in obj.reshape(-1)):
-            array = np.empty(obj.shape, dtype=object)
-            for i, x in enumerate(obj.reshape(-1)):
-                array.reshape(-1)[i] = x.encode() if isinstance(x, str) else x
-        else:
-            raise FormatError(f"{file}: {_key(key)} holds a value of type "
-                              f"{type(obj).__name__}, not an array; only arrays (and dicts "
-                              "of arrays) can be read")
-        out.append(Tensor.from_array(tensor_name, array))
-
-    visit(value, None)
-    return out
-
-
-def _key(key: str | None) -> str:
-    return "the pickled object" if key is None else f"key {key!r}"
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:

@@ -10,6 +10,8 @@ are not valid Unicode are refused. Dtypes numpy cannot store
 tensors as a uint8 buffer (uint64 lengths, then the bytes) instead of a pickle; the member
 ``__converter__.json`` records their real dtype, escaped names and the checkpoint metadata.
 Uncompressed members are read through a memory map; ``compress=True`` writes deflated members.
+Pickled members (``allow_pickle=True``) are unpickled when opened, as in ``npy``: a member
+``det1.npy`` holding a dict of arrays gives tensors ``det1/conv1/weights`` ...
 
 Hostile archives stay bounded: the side member may hold at most ``MAX_SIDE`` bytes, and a
 deflated member may declare at most ``_common.MAX_RATIO`` (deflate's limit) times its
@@ -167,9 +169,26 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
                     dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
         except ZIP_ERRORS as exc:
             raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
-        if dtype.hasobject and not allow_pickle:
-            raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
-                              "(--allow-pickle) only for files you trust")
+        if dtype.hasobject:
+            if not allow_pickle:
+                raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
+                                  "(--allow-pickle) only for files you trust")
+
+            def load_pickle(i=info) -> object:
+                with zf.open(i) as f:
+                    # latin-1: Python 2 pickles, as numpy.load advises.
+                    return np.lib.format.read_array(f, allow_pickle=True,
+                                                    pickle_kwargs={"encoding": "latin1"})
+
+            try:
+                found = _npyfmt.unpickled(where, load_pickle, name, name)
+            except ZIP_ERRORS as exc:
+                raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
+            for t in found:
+                if t.name in tensors:
+                    raise FormatError(f"{path}: tensor {t.name!r} is stored twice")
+                tensors[t.name] = t
+            continue
         nbytes = math.prod(shape) * dtype.itemsize
         if not dtype.hasobject and info.file_size != hlen + nbytes:
             raise FormatError(f"{where}: member holds {info.file_size - hlen} data bytes, "
