@@ -39,6 +39,19 @@ def test_npz_side_member_is_capped(tmp_path):
         converter.read(path)
 
 
+def test_npz_side_member_is_bounded_by_the_archive(tmp_path):
+    from converter.formats import npz
+
+    path = tmp_path / "x.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("a.npy", "w") as f:
+            np.lib.format.write_array(f, np.ones(2))
+        zf.writestr(npz.SIDE, b"[" + b"[]," * (2 << 20) + b"[]]")  # ~300 MB parsed
+    assert path.stat().st_size < 100 << 10
+    with pytest.raises(FormatError, match="more than the .* allowed"):
+        converter.read(path)
+
+
 def test_npz_member_declaring_more_than_deflate_can_make(tmp_path, capsys):
     path = tmp_path / "big.npz"
     head = {"descr": "<f8", "fortran_order": False, "shape": (2**37,)}  # 1 TiB

@@ -52,7 +52,12 @@ def test_wrapped_layers_are_named_as_keras_names_them(keras_files):
             assert_same(ckpt[p], values[p], p)
 
 
-def test_deflated_keras_reads_the_same(keras_files, tmp_path):
+def test_deflated_keras_reads_the_same(keras_files, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     _repack(keras_files / "wrapped.keras", tmp_path / "d.keras")
     with zipfile.ZipFile(tmp_path / "d.keras") as z:
         assert z.getinfo("model.weights.h5").compress_type == zipfile.ZIP_DEFLATED
@@ -61,6 +66,8 @@ def test_deflated_keras_reads_the_same(keras_files, tmp_path):
         assert list(a) == list(b)
         for name in a:
             assert_same(b[name], a[name], name)
+        assert len(list(scratch.iterdir())) == 1  # the inflated weights, while open
+    assert not list(scratch.iterdir())
 
 
 def test_deflated_weights_are_inflated_once(keras_files, tmp_path, monkeypatch):

@@ -123,9 +123,12 @@ def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
                           "(corrupt or hostile archive)")
 
 
-def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: int) -> bytes:
+def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cap: int) -> bytes:
     """A small zip member (a JSON side file, a config) whole, refused in one line when it
-    declares or inflates to more than ``limit`` bytes; zipfile's own errors propagate."""
+    declares or inflates to more than ``cap`` bytes or more than 1 MiB plus twice the archive's
+    size: parsed JSON takes up to ~25 times its text in memory, so its text must stay a small
+    multiple of the file that holds it. zipfile's own errors propagate."""
+    limit = min(cap, (1 << 20) + 2 * path.stat().st_size)
     if info.file_size > limit:
         raise FormatError(f"{path}: {info.filename} declares {info.file_size} bytes, more than "
                           f"the {limit} allowed")

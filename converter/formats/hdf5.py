@@ -10,6 +10,14 @@ every dataset we write its position in ``order``, so names and order round-trip 
 escaping; files from elsewhere are read by path, in natural order. Dtypes HDF5 lacks are stored
 as raw bits in an unsigned integer with attribute ``dtype="bfloat16"`` (as Keras 3 does); byte
 strings as variable-length uint8 sequences with ``dtype="string"`` (HDF5 strings stop at NUL).
+Names HDF5 cannot hold (NUL, which ends link names and attributes; not valid Unicode) and ranks
+above 32 are refused before anything is written.
+
+Reading a file from elsewhere allocates no more than it stores: storage HDF5 never allocated (a
+contiguous dataset never written, chunks never written) reads as the dataset's fill value only up
+to ``MAX_UNBACKED`` bytes per dataset, and deflated chunks may not declare more than deflate can
+produce from their stored bytes; beyond that the dataset is refused in one line. References
+(object and region) are refused: they point into the file, they are not tensor data.
 """
 
 from __future__ import annotations

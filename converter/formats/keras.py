@@ -19,7 +19,8 @@ its file key (``attrs["keras_key"]``) and ``attrs["keras_name"]`` (``inner/dense
 which the loaders match against the keys Keras 3 would give a model's variables. Optimizer variables
 (``optimizer/vars/<i>``: the iteration counter first) are kinds ``counter`` and ``slot``.
 
-``config.json`` and ``metadata.json`` may hold at most ``MAX_CONFIG`` bytes. The weights file is
+``config.json`` and ``metadata.json`` may hold at most ``MAX_CONFIG`` bytes (and 1 MiB plus
+twice the archive's size, see ``_common.read_capped``). The weights file is
 read in place when stored (as Keras writes it) and inflated once into a temporary file when
 deflated; the HDF5 guards (global heaps, variable-length lengths) check the inner file's bytes.
 """

@@ -5,17 +5,18 @@ escape (``_common.name_to_path``: ``%``, ``\\``, control characters and ``:*?"<>
 ``%XX``; the parts ``.``, ``..`` and the empty part ``%2E``, ``%2E%2E`` and ``%``: ``../up`` is
 ``%2E%2E/up.npy``), so no member of an archive we write is absolute or climbs out of the
 directory it is extracted to; the side member maps such members back to their names. Names that
-are not valid Unicode are refused. Dtypes numpy cannot store
-(bfloat16, float8) are kept as raw bits in an unsigned integer of the same width, and byte-string
-tensors as a uint8 buffer (uint64 lengths, then the bytes) instead of a pickle; the member
-``__converter__.json`` records their real dtype, escaped names and the checkpoint metadata.
+are not valid Unicode are refused. Dtypes numpy cannot store (bfloat16, float8) are kept as raw
+bits in an unsigned integer of the same width, and byte-string tensors as a uint8 buffer (uint64
+lengths, then the bytes) instead of a pickle; the member ``__converter__.json`` records their
+real dtype, escaped names and the checkpoint metadata.
 Uncompressed members are read through a memory map; ``compress=True`` writes deflated members.
 Pickled members (``allow_pickle=True``) are unpickled when opened, as in ``npy``: a member
 ``det1.npy`` holding a dict of arrays gives tensors ``det1/conv1/weights`` ...
 
-Hostile archives stay bounded: the side member may hold at most ``MAX_SIDE`` bytes, and a
-deflated member may declare at most ``_common.MAX_RATIO`` (deflate's limit) times its
-compressed size, so neither is inflated or allocated beyond what the file can back.
+Hostile archives stay bounded: the side member may hold at most ``MAX_SIDE`` bytes and 1 MiB
+plus twice the archive's size (``_common.read_capped``), and a deflated member may declare at
+most ``_common.MAX_RATIO`` (deflate's limit) times its compressed size, so neither is inflated
+or allocated beyond what the file can back.
 """
 
 from __future__ import annotations
