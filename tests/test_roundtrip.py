@@ -13,6 +13,7 @@ from samples import sample
 import converter
 from converter import dtypes, registry
 from converter.errors import FormatError
+from converter.formats._common import name_to_path
 
 WRITABLE = [f for f in registry.formats().values() if f.can_write]
 
@@ -99,7 +100,9 @@ def test_numpy_reads_our_npz(tmp_path):
     converter.write(data, tmp_path / "x.npz")
     with np.load(tmp_path / "x.npz") as theirs:
         for name, value in data.items():
-            assert_same(theirs[name], value, name)
+            # Names a path cannot hold as they are reach numpy escaped (see formats/npz.py).
+            member = name_to_path(name, portable=False)[:-len(".npy")]
+            assert_same(theirs[member], value, name)
 
 
 def test_compressed_npz(tmp_path):

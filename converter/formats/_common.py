@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 import mmap
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -29,6 +32,112 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+# Tensor names as relative paths (npy directories, npz members). Each ``/``-separated part is
+# percent-escaped (``%XX`` of its UTF-8 bytes): in files on disk (``portable``) every character
+# but ``A-Za-z0-9_.-~``, as ``urllib.parse.quote`` with no safe characters does, so names are
+# valid file names everywhere; in zip members only ``%``, ``\\``, control characters (NUL
+# included) and the characters Windows forbids in file names, so numpy users see
+# ``dense/kernel`` and ``é`` as they are. The parts ``.``, ``..`` and the empty part are written
+# ``%2E``, ``%2E%2E`` and ``%``; a scope part ending in ``.npy`` gets its last dot escaped so it
+# cannot clash with a tensor file; parts longer than 200 bytes are shortened and suffixed with a
+# hash (those names round-trip only through the index the writer keeps). The result is never
+# absolute, never holds a ``..`` part and so never leaves its directory.
+MAX_PART = 200
+_ZIP_ESCAPED = frozenset('%\\:*?"<>|') | {chr(c) for c in range(32)} | {"\x7f"}
+
+
+def _quote_zip(part: str) -> str:
+    if not any(c in _ZIP_ESCAPED for c in part):
+        return part
+    return "".join(quote(c, safe="") if c in _ZIP_ESCAPED else c for c in part)
+
+
+def _escape_part(part: str, *, scope: bool, portable: bool) -> str:
+    if part in ("", ".", ".."):
+        return {"": "%", ".": "%2E", "..": "%2E%2E"}[part]
+    out = quote(part, safe="") if portable else _quote_zip(part)
+    if scope and out.lower().endswith(".npy"):
+        out = out[:-4] + "%2Enpy"
+    if len(out.encode()) > MAX_PART:
+        out = out[:180] + "~" + hashlib.sha1(part.encode()).hexdigest()[:16]
+    return out
+
+
+def name_to_path(name: str, suffix: str = ".npy", *, portable: bool = True) -> str:
+    """The relative path that stores tensor ``name`` (the one way names become paths)."""
+    parts = name.split("/")
+    escaped = [_escape_part(p, scope=True, portable=portable) for p in parts[:-1]]
+    escaped.append(_escape_part(parts[-1], scope=False, portable=portable) + suffix)
+    return "/".join(escaped)
+
+
+def path_to_name(rel: str, suffix: str = ".npy") -> str:
+    """The tensor name of a relative path written by :func:`name_to_path` (the inverse, for
+    parts that were not shortened)."""
+    parts = rel[:-len(suffix)].split("/") if suffix else rel.split("/")
+    return "/".join("" if p == "%" else unquote(p, errors="surrogateescape") for p in parts)
+
+
+def check_name(path: Path, name: str, fmt: str, *, nul: bool = True) -> None:
+    """Refuse, in one line, a tensor name the format cannot store: names that are not valid
+    Unicode (lone surrogates: bytes read from a TF bundle that are not UTF-8) anywhere, and NUL
+    where the format ends names at it (``nul=False``)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FormatError(f"{path}: tensor {name!r}: the name is not valid UTF-8, which {fmt} "
+                          "cannot store; rename it (--rename)") from None
+    if not nul and "\0" in name:
+        raise FormatError(f"{path}: tensor {name!r}: the name holds a NUL character, which {fmt} "
+                          "cannot store; rename it (--rename)")
+
+
+def check_dtype(path: Path, tensor: Tensor, fmt: str) -> None:
+    """Refuse, in one line, a dtype converter has no name for (numpy ``S``/``U``/``V`` arrays,
+    float128 ...): no writer can record it so that it reads back."""
+    try:
+        dtypes.name_of(tensor.dtype)
+    except FormatError:
+        raise FormatError(f"{path}: tensor {tensor.name!r} has dtype {tensor.dtype.str} "
+                          f"({tensor.dtype}), which {fmt} cannot store") from None
+
+
+MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits, plus block overhead)
+
+
+def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
+    """Refuse a compressed member whose declared size its compressed bytes cannot produce
+    (or that the archive cannot hold): it would be allocated before a byte is inflated."""
+    archive = path.stat().st_size
+    if info.compress_type == zipfile.ZIP_STORED:
+        limit = archive
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        limit = max(info.compress_size, 0) * MAX_RATIO + 4096
+    else:  # bzip2, lzma: no numpy writes them; their bound is left to zipfile
+        return
+    if info.file_size > limit or info.compress_size > archive:
+        raise FormatError(f"{path}: {what} declares {info.file_size} bytes from "
+                          f"{info.compress_size} compressed, more than deflate can produce "
+                          "(corrupt or hostile archive)")
+
+
+def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cap: int) -> bytes:
+    """A small zip member (a JSON side file, a config) whole, refused in one line when it
+    declares or inflates to more than ``cap`` bytes or more than 1 MiB plus twice the archive's
+    size: parsed JSON takes up to ~25 times its text in memory, so its text must stay a small
+    multiple of the file that holds it. zipfile's own errors propagate."""
+    limit = min(cap, (1 << 20) + 2 * path.stat().st_size)
+    if info.file_size > limit:
+        raise FormatError(f"{path}: {info.filename} declares {info.file_size} bytes, more than "
+                          f"the {limit} allowed")
+    check_declared(path, info, info.filename)
+    with zf.open(info) as f:
+        raw = f.read(limit + 1)  # its declared size may lie; zipfile stops there anyway
+    if len(raw) > limit:
+        raise FormatError(f"{path}: {info.filename} holds more than {limit} bytes")
+    return raw
 
 
 def contiguous_le(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ import ast
 import io
 import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -193,3 +194,54 @@ def restore(raw: np.ndarray, side: dict[str, object] | None, where: str) -> np.n
     if side.get("dtype") == "string":
         return decode_strings(raw, check_shape(Path(where), where, side.get("shape")), where)
     return dtypes.from_storage(raw, str(side["dtype"]))
+
+
+def unpickled(where: str, load: Callable[[], object], name: str, prefix: str | None
+              ) -> list[Tensor]:
+    """The tensors of a pickled .npy (trusted: the caller was allowed to unpickle): a dict,
+    nested or not, gives one tensor per array leaf named by its keys (under ``prefix`` unless
+    None), an object array of byte or text strings a string tensor named ``name``; anything else
+    is refused in one line naming the key."""
+    try:
+        value = load()
+    except Exception as exc:  # unpickling runs arbitrary code: anything can come out of it
+        raise FormatError(f"{where}: cannot unpickle it ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    out: list[Tensor] = []
+
+    def visit(obj: object, key: str | None) -> None:
+        if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == () \
+                and isinstance(obj.item(), dict):
+            obj = obj.item()
+        if isinstance(obj, dict):
+            if not obj:
+                raise FormatError(f"{where}: {_key(key)} is an empty dict, which holds no "
+                                  "tensors")
+            for k, v in obj.items():
+                if isinstance(k, bytes):
+                    k = k.decode("latin1")
+                if not isinstance(k, str):
+                    raise FormatError(f"{where}: {_key(key)} has a key {k!r:.80} that is not a "
+                                      "string")
+                visit(v, k if key is None else f"{key}/{k}")
+            return
+        tensor_name = name if key is None else key if prefix is None else f"{prefix}/{key}"
+        if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
+            array = obj
+        elif isinstance(obj, np.ndarray) and all(
+                isinstance(x, (bytes, str)) for x in obj.reshape(-1)):
+            array = np.empty(obj.shape, dtype=object)
+            for i, x in enumerate(obj.reshape(-1)):
+                array.reshape(-1)[i] = x.encode() if isinstance(x, str) else x
+        else:
+            raise FormatError(f"{where}: {_key(key)} holds a value of type "
+                              f"{type(obj).__name__}, not an array; only arrays (and dicts "
+                              "of arrays) can be read")
+        out.append(Tensor.from_array(tensor_name, array))
+
+    visit(value, None)
+    return out
+
+
+def _key(key: str | None) -> str:
+    return "the pickled object" if key is None else f"key {key!r}"

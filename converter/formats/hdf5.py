@@ -10,6 +10,14 @@ every dataset we write its position in ``order``, so names and order round-trip 
 escaping; files from elsewhere are read by path, in natural order. Dtypes HDF5 lacks are stored
 as raw bits in an unsigned integer with attribute ``dtype="bfloat16"`` (as Keras 3 does); byte
 strings as variable-length uint8 sequences with ``dtype="string"`` (HDF5 strings stop at NUL).
+Names HDF5 cannot hold (NUL, which ends link names and attributes; not valid Unicode) and ranks
+above 32 are refused before anything is written.
+
+Reading a file from elsewhere allocates no more than it stores: storage HDF5 never allocated (a
+contiguous dataset never written, chunks never written) reads as the dataset's fill value only up
+to ``MAX_UNBACKED`` bytes per dataset, and deflated chunks may not declare more than deflate can
+produce from their stored bytes; beyond that the dataset is refused in one line. References
+(object and region) are refused: they point into the file, they are not tensor data.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from ..kinds import optimizer_weight_kind
 from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
-from ._common import contiguous_le
+from ._common import check_dtype, check_name, contiguous_le
 from ._stream import copy_to
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -169,28 +177,38 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
 SCAN_WHOLE = 64 << 20  # below this, reading the whole file costs less than visiting it
 
 
-def _check_global_heaps(path: Path, f) -> None:
+# Where an HDF5 file's bytes are: ``(file, offset, size)``, for the checks that read raw bytes
+# (an HDF5 file stored inside a zip starts at its member's offset).
+Window = tuple[str, int, int]
+
+
+def _window(path: Path) -> Window:
+    return str(path), 0, os.path.getsize(path)
+
+
+def _check_global_heaps(path: Path, f, raw: Window | None = None) -> None:
     """Validate the global heap collections (GCOL: where variable-length strings live) before
     HDF5 reads any: libhdf5 (1.14.6) loops forever on a collection holding an object of length
     zero, and Python cannot interrupt it. In a large file the scan skips the contiguous datasets'
     raw data, so it reads little more than the metadata."""
     h5py = _h5py()
+    file, base, size = raw or _window(path)
     extents: list[tuple[int, int]] = []
 
     def visit(name: bytes) -> None:
         obj = h5py.h5o.open(f.id, name)
         if isinstance(obj, h5py.h5d.DatasetID):
-            offset, size = obj.get_offset(), obj.get_storage_size()
-            if offset is not None and size:
-                extents.append((offset, offset + size))
+            offset, nbytes = obj.get_offset(), obj.get_storage_size()
+            if offset is not None and nbytes:
+                extents.append((base + offset, base + offset + nbytes))
 
-    if os.path.getsize(path) > SCAN_WHOLE:
+    if size > SCAN_WHOLE:
         h5py.h5o.visit(f.id, visit)
-    with open(path, "rb") as fh:
-        end = os.fstat(fh.fileno()).st_size
+    with open(file, "rb") as fh:
+        end = min(os.fstat(fh.fileno()).st_size, base + size)
         buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if end else b""
     try:
-        pos = 0
+        pos = base
         for start, stop in sorted(extents) + [(end, end)]:
             at = buf.find(b"GCOL", pos, max(pos, start) + 3)
             while at >= 0:
@@ -219,23 +237,26 @@ def _check_collection(path: Path, buf, at: int, end: int) -> None:
         p += need
 
 
-def _check_vlen_lengths(path: Path, ds, where: str) -> None:
+def _check_vlen_lengths(path: Path, ds, where: str, raw: Window | None = None) -> None:
     """HDF5 allocates each variable-length element at the length stored beside its heap
     reference, before it reads the heap: check the lengths of a contiguous dataset against the
     file size first (a damaged length would ask for gigabytes)."""
+    file, base, file_size = raw or _window(path)
     offset, size = ds.id.get_offset(), ds.id.get_storage_size()
     count = math.prod(ds.shape or ())
     if offset is None or not size or size != 16 * count:
         return  # compact or chunked storage, or other address sizes: left to HDF5
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        raw = fh.read(size)
-    if len(raw) < size:
+    if offset + size > file_size:
         raise CorruptionError(f"{where}: data at {offset}+{size} runs past the end of the file")
-    lengths = np.frombuffer(raw, dtype=[("n", "<u4"), ("ref", "V12")], count=count)["n"]
-    base = _h5py().check_vlen_dtype(ds.dtype)
-    total = sum(lengths.tolist()) * (1 if base in (str, bytes) else np.dtype(base).itemsize)
-    if total > os.path.getsize(path):
+    with open(file, "rb") as fh:
+        fh.seek(base + offset)
+        data = fh.read(size)
+    if len(data) < size:
+        raise CorruptionError(f"{where}: data at {offset}+{size} runs past the end of the file")
+    lengths = np.frombuffer(data, dtype=[("n", "<u4"), ("ref", "V12")], count=count)["n"]
+    vlen = _h5py().check_vlen_dtype(ds.dtype)
+    total = sum(lengths.tolist()) * (1 if vlen in (str, bytes) else np.dtype(vlen).itemsize)
+    if total > file_size:
         raise CorruptionError(f"{where}: its variable-length elements claim {total} bytes, more "
                               "than the file holds")
 
@@ -272,6 +293,7 @@ def _check_storage(path: Path, ds, allow_external: bool) -> None:
                 raise FormatError(f"{where}: a virtual dataset mapping {', '.join(outside)}; "
                                   "refusing to read other files (allow_external=True for files "
                                   "you trust)")
+    _check_backed(ds, plist, layout, where)
     if layout == h5py.h5d.CONTIGUOUS and not plist.get_external_count() and \
             not ds.dtype.hasobject:
         stored = ds.id.get_storage_size()
@@ -279,6 +301,39 @@ def _check_storage(path: Path, ds, allow_external: bool) -> None:
         if stored and stored != nbytes:
             raise FormatError(f"{where}: {stored} bytes stored, {nbytes} expected for shape "
                               f"{list(ds.shape or ())} {ds.dtype}")
+
+
+MAX_UNBACKED = 16 << 20
+MAX_DEFLATE_RATIO = 1032
+_PLAIN_FILTERS = {1, 2, 3}  # deflate, shuffle, fletcher32: at most deflate's expansion
+
+
+def _check_backed(ds, plist, layout: int, where: str) -> None:
+    """Refuse a dataset that would make us allocate far more than the file stores. Storage
+    HDF5 never allocated (a contiguous dataset without data, chunks never written) reads as the
+    fill value: up to MAX_UNBACKED bytes of it are read, more is refused, since a file of a few
+    bytes can declare terabytes that way. Chunks stored with deflate (and shuffle, fletcher32)
+    cannot hold more than MAX_DEFLATE_RATIO times their stored size."""
+    h5py = _h5py()
+    nbytes = math.prod(ds.shape or ()) * ds.dtype.itemsize
+    if not nbytes or layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED) or \
+            plist.get_external_count():
+        return
+    stored = ds.id.get_storage_size()
+    if layout == h5py.h5d.CONTIGUOUS:
+        backed = nbytes if stored else 0
+    else:
+        chunk = math.prod(ds.chunks) * ds.dtype.itemsize
+        backed = min(nbytes, ds.id.get_num_chunks() * chunk)
+        filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+        if filters <= _PLAIN_FILTERS and backed > stored * MAX_DEFLATE_RATIO + (1 << 20):
+            raise FormatError(f"{where}: its {ds.id.get_num_chunks()} chunks store {stored} "
+                              f"bytes, which cannot hold the {backed} they declare (corrupt "
+                              "file)")
+    if nbytes - backed > MAX_UNBACKED:
+        raise FormatError(f"{where}: {nbytes - backed} of its {nbytes} bytes are not stored in "
+                          "the file (they would read as the fill value); refusing to allocate "
+                          f"more than {MAX_UNBACKED} bytes of fill")
 
 
 def _keras3_roles(f, tensors: dict[str, Tensor]) -> None:
@@ -301,58 +356,66 @@ def _strings(value) -> list[str]:
 
 def _legacy_keras(path: Path, f) -> list[tuple[str, Tensor]] | None:
     """Keras 2 ``save_weights``/``save`` .h5 files: ``layer_names`` on the root (or on
-    ``model_weights`` in full-model files) and ``weight_names`` on each layer group, in order,
-    then a full-model file's optimizer weights. Tensors are named by their weight names
-    without TF's ``:0`` (``dense/kernel``)."""
+    ``model_weights`` in full-model files) and ``weight_names`` on each layer group, in order.
+    Tensors are named by their weight names without TF's ``:0`` (``dense/kernel``). A full-model
+    file's ``optimizer_weights`` (``weight_names`` on the group) follow as kinds ``counter`` (the
+    integer step) and ``slot`` (``Adam/m/dense/kernel``)."""
     root = f["model_weights"] if "model_weights" in f else f
     if "layer_names" not in root.attrs:
         return None
     out: list[tuple[str, Tensor]] = []
     seen: set[str] = set()
+    h5py = _h5py()
     for layer in _strings(root.attrs["layer_names"]):
         group = root[layer]
+        if not isinstance(group, h5py.Group):
+            raise FormatError(f"{path}: layer {layer!r} is not a group")
         for weight in _strings(group.attrs.get("weight_names", [])):
+            if not isinstance(group.get(weight), h5py.Dataset):
+                what = "missing" if weight not in group else "not a dataset"
+                raise FormatError(f"{path}: weight {weight!r} of layer {layer!r} is {what}")
             name = weight[:-2] if weight.endswith(":0") else weight
             if name in seen:  # two layers with one weight name: keep the layer to tell them apart
                 name = f"{layer}/{name}"
             seen.add(name)
             out.append((name, _tensor(path, group[weight], name)))
-    if root is not f:
-        out += _legacy_optimizer(path, f, seen)
+    optimizer = f.get("optimizer_weights") if root is not f else None
+    if isinstance(optimizer, h5py.Group):
+        for weight in _strings(optimizer.attrs.get("weight_names", [])):
+            if not isinstance(optimizer.get(weight), h5py.Dataset):
+                what = "missing" if weight not in optimizer else "not a dataset"
+                raise FormatError(f"{path}: optimizer weight {weight!r} is {what}")
+            name = weight[:-2] if weight.endswith(":0") else weight
+            if name in seen:
+                name = f"optimizer_weights/{name}"
+            seen.add(name)
+            tensor = _tensor(path, optimizer[weight], name)
+            # The step counter is an integer scalar (``iteration``, ``Adam/iterations``).
+            counter = tensor.shape == () and tensor.dtype.kind in "iu"
+            tensor.kind = "counter" if counter else optimizer_weight_kind(name)
+            out.append((name, tensor))
     return out
 
 
-def _legacy_optimizer(path: Path, f, seen: set[str]) -> list[tuple[str, Tensor]]:
-    """A full-model file's ``optimizer_weights`` (``weight_names`` in order), named like the
-    model weights (``Adam/m/dense/kernel``, ``iteration``), as kinds ``slot`` and ``counter``."""
-    group = f.get("optimizer_weights")
-    if group is None or "weight_names" not in group.attrs:
-        return []
-    out: list[tuple[str, Tensor]] = []
-    for weight in _strings(group.attrs["weight_names"]):
-        name = weight[:-2] if weight.endswith(":0") else weight
-        if name in seen:
-            name = f"optimizer_weights/{name}"
-        seen.add(name)
-        tensor = _tensor(path, group[weight], name)
-        tensor.kind = optimizer_weight_kind(name)
-        out.append((name, tensor))
-    return out
-
-
-def _tensor(path: Path, ds, name: str, allow_external: bool = False) -> Tensor:
+def _tensor(path: Path, ds, name: str, allow_external: bool = False,
+            window: Window | None = None) -> Tensor:
+    """A lazy tensor over dataset ``ds``; ``window`` locates the HDF5 file's bytes when they are
+    not the whole of ``path`` (see :data:`Window`)."""
     h5py = _h5py()
     where = f"{path}: tensor {name!r}"
     _check_storage(path, ds, allow_external)
     declared = ds.attrs.get("dtype")
     if isinstance(declared, bytes):
         declared = declared.decode()
+    if h5py.check_ref_dtype(ds.dtype) is not None:
+        raise FormatError(f"{where}: holds HDF5 {h5py.check_ref_dtype(ds.dtype).__name__}s "
+                          "(pointers into the file), not tensor data")
     vlen = h5py.check_vlen_dtype(ds.dtype)
     shape = tuple(ds.shape) if ds.shape is not None else ()
     if vlen is not None or ds.dtype.kind in "SO" or declared == "string":
         def load_strings() -> np.ndarray:
             if vlen is not None:
-                _check_vlen_lengths(path, ds, where)
+                _check_vlen_lengths(path, ds, where, window)
             raw = _read_all(ds, where, shape)
             # A scalar dataset reads as its one element (itself an array for vlen uint8).
             items = [raw] if shape == () else np.asarray(raw, dtype=object).reshape(-1)
@@ -392,8 +455,17 @@ def _read_all(ds, where: str, shape: tuple[int, ...]):
         raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
 
 
+MAX_RANK = 32  # H5S_MAX_RANK
+
+
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:
     h5py = _h5py()
+    for tensor in ckpt.values():  # refuse before the output exists
+        check_name(path, tensor.name, "HDF5", nul=False)  # link names and attributes end at NUL
+        check_dtype(path, tensor, "HDF5")
+        if len(tensor.shape) > MAX_RANK:
+            raise FormatError(f"{path}: tensor {tensor.name!r} has rank {len(tensor.shape)}; "
+                              f"HDF5 datasets have at most {MAX_RANK} dimensions")
     paths = {name: "/".join(_escape(p) for p in name.split("/")) for name in ckpt}
     scopes = {p.rsplit("/", i)[0] for p in paths.values() for i in range(1, p.count("/") + 1)}
     # Datasets are allocated contiguously up front; their bytes are then streamed straight into

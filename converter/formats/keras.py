@@ -12,26 +12,44 @@ attribute.
 
 Tensors of a ``.keras`` file are named like Keras 3 variable paths, from the config alone:
 ``<layer name>/.../<weight name>`` (``inner/dense/kernel``), with weight names from the layer
-classes below and ``vars/<i>`` for classes not listed. Every tensor keeps its file key
-(``attrs["keras_key"]``) and ``attrs["keras_name"]`` (``inner/dense/vars/0``), which the
-loaders match against the keys Keras 3 would give a model's variables. Optimizer variables
+classes below and ``vars/<i>`` for classes not listed; the layers a ``Bidirectional`` or
+``TimeDistributed`` wrapper holds are found in its config (``layer``, ``backward_layer``), so
+their weights are named too (``bidirectional/forward_gru/gru_cell/kernel``). Every tensor keeps
+its file key (``attrs["keras_key"]``) and ``attrs["keras_name"]`` (``inner/dense/vars/0``),
+which the loaders match against the keys Keras 3 would give a model's variables. Optimizer variables
 (``optimizer/vars/<i>``: the iteration counter first) are kinds ``counter`` and ``slot``.
+
+``config.json`` and ``metadata.json`` may hold at most ``MAX_CONFIG`` bytes (and 1 MiB plus
+twice the archive's size, see ``_common.read_capped``). The weights file is
+read in place when stored (as Keras writes it) and inflated once into a temporary file when
+deflated; the HDF5 guards (global heaps, variable-length lengths) check the inner file's bytes.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import shutil
 import struct
+import tempfile
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError
 from ..tensor import Checkpoint, Source, Tensor
+from ._common import check_declared, map_file, read_capped, release
+
+if TYPE_CHECKING:
+    from .hdf5 import Window
 
 CONFIG = "config.json"
+META = "metadata.json"
 WEIGHTS = "model.weights.h5"
+MAX_CONFIG = 16 << 20  # the config of a model of thousands of layers is a few MB
 # Own variables of common layers, in the order Keras 3 saves them, with the config flag that
 # leaves each out (bias without use_bias, gamma without scale, beta without center).
 OWN = {
@@ -53,6 +71,14 @@ OWN = {
 }
 
 
+# Layers that wrap others, with the config key and weights-file attribute of each wrapped
+# layer (``bidirectional/forward_gru/gru_cell/kernel``, as Keras 3 names the variables).
+WRAPPERS = {
+    "Bidirectional": (("layer", "forward_layer"), ("backward_layer", "backward_layer")),
+    "TimeDistributed": (("layer", "layer"),),
+}
+
+
 def sniff(path: Path) -> bool:
     if not path.is_file() or not zipfile.is_zipfile(path):
         return False
@@ -67,7 +93,7 @@ def sniff(path: Path) -> bool:
 
 def read(path: Path) -> Checkpoint:
     """The weights of a ``.keras`` archive, named from its config (see the module docstring)."""
-    from .hdf5 import _h5py, _tensor
+    from .hdf5 import _check_global_heaps, _h5py, _tensor
 
     h5py = _h5py()
     closers: list = []
@@ -79,15 +105,15 @@ def read(path: Path) -> Checkpoint:
     try:
         archive = zipfile.ZipFile(path)
         closers.append(archive.close)
-        config = json.loads(archive.read(CONFIG))
+        config = json.loads(read_capped(archive, archive.getinfo(CONFIG), path, MAX_CONFIG))
         if not isinstance(config, dict):
             raise ValueError("config.json holds no model config")
-        meta = json.loads(archive.read("metadata.json")) if "metadata.json" in \
-            archive.namelist() else {}
-        member = archive.open(WEIGHTS)  # seekable: h5py reads it in place, nothing unpacked
-        closers.append(member.close)
-        f = h5py.File(member, "r")
+        meta = json.loads(read_capped(archive, archive.getinfo(META), path, MAX_CONFIG)) \
+            if META in archive.namelist() else {}
+        source, window = _weights_file(archive, path, closers)
+        f = h5py.File(source, "r")
         closers.append(f.close)
+        _check_global_heaps(path, f, window)
         datasets: list[tuple[str, Any]] = []
         f.visititems(lambda p, o: datasets.append((p, o)) if isinstance(o, h5py.Dataset)
                      else None)
@@ -99,14 +125,16 @@ def read(path: Path) -> Checkpoint:
             name, attrs, kind = described[key]
             if name in tensors:
                 name = key
-            tensor = _tensor(path, ds, name)
+            tensor = _tensor(path, ds, name, window=window)
             tensor.attrs.update(attrs)
             tensor.kind = kind
             tensors[name] = tensor
     except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError,
+            RecursionError, EOFError, zlib.error, NotImplementedError,
             zipfile.BadZipFile) as exc:
         close_all()
-        raise FormatError(f"{path}: not a readable .keras archive ({exc})") from None
+        raise FormatError(f"{path}: not a readable .keras archive "
+                          f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
     except BaseException:
         close_all()
         raise
@@ -116,6 +144,72 @@ def read(path: Path) -> Checkpoint:
         facts["keras_version"] = str(meta["keras_version"])
     return Checkpoint(tensors, source=Source("keras", str(path), "keras3", facts=facts),
                       closers=[close_all])
+
+
+def _weights_file(archive: zipfile.ZipFile, path: Path, closers: list) -> tuple[Any, Window]:
+    """What h5py opens for the archive's weights, and where that HDF5 file's bytes are.
+
+    A stored member (as Keras writes it) is read in place, through a window on the archive
+    (zipfile before Python 3.12 serves a backward seek by reading again from the member's
+    start). A deflated one (an archive repacked
+    by other tools) is inflated once into a temporary file: HDF5 reads by seeking, and zipfile
+    serves each backward seek by inflating the member again from its start. The temporary file
+    is at most the member's declared size, which may not exceed what deflate can produce from
+    its compressed bytes."""
+    from .npz import _stored_start
+
+    info = archive.getinfo(WEIGHTS)
+    buf = map_file(path)
+    try:
+        start = _stored_start(buf, info, path.stat().st_size)
+    finally:
+        release(buf)
+    if start is not None:
+        member = _Slice(path, start, info.file_size)  # read in place, nothing unpacked
+        closers.append(member.close)
+        return member, (str(path), start, info.file_size)
+    check_declared(path, info, WEIGHTS)
+    tmp = tempfile.NamedTemporaryFile(prefix="ckpt-", suffix=".weights.h5", delete=False)
+    closers.append(lambda: os.unlink(tmp.name))
+    with tmp, archive.open(info) as src:
+        shutil.copyfileobj(src, tmp, 1 << 20)
+    return tmp.name, (tmp.name, 0, os.path.getsize(tmp.name))
+
+
+class _Slice(io.RawIOBase):
+    """Bytes ``[start, start + size)`` of a file as a read-only, seekable file."""
+
+    def __init__(self, path: Path, start: int, size: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._start, self._size, self._pos = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        data = os.pread(self._fd, n, self._start + self._pos) if n else b""
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
 
 
 def write(ckpt: Checkpoint, path: Path, **opts: Any) -> None:
@@ -166,6 +260,18 @@ def config_layers(config: dict) -> dict[str, tuple[str, str, dict]]:
                     else:
                         used[key] = 0
                     visit(layer, f"{path}/layers/{key}" if path else f"layers/{key}")
+        for cfg_key, attr in WRAPPERS.get(cls, ()):
+            inner = cfg.get(cfg_key)
+            if cfg_key == "backward_layer" and not isinstance(inner, dict) and \
+                    isinstance(cfg.get("layer"), dict):
+                # Without its own config, the backward layer is a copy of the forward one.
+                forward = cfg["layer"]
+                name = str((forward.get("config") or {}).get("name", ""))
+                inner = {**forward, "config": {**(forward.get("config") or {}),
+                                               "name": "backward_" + name.removeprefix(
+                                                   "forward_")}}
+            if isinstance(inner, dict) and path:
+                visit(inner, f"{path}/{attr}")
 
     if isinstance(config, dict):
         visit(config, "")

@@ -1,14 +1,23 @@
 """numpy .npy: one file is one tensor; a directory of .npy files is a checkpoint.
 
 Directory layout: tensor ``dense/kernel`` is ``DIR/dense/kernel.npy``. Each ``/``-separated part
-of a name is percent-escaped (``urllib.parse.quote`` with no safe characters, so ``%``, ``:`` and
-non-ASCII become ``%XX``); the parts ``.``, ``..`` and the empty part are written ``%2E``,
-``%2E%2E`` and ``%``; a scope part ending in ``.npy`` gets its last dot escaped so it cannot clash
-with a tensor file; parts longer than 200 bytes are shortened and suffixed with a hash. The file
+of a name is percent-escaped by ``_common.name_to_path`` (``urllib.parse.quote`` with no safe
+characters, so ``%``, ``:``, ``\\``, NUL and non-ASCII become ``%XX``); the parts ``.``, ``..``
+and the empty part are written ``%2E``, ``%2E%2E`` and ``%``, so no file lands outside ``DIR``;
+a scope part ending in ``.npy`` gets its last dot escaped so it cannot clash with a tensor file;
+parts longer than 200 bytes are shortened and suffixed with a hash. Names that are not valid
+Unicode (bytes from a TF bundle that are not UTF-8) are refused. The file
 ``DIR/converter-index.json`` records each tensor's real name, file, order, non-numpy dtype
 (bfloat16 raw bits, byte strings as a length-prefixed uint8 buffer; see ``_npyfmt``) and the
 checkpoint metadata, so names round-trip exactly; a directory without it (written by someone else)
-is read by walking ``**/*.npy`` and un-escaping the paths.
+is read by walking ``**/*.npy`` and un-escaping the paths. Either way, a file or symbolic link
+that resolves outside the directory is refused.
+
+Pickled ``.npy`` files (``allow_pickle=True``, trusted files only; Python 2 pickles are decoded
+as latin-1, as ``numpy.load`` advises) are unpickled when opened: a dict, nested or not
+(``np.save("det1.npy", {"conv1": {"weights": w}})``), becomes one tensor per array leaf
+(``conv1/weights``; in a directory, ``det1/conv1/weights``), an object array of byte or text
+strings a string tensor; anything else is refused, naming the key.
 """
 
 from __future__ import annotations
@@ -17,7 +26,6 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -27,7 +35,7 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
 from . import _npyfmt
-from ._common import frombuffer, map_file
+from ._common import check_dtype, check_name, frombuffer, map_file, name_to_path, path_to_name
 
 INDEX = "converter-index.json"
 
@@ -43,31 +51,15 @@ def sniff(path: Path) -> bool:
         return f.read(6) == _npyfmt.MAGIC
 
 
-def _escape_part(part: str, *, scope: bool) -> str:
-    if part in ("", ".", ".."):
-        return {"": "%", ".": "%2E", "..": "%2E%2E"}[part]
-    out = quote(part, safe="")
-    if scope and out.lower().endswith(".npy"):
-        out = out[:-4] + "%2Enpy"
-    if len(out.encode()) > 200:
-        out = out[:180] + "~" + hashlib.sha1(part.encode()).hexdigest()[:16]
-    return out
-
-
 def file_for(name: str) -> str:
     """The relative file path of tensor ``name`` in a directory checkpoint."""
-    parts = name.split("/")
-    escaped = [_escape_part(p, scope=True) for p in parts[:-1]]
-    escaped.append(_escape_part(parts[-1], scope=False) + ".npy")
-    return "/".join(escaped)
+    return name_to_path(name)
 
 
-def _name_for(rel: str) -> str:
-    parts = rel[:-4].split("/")
-    return "/".join("" if p == "%" else unquote(p) for p in parts)
-
-
-def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool) -> Tensor:
+def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool,
+              prefix: str | None = None) -> list[Tensor]:
+    """The tensors of one .npy file: one, or for a pickled dict one per array in it, named
+    under ``prefix`` (None: a lone file, whose dict keys are the names themselves)."""
     where = f"{file}" if side is None and name == file.stem else f"{file}: tensor {name!r}"
     size = file.stat().st_size
     with open(file, "rb") as f:
@@ -76,11 +68,11 @@ def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool) -> T
         if not allow_pickle:
             raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
                               "(--allow-pickle) only for files you trust")
+        def load() -> object:
+            # latin-1 maps a Python 2 ``str`` (array data) byte for byte; numpy's default fails.
+            return np.load(file, allow_pickle=True, encoding="latin1")
 
-        def load_pickle() -> np.ndarray:
-            return np.load(file, allow_pickle=True)
-
-        return Tensor(name, dtype, shape, load_pickle)
+        return _npyfmt.unpickled(str(file), load, name, prefix)
     nbytes = math.prod(shape) * dtype.itemsize
     if size != hlen + nbytes:
         # Extra bytes mean the header lies as surely as missing ones: a header length one short
@@ -102,14 +94,14 @@ def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool) -> T
         return _npyfmt.restore(raw, side, where)
 
     plain = not fortran and (not side or side.get("dtype") != "string")
-    return Tensor(name, real_dtype, real_shape, load,
-                  span=(str(file), hlen, nbytes) if plain else None)
+    return [Tensor(name, real_dtype, real_shape, load,
+                   span=(str(file), hlen, nbytes) if plain else None)]
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
     if path.is_file():
-        t = _open_npy(path, path.stem, None, allow_pickle)
-        return Checkpoint({t.name: t}, source=Source("npy", str(path)))
+        found = _open_npy(path, path.stem, None, allow_pickle)
+        return Checkpoint({t.name: t for t in found}, source=Source("npy", str(path)))
     if not path.is_dir():
         raise FormatError(f"{path}: no such file or directory")
     index_file = path / INDEX
@@ -137,13 +129,22 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
             if not file.is_file():
                 raise FormatError(f"{index_file}: tensor {name!r}: missing file {rel}")
             side = {k: v for k, v in entry.items() if k in ("dtype", "shape")} or None
-            tensors[name] = _open_npy(file, name, side, allow_pickle)
+            for t in _open_npy(file, name, side, allow_pickle, prefix=name):
+                tensors[t.name] = t
     else:
         for file in sorted(path.rglob("*.npy")):
+            rel = file.relative_to(path).as_posix()
+            if root not in file.resolve().parents:
+                # As with an index: a link out of the directory must not make us read other files.
+                raise FormatError(f"{path}: {rel} resolves outside the directory "
+                                  f"({file.resolve()}); refusing to follow it")
             if not file.is_file():
                 continue
-            name = _name_for(file.relative_to(path).as_posix())
-            tensors[name] = _open_npy(file, name, None, allow_pickle)
+            name = path_to_name(rel)
+            for t in _open_npy(file, name, None, allow_pickle, prefix=name):
+                if t.name in tensors:
+                    raise FormatError(f"{path}: tensor {t.name!r} is stored twice")
+                tensors[t.name] = t
         if not tensors:
             raise FormatError(f"{path}: directory holds no .npy files")
     return Checkpoint(tensors, metadata, source=Source("npy", str(path)))
@@ -161,6 +162,8 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
         # --force replaces an earlier npy output, never a directory holding anything else.
         tmp = out.new(path, directory=True, owned=_files_of)
         for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
+            check_name(path, tensor.name, "an npy directory")
+            check_dtype(path, tensor, "npy")
             rel = file_for(tensor.name)
             if rel.lower() in used:  # case-insensitive file systems, hash-shortened names
                 rel = rel[:-4] + "~" + hashlib.sha1(tensor.name.encode()).hexdigest()[:12] + ".npy"
@@ -192,6 +195,7 @@ def _write_single(ckpt: Checkpoint, path: Path, force: bool) -> None:
             "write to a directory (--to npy) or an .npz instead"
         )
     (tensor,) = ckpt.values()
+    check_dtype(path, tensor, "npy")
     if tensor.dtype.hasobject or not dtypes.is_native(tensor.dtype):
         raise FormatError(
             f"{path}: tensor {tensor.name!r} has dtype {dtypes.name_of(tensor.dtype)}, which a "

@@ -1,14 +1,27 @@
 """numpy .npz: a zip archive of .npy members (``numpy.lib.format``), one per tensor.
 
-Member ``NAME.npy`` holds tensor ``NAME``, as ``numpy.load`` expects. Dtypes numpy cannot store
-(bfloat16, float8) are kept as raw bits in an unsigned integer of the same width, and byte-string
-tensors as a uint8 buffer (uint64 lengths, then the bytes) instead of a pickle; the member
-``__converter__.json`` records their real dtype and the checkpoint metadata. Uncompressed members
-are read through a memory map; ``compress=True`` writes deflated members.
+Member ``NAME.npy`` holds tensor ``NAME``, as ``numpy.load`` expects, unless the name needs an
+escape (``_common.name_to_path``: ``%``, ``\\``, control characters and ``:*?"<>|`` become
+``%XX``; the parts ``.``, ``..`` and the empty part ``%2E``, ``%2E%2E`` and ``%``: ``../up`` is
+``%2E%2E/up.npy``), so no member of an archive we write is absolute or climbs out of the
+directory it is extracted to; the side member maps such members back to their names. Names that
+are not valid Unicode are refused. Dtypes numpy cannot store (bfloat16, float8) are kept as raw
+bits in an unsigned integer of the same width, and byte-string tensors as a uint8 buffer (uint64
+lengths, then the bytes) instead of a pickle; the member ``__converter__.json`` records their
+real dtype, escaped names and the checkpoint metadata.
+Uncompressed members are read through a memory map; ``compress=True`` writes deflated members.
+Pickled members (``allow_pickle=True``) are unpickled when opened, as in ``npy``: a member
+``det1.npy`` holding a dict of arrays gives tensors ``det1/conv1/weights`` ...
+
+Hostile archives stay bounded: the side member may hold at most ``MAX_SIDE`` bytes and 1 MiB
+plus twice the archive's size (``_common.read_capped``), and a deflated member may declare at
+most ``_common.MAX_RATIO`` (deflate's limit) times its compressed size, so neither is inflated
+or allocated beyond what the file can back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -29,9 +42,19 @@ from ..progress import tracked
 from ..signals import Sections, sections
 from ..tensor import Checkpoint, Source, Tensor
 from . import _npyfmt
-from ._common import frombuffer, map_file, release
+from ._common import (
+    check_declared,
+    check_dtype,
+    check_name,
+    frombuffer,
+    map_file,
+    name_to_path,
+    read_capped,
+    release,
+)
 
 SIDE = "__converter__.json"
+MAX_SIDE = 64 << 20  # a side entry is ~50 bytes: room for a million tensors
 
 DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 
@@ -92,23 +115,26 @@ def _central_count(path: Path) -> int | None:
     return None if count == 0xFFFF else count
 
 
-def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict]:
-    """``(tensors, metadata)`` from the side member, checked for shape."""
+def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict, dict]:
+    """``(tensors, metadata, names)`` from the side member, checked for shape."""
     if SIDE not in zf.namelist():
-        return {}, {}
+        return {}, {}, {}
+    info = zf.getinfo(SIDE)
     try:
-        side = json.loads(zf.read(SIDE))
+        side = json.loads(read_capped(zf, info, path, MAX_SIDE))
     except RecursionError:
         raise FormatError(f"{path}: {SIDE} is nested too deeply") from None
     except ZIP_ERRORS as exc:  # JSON and Unicode errors are ValueErrors too
         raise FormatError(f"{path}: {SIDE} is unreadable ({_first_line(exc)})") from None
     tensors = side.get("tensors", {}) if isinstance(side, dict) else None
     metadata = side.get("metadata", {}) if isinstance(side, dict) else None
+    names = side.get("names", {}) if isinstance(side, dict) else None
     if not isinstance(tensors, dict) or not isinstance(metadata, dict) or not all(
-            isinstance(v, dict) for v in tensors.values()):
-        raise FormatError(f"{path}: {SIDE} is malformed (expected an object with 'tensors' and "
-                          "'metadata' objects)")
-    return tensors, metadata
+            isinstance(v, dict) for v in tensors.values()) or not isinstance(names, dict) \
+            or not all(isinstance(v, str) for v in names.values()):
+        raise FormatError(f"{path}: {SIDE} is malformed (expected an object with 'tensors', "
+                          "'metadata' and 'names' objects)")
+    return tensors, metadata, names
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
@@ -122,7 +148,7 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
 
 def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
     infos = zf.infolist()
-    side_tensors, metadata = _side(zf, path)
+    side_tensors, metadata, names = _side(zf, path)
     buf = map_file(path)
     size = path.stat().st_size
     tensors: dict[str, Tensor] = {}
@@ -133,10 +159,11 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
             continue
         if not info.filename.endswith(".npy"):
             raise FormatError(f"{path}: member {info.filename!r} is not an .npy file")
-        name = info.filename[:-4]
+        name = names.get(info.filename, info.filename[:-4])
         where = f"{path}: tensor {name!r}"
         if name in tensors:
             raise FormatError(f"{where}: stored twice")
+        check_declared(path, info, f"tensor {name!r}")
         start = _stored_start(buf, info, size)
         try:
             if start is not None:  # read in place: zipfile's per-member set-up costs more
@@ -147,9 +174,26 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
                     dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
         except ZIP_ERRORS as exc:
             raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
-        if dtype.hasobject and not allow_pickle:
-            raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
-                              "(--allow-pickle) only for files you trust")
+        if dtype.hasobject:
+            if not allow_pickle:
+                raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
+                                  "(--allow-pickle) only for files you trust")
+
+            def load_pickle(i=info) -> object:
+                with zf.open(i) as f:
+                    # latin-1: Python 2 pickles, as numpy.load advises.
+                    return np.lib.format.read_array(f, allow_pickle=True,
+                                                    pickle_kwargs={"encoding": "latin1"})
+
+            try:
+                found = _npyfmt.unpickled(where, load_pickle, name, name)
+            except ZIP_ERRORS as exc:
+                raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
+            for t in found:
+                if t.name in tensors:
+                    raise FormatError(f"{path}: tensor {t.name!r} is stored twice")
+                tensors[t.name] = t
+            continue
         nbytes = math.prod(shape) * dtype.itemsize
         if not dtype.hasobject and info.file_size != hlen + nbytes:
             raise FormatError(f"{where}: member holds {info.file_size - hlen} data bytes, "
@@ -187,10 +231,14 @@ def integrity(path: Path) -> dict[str, str]:
     except ZIP_ERRORS:
         return problems  # reading the file reports it
     with zf:
+        try:
+            names = _side(zf, path)[2]
+        except FormatError:
+            names = {}  # reading the file reports it
         for info in zf.infolist():
             if info.filename == SIDE or not info.filename.endswith(".npy"):
                 continue
-            name = info.filename[:-4]
+            name = names.get(info.filename, info.filename[:-4])
             try:
                 with zf.open(info) as f:
                     while f.read(1 << 20):
@@ -258,22 +306,35 @@ class _Forward:
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool = False,
           progress: bool = False) -> None:
     side_tensors: dict[str, dict] = {}
+    names: dict[str, str] = {}
+    used: set[str] = set()
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with outputs(force) as out:
         tmp = out.new(path)
         with sections() as bookkeeping, open(tmp, "wb") as raw, \
                 _archive(raw, method, bookkeeping) as zf:
             for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
+                check_name(path, tensor.name, "npz")
+                check_dtype(path, tensor, "npz")
+                member = name_to_path(tensor.name, portable=False)
+                if member in used or member == SIDE:  # a shortened name's hash collided
+                    member = member[:-4] + "~" + hashlib.sha1(
+                        tensor.name.encode()).hexdigest()[:12] + ".npy"
+                used.add(member)
+                if member != tensor.name + ".npy":
+                    names[member] = tensor.name
                 encoded = _npyfmt.encode(tensor)
                 head, data, entry = encoded
                 if entry:
                     side_tensors[tensor.name] = entry
                 size = len(head) + (tensor.nbytes if data is None else data.nbytes)
-                with _member(zf, tensor.name + ".npy", size > zipfile.ZIP64_LIMIT - 2**20,
+                with _member(zf, member, size > zipfile.ZIP64_LIMIT - 2**20,
                              bookkeeping) as f:
                     _npyfmt.write(f, tensor, encoded)
-            if side_tensors or ckpt.metadata:
+            if side_tensors or ckpt.metadata or names:
                 side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
+                if names:
+                    side["names"] = names
                 with bookkeeping:
                     zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))
 

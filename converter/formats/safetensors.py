@@ -20,7 +20,16 @@ from ..errors import FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
-from ._common import check_shape, frombuffer, gc_paused, map_file, release, split_by_size
+from ._common import (
+    check_dtype,
+    check_name,
+    check_shape,
+    frombuffer,
+    gc_paused,
+    map_file,
+    release,
+    split_by_size,
+)
 from ._stream import copy_all
 
 # safetensors dtype code <-> canonical dtype name
@@ -183,6 +192,10 @@ def _read_sharded(path: Path) -> Checkpoint:
     except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
         raise FormatError(f"{index}: not a safetensors index "
                           f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
+    for key, value in weight_map.items():
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise FormatError(f"{index}: weight_map[{key!r:.80}] must name a shard file, found "
+                              f"{value!r:.80}")
     files = list(dict.fromkeys(weight_map.values()))
     tensors: dict[str, Tensor] = {}
     metadata: dict[str, str] = {}
@@ -231,10 +244,12 @@ def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> b
     offset = 0
     for tensor in tensors:
         name = tensor.name
+        check_name(path, name, "safetensors")
         if name == "__metadata__":
             raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
         code = codes.get(tensor.dtype)
         if code is None:
+            check_dtype(path, tensor, "safetensors")
             dtype_name = dtypes.name_of(tensor.dtype)
             if dtype_name not in NAMES:
                 raise FormatError(f"{path}: tensor {name!r} has dtype {dtype_name}, which "
