@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import warnings
+import stat
 from functools import partial
 from pathlib import Path
 
@@ -14,12 +12,15 @@ import numpy as np
 
 from ... import dtypes
 from ...crc32c import crc, extend, lengths_crc, mask, unmask
-from ...errors import ConverterWarning, CorruptionError, FormatError
+from ...errors import CorruptionError, FormatError
 from ...tensor import Checkpoint, Tensor
-from .._common import frombuffer, gc_paused, map_file, release
+from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph, proto
+from .locate import DATA_RE as DATA_RE  # re-exported: batch discovery matches shard names
+from .locate import basename, prefixes_in, resolve
 from .slices import slice_key
-from .table import has_magic, read_table
+from .state import read_state
+from .table import read_table
 
 # DataType enum (tensorflow/core/framework/types.proto) -> canonical dtype name.
 DT_NAMES = {
@@ -31,117 +32,31 @@ DT_NAMES = {
 # Quantized types hold plain integers; we read them as such and remember the TF type.
 QUANTIZED = {11: ("qint8", "int8"), 12: ("quint8", "uint8"), 13: ("qint32", "int32"),
              15: ("qint16", "int16"), 16: ("quint16", "uint16")}
-DATA_RE = re.compile(r"^(?P<prefix>.*)\.data-(?P<i>\d{5})-of-(?P<n>\d{5})$")
-STEP_RE = re.compile(r"-(\d+)$")
 
 
-def shard_path(prefix: Path, i: int, n: int) -> Path:
-    return prefix.with_name(f"{prefix.name}.data-{i:05d}-of-{n:05d}")
+def shard_path(prefix: str | os.PathLike[str], i: int, n: int) -> Path:
+    return Path(f"{os.fspath(prefix)}.data-{i:05d}-of-{n:05d}")
+
+
+def list_prefixes(directory: Path) -> list[Path]:
+    """Every checkpoint prefix in ``directory`` that a ``Path`` can hold, ordered by step."""
+    return [Path(p) for p in prefixes_in(directory) if basename(p)]
 
 
 def _state_file_prefixes(directory: Path) -> tuple[str | None, list[str]]:
     """``model_checkpoint_path`` and ``all_model_checkpoint_paths`` of a ``checkpoint`` file."""
-    state = directory / "checkpoint"
-    try:
-        text = state.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None, []
-    latest, everything = None, []
-    for key, value in re.findall(r'^\s*(\w+)\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M):
-        value = value.encode("latin1", "backslashreplace").decode("unicode_escape")
-        if key == "model_checkpoint_path":
-            latest = value
-        elif key == "all_model_checkpoint_paths":
-            everything.append(value)
-    return latest, everything
-
-
-def _locate(directory: Path, recorded: str) -> Path:
-    """A prefix named in a state file: relative to the directory, or absolute; an absolute path
-    from another machine falls back to the file of that name beside the state file."""
-    p = Path(recorded)
-    if not p.is_absolute():
-        p = directory / p
-    if not p.with_name(p.name + ".index").exists():
-        beside = directory / Path(recorded).name
-        if beside.with_name(beside.name + ".index").exists():
-            warnings.warn(f"{directory / 'checkpoint'}: names {recorded}, which does not exist "
-                          f"here; using {beside.name} beside it (copied from another machine?)",
-                          ConverterWarning, stacklevel=2)
-            return beside
-    return p
-
-
-def _step(prefix: Path) -> int:
-    m = STEP_RE.search(prefix.name)
-    return int(m.group(1)) if m else -1
-
-
-def list_prefixes(directory: Path) -> list[Path]:
-    """Every checkpoint prefix in ``directory``, ordered by step (then name)."""
-    prefixes = [p.with_suffix("") for p in directory.glob("*.index") if p.is_file()]
-    return sorted(prefixes, key=lambda p: (_step(p), p.name))
-
-
-def resolve(path: Path) -> tuple[Path, dict[str, str]]:
-    """The checkpoint prefix that ``path`` names, and metadata about how it was found."""
-    meta: dict[str, str] = {}
-    if path.is_dir():
-        directory = path
-        if not (directory / "checkpoint").exists() and (directory / "variables").is_dir():
-            directory = directory / "variables"  # a SavedModel
-            meta["saved_model"] = str(path)
-        everything = list_prefixes(directory)
-        latest, _ = _state_file_prefixes(directory)
-        if latest is not None:
-            prefix = _locate(directory, latest)
-        elif everything:
-            prefix = everything[-1]
-        else:
-            raise FormatError(f"{path}: no TensorFlow checkpoint here (no 'checkpoint' state "
-                              "file and no .index file)")
-        meta["checkpoints"] = json.dumps(
-            [{"prefix": str(p), "step": _step(p)} for p in everything])
-    elif path.name.endswith(".index"):
-        prefix = path.with_name(path.name[: -len(".index")])
-    elif m := DATA_RE.match(path.name):
-        prefix = path.with_name(m.group("prefix"))
-    else:
-        prefix = path
-    if not prefix.with_name(prefix.name + ".index").is_file():
-        if path.is_file() and _looks_like_v1(path):
-            raise _V1(path)
-        raise FormatError(f"{prefix}: no such checkpoint ({prefix.name}.index not found)")
-    step = _step(prefix)
-    meta["prefix"] = str(prefix)
-    if step >= 0:
-        meta["global_step"] = str(step)
-    return prefix, meta
-
-
-class _V1(Exception):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-
-def _looks_like_v1(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        if size < 48:
-            return False
-        f.seek(size - 48)
-        return has_magic(f.read(48))
+    state = read_state(directory)
+    return (None, []) if state is None else (state.latest, list(state.paths))
 
 
 class Bundle:
     """An opened bundle: entries parsed from the index, data shards mapped on first use."""
 
-    def __init__(self, prefix: Path, verify: bool) -> None:
+    def __init__(self, prefix: str, verify: bool) -> None:
         self.prefix = prefix
         self.verify = verify
-        self.index_path = prefix.with_name(prefix.name + ".index")
-        data = self.index_path.read_bytes()
+        self.index_path = Path(prefix + ".index")
+        data = read_regular(self.index_path)
         where = str(self.index_path)
         rows = read_table(data, where, verify=verify)
         if not rows or rows[0][0] != b"":
@@ -195,9 +110,18 @@ class Bundle:
         return dtypes.STRING, {}
 
     def shard_file(self, i: int) -> str:
+        """Shard ``i``'s path, refused if it is there but not a regular file: spans handed to
+        writers are opened by path, and a FIFO would block them forever."""
         path = self._files.get(i)
         if path is None:
-            path = self._files[i] = str(shard_path(self.prefix, i, self.num_shards))
+            path = str(shard_path(self.prefix, i, self.num_shards))
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                mode = None  # missing: reported when its data is read
+            if mode is not None and not stat.S_ISREG(mode):
+                read_regular(path)  # raises, naming what it is
+            self._files[i] = path
         return path
 
     def _shard(self, i: int, where: str):
