@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...errors import FormatError
 from ...tensor import Checkpoint, Tensor
-from .locate import DATA_RE, V1, looks_like_v1
+from .locate import DATA_RE, V1, looks_like_v1, v1_in
 from .reader import DT_NAMES, read_bundle
 from .writer import write_bundle
 
@@ -27,7 +27,8 @@ def sniff(path: Path) -> bool:
     if path.is_dir():
         return os.path.lexists(path / "checkpoint") or any(path.glob("*.index")) or (
             path / ".index").exists() or (
-            path / "variables").is_dir() and any((path / "variables").glob("*.index"))
+            path / "variables").is_dir() and any((path / "variables").glob("*.index")) or bool(
+            v1_in(path))
     # exists(), not is_file(): a FIFO of a checkpoint's name is refused by the reader, in words.
     if path.name.endswith(".index") and path.exists():
         return True

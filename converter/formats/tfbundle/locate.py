@@ -62,9 +62,11 @@ def looks_like_v1(path: str | os.PathLike[str]) -> bool:
         return has_magic(f.read(48))
 
 
-def _v1_in(directory: Path) -> list[str]:
-    files = [p for p in directory.iterdir() if p.suffix not in (".meta", ".index", ".json")
-             and not DATA_RE.match(p.name) and p.name != "checkpoint"]
+def v1_in(directory: Path) -> list[str]:
+    """V1 checkpoints in ``directory`` with TF's ``*ckpt*`` names, ordered by step: without a
+    state file the directory's name is all that marks it as a TF run."""
+    files = [p for p in directory.glob("*ckpt*") if p.suffix not in (".meta", ".index")
+             and not DATA_RE.match(p.name)]
     found = [str(p) for p in files if looks_like_v1(p)]
     return sorted(found, key=lambda p: (step_of(p), basename(p)))
 
@@ -124,7 +126,7 @@ def resolve(path: Path) -> tuple[str, dict[str, str]]:
             prefix = locate(directory, state.latest)
         elif everything:
             prefix = everything[-1]
-        elif old := _v1_in(directory):
+        elif old := v1_in(directory):
             prefix = old[-1]
         else:
             raise FormatError(f"{path}: no TensorFlow checkpoint here (no 'checkpoint' state "
