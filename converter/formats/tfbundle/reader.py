@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from ... import dtypes
-from ...crc32c import crc, extend, lengths_crc, mask, unmask
+from ...crc32c import crc, mask, unmask
 from ...errors import CorruptionError, FormatError
 from ...tensor import Checkpoint, Tensor
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph, proto
 from .locate import DATA_RE as DATA_RE  # re-exported: batch discovery matches shard names
 from .locate import basename, prefixes_in, resolve
-from .slices import slice_key
+from .slices import covers_exactly, slice_key
 from .state import read_state
+from .strings import read_strings
 from .table import read_table
 
 # DataType enum (tensorflow/core/framework/types.proto) -> canonical dtype name.
@@ -148,7 +149,7 @@ class Bundle:
         shape = entry["shape"]
         buf, offset, size, where = self.span(name, entry)
         if dtype.hasobject:
-            return self._read_strings(buf, offset, size, shape, entry["crc"], where)
+            return read_strings(buf, offset, size, shape, entry["crc"], where, self.verify)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes != size:
             raise CorruptionError(f"{where}: {size} bytes stored, {nbytes} expected for "
@@ -157,34 +158,6 @@ class Bundle:
         if self.verify and mask(crc(memoryview(buf)[offset:offset + size])) != entry["crc"]:
             raise CorruptionError(f"{where}: checksum mismatch (data corrupted)")
         return array
-
-    def _read_strings(self, buf, offset: int, size: int, shape, expected: int, where: str):
-        count = math.prod(shape)
-        end = offset + size
-        pos = offset
-        lengths = []
-        for _ in range(count):
-            n, pos = proto.read_varint(buf, pos, end) if pos < end else (None, pos)
-            if n is None:
-                raise CorruptionError(f"{where}: string lengths run past the stored data")
-            lengths.append(n)
-        if pos + 4 + sum(lengths) != end:
-            raise CorruptionError(f"{where}: string lengths do not match the stored size")
-        if self.verify:
-            value = lengths_crc(lengths)
-            stored = int.from_bytes(buf[pos:pos + 4], "little")
-            if mask(value) != stored:
-                raise CorruptionError(f"{where}: checksum mismatch in string lengths")
-            value = extend(value, buf[pos:pos + 4])
-            value = extend(value, memoryview(buf)[pos + 4:end])
-            if mask(value) != expected:
-                raise CorruptionError(f"{where}: checksum mismatch (data corrupted)")
-        pos += 4
-        out = np.empty(count, dtype=object)
-        for i, n in enumerate(lengths):
-            out[i] = bytes(buf[pos:pos + n])
-            pos += n
-        return out.reshape(shape)
 
     def read_partitioned(self, name: str, entry: dict) -> np.ndarray:
         dtype, _ = self.dtype_of(entry)
@@ -217,8 +190,7 @@ class Bundle:
             raise CorruptionError(f"{where}: shape {list(full)} needs more bytes than its "
                                   f"data files hold ({stored})")
         boxes = [[(s.start, s.stop) for s in index] for index, _ in parts]
-        if sum(math.prod(b - a for a, b in box) for box in boxes) != math.prod(full) or any(
-                _overlap(x, y) for i, x in enumerate(boxes) for y in boxes[i + 1:]):
+        if not covers_exactly(boxes, full):
             raise CorruptionError(f"{where}: its partitions do not cover shape {list(full)} "
                                   "exactly once")
         out = np.empty(full, dtype=dtype)
@@ -237,10 +209,6 @@ class Bundle:
         for m in self._maps.values():
             release(m)
         self._maps = {}
-
-
-def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
-    return all(max(a0, b0) < min(a1, b1) for (a0, a1), (b0, b1) in zip(a, b, strict=True))
 
 
 def _storage_order(bundle: Bundle) -> list[tuple[str, dict]]:
@@ -277,7 +245,11 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     if graph_entry is not None:
         try:
             raw = bundle.read_entry(objgraph.GRAPH_KEY, graph_entry)
-            graph_attrs = objgraph.classify(objgraph.parse(raw.reshape(-1)[0]))
+            serialized = raw.reshape(-1)[0]
+            # Paths spelled out from a TF-written graph take less than the graph itself (each
+            # variable's key holds its path); the margin is for graphs of another writer.
+            budget = 16 * len(serialized) + (1 << 20)
+            graph_attrs = objgraph.classify(objgraph.parse(serialized), budget)
         except (proto.ProtoError, IndexError) as exc:
             raise CorruptionError(f"{bundle.index_path}: malformed object graph ({exc})") from None
         meta["layout"] = "tf2"
