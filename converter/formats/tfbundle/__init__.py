@@ -2,8 +2,10 @@
 
 A checkpoint ``PREFIX`` is ``PREFIX.index`` (a LevelDB table: ``table.py``) mapping each tensor
 name to a ``BundleEntryProto`` (``proto.py``), and ``PREFIX.data-NNNNN-of-NNNNN`` shards holding
-the raw little-endian bytes (``reader.py``, ``writer.py``). TF2 object-based checkpoints add an
-object graph (``objgraph.py``). Pre-2016 V1 checkpoints (one file, no ``.index``) are read
+the raw little-endian bytes (``reader.py``, ``strings.py``, ``writer.py``); partitioned
+variables store parts under encoded keys (``slices.py``). TF2 object-based checkpoints add an
+object graph (``objgraph.py``). A directory's ``checkpoint`` state file (``state.py``) names the
+latest prefix (``locate.py``). Pre-2016 V1 checkpoints (one file, no ``.index``) are read
 through TensorFlow when it is installed.
 """
 
