@@ -104,6 +104,12 @@ def test_we_read_and_keep_tensorflow_state_files(tf, tmp_path):
     assert list(back.all_model_checkpoint_timestamps)[:3] == [1.5, 2.5, 3.5]
     assert len(back.all_model_checkpoint_timestamps) == 4
     assert back.last_preserved_timestamp == 0.5
+    # Saving a prefix TF listed by its absolute path moves it to the end, listed once.
+    converter.write({"w": np.zeros(2, np.float32)}, Path(names[0]), format="tf", force=True)
+    back = tf.train.get_checkpoint_state(str(tmp_path))
+    assert list(back.all_model_checkpoint_paths) == names[1:] + [str(tmp_path / "new.ckpt"),
+                                                                 names[0]]
+    assert list(back.all_model_checkpoint_timestamps)[:2] == [2.5, 3.5]
 
 
 # --------------------------------------------------------------------------- resolution

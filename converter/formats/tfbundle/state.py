@@ -152,15 +152,17 @@ def format_state(state: State) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def updated_state(old: State | None, name: str, now: float | None = None) -> State:
-    """The state after saving prefix ``name`` (relative to the directory): it becomes the
-    latest and moves to the end of the list; timestamps are kept while they pair up with paths,
-    as TF's CheckpointManager reads them."""
+def updated_state(old: State | None, directory: Path, name: str,
+                  now: float | None = None) -> State:
+    """The state after saving prefix ``name`` in ``directory``: it becomes the latest and moves
+    to the end of the list (an absolute path TF wrote for it included); timestamps are kept
+    while they pair up with paths, as TF's CheckpointManager reads them."""
     old = old or State()
     paired = len(old.timestamps) == len(old.paths) and bool(old.paths)
     pairs = list(zip(old.paths, old.timestamps if paired else [0.0] * len(old.paths),
                      strict=True))
-    pairs = [(p, t) for p, t in pairs if p != name]
+    this = os.path.normpath(os.path.join(directory, name))
+    pairs = [(p, t) for p, t in pairs if os.path.normpath(os.path.join(directory, p)) != this]
     pairs.append((name, time.time() if now is None else now))
     return State(latest=name, paths=[p for p, _ in pairs],
                  timestamps=[t for _, t in pairs] if paired else [],

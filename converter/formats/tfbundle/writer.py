@@ -156,6 +156,7 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
         out.new(prefix.with_name(prefix.name + ".index")).write_bytes(table)
         if state_file:
             state = prefix.parent / NAME
-            text = format_state(updated_state(read_state(prefix.parent), prefix.name))
+            text = format_state(updated_state(read_state(prefix.parent), prefix.parent,
+                                              prefix.name))
             out.force = True  # the state file is a pointer TF itself rewrites on every save
             out.new(state).write_text(text, encoding="utf-8")
