@@ -98,7 +98,7 @@ def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
         return
     import tensorflow as tf
 
-    from .formats.tfbundle.writer import _state_text as state_text
+    from .formats.tfbundle.state import text_after_saving
 
     prefix = out.with_name(out.name[: -len(".index")]) if out.name.endswith(".index") else out
     check_free([prefix.with_name(prefix.name + ".index")], force)
@@ -119,7 +119,8 @@ def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
             # state file pointing at it last.
             for f in sorted(files, key=lambda p: p.name.endswith(".index")):
                 shutil.move(f, group.new(prefix.with_name(prefix.name + f.name[len("ckpt"):])))
-            group.new(state).write_text(state_text(state, prefix), encoding="utf-8")
+            group.new(state).write_text(text_after_saving(prefix.parent, prefix.name),
+                                         encoding="utf-8")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

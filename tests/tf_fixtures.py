@@ -150,6 +150,36 @@ def tf1_ema(outdir: Path) -> Built:
     return Built(prefix, "tf1_saver", "w, b and their ExponentialMovingAverage(0.9) shadows")
 
 
+def _tf1_saved(target: Path, save_path: str, big: bool = False, **saver_args: Any) -> str:
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        v1.get_variable("w", initializer=np.arange(6, dtype=np.float32).reshape(2, 3))
+        v1.get_variable("b", initializer=np.array([0.5, -1.5], dtype=np.float32))
+        if big:  # TF opens a copy damaged in the middle, then fails to find this tensor
+            v1.get_variable("big", initializer=np.ones((200, 1000), np.float32))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            return v1.train.Saver(**saver_args).save(sess, save_path)
+
+
+def tf1_empty_basename(outdir: Path) -> Built:
+    target = _fresh(outdir / "tf1_empty_basename")
+    # A save path ending in "/" gives the prefix an empty basename: files ".index",
+    # ".data-00000-of-00001" and ".meta" inside the directory.
+    prefix = _tf1_saved(target, str(target) + "/")
+    assert (target / ".index").is_file(), sorted(p.name for p in target.iterdir())
+    return Built(prefix, "tf1_saver", "Saver.save(sess, 'dir/'): a prefix with an empty name")
+
+
+def tf1_v1_dir(outdir: Path) -> Built:
+    target = _fresh(outdir / "tf1_v1_dir")
+    prefix = _tf1_saved(target, str(target / "model.ckpt"), big=True,
+                        write_version=tf.compat.v1.train.SaverDef.V1)
+    assert not (target / "model.ckpt.index").exists()
+    notes = "pre-2016 V1 Saver: one model.ckpt file (w, b, big [200,1000] of ones), state, .meta"
+    return Built(prefix, "tf1_saver_v1", notes)
+
+
 # --------------------------------------------------------------------------- raw SaveV2
 
 
@@ -431,6 +461,8 @@ FIXTURES: dict[str, Callable[[Path], Built]] = {
     "keras3_ckpt": keras3_ckpt,
     "savedmodel": savedmodel,
     "tf1_ema": tf1_ema,
+    "tf1_empty_basename": tf1_empty_basename,
+    "tf1_v1_dir": tf1_v1_dir,
 }
 
 

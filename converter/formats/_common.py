@@ -7,10 +7,12 @@ import hashlib
 import math
 import mmap
 import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -152,9 +154,43 @@ def contiguous_le(tensor: Tensor, array: np.ndarray | None = None) -> np.ndarray
     return dtypes.to_storage(dtypes.c_order(array))
 
 
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading, refused (FormatError) unless it is a regular file: reading a
+    FIFO or a character device would block forever or never end. Opened non-blocking, so a FIFO
+    with no writer does not hang the open itself."""
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | nonblock | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((k for test, k in _KINDS if test(mode)), "special file")
+            raise FormatError(f"{path}: not a regular file (a {kind})")
+        if nonblock:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike[str], max_size: int | None = None) -> bytes:
+    """The bytes of regular file ``path`` (see :func:`open_regular`); FormatError when it holds
+    more than ``max_size`` bytes."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if max_size is not None and size > max_size:
+            raise FormatError(f"{path}: {size} bytes, too big for what it should be "
+                              f"(at most {max_size})")
+        return f.read()
+
+
 def map_file(path: Path) -> mmap.mmap | bytes:
     """A read-only memory map of ``path`` (empty bytes for an empty file, which mmap refuses)."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return b""

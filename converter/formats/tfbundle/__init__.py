@@ -2,18 +2,23 @@
 
 A checkpoint ``PREFIX`` is ``PREFIX.index`` (a LevelDB table: ``table.py``) mapping each tensor
 name to a ``BundleEntryProto`` (``proto.py``), and ``PREFIX.data-NNNNN-of-NNNNN`` shards holding
-the raw little-endian bytes (``reader.py``, ``writer.py``). TF2 object-based checkpoints add an
-object graph (``objgraph.py``). Pre-2016 V1 checkpoints (one file, no ``.index``) are read
+the raw little-endian bytes (``reader.py``, ``strings.py``, ``writer.py``); partitioned
+variables store parts under encoded keys (``slices.py``). TF2 object-based checkpoints add an
+object graph (``objgraph.py``). A directory's ``checkpoint`` state file (``state.py``) names the
+latest prefix (``locate.py``). Pre-2016 V1 checkpoints (one file, no ``.index``) are read
 through TensorFlow when it is installed.
 """
 
 from __future__ import annotations
 
+import os
+from functools import partial
 from pathlib import Path
 
 from ...errors import FormatError
 from ...tensor import Checkpoint, Source, Tensor
-from .reader import _V1, DATA_RE, DT_NAMES, read_bundle
+from .locate import DATA_RE, V1, looks_like_v1, v1_in
+from .reader import DT_NAMES, read_bundle
 from .writer import write_bundle
 
 DTYPES = frozenset(DT_NAMES.values())
@@ -22,21 +27,20 @@ METADATA = False  # a bundle has no place for free-form metadata
 
 def sniff(path: Path) -> bool:
     if path.is_dir():
-        return (path / "checkpoint").is_file() or any(path.glob("*.index")) or (
-            path / "variables").is_dir() and any((path / "variables").glob("*.index"))
-    if path.name.endswith(".index") and path.is_file():
+        return os.path.lexists(path / "checkpoint") or any(path.glob("*.index")) or (
+            path / ".index").exists() or (
+            path / "variables").is_dir() and any((path / "variables").glob("*.index")) or bool(
+            v1_in(path))
+    # exists(), not is_file(): a FIFO of a checkpoint's name is refused by the reader, in words.
+    if path.name.endswith(".index") and path.exists():
         return True
     if path.name.endswith(".meta") and path.is_file() and _metagraph_prefix(path) is not None:
         return True  # claimed so that read() can say what it is
     if DATA_RE.match(path.name):
         return True
-    if path.with_name(path.name + ".index").is_file():
+    if path.with_name(path.name + ".index").exists():
         return True
-    if path.is_file():
-        from .reader import _looks_like_v1
-
-        return _looks_like_v1(path)
-    return False
+    return looks_like_v1(path)
 
 
 def read(path: Path, *, verify: bool = True) -> Checkpoint:
@@ -52,8 +56,8 @@ def read(path: Path, *, verify: bool = True) -> Checkpoint:
             raise FormatError(f"{path}: a TensorFlow MetaGraph (graph, not weights); {beside}")
     try:
         return read_bundle(path, verify=verify)
-    except _V1:
-        return _read_v1(path)
+    except V1 as old:
+        return _read_v1(Path(old.path))
 
 
 def _is_prefix(prefix: Path) -> bool:
@@ -71,8 +75,6 @@ def _metagraph_prefix(path: Path) -> Path | None:
 
 
 def _read_v1(path: Path) -> Checkpoint:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
     try:
         import tensorflow as tf
@@ -83,16 +85,29 @@ def _read_v1(path: Path) -> Checkpoint:
         ) from None
     try:
         reader = tf.compat.v1.train.NewCheckpointReader(str(path))
+        shapes = reader.get_variable_to_shape_map()
+        types = reader.get_variable_to_dtype_map()
     except Exception as exc:  # TF raises its own error types
-        raise FormatError(f"{path}: TensorFlow cannot read it: {exc}") from None
-    shapes = reader.get_variable_to_shape_map()
-    types = reader.get_variable_to_dtype_map()
+        raise FormatError(f"{path}: TensorFlow cannot read it: {_first_line(exc)}") from None
+
+    def load(name: str):
+        try:
+            return reader.get_tensor(name)
+        except Exception as exc:  # e.g. NotFoundError: a V1 data file that is not there
+            raise FormatError(f"{path}: tensor {name!r}: TensorFlow cannot read it: "
+                              f"{_first_line(exc)}") from None
+
     tensors = {}
     for name in sorted(shapes):
         dtype = types[name].as_numpy_dtype
-        tensors[name] = Tensor(name, dtype, tuple(shapes[name]),
-                               (lambda n=name: reader.get_tensor(n)))
+        tensors[name] = Tensor(name, dtype, tuple(shapes[name]), partial(load, name))
     return Checkpoint(tensors, source=Source("tf", str(path), "tf1-v1"))
+
+
+def _first_line(exc: Exception) -> str:
+    # TF's messages run on with "[[{{node ...}}]]" and op tracebacks.
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .proto import decode, encode, first_bytes, first_int
+from .proto import ProtoError, decode, encode, first_bytes, first_int
 
 GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 ATTR_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -59,26 +59,76 @@ def _is_optimizer(node: Node) -> bool:
         names & {"_variables", "_trainable_variables", "iter"})
 
 
-def classify(nodes: list[Node]) -> dict[str, dict[str, str]]:
+State = tuple[int, bool]  # a node, and whether the path to it went through an optimizer
+
+
+def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str, str]]:
     """``{checkpoint_key: attrs}`` with ``kind``, ``object_path``, ``full_name`` and, for slots,
-    ``slot_of`` (the original variable's key) and ``slot_name``."""
+    ``slot_of`` (the original variable's key) and ``slot_name``. ``budget`` bounds the bytes
+    (and steps) spent spelling out object paths: a graph of shared children can make them
+    quadratically long in its size, so a graph over budget is refused (ProtoError)."""
     n = len(nodes)
     optimizer = [_is_optimizer(node) for node in nodes]
-    paths: dict[int, str] = {}
-    model_path: dict[int, str] = {}  # shortest path avoiding optimizer nodes
-    queue: deque[tuple[int, str, bool]] = deque([(0, "", False)])
-    seen: set[tuple[int, bool]] = set()
+    # Breadth first, each state reached once: its shortest path is kept as a parent link and
+    # a length, and spelled out only for the nodes that hold tensors.
+    parent: dict[State, tuple[State | None, str]] = {}
+    length: dict[State, int] = {}
+    first: dict[int, State] = {}  # the first state reached of each node
+    model: dict[int, State] = {}  # the first reached without passing an optimizer
+    queue: deque[State] = deque()
+    if n:
+        parent[(0, False)] = (None, "")
+        length[(0, False)] = 0
+        queue.append((0, False))
     while queue:
-        node_id, path, via_opt = queue.popleft()
-        if not 0 <= node_id < n or (node_id, via_opt) in seen:
-            continue
-        seen.add((node_id, via_opt))
-        paths.setdefault(node_id, path)
+        state = queue.popleft()
+        node_id, via_opt = state
+        first.setdefault(node_id, state)
         if not via_opt:
-            model_path.setdefault(node_id, path)
+            model.setdefault(node_id, state)
         child_via = via_opt or optimizer[node_id]
+        base = length[state]
         for local, child in nodes[node_id].children:
-            queue.append((child, f"{path}/{local}" if path else local, child_via))
+            reached = (child, child_via)
+            if 0 <= child < n and reached not in parent:
+                parent[reached] = (state, local)
+                length[reached] = base + 1 + len(local) if base else len(local)
+                queue.append(reached)
+    depth: dict[State, int] = {}
+
+    def steps(state: State) -> int:
+        # Iterative, as a chain of nodes may be deeper than Python's recursion limit.
+        chain = []
+        while state not in depth and parent[state][0] is not None:
+            chain.append(state)
+            state = parent[state][0]
+        d = depth.setdefault(state, 0)
+        for s in reversed(chain):
+            d += 1
+            depth[s] = d
+        return d
+
+    holders = [i for i, node in enumerate(nodes) if node.attributes]
+    wanted = {first[i] for i in holders if i in first} | {model[i] for i in holders if i in model}
+    cost = sum(length[s] + steps(s) for s in wanted)
+    if budget is not None and cost > budget:
+        raise ProtoError(f"object paths would take {cost} bytes, more than {budget} for a "
+                         "graph of this size (shared children nested too deep)")
+
+    def spelled(state: State | None) -> str:
+        if state is None:
+            return ""
+        parts = []
+        while parent[state][0] is not None:
+            up, local = parent[state]
+            parts.append(local)
+            state = up
+        parts.reverse()
+        lead = next((k for k, part in enumerate(parts) if part), len(parts))
+        return "/".join(parts[lead:])  # a path never starts with "/" (see length above)
+
+    paths = {i: spelled(first.get(i)) for i in holders}
+    model_path = {i: spelled(model[i]) for i in holders if i in model}
     slot_of: dict[int, tuple[int, str]] = {}
     for node in nodes:
         for original, slot_name, slot_node in node.slots:

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import warnings
+import stat
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ... import dtypes
-from ...crc32c import crc, extend, lengths_crc, mask, unmask
-from ...errors import ConverterWarning, CorruptionError, FormatError
+from ...crc32c import crc, mask, unmask
+from ...errors import CorruptionError, FormatError
 from ...tensor import Checkpoint, Source, Tensor
-from .._common import frombuffer, gc_paused, map_file, release
+from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph, proto
-from .slices import slice_key
-from .table import has_magic, read_table
+from .locate import DATA_RE as DATA_RE  # re-exported: batch discovery matches shard names
+from .locate import basename, prefixes_in, resolve
+from .slices import covers_exactly, slice_key
+from .state import read_state
+from .strings import read_strings
+from .table import read_table
 
 # DataType enum (tensorflow/core/framework/types.proto) -> canonical dtype name.
 DT_NAMES = {
@@ -31,116 +33,31 @@ DT_NAMES = {
 # Quantized types hold plain integers; we read them as such and remember the TF type.
 QUANTIZED = {11: ("qint8", "int8"), 12: ("quint8", "uint8"), 13: ("qint32", "int32"),
              15: ("qint16", "int16"), 16: ("quint16", "uint16")}
-DATA_RE = re.compile(r"^(?P<prefix>.*)\.data-(?P<i>\d{5})-of-(?P<n>\d{5})$")
-STEP_RE = re.compile(r"-(\d+)$")
 
 
-def shard_path(prefix: Path, i: int, n: int) -> Path:
-    return prefix.with_name(f"{prefix.name}.data-{i:05d}-of-{n:05d}")
+def shard_path(prefix: str | os.PathLike[str], i: int, n: int) -> Path:
+    return Path(f"{os.fspath(prefix)}.data-{i:05d}-of-{n:05d}")
+
+
+def list_prefixes(directory: Path) -> list[Path]:
+    """Every checkpoint prefix in ``directory`` that a ``Path`` can hold, ordered by step."""
+    return [Path(p) for p in prefixes_in(directory) if basename(p)]
 
 
 def _state_file_prefixes(directory: Path) -> tuple[str | None, list[str]]:
     """``model_checkpoint_path`` and ``all_model_checkpoint_paths`` of a ``checkpoint`` file."""
-    state = directory / "checkpoint"
-    try:
-        text = state.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None, []
-    latest, everything = None, []
-    for key, value in re.findall(r'^\s*(\w+)\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M):
-        value = value.encode("latin1", "backslashreplace").decode("unicode_escape")
-        if key == "model_checkpoint_path":
-            latest = value
-        elif key == "all_model_checkpoint_paths":
-            everything.append(value)
-    return latest, everything
-
-
-def _locate(directory: Path, recorded: str) -> Path:
-    """A prefix named in a state file: relative to the directory, or absolute; an absolute path
-    from another machine falls back to the file of that name beside the state file."""
-    p = Path(recorded)
-    if not p.is_absolute():
-        p = directory / p
-    if not p.with_name(p.name + ".index").exists():
-        beside = directory / Path(recorded).name
-        if beside.with_name(beside.name + ".index").exists():
-            warnings.warn(f"{directory / 'checkpoint'}: names {recorded}, which does not exist "
-                          f"here; using {beside.name} beside it (copied from another machine?)",
-                          ConverterWarning, stacklevel=2)
-            return beside
-    return p
-
-
-def _step(prefix: Path) -> int:
-    m = STEP_RE.search(prefix.name)
-    return int(m.group(1)) if m else -1
-
-
-def list_prefixes(directory: Path) -> list[Path]:
-    """Every checkpoint prefix in ``directory``, ordered by step (then name)."""
-    prefixes = [p.with_suffix("") for p in directory.glob("*.index") if p.is_file()]
-    return sorted(prefixes, key=lambda p: (_step(p), p.name))
-
-
-def resolve(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint prefix that ``path`` names, and how it was found (``Source`` fields)."""
-    meta: dict[str, Any] = {}
-    if path.is_dir():
-        directory = path
-        if not (directory / "checkpoint").exists() and (directory / "variables").is_dir():
-            directory = directory / "variables"  # a SavedModel
-            meta["saved_model"] = str(path)
-        everything = list_prefixes(directory)
-        latest, _ = _state_file_prefixes(directory)
-        if latest is not None:
-            prefix = _locate(directory, latest)
-        elif everything:
-            prefix = everything[-1]
-        else:
-            raise FormatError(f"{path}: no TensorFlow checkpoint here (no 'checkpoint' state "
-                              "file and no .index file)")
-        meta["checkpoints"] = [(str(p), _step(p) if _step(p) >= 0 else None)
-                               for p in everything]
-    elif path.name.endswith(".index"):
-        prefix = path.with_name(path.name[: -len(".index")])
-    elif m := DATA_RE.match(path.name):
-        prefix = path.with_name(m.group("prefix"))
-    else:
-        prefix = path
-    if not prefix.with_name(prefix.name + ".index").is_file():
-        if path.is_file() and _looks_like_v1(path):
-            raise _V1(path)
-        raise FormatError(f"{prefix}: no such checkpoint ({prefix.name}.index not found)")
-    step = _step(prefix)
-    if step >= 0:
-        meta["step"] = step
-    return prefix, meta
-
-
-class _V1(Exception):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-
-def _looks_like_v1(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        if size < 48:
-            return False
-        f.seek(size - 48)
-        return has_magic(f.read(48))
+    state = read_state(directory)
+    return (None, []) if state is None else (state.latest, list(state.paths))
 
 
 class Bundle:
     """An opened bundle: entries parsed from the index, data shards mapped on first use."""
 
-    def __init__(self, prefix: Path, verify: bool) -> None:
+    def __init__(self, prefix: str, verify: bool) -> None:
         self.prefix = prefix
         self.verify = verify
-        self.index_path = prefix.with_name(prefix.name + ".index")
-        data = self.index_path.read_bytes()
+        self.index_path = Path(prefix + ".index")
+        data = read_regular(self.index_path)
         where = str(self.index_path)
         rows = read_table(data, where, verify=verify)
         if not rows or rows[0][0] != b"":
@@ -194,9 +111,18 @@ class Bundle:
         return dtypes.STRING, {}
 
     def shard_file(self, i: int) -> str:
+        """Shard ``i``'s path, refused if it is there but not a regular file: spans handed to
+        writers are opened by path, and a FIFO would block them forever."""
         path = self._files.get(i)
         if path is None:
-            path = self._files[i] = str(shard_path(self.prefix, i, self.num_shards))
+            path = str(shard_path(self.prefix, i, self.num_shards))
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                mode = None  # missing: reported when its data is read
+            if mode is not None and not stat.S_ISREG(mode):
+                read_regular(path)  # raises, naming what it is
+            self._files[i] = path
         return path
 
     def _shard(self, i: int, where: str):
@@ -223,7 +149,7 @@ class Bundle:
         shape = entry["shape"]
         buf, offset, size, where = self.span(name, entry)
         if dtype.hasobject:
-            return self._read_strings(buf, offset, size, shape, entry["crc"], where)
+            return read_strings(buf, offset, size, shape, entry["crc"], where, self.verify)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes != size:
             raise CorruptionError(f"{where}: {size} bytes stored, {nbytes} expected for "
@@ -232,34 +158,6 @@ class Bundle:
         if self.verify and mask(crc(memoryview(buf)[offset:offset + size])) != entry["crc"]:
             raise CorruptionError(f"{where}: checksum mismatch (data corrupted)")
         return array
-
-    def _read_strings(self, buf, offset: int, size: int, shape, expected: int, where: str):
-        count = math.prod(shape)
-        end = offset + size
-        pos = offset
-        lengths = []
-        for _ in range(count):
-            n, pos = proto.read_varint(buf, pos, end) if pos < end else (None, pos)
-            if n is None:
-                raise CorruptionError(f"{where}: string lengths run past the stored data")
-            lengths.append(n)
-        if pos + 4 + sum(lengths) != end:
-            raise CorruptionError(f"{where}: string lengths do not match the stored size")
-        if self.verify:
-            value = lengths_crc(lengths)
-            stored = int.from_bytes(buf[pos:pos + 4], "little")
-            if mask(value) != stored:
-                raise CorruptionError(f"{where}: checksum mismatch in string lengths")
-            value = extend(value, buf[pos:pos + 4])
-            value = extend(value, memoryview(buf)[pos + 4:end])
-            if mask(value) != expected:
-                raise CorruptionError(f"{where}: checksum mismatch (data corrupted)")
-        pos += 4
-        out = np.empty(count, dtype=object)
-        for i, n in enumerate(lengths):
-            out[i] = bytes(buf[pos:pos + n])
-            pos += n
-        return out.reshape(shape)
 
     def read_partitioned(self, name: str, entry: dict) -> np.ndarray:
         dtype, _ = self.dtype_of(entry)
@@ -292,8 +190,7 @@ class Bundle:
             raise CorruptionError(f"{where}: shape {list(full)} needs more bytes than its "
                                   f"data files hold ({stored})")
         boxes = [[(s.start, s.stop) for s in index] for index, _ in parts]
-        if sum(math.prod(b - a for a, b in box) for box in boxes) != math.prod(full) or any(
-                _overlap(x, y) for i, x in enumerate(boxes) for y in boxes[i + 1:]):
+        if not covers_exactly(boxes, full):
             raise CorruptionError(f"{where}: its partitions do not cover shape {list(full)} "
                                   "exactly once")
         out = np.empty(full, dtype=dtype)
@@ -312,10 +209,6 @@ class Bundle:
         for m in self._maps.values():
             release(m)
         self._maps = {}
-
-
-def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
-    return all(max(a0, b0) < min(a1, b1) for (a0, a1), (b0, b1) in zip(a, b, strict=True))
 
 
 def _storage_order(bundle: Bundle) -> list[tuple[str, dict]]:
@@ -351,7 +244,11 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     if graph_entry is not None:
         try:
             raw = bundle.read_entry(objgraph.GRAPH_KEY, graph_entry)
-            graph_attrs = objgraph.classify(objgraph.parse(raw.reshape(-1)[0]))
+            serialized = raw.reshape(-1)[0]
+            # Paths spelled out from a TF-written graph take less than the graph itself (each
+            # variable's key holds its path); the margin is for graphs of another writer.
+            budget = 16 * len(serialized) + (1 << 20)
+            graph_attrs = objgraph.classify(objgraph.parse(serialized), budget)
         except (proto.ProtoError, IndexError) as exc:
             raise CorruptionError(f"{bundle.index_path}: malformed object graph ({exc})") from None
         layout = "tf2"

@@ -6,6 +6,10 @@ dimension's start and length (-1 for the whole dimension) as signed order-preser
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 
 def _num_increasing(value: int) -> bytes:
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
@@ -45,3 +49,36 @@ def slice_key(name: str, extents: list[tuple[int, int]]) -> bytes:
     for start, length in extents:
         key += _signed_increasing(start) + _signed_increasing(length)
     return key
+
+
+def covers_exactly(boxes: list[list[tuple[int, int]]], full: tuple[int, ...]) -> bool:
+    """Whether boxes (``[(start, stop)]`` per dimension, inside ``full``) cover it exactly once.
+
+    TensorFlow cuts a variable into a grid (every partitioner cuts along one axis; a shard
+    policy cuts parts further into rows): the cut points of each dimension, sorted, index
+    each box by its grid cell in O(n log n). Boxes off any grid fall back to a pairwise check
+    vectorised over all boxes at once."""
+    if sum(math.prod(b - a for a, b in box) for box in boxes) != math.prod(full):
+        return False
+    if not boxes or math.prod(full) == 0:
+        return True
+    rank = len(full)
+    cuts = [sorted({x for box in boxes for x in box[d]}) for d in range(rank)]
+    where = [{x: i for i, x in enumerate(c)} for c in cuts]
+    cells = set()
+    for box in boxes:
+        cell = tuple(where[d][a] for d, (a, _) in enumerate(box))
+        if any(where[d][b] != cell[d] + 1 for d, (_, b) in enumerate(box)):
+            return _disjoint(boxes)  # spans several cells: not a grid
+        cells.add(cell)
+    # One cell per box and the volumes add up: covered once exactly when no cell repeats.
+    return len(cells) == len(boxes)
+
+
+def _disjoint(boxes: list[list[tuple[int, int]]]) -> bool:
+    lo = np.array([[a for a, _ in box] for box in boxes], dtype=np.int64)
+    hi = np.array([[b for _, b in box] for box in boxes], dtype=np.int64)
+    for i in range(len(boxes) - 1):
+        if (np.maximum(lo[i], lo[i + 1:]) < np.minimum(hi[i], hi[i + 1:])).all(axis=1).any():
+            return False
+    return True

@@ -20,6 +20,7 @@ from .._common import split_by_size
 from .._stream import copy_all
 from . import objgraph, proto
 from .reader import DT_NAMES, QUANTIZED, shard_path
+from .state import NAME, text_after_saving
 from .table import build_table
 
 DT_ENUM = {name: enum for enum, name in DT_NAMES.items()}
@@ -157,23 +158,7 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
         table = build_table([(b"", header)] + sorted(entries.items()))
         out.new(prefix.with_name(prefix.name + ".index")).write_bytes(table)
         if state_file:
-            state = prefix.parent / "checkpoint"
-            text = _state_text(state, prefix)
+            state = prefix.parent / NAME
+            text = text_after_saving(prefix.parent, prefix.name)
             out.force = True  # the state file is a pointer TF itself rewrites on every save
             out.new(state).write_text(text, encoding="utf-8")
-
-
-def _state_text(state: Path, prefix: Path) -> str:
-    name = prefix.name
-    paths: list[str] = []
-    if state.is_file():
-        text = state.read_text(encoding="utf-8", errors="replace")
-        paths = re.findall(r'^\s*all_model_checkpoint_paths\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
-    paths = [p for p in paths if p != name] + [name]
-
-    def q(s: str) -> str:
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    lines = [f"model_checkpoint_path: {q(name)}"]
-    lines += [f"all_model_checkpoint_paths: {q(p)}" for p in paths]
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,174 @@
+"""The ``checkpoint`` state file beside a training run's checkpoints: a ``CheckpointState``
+message (``tensorflow/python/checkpoint/checkpoint_state.proto``) in protobuf text format, as
+``tf.train.update_checkpoint_state`` writes it::
+
+    model_checkpoint_path: "model.ckpt-8"
+    all_model_checkpoint_paths: "model.ckpt-4"
+    all_model_checkpoint_paths: "model.ckpt-8"
+    all_model_checkpoint_timestamps: 1700000000.5      (optional, one per path)
+    last_preserved_timestamp: 1699999999.0             (optional)
+
+Strings use C escapes (``\\"``, ``\\\\``, ``\\n``, octal ``\\303``, hex ``\\xc3``) and are UTF-8.
+One reader and one writer here, so that a name read back is the name written, escapes and all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import ConverterWarning, FormatError
+from .._common import read_regular
+
+NAME = "checkpoint"
+MAX_SIZE = 16 << 20  # a state file names a handful of prefixes; anything bigger is not one
+
+_STRING = r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\''
+_LINE = re.compile(rf"^\s*(\w+)\s*:?\s*((?:(?:{_STRING})\s*)+|[-+\w.]+)\s*(?:#.*)?$")
+_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))", re.S)
+_SIMPLE = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"a": b"\a", b"b": b"\b", b"f": b"\f",
+           b"v": b"\v", b"\\": b"\\", b"'": b"'", b'"': b'"', b"?": b"?"}
+
+
+@dataclass
+class State:
+    """What a state file says; paths as written (relative to its directory, or absolute)."""
+
+    latest: str | None = None
+    paths: list[str] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+    last_preserved: float | None = None
+
+
+def _unescape(literal: bytes, where: str) -> bytes:
+    def one(m: re.Match) -> bytes:
+        octal, hexa, char = m.groups()
+        if octal is not None:
+            value = int(octal, 8)
+            if value > 0xFF:
+                raise FormatError(f"{where}: bad escape \\{octal.decode()}")
+            return bytes([value])
+        if hexa is not None:
+            return bytes([int(hexa, 16)])
+        if char not in _SIMPLE:
+            raise FormatError(f"{where}: unknown escape \\{char.decode('latin1')}")
+        return _SIMPLE[char]
+
+    return _ESCAPE.sub(one, literal)
+
+
+def _strings(value: str, where: str) -> str:
+    """Adjacent literals concatenated, unescaped, decoded as file names are."""
+    raw = b"".join(_unescape(s[1:-1].encode("utf-8", "surrogateescape"), where)
+                   for s in re.findall(_STRING, value))
+    return os.fsdecode(raw)
+
+
+def _number(value: str, where: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise FormatError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise FormatError(f"{where}: {value!r} is not a finite number")
+    return number
+
+
+def parse_state(text: str, where: str) -> State:
+    """A state file's text; FormatError (naming ``where`` and the line) for what TF would not
+    parse either. Fields this version does not know are skipped, as newer TFs may add some."""
+    state = State()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            raise FormatError(f"{where}: line {lineno} is not a 'key: value' line")
+        key, value = m.groups()
+        at = f"{where}: line {lineno}"
+        if key == "model_checkpoint_path":
+            state.latest = _strings(value, at)
+        elif key == "all_model_checkpoint_paths":
+            state.paths.append(_strings(value, at))
+        elif key == "all_model_checkpoint_timestamps":
+            state.timestamps.append(_number(value, at))
+        elif key == "last_preserved_timestamp":
+            state.last_preserved = _number(value, at)
+    return state
+
+
+def read_state(directory: Path) -> State | None:
+    """The state file in ``directory``; None when there is none, or (with a warning, as TF
+    gives) when it does not parse. FormatError for one that is not a regular file or is too
+    big to be one, which TF would hang on or load whole."""
+    path = directory / NAME
+    if not os.path.lexists(path):
+        return None
+    text = read_regular(path, MAX_SIZE).decode("utf-8", "surrogateescape")
+    try:
+        return parse_state(text, str(path))
+    except FormatError as exc:
+        warnings.warn(f"{exc}; ignoring it", ConverterWarning, stacklevel=2)
+        return None
+
+
+def _escape(value: str) -> str:
+    # What protobuf's text format writes (CEscape with UTF-8 kept as is): quotes, backslashes
+    # and control characters escaped; bytes that are not UTF-8 (a file name decoded with
+    # surrogateescape) in octal.
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in "\"'\\":
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\{code:03o}")
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by surrogateescape
+            out.append(f"\\{code - 0xDC00:03o}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def format_state(state: State) -> str:
+    lines = []
+    if state.latest is not None:
+        lines.append(f"model_checkpoint_path: {_escape(state.latest)}")
+    lines += [f"all_model_checkpoint_paths: {_escape(p)}" for p in state.paths]
+    lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in state.timestamps]
+    if state.last_preserved is not None:
+        lines.append(f"last_preserved_timestamp: {state.last_preserved!r}")
+    return "".join(line + "\n" for line in lines)
+
+
+def updated_state(old: State | None, directory: Path, name: str,
+                  now: float | None = None) -> State:
+    """The state after saving prefix ``name`` in ``directory``: it becomes the latest and moves
+    to the end of the list (an absolute path TF wrote for it included); timestamps are kept
+    while they pair up with paths, as TF's CheckpointManager reads them."""
+    old = old or State()
+    paired = len(old.timestamps) == len(old.paths) and bool(old.paths)
+    pairs = list(zip(old.paths, old.timestamps if paired else [0.0] * len(old.paths),
+                     strict=True))
+    this = os.path.normpath(os.path.join(directory, name))
+    pairs = [(p, t) for p, t in pairs if os.path.normpath(os.path.join(directory, p)) != this]
+    pairs.append((name, time.time() if now is None else now))
+    return State(latest=name, paths=[p for p, _ in pairs],
+                 timestamps=[t for _, t in pairs] if paired else [],
+                 last_preserved=old.last_preserved)
+
+
+def text_after_saving(directory: Path, name: str) -> str:
+    """The state file's text once prefix ``name`` has been saved in ``directory``."""
+    return format_state(updated_state(read_state(directory), directory, name))
