@@ -104,9 +104,15 @@ class Tensor:
             FormatError: for a shape without elements that numpy cannot make an array of
                 (``(0, 2**61)`` float32: its other dimensions span more than 2**63 bytes).
         """
-        if not self.size and _unrepresentable(self.shape, self.dtype.itemsize):
-            raise FormatError(f"tensor {self.name!r}: shape {list(self.shape)} holds no values, "
-                              "but is too large for a numpy array")
+        if not self.size and unrepresentable(self.shape, self.dtype.itemsize):
+            if self.span is not None:
+                raise FormatError(too_large_for_numpy(f"{self.span[0]}: tensor {self.name!r}",
+                                                      self.shape))
+            try:  # the reader knows the file: let it say so
+                return self._load()
+            except ValueError:
+                raise FormatError(too_large_for_numpy(f"tensor {self.name!r}", self.shape)
+                                  ) from None
         return self._load()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -132,7 +138,11 @@ class Tensor:
         return f"Tensor({self.name!r}, {self.dtype}, {self.shape}, kind={self.kind!r})"
 
 
-def _unrepresentable(shape: tuple[int, ...], itemsize: int) -> bool:
+def too_large_for_numpy(where: str, shape: tuple[int, ...]) -> str:
+    return f"{where}: shape {list(shape)} holds no values, but is too large for a numpy array"
+
+
+def unrepresentable(shape: tuple[int, ...], itemsize: int) -> bool:
     # numpy refuses an array whose nonzero dimensions times the item size pass its index
     # type, even when a zero dimension leaves it empty.
     return math.prod(d for d in shape if d) * max(itemsize, 1) >= 2**63

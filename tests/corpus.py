@@ -1238,11 +1238,23 @@ def _selftest(m: Mutant) -> dict[str, Any]:
     return {"id": m.id, "outcome": "equal", "problems": [], "error": None}
 
 
+def _peak_mib() -> int:
+    """This process's own peak RSS: VmHWM, since ru_maxrss starts at the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) >> 10
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+
+
 def worker(manifest: Path) -> None:
     """Run the mutants listed in ``manifest``; print ``{"start": id}`` before each and its result
     after, one JSON object a line, so that the parent can tell which mutant a crash belongs to."""
-    import resource
-
     spec = json.loads(manifest.read_text())
     import h5py  # noqa: F401  (imported before the cap, as every format module)
 
@@ -1283,7 +1295,7 @@ def worker(manifest: Path) -> None:
             result = {"id": m.id, "outcome": "other", "error": None,
                       "problems": ["MemoryError escaped (memory cap hit)"]}
         result["seconds"] = round(time.perf_counter() - start, 3)
-        result["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+        result["maxrss_mib"] = _peak_mib()
         out.write(json.dumps({"result": result}) + "\n")
         out.flush()
 

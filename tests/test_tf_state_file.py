@@ -40,7 +40,7 @@ def test_any_prefix_name_survives_repeated_saves(tmp_path, name):
     assert state.latest == name
     assert state.paths == [name]
     with converter.read(tmp_path) as ckpt:  # the reader follows the same state file
-        assert Path(ckpt.metadata["prefix"]).name == name
+        assert Path(ckpt.source.path).name == name
 
 
 def test_saves_of_two_prefixes_keep_both_once(tmp_path):
@@ -72,7 +72,7 @@ def test_unparsable_state_file_is_ignored_with_a_warning(tmp_path):
     (tmp_path / "checkpoint").write_text("model_checkpoint_path: \"unterminated\n")
     with pytest.warns(ConverterWarning, match="line 1"):
         with converter.read(tmp_path) as ckpt:
-            assert Path(ckpt.metadata["prefix"]).name == "m.ckpt-3"
+            assert Path(ckpt.source.path).name == "m.ckpt-3"
 
 
 def test_tensorflow_reads_our_state_file(tf, tmp_path):

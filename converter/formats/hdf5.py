@@ -411,7 +411,9 @@ def _tensor(path: Path, ds, name: str, allow_external: bool = False,
         raise FormatError(f"{where}: holds HDF5 {h5py.check_ref_dtype(ds.dtype).__name__}s "
                           "(pointers into the file), not tensor data")
     vlen = h5py.check_vlen_dtype(ds.dtype)
-    shape = tuple(ds.shape) if ds.shape is not None else ()
+    if ds.shape is None:  # h5py.Empty: a null dataspace has no array to give, not even 0-d
+        raise FormatError(f"{where}: has a null dataspace (no values, no shape)")
+    shape = tuple(ds.shape)
     if vlen is not None or ds.dtype.kind in "SO" or declared == "string":
         def load_strings() -> np.ndarray:
             if vlen is not None:

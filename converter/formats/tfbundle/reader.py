@@ -13,7 +13,7 @@ import numpy as np
 from ... import dtypes
 from ...crc32c import crc, mask, unmask
 from ...errors import CorruptionError, FormatError
-from ...tensor import Checkpoint, Source, Tensor
+from ...tensor import Checkpoint, Source, Tensor, too_large_for_numpy, unrepresentable
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph, proto
 from .locate import DATA_RE as DATA_RE  # re-exported: batch discovery matches shard names
@@ -48,6 +48,13 @@ def _state_file_prefixes(directory: Path) -> tuple[str | None, list[str]]:
     """``model_checkpoint_path`` and ``all_model_checkpoint_paths`` of a ``checkpoint`` file."""
     state = read_state(directory)
     return (None, []) if state is None else (state.latest, list(state.paths))
+
+
+def _check_representable(index: Path, name: str, shape: tuple[int, ...], dtype: np.dtype
+                         ) -> None:
+    # TensorFlow saves a (0, 2**62) tensor; numpy cannot make an array of that shape at all.
+    if not math.prod(shape) and unrepresentable(shape, dtype.itemsize):
+        raise FormatError(too_large_for_numpy(f"{index}: tensor {name!r}", shape))
 
 
 class Bundle:
@@ -147,6 +154,7 @@ class Bundle:
             raise FormatError(f"{self.index_path}: tensor {name!r}: {entry['unsupported']}")
         dtype, _ = self.dtype_of(entry)
         shape = entry["shape"]
+        _check_representable(self.index_path, name, shape, dtype)
         buf, offset, size, where = self.span(name, entry)
         if dtype.hasobject:
             return read_strings(buf, offset, size, shape, entry["crc"], where, self.verify)
@@ -162,6 +170,7 @@ class Bundle:
     def read_partitioned(self, name: str, entry: dict) -> np.ndarray:
         dtype, _ = self.dtype_of(entry)
         full = entry["shape"]
+        _check_representable(self.index_path, name, full, dtype)
         where = f"{self.index_path}: tensor {name!r}"
         parts = []
         for extents in entry["slices"]:

@@ -16,7 +16,7 @@ from ...errors import FormatError
 from ...outputs import outputs
 from ...progress import tracked
 from ...tensor import Checkpoint, Tensor
-from .._common import split_by_size
+from .._common import check_dtype, split_by_size
 from .._stream import copy_all
 from . import objgraph, proto
 from .reader import DT_NAMES, QUANTIZED, shard_path
@@ -131,8 +131,11 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
     tensors = _with_object_graph(ckpt)
     for t in tensors:
         if t.name[:1] in ("", "\x00"):  # the empty key holds the bundle header
-            raise FormatError(f"tensor {t.name!r}: TensorFlow checkpoints cannot hold an empty "
-                              "name or one starting with a NUL byte")
+            raise FormatError(f"{prefix}: tensor {t.name!r}: TensorFlow checkpoints cannot hold "
+                              "an empty name or one starting with a NUL byte")
+        # Before any file is made: a dtype no bundle can hold is refused up front, by name.
+        check_dtype(prefix, t, "a TensorFlow checkpoint")
+        _dt_enum(t, str(prefix))
     # Assign shards up front so that file names (-of-N) are known before writing.
     shards = split_by_size(tensors, max_shard_size)
     n = len(shards)
