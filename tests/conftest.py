@@ -93,3 +93,26 @@ def optimizer_fixtures(tmp_path_factory) -> dict[str, dict]:
     subprocess.run([sys.executable, str(HERE / "tf_fixtures_rules.py"), str(out)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """An S3 file system against a moto server on 127.0.0.1 (endpoint and test credentials set
+    for fsspec too). moto's state outlives its server in one process: use a bucket per test."""
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    import fsspec.config
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                           ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(key, value)
+        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+        yield fs
+    finally:
+        server.stop()

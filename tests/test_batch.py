@@ -182,44 +182,29 @@ def test_dask_executor_matches_local_run(tmp_path):
         assert Path(r.output).read_bytes() == twin.read_bytes()
 
 
-def test_s3_sources_and_outputs(tmp_path, monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
-    s3fs = pytest.importorskip("s3fs")
-    import fsspec.config
+def test_s3_sources_and_outputs(s3, tmp_path):
+    fs = s3
+    fs.mkdir("bucket")
+    src = tmp_path / "src"
+    for step in (1, 2):  # TF bundles: separate .index and .data objects in the bucket
+        converter.write({"w": np.full((32, 4), step, np.float32)},
+                        src / "run" / f"model.ckpt-{step}", format="tf")
+    converter.write({"x": np.arange(5)}, src / "extra.npz")
+    fs.put(str(src), "bucket/src", recursive=True)
+    assert fs.exists("bucket/src/run/model.ckpt-1.data-00000-of-00001")
 
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                           ("AWS_DEFAULT_REGION", "us-east-1")):
-            monkeypatch.setenv(key, value)
-        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
-        fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-        fs.mkdir("bucket")
-        src = tmp_path / "src"
-        for step in (1, 2):  # TF bundles: separate .index and .data objects in the bucket
-            converter.write({"w": np.full((32, 4), step, np.float32)},
-                            src / "run" / f"model.ckpt-{step}", format="tf")
-        converter.write({"x": np.arange(5)}, src / "extra.npz")
-        fs.put(str(src), "bucket/src", recursive=True)
-        assert fs.exists("bucket/src/run/model.ckpt-1.data-00000-of-00001")
-
-        local = converter.batch([str(src)], to="safetensors", out=tmp_path / "local", jobs=1)
-        remote = converter.batch(["s3://bucket/src"], to="safetensors", out="s3://bucket/out",
-                                 jobs=2)
-        assert [r.status for r in remote] == ["done"] * 3
-        assert sorted(r.sha256 for r in remote) == sorted(r.sha256 for r in local)
-        for r in local:
-            rel = Path(r.output).relative_to(tmp_path / "local").as_posix()
-            assert fs.cat(f"bucket/out/{rel}") == Path(r.output).read_bytes()
-        assert len(fs.cat("bucket/out/manifest.jsonl").decode().splitlines()) == 3
-        again = converter.batch(["s3://bucket/src"], to="safetensors", out="s3://bucket/out",
-                                resume=True)
-        assert [r.status for r in again] == ["skipped"] * 3
-    finally:
-        server.stop()
+    local = converter.batch([str(src)], to="safetensors", out=tmp_path / "local", jobs=1)
+    remote = converter.batch(["s3://bucket/src"], to="safetensors", out="s3://bucket/out",
+                             jobs=2)
+    assert [r.status for r in remote] == ["done"] * 3
+    assert sorted(r.sha256 for r in remote) == sorted(r.sha256 for r in local)
+    for r in local:
+        rel = Path(r.output).relative_to(tmp_path / "local").as_posix()
+        assert fs.cat(f"bucket/out/{rel}") == Path(r.output).read_bytes()
+    assert len(fs.cat("bucket/out/manifest.jsonl").decode().splitlines()) == 3
+    again = converter.batch(["s3://bucket/src"], to="safetensors", out="s3://bucket/out",
+                            resume=True)
+    assert [r.status for r in again] == ["skipped"] * 3
 
 
 def test_writer_options_reach_every_item(tmp_path, capsys):

@@ -34,32 +34,11 @@ def _outside(root: Path, out: Path) -> list[Path]:
     return [p for p in root.rglob("*.safetensors") if out not in p.parents]
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
-    s3fs = pytest.importorskip("s3fs")
-    import fsspec.config
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                           ("AWS_DEFAULT_REGION", "us-east-1")):
-            monkeypatch.setenv(key, value)
-        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
-        fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-        fs.makedirs("safety", exist_ok=True)  # moto's state outlives its server in this process
-        yield fs
-    finally:
-        server.stop()
-
-
 def test_remote_keys_cannot_climb_out_of_out(s3, tmp_path):
     import boto3
 
     data = _npz(tmp_path / "w.npz")
+    s3.makedirs("safety", exist_ok=True)
     client = boto3.client("s3", endpoint_url=s3.client_kwargs.get("endpoint_url")
                           or s3.endpoint_url)
     for key in ("src/ok.npz", "src/../../evil.npz", "src/a/../../../evil2.npz", "src//abs.npz"):
