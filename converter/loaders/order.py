@@ -8,8 +8,9 @@ best first:
 1. the ``.meta`` beside a TF1 checkpoint (``tf.compat.v1.train.Saver`` writes one): the
    MetaGraphDef's ``variables`` collection lists the graph's variables as they were created
    (``tensorflow/core/protobuf/meta_graph.proto``, ``variable.proto``);
-2. the source's own order where the format keeps it: a dict of arrays, npz members, a Keras 2
-   ``.h5`` file's layer list;
+2. the source's own order where the format keeps it: a dict of arrays, npz members (unless
+   they are sorted by name, as an npz converted from a bundle is), a Keras 2 ``.h5`` file's
+   layer list;
 3. numbered names, compared in natural order: ``layer2`` < ``layer10``, ``dense`` <
    ``dense_1`` < ``dense_2`` < ``dense_10``. Names that differ in more than their numbers
    (``gamma`` and ``beta``, ``encoder`` and ``decoder``) give no order.
@@ -69,7 +70,12 @@ def creation_rank(raw: Checkpoint) -> dict[str, int] | None:
             return {n: i for i, n in enumerate(names)}
     if fmt in SORTED_FORMATS or fmt == "hdf5" and layout != "keras2":
         return None
-    return {n: i for i, n in enumerate(raw)}
+    names = list(raw)
+    if fmt == "npz" and len(names) > 1 and names == sorted(names):
+        # Members listed by name (an npz converted from a bundle or safetensors) are in the
+        # sorted order of their source, not the order they were created in.
+        return None
+    return {n: i for i, n in enumerate(names)}
 
 
 def renamed_rank(rank: dict[str, int] | None, raw: Checkpoint, rules: Any
