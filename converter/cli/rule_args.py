@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # the rules load when a command uses them, not on every start
 FLAGS = (
     ("--rename", "rename", "PATTERN=REPLACEMENT",
      r"regex substitution with groups, e.g. 'hidden([123])/=dnn/layer\1/'"),
-    ("--map", "map", "OLD=NEW", "rename one tensor exactly (repeatable)"),
+    ("--map", "map", "OLD=NEW",
+     "rename one tensor exactly (repeatable; consecutive maps apply at once: A=B B=A swaps)"),
     ("--map-file", "map_file", "FILE", "exact renames from a JSON object or TOML table"),
     ("--only", "only", "PATTERN", "keep only matching names (glob; 're:' for a regex)"),
     ("--exclude", "exclude", "PATTERN", "drop matching names, e.g. '*/Adam*'"),

@@ -61,7 +61,7 @@ def _escape_part(part: str, *, scope: bool, portable: bool) -> str:
         return {"": "%", ".": "%2E", "..": "%2E%2E"}[part]
     out = quote(part, safe="") if portable else _quote_zip(part)
     if scope and out.lower().endswith(".npy"):
-        out = out[:-4] + "%2Enpy"
+        out = out[:-4] + "%2E" + out[-3:]  # the case kept: the name reads back without an index
     if len(out.encode()) > MAX_PART:
         out = out[:180] + "~" + hashlib.sha1(part.encode()).hexdigest()[:16]
     return out
