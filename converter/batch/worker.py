@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConverterError
+from ..outputs import recording
 from .archive import extract
 from .discover import Item
 from .manifest import Result
@@ -59,11 +60,12 @@ def failed(item: Item, job: Job, message: str, seconds: float = 0.0) -> Result:
                   conversion=job.conversion)
 
 
-def _outputs_of(path: Path, to: str) -> list[Path]:
+def _outputs_of(committed: list[Path], to: str) -> list[Path]:
+    """The files that make up the output among those the conversion committed: not a TF
+    bundle's state file, which names this scratch directory's prefixes only."""
     if to == "tf":
-        return [path.with_name(path.name + ".index"),
-                *sorted(path.parent.glob(path.name + ".data-*"))]
-    return [path]
+        return [p for p in committed if p.name != "checkpoint"]
+    return committed
 
 
 def _digest(paths: list[Path]) -> str:
@@ -146,9 +148,10 @@ def convert_item(item: Item, job: Job) -> Result:
                     job.max_unpacked)
             source = str(scratch / item.read_as)
         local = scratch / "out" / dst if remote_out else dst
-        convert(source, local, to=to, rules=job.rules, force=job.force,
-                **dict(job.options)).close()
-        produced = _outputs_of(local, to)
+        with recording() as committed:  # a sharded output has no file named ``local``
+            convert(source, local, to=to, rules=job.rules, force=job.force,
+                    **dict(job.options)).close()
+        produced = _outputs_of(committed, to)
         digest = _digest(produced)
         if remote_out:
             upload(produced, out, str(dst.parent))
