@@ -30,7 +30,7 @@ SWEEP_EVERY = 60.0  # a directory is searched for stale temporaries at most this
 
 # ``.NAME.tmp-`` + 8 hex digits (+ the suffix some writers insist on, ``.weights.h5``), and the
 # ``.NAME.old-`` directories a commit moves aside before removing them.
-STALE_NAME = re.compile(r"\..+\.(?:tmp|old)-[0-9a-f]{8}(?:\.[A-Za-z0-9.]+)?")
+STALE_NAME = re.compile(r"\..+\.(?P<kind>tmp|old)-[0-9a-f]{8}(?:\.[A-Za-z0-9.]+)?")
 
 # struct flock of 64-bit Linux: short l_type, l_whence; off_t l_start, l_len; pid_t l_pid.
 _OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None) if (
@@ -91,8 +91,24 @@ def release(fd: int | None) -> None:
             pass
 
 
-def _abandoned(path: Path, now: float) -> bool:
-    """True only when ``path`` is provably a dead writer's temporary: old and not locked."""
+def _made_by_us(path: Path, kind: str, is_dir: bool) -> bool:
+    """Whether ``path`` holds what our temporaries hold. Names alone do not tell (a dated
+    backup ``.run.old-20240101`` fits the pattern): ``.old-`` entries are only ever earlier
+    npy directories, and the only directories we write are npy directories, which hold
+    ``.npy`` files and their index, nothing else."""
+    if not is_dir:
+        return kind == "tmp"
+    from .formats.npy import INDEX  # here: the formats import this module
+
+    for _, _, names in os.walk(path):
+        if any(not n.endswith(".npy") and n != INDEX for n in names):
+            return False
+    return True
+
+
+def _abandoned(path: Path, now: float, kind: str) -> bool:
+    """True only when ``path`` is provably a dead writer's temporary: old, not locked, and
+    holding what our temporaries hold."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -100,6 +116,8 @@ def _abandoned(path: Path, now: float) -> bool:
     if now - st.st_mtime < STALE_AFTER or os.path.islink(path):
         return False
     is_dir = os.path.isdir(path)
+    if not _made_by_us(path, kind, is_dir):
+        return False
     if fcntl is None or (not is_dir and _OFD_SETLK is None):
         return False
     try:
@@ -127,12 +145,13 @@ def sweep(directory: Path) -> None:
         return
     _swept[directory] = now
     try:
-        entries = [e.name for e in os.scandir(directory) if STALE_NAME.fullmatch(e.name)]
+        entries = [(e.name, m["kind"]) for e in os.scandir(directory)
+                   if (m := STALE_NAME.fullmatch(e.name))]
     except OSError:
         return
-    for name in entries:
+    for name, kind in entries:
         path = directory / name
-        if not _abandoned(path, now):
+        if not _abandoned(path, now, kind):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -107,7 +107,10 @@ def upload(local: list[Path], out_url: str, rel_parent: str) -> None:
     fs, root = filesystem(out_url)
     target = f"{root.rstrip('/')}/{rel_parent}".rstrip("/")
     for path in local:
-        fs.put(str(path), f"{target}/{path.name}", recursive=path.is_dir())
+        if path.is_dir():
+            fs.put(str(path), f"{target}/{path.name}", recursive=True)
+        else:  # put() would take a name holding [ or * for a pattern
+            fs.put_file(str(path), f"{target}/{path.name}")
 
 
 def read_text(url: str) -> str | None:

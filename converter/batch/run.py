@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["MANIFEST", "Result", "batch", "parse_shard"]
 
 
+# What marks an item's output as present: the file or directory itself, a TF prefix's index,
+# a sharded safetensors output's index.
+_ENDS = ("", ".index", ".index.json")
+
+
 def _unchanged(item: Item, record: dict | None, job: Job) -> bool:
     if not record or record.get("status") not in ("done", "skipped"):
         return False
@@ -35,8 +40,8 @@ def _unchanged(item: Item, record: dict | None, job: Job) -> bool:
     output = record["output"]
     if is_url(output):
         fs, path = filesystem(output)
-        return fs.exists(path) or fs.exists(path + ".index")
-    return Path(output).exists() or Path(output + ".index").exists()
+        return any(fs.exists(path + end) for end in _ENDS)
+    return any(Path(output + end).exists() for end in _ENDS)
 
 
 def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: Any = None,

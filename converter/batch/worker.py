@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConverterError
+from ..outputs import recording
 from .archive import extract
 from .discover import Item
 from .manifest import Result
 from .plan import output_for, shown
 from .remote import fetch, is_url, upload
+from .scratch import Scratch
 
 PR_SET_PDEATHSIG = 1
 
@@ -59,11 +61,12 @@ def failed(item: Item, job: Job, message: str, seconds: float = 0.0) -> Result:
                   conversion=job.conversion)
 
 
-def _outputs_of(path: Path, to: str) -> list[Path]:
+def _outputs_of(committed: list[Path], to: str) -> list[Path]:
+    """The files that make up the output among those the conversion committed: not a TF
+    bundle's state file, which names this scratch directory's prefixes only."""
     if to == "tf":
-        return [path.with_name(path.name + ".index"),
-                *sorted(path.parent.glob(path.name + ".data-*"))]
-    return [path]
+        return [p for p in committed if p.name != "checkpoint"]
+    return committed
 
 
 def _digest(paths: list[Path]) -> str:
@@ -115,9 +118,14 @@ def _watch_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _item_scratch(job: Job) -> Path:
-    here = job.scratch if job.scratch and os.path.isdir(job.scratch) else None
-    return Path(tempfile.mkdtemp(prefix="ckpt-batch-item-", dir=here))
+def _item_scratch(job: Job) -> tuple[Path, Scratch | None]:
+    """Scratch space for one item: inside the run's (its lock covers it), or where this
+    machine has none, a locked directory of its own (``(path, what removes it)``): an unlocked
+    one a long conversion leaves unchanged would look like a killed run's to another batch."""
+    if job.scratch and os.path.isdir(job.scratch):
+        return Path(tempfile.mkdtemp(prefix="ckpt-batch-item-", dir=job.scratch)), None
+    own = Scratch()
+    return own.path, own
 
 
 def convert_item(item: Item, job: Job) -> Result:
@@ -131,12 +139,12 @@ def convert_item(item: Item, job: Job) -> Result:
     remote_out = is_url(out)
     dst = output_for(item, Path("." if remote_out else out), to)
     start = time.perf_counter()
-    scratch = None
+    scratch, own = None, None
     _worker["busy"] = True
     try:
         source = item.source
         if (item.members and not item.unpacked) or remote_out:
-            scratch = _item_scratch(job)
+            scratch, own = _item_scratch(job)
         if item.remote:
             source = str(fetch(item, scratch))
         elif item.unpacked:
@@ -146,9 +154,10 @@ def convert_item(item: Item, job: Job) -> Result:
                     job.max_unpacked)
             source = str(scratch / item.read_as)
         local = scratch / "out" / dst if remote_out else dst
-        convert(source, local, to=to, rules=job.rules, force=job.force,
-                **dict(job.options)).close()
-        produced = _outputs_of(local, to)
+        with recording() as committed:  # a sharded output has no file named ``local``
+            convert(source, local, to=to, rules=job.rules, force=job.force,
+                    **dict(job.options)).close()
+        produced = _outputs_of(committed, to)
         digest = _digest(produced)
         if remote_out:
             upload(produced, out, str(dst.parent))
@@ -164,7 +173,9 @@ def convert_item(item: Item, job: Job) -> Result:
         return failed(item, job, message or type(exc).__name__, time.perf_counter() - start)
     finally:
         _worker["busy"] = False
-        if scratch is not None:
+        if own is not None:
+            own.close()
+        elif scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         if _worker["terminated"]:
             os._exit(143)  # a pool worker would otherwise wait for work from a parent now gone

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 
 from .common import human, parse_size
@@ -59,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import UsageError
 
         raise UsageError("--jobs must be at least 1")
-    # SIGTERM (a scheduler stopping the job) stops the workers and keeps the manifest whole.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     options: dict = {}
     if args.compress:
         options["compress"] = True
