@@ -28,7 +28,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                                                                "input tree; holds manifest.jsonl)")
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--resume", action="store_true",
-                   help="skip items done and unchanged according to DIR/manifest.jsonl")
+                   help="skip items done with the same conversion and unchanged according to "
+                        "DIR/manifest.jsonl; the others are redone, replacing their outputs")
     p.add_argument("--latest", action="store_true",
                    help="only the latest checkpoint of each training directory")
     p.add_argument("--shard", metavar="I/N",
