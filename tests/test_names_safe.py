@@ -9,6 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 from conftest import assert_same
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import converter
 from converter.errors import FormatError
@@ -109,3 +111,15 @@ def test_npy_directory_refuses_linked_scopes_out(tmp_path):
             assert list(back) == ["a"]  # the linked scope is not walked into
     except FormatError as exc:
         assert "outside the directory" in str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "B", ".", "..", "", "x.npy", "X.NPY", "é", ":", "%",
+                                 "\x00", ".ATTRIBUTES", "k" * 120]), min_size=1, max_size=4))
+def test_npz_member_fast_path_agrees_with_escaping_each_part(parts):
+    from converter.formats import _common
+
+    name = "/".join(parts)
+    slow = "/".join([_common._escape_part(p, scope=True, portable=False) for p in parts[:-1]]
+                    + [_common._escape_part(parts[-1], scope=False, portable=False) + ".npy"])
+    assert _common.name_to_path(name, portable=False) == slow

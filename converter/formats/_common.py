@@ -67,8 +67,23 @@ def _escape_part(part: str, *, scope: bool, portable: bool) -> str:
     return out
 
 
+def _plain_member(name: str) -> bool:
+    # Most names need no escaping in a zip; checked on the whole name at once, since
+    # checkpoints hold tens of thousands of them.
+    if len(name.encode()) > MAX_PART or not _ZIP_ESCAPED.isdisjoint(name) or not name or \
+            name[0] == "/" or name[-1] == "/" or "//" in name:
+        return False
+    if "." not in name:
+        return True
+    parts = name.split("/")
+    return not any(p in (".", "..") for p in parts) and not any(
+        p[-4:].lower() == ".npy" for p in parts[:-1])
+
+
 def name_to_path(name: str, suffix: str = ".npy", *, portable: bool = True) -> str:
     """The relative path that stores tensor ``name`` (the one way names become paths)."""
+    if not portable and _plain_member(name):
+        return name + suffix
     parts = name.split("/")
     escaped = [_escape_part(p, scope=True, portable=portable) for p in parts[:-1]]
     escaped.append(_escape_part(parts[-1], scope=False, portable=portable) + suffix)
