@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import inspect
 import os
 import warnings
@@ -107,6 +108,25 @@ def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
     return Checkpoint(tensors, ckpt.metadata, source=ckpt.source, closers=[ckpt.close])
 
 
+def source_files(ckpt: Checkpoint) -> set[str]:
+    """Every file ``ckpt`` was read from, whatever path named it: the files its tensors' bytes
+    lie in, and for a TF checkpoint its index, every data shard and the directory's state file
+    (a directory or a data shard names a checkpoint as well as its prefix does)."""
+    files = {t.span[0] for t in ckpt.values() if t.span is not None}
+    source = ckpt.source
+    if source is None:
+        return files
+    path = Path(source.path)
+    if path.is_file():
+        files.add(str(path))
+    if source.format == "tf":
+        for candidate in (path.with_name(path.name + ".index"), path.parent / "checkpoint"):
+            if candidate.is_file():
+                files.add(str(candidate))
+        files.update(str(p) for p in path.parent.glob(glob.escape(path.name) + ".data-*-of-*"))
+    return files
+
+
 def convert(
     src: PathLike,
     dst: PathLike,
@@ -137,7 +157,7 @@ def convert(
     fmt = registry.for_output(Path(dst), to)
     ckpt = read(src, format=source_format, **dict(read_options or {}))
     try:
-        files = {t.span[0] for t in ckpt.values() if t.span is not None}
+        files = source_files(ckpt)
         if rules is not None:
             ckpt = rules.apply(ckpt)
         # Outputs may not overwrite what they are read from, nor be readable by more people.

@@ -14,7 +14,8 @@ import importlib.util
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,9 @@ def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
         return
     if name.endswith(".h5"):
         suffix = ".weights.h5" if name.endswith(".weights.h5") else ".h5"
+        if suffix == ".h5" and type(model).__module__.split(".")[0] == "keras":
+            raise UsageError(f"{out}: a Keras 3 model saves its weights as .weights.h5 "
+                             "(legacy .h5 is for tf.keras models); name the output *.weights.h5")
         with outputs(force) as group:
             model.save_weights(str(group.new(out, keep_suffix=suffix)))
         return
@@ -119,8 +123,8 @@ def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
             # state file pointing at it last.
             for f in sorted(files, key=lambda p: p.name.endswith(".index")):
                 shutil.move(f, group.new(prefix.with_name(prefix.name + f.name[len("ckpt"):])))
-            group.new(state).write_text(text_after_saving(prefix.parent, prefix.name),
-                                         encoding="utf-8")
+            group.new(state, pointer=True).write_text(
+                text_after_saving(prefix.parent, prefix.name), encoding="utf-8")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -165,5 +169,21 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
         from .loaders.optimizer import load_optimizer
 
         report.optimizer = load_optimizer(model, source, report, rules=rules)
-    save_weights(model, out, force=force)
+    with _protected(source, out):
+        save_weights(model, out, force=force)
     return report
+
+
+@contextmanager
+def _protected(source: Any, out: Path) -> Iterator[None]:
+    """Outputs may not overwrite the checkpoint read from ``source`` (when it is a path)."""
+    if not isinstance(source, (str, os.PathLike)):
+        yield
+        return
+    from . import api
+    from .outputs import from_source
+
+    with api.read(source) as ckpt:
+        files = api.source_files(ckpt)
+    with from_source(Path(source), files, out):
+        yield

@@ -160,13 +160,16 @@ class Outputs:
         self._made: list[Path] = []  # directories new() created, parents first
 
     def new(self, dst: Path | str, keep_suffix: str = "", *, directory: bool = False,
-            owned: Callable[[Path], set[str]] | None = None) -> Path:
+            owned: Callable[[Path], set[str]] | None = None, pointer: bool = False) -> Path:
         """A temporary path for ``dst``; ``keep_suffix`` ends it for writers that insist on a
         suffix (Keras's ``.weights.h5``). For a ``directory`` output, ``owned(existing)`` names
         the files (relative paths) of an earlier output in ``existing``, which ``force`` may
-        replace; a directory holding anything else is refused."""
+        replace; a directory holding anything else is refused. A ``pointer`` is TensorFlow's
+        ``checkpoint`` state file, which savers rewrite in place to name their newest prefix:
+        it may replace the source directory's own (no other output may)."""
         dst = Path(dst)
-        _refuse_input(dst)
+        if not pointer:
+            _refuse_input(dst)
         self._check(dst, self.force, directory, owned)
         self._mkdirs(dst.parent)
         _tempfiles.sweep(dst.parent)

@@ -164,4 +164,4 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
             state = prefix.parent / NAME
             text = text_after_saving(prefix.parent, prefix.name)
             out.force = True  # the state file is a pointer TF itself rewrites on every save
-            out.new(state).write_text(text, encoding="utf-8")
+            out.new(state, pointer=True).write_text(text, encoding="utf-8")
