@@ -12,18 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from . import outputs, registry
-from .errors import ConverterWarning, UsageError
+from .errors import ConverterWarning, UsageError, keyword
 from .tensor import Checkpoint, Source, as_checkpoint
 
 PathLike = str | os.PathLike[str]
 
 
-def _call(fn: Callable[..., Any], what: str, *args: Any, **opts: Any) -> Any:
+def _call(fn: Callable[..., Any], what: str, path: Path, *args: Any, **opts: Any) -> Any:
     params = inspect.signature(fn).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(opts) - set(params))
         if unknown:
-            raise UsageError(f"{what} does not take option(s): {', '.join(unknown)}")
+            raise UsageError(f"{path}: the {what} does not take "
+                             f"{', '.join(keyword(k) for k in unknown)}")
     return fn(*args, **opts)
 
 
@@ -47,7 +48,7 @@ def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoin
     """
     p = Path(path)
     fmt = registry.get(format) if format else registry.detect(p)
-    ckpt = _call(fmt.load().read, f"format {fmt.name!r} reader", p, **opts)
+    ckpt = _call(fmt.load().read, f"{fmt.name} reader", p, p, **opts)
     # Every checkpoint read through the registry says which format read it, whatever the
     # reader (a plugin's may record nothing) put there.
     if ckpt.source is None:
@@ -84,9 +85,14 @@ def write(
 def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
            opts: Mapping[str, Any]) -> Checkpoint:
     """Write ``ckpt`` in ``fmt``; returns the checkpoint the writer was given."""
+    named = registry._by_suffix(path, registry._known(plugins=False))
+    if named is not None and named.name != fmt.name:
+        # Another tool picks the format from the suffix and would misread the file.
+        warnings.warn(f"{path}: writing {fmt.name} under a name that says {named.name}",
+                      ConverterWarning, stacklevel=3)
     module = fmt.load()
     out = _portable(ckpt, fmt.name, module)
-    _call(module.write, f"format {fmt.name!r} writer", out, path, force=force, **opts)
+    _call(module.write, f"{fmt.name} writer", path, out, path, force=force, **opts)
     return out
 
 

@@ -25,7 +25,7 @@ SPELLINGS = {
     "rename": ("rules=Rules().rename(PATTERN, REPLACEMENT)", "--rename PATTERN=REPLACEMENT"),
     "with-optimizer": ("with_optimizer=True", "--with-optimizer"),
 }
-_MARK = re.compile("\x00([a-z-]+)\x00")
+_MARK = re.compile("\x00(=?[a-z_-]+)\x00")
 _audience: contextvars.ContextVar[int] = contextvars.ContextVar("audience", default=0)
 
 
@@ -36,12 +36,23 @@ def option(name: str) -> str:
     return f"\x00{name}\x00"
 
 
+def keyword(name: str) -> str:
+    """A placeholder for the keyword argument ``name`` (``max_shard_size``), spelled
+    ``max_shard_size=`` for Python and ``--max-shard-size`` for the command line."""
+    return f"\x00={name}\x00"
+
+
 def spell(text: str, cli: bool | None = None) -> str:
     """``text`` with its option placeholders spelled for Python or (``cli``) the command line;
     by default for the current audience (see :func:`speaking`)."""
     index = _audience.get() if cli is None else int(cli)
-    return _MARK.sub(lambda m: SPELLINGS[m.group(1)][index] if m.group(1) in SPELLINGS
-                     else m.group(0), text)
+    return _MARK.sub(lambda m: _spelled(m.group(1), index), text)
+
+
+def _spelled(name: str, index: int) -> str:
+    if name.startswith("="):
+        return "--" + name[1:].replace("_", "-") if index else name[1:] + "="
+    return SPELLINGS[name][index] if name in SPELLINGS else f"\x00{name}\x00"
 
 
 @contextlib.contextmanager

@@ -146,3 +146,27 @@ def test_summary_leaves_out_the_object_graph_safetensors_cannot_hold(tf_fixtures
         assert written == len(src) - 1  # the object graph
     assert summary["tensors"] == written and summary["bytes"] == nbytes
     assert f"{written} tensors" in err and "object graph" in err
+
+
+def test_an_option_the_writer_does_not_take_is_named_for_the_caller(tmp_path, capsys):
+    src = tmp_path / "w.safetensors"
+    converter.write({"w": np.zeros(4, np.float32)}, src)
+    out = tmp_path / "w.npz"
+    assert main(["convert", str(src), str(out), "--max-shard-size", "1KB", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "--max-shard-size" in err[0], err
+    with pytest.raises(converter.UsageError, match="max_shard_size="):
+        converter.convert(src, out, max_shard_size=1000)
+    assert not out.exists()
+
+
+def test_a_format_other_than_the_suffix_says_warns(tmp_path, capsys):
+    src = tmp_path / "w.safetensors"
+    converter.write({"w": np.zeros(4, np.float32)}, src)
+    out = tmp_path / "y.safetensors"
+    assert main(["convert", str(src), str(out), "--to", "npz"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "warning" in line] == [
+        f"ckpt: warning: {out}: writing npz under a name that says safetensors"]
+    with converter.read(out, format="npz") as back:
+        assert back["w"].read().tolist() == [0.0] * 4

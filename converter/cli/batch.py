@@ -48,7 +48,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar, no summary (failures are still named on stderr)")
     p.add_argument("--json", action="store_true", help="print the results as JSON lines")
-    add_rule_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print each item's plan (source -> output, formats, or why it is "
+                        "skipped or refused) and write nothing")
+    add_rule_args(p, dry_run=False)
 
 
 def run(args: argparse.Namespace) -> int:
