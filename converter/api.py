@@ -78,8 +78,20 @@ def write(
     Example:
         >>> converter.write({"w": np.zeros(3)}, "weights.safetensors")
     """
+    fmt = registry.for_output(Path(path), format)
+    _write(as_checkpoint(checkpoint), _output_path(path, fmt), fmt, force, opts)
+
+
+def _output_path(path: PathLike, fmt: registry.Format) -> Path:
+    """``path`` as the writer takes it. A trailing ``/`` names a directory, which ``Path``
+    would forget: a TF checkpoint goes in as ``DIR/model.ckpt``, and a one-file format refuses
+    rather than write a file of the directory's name."""
     p = Path(path)
-    _write(as_checkpoint(checkpoint), p, registry.for_output(p, format), force, opts)
+    if not str(path).endswith(("/", os.sep)) or fmt.name == "npy":
+        return p
+    if fmt.name == "tf":
+        return p / "model.ckpt"
+    raise UsageError(f"{path}: names a directory; {fmt.name} writes one file, so give its name")
 
 
 def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
@@ -161,14 +173,15 @@ def convert(
         such as a TF2 object graph in npz), still lazily readable; close it when done.
     """
     fmt = registry.for_output(Path(dst), to)
+    out = _output_path(dst, fmt)
     ckpt = read(src, format=source_format, **dict(read_options or {}))
     try:
         files = source_files(ckpt)
         if rules is not None:
             ckpt = rules.apply(ckpt)
         # Outputs may not overwrite what they are read from, nor be readable by more people.
-        with outputs.from_source(Path(src), files, Path(dst)):
-            return _write(ckpt, Path(dst), fmt, force, opts)
+        with outputs.from_source(Path(src), files, out):
+            return _write(ckpt, out, fmt, force, opts)
     except BaseException:
         ckpt.close()
         raise

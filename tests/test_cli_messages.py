@@ -170,3 +170,16 @@ def test_a_format_other_than_the_suffix_says_warns(tmp_path, capsys):
         f"ckpt: warning: {out}: writing npz under a name that says safetensors"]
     with converter.read(out, format="npz") as back:
         assert back["w"].read().tolist() == [0.0] * 4
+
+
+def test_a_trailing_slash_names_a_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    converter.write({"w": np.arange(3, dtype=np.float32)}, "w.safetensors")
+    assert main(["convert", "w.safetensors", "new/", "--to", "tf", "-q"]) == 0
+    with converter.read(tmp_path / "new") as back:
+        assert Path(back.source.path).name == "model.ckpt"
+        assert back["w"].read().tolist() == [0.0, 1.0, 2.0]
+    assert main(["convert", "w.safetensors", "other/", "--to", "safetensors", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other/: names a directory" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "w.safetensors"]

@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     with rule_warnings_to_stderr(args.quiet), outputs.recording() as files:
-        ckpt = api.convert(
-            args.src, dst, to=out_fmt.name, source_format=src_fmt.name, rules=rules,
+        ckpt = api.convert(  # the text as given: a trailing / names a directory
+            args.src, args.dst, to=out_fmt.name, source_format=src_fmt.name, rules=rules,
             force=args.force, read_options=read_options(args, src_fmt.name),
             progress=not args.quiet, **opts,
         )
