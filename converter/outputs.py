@@ -78,6 +78,8 @@ def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
     index = src.with_name(src.name + ".index")
     if not src.exists() and index.is_file():  # a TF prefix
         found.add(index)
+    if (src / "checkpoint").is_file():  # a directory named by its state file, wherever it points
+        found.add(src / "checkpoint")
     real = frozenset(p.resolve() for p in found)
     mode = None
     for p in real:
@@ -89,7 +91,7 @@ def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
     roots = frozenset({src.resolve()})
     # A file named ``checkpoint`` is a state file only beside the bundle's index and when it is
     # not what the user named: an npz or HDF5 file of that name holds tensors.
-    indexed = {p.parent for p in real if p.name.endswith(".index")}
+    indexed = {p.parent for p in real if p.name.endswith(".index")} | roots
     pointers = frozenset(p for p in real - roots if p.name == "checkpoint" and p.parent in indexed)
     source = _Source(roots, real, mode, frozenset(d for p in roots | real for d in p.parents),
                      pointers)
