@@ -25,7 +25,7 @@ SPELLINGS = {
     "rename": ("rules=Rules().rename(PATTERN, REPLACEMENT)", "--rename PATTERN=REPLACEMENT"),
     "with-optimizer": ("with_optimizer=True", "--with-optimizer"),
 }
-_MARK = re.compile("\x00(=?[a-z_-]+)\x00")
+_MARK = re.compile("\x00(=?[^\x00]+)\x00")
 _audience: contextvars.ContextVar[int] = contextvars.ContextVar("audience", default=0)
 
 

@@ -46,6 +46,7 @@ class _Source:
     files: frozenset[Path]  # every file the tensors are read from
     mode: int | None  # permission bits every one of those files has
     holders: frozenset[Path] = frozenset()  # every directory above those
+    pointers: frozenset[Path] = frozenset()  # TF state files beside a bundle's index
 
     def hit_by(self, dst: Path) -> Path | None:
         """The input that writing (or replacing) ``dst`` would overwrite or remove."""
@@ -77,6 +78,8 @@ def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
     index = src.with_name(src.name + ".index")
     if not src.exists() and index.is_file():  # a TF prefix
         found.add(index)
+    if (src / "checkpoint").is_file():  # a directory named by its state file, wherever it points
+        found.add(src / "checkpoint")
     real = frozenset(p.resolve() for p in found)
     mode = None
     for p in real:
@@ -86,7 +89,12 @@ def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
             continue
         mode = bits if mode is None else mode & bits
     roots = frozenset({src.resolve()})
-    source = _Source(roots, real, mode, frozenset(d for p in roots | real for d in p.parents))
+    # A file named ``checkpoint`` is a state file only beside the bundle's index and when it is
+    # not what the user named: an npz or HDF5 file of that name holds tensors.
+    indexed = {p.parent for p in real if p.name.endswith(".index")} | roots
+    pointers = frozenset(p for p in real - roots if p.name == "checkpoint" and p.parent in indexed)
+    source = _Source(roots, real, mode, frozenset(d for p in roots | real for d in p.parents),
+                     pointers)
     # Only the output's own name is known here (a TF output into a directory beside its source
     # is fine); new() checks each file an output is made of.
     if _where(Path(dst)) in source.roots | source.files:
@@ -98,10 +106,10 @@ def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
         _SOURCE.reset(token)
 
 
-def _refuse_input(dst: Path) -> None:
+def _refuse_input(dst: Path, pointer: bool = False) -> None:
     source = _SOURCE.get()
     hit = source.hit_by(dst) if source is not None else None
-    if hit is not None:
+    if hit is not None and not (pointer and hit in source.pointers):
         what = "overwrite" if hit == _where(dst) else "remove"
         raise UsageError(f"{dst}: writing it would {what} the checkpoint being converted "
                          f"({hit}); choose another output")
@@ -168,8 +176,7 @@ class Outputs:
         ``checkpoint`` state file, which savers rewrite in place to name their newest prefix:
         it may replace the source directory's own (no other output may)."""
         dst = Path(dst)
-        if not pointer:
-            _refuse_input(dst)
+        _refuse_input(dst, pointer)
         self._check(dst, self.force, directory, owned)
         self._mkdirs(dst.parent)
         _tempfiles.sweep(dst.parent)
