@@ -31,14 +31,18 @@ def keras_files(tmp_path_factory) -> Path:
     return out
 
 
-def _repack(src: Path, dst: Path, *, edit=None) -> None:
-    """``src`` rezipped with every member deflated, the weights file changed by ``edit``."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+def _repack(src: Path, dst: Path, *, edit=None, deflate: bool = True) -> None:
+    """``src`` rezipped with every member deflated (or stored as in ``src``), the weights file
+    changed by ``edit``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in zin.infolist():
             data = zin.read(info)
             if info.filename == "model.weights.h5" and edit is not None:
                 data = edit(data)
-            zout.writestr(info.filename, data)
+            if deflate:
+                zout.writestr(info.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                zout.writestr(info, data)
 
 
 def test_wrapped_layers_are_named_as_keras_names_them(keras_files):
@@ -98,15 +102,7 @@ def _add_strings(data: bytes) -> bytes:
 @pytest.mark.parametrize("deflate", [True, False])
 def test_string_weights_in_keras(keras_files, tmp_path, deflate):
     out = tmp_path / "s.keras"
-    if deflate:
-        _repack(keras_files / "wrapped.keras", out, edit=_add_strings)
-    else:
-        with zipfile.ZipFile(keras_files / "wrapped.keras") as zin, \
-                zipfile.ZipFile(out, "w") as zout:
-            for info in zin.infolist():
-                data = zin.read(info)
-                zout.writestr(info, _add_strings(data) if info.filename.endswith(".h5")
-                              else data)
+    _repack(keras_files / "wrapped.keras", out, edit=_add_strings, deflate=deflate)
     with converter.read(out) as ckpt:
         (name,) = [n for n in ckpt if n.startswith("vocab/")]
         assert list(ckpt[name].read()) == [b"alpha", b"be", "γ".encode()]
@@ -124,15 +120,7 @@ def _zero_length_heap_object(data: bytes) -> bytes:
 @pytest.mark.parametrize("deflate", [True, False])
 def test_global_heap_guard_applies_to_keras(keras_files, tmp_path, deflate):
     out = tmp_path / "h.keras"
-    if deflate:
-        _repack(keras_files / "wrapped.keras", out, edit=_zero_length_heap_object)
-    else:
-        with zipfile.ZipFile(keras_files / "wrapped.keras") as zin, \
-                zipfile.ZipFile(out, "w") as zout:
-            for info in zin.infolist():
-                data = zin.read(info)
-                zout.writestr(info, _zero_length_heap_object(data)
-                              if info.filename.endswith(".h5") else data)
+    _repack(keras_files / "wrapped.keras", out, edit=_zero_length_heap_object, deflate=deflate)
     # libhdf5 would loop forever on this heap: a child with a deadline, not this process.
     code = ("import sys, converter\n"
             "try:\n"
