@@ -97,7 +97,7 @@ def _output_path(path: PathLike, fmt: registry.Format) -> Path:
 def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
            opts: Mapping[str, Any]) -> Checkpoint:
     """Write ``ckpt`` in ``fmt``; returns the checkpoint the writer was given."""
-    named = registry._by_suffix(path, registry._known(plugins=False))
+    named = registry.by_suffix(path, plugins=False)
     if named is not None and named.name != fmt.name:
         # Another tool picks the format from the suffix and would misread the file.
         warnings.warn(f"{path}: writing {fmt.name} under a name that says {named.name}",
@@ -126,22 +126,22 @@ def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
     return Checkpoint(tensors, ckpt.metadata, source=ckpt.source, closers=[ckpt.close])
 
 
-def source_files(ckpt: Checkpoint) -> set[str]:
-    """Every file ``ckpt`` was read from, whatever path named it: the files its tensors' bytes
-    lie in, and for a TF checkpoint its index, every data shard and the directory's state file
-    (a directory or a data shard names a checkpoint as well as its prefix does)."""
+def source_files(ckpt: Checkpoint, named: PathLike) -> set[str]:
+    """Every file ``ckpt``, read through the path ``named``, depends on, whatever that path
+    was: the files its tensors' bytes lie in, the file named, a directory's state file
+    (wherever it points), and for a TF checkpoint its index, every data shard and the state
+    file beside them (a directory or a data shard names a checkpoint as well as its prefix)."""
+    named = Path(named)
     files = {t.span[0] for t in ckpt.values() if t.span is not None}
+    candidates = [named, named / "checkpoint"]
     source = ckpt.source
-    if source is None:
-        return files
-    path = Path(source.path)
-    if path.is_file():
-        files.add(str(path))
-    if source.format == "tf":
-        for candidate in (path.with_name(path.name + ".index"), path.parent / "checkpoint"):
-            if candidate.is_file():
-                files.add(str(candidate))
-        files.update(str(p) for p in path.parent.glob(glob.escape(path.name) + ".data-*-of-*"))
+    if source is not None:
+        path = Path(source.path)
+        candidates.append(path)
+        if source.format == "tf":
+            candidates += [path.with_name(path.name + ".index"), path.parent / "checkpoint"]
+            candidates += path.parent.glob(glob.escape(path.name) + ".data-*-of-*")
+    files.update(str(p) for p in candidates if p.is_file())
     return files
 
 
@@ -176,7 +176,7 @@ def convert(
     out = _output_path(dst, fmt)
     ckpt = read(src, format=source_format, **dict(read_options or {}))
     try:
-        files = source_files(ckpt)
+        files = source_files(ckpt, src)
         if rules is not None:
             ckpt = rules.apply(ckpt)
         # Outputs may not overwrite what they are read from, nor be readable by more people.

@@ -184,6 +184,6 @@ def _protected(source: Any, out: Path) -> Iterator[None]:
     from .outputs import from_source
 
     with api.read(source) as ckpt:
-        files = api.source_files(ckpt)
+        files = api.source_files(ckpt, source)
     with from_source(Path(source), files, out):
         yield

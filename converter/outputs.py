@@ -69,18 +69,11 @@ def _where(path: Path) -> Path:
 
 @contextmanager
 def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
-    """Outputs written in this block come from ``src`` (the tensors read from ``files``): they
-    may not overwrite or contain it, and get its permission bits at most."""
+    """Outputs written in this block come from ``src`` (the path the user named), read from
+    ``files`` (every file it depends on, see :func:`converter.api.source_files`): they may not
+    overwrite or contain it, and get its permission bits at most."""
     src = Path(src)
-    found = {Path(f) for f in files}
-    if src.is_file():
-        found.add(src)
-    index = src.with_name(src.name + ".index")
-    if not src.exists() and index.is_file():  # a TF prefix
-        found.add(index)
-    if (src / "checkpoint").is_file():  # a directory named by its state file, wherever it points
-        found.add(src / "checkpoint")
-    real = frozenset(p.resolve() for p in found)
+    real = frozenset(Path(f).resolve() for f in files)
     mode = None
     for p in real:
         try:

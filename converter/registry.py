@@ -141,11 +141,13 @@ def get(name: str) -> Format:
     return fmt
 
 
-def by_suffix(path: Path) -> Format | None:
+def by_suffix(path: Path, *, plugins: bool = True) -> Format | None:
     """The format whose suffix ends the file name, longest suffix first. Suffixes of the
     built-in (and code-registered) formats come before those of entry-point plugins: a plugin
-    claiming ``.weights.h5`` is picked by name (``--to``), since ``.h5`` is built in."""
-    return _by_suffix(path, _known(plugins=False)) or _by_suffix(path, formats())
+    claiming ``.weights.h5`` is picked by name (``--to``), since ``.h5`` is built in.
+    ``plugins=False`` never looks plugins up (that scans every installed distribution)."""
+    found = _by_suffix(path, _known(plugins=False))
+    return found or (_by_suffix(path, formats()) if plugins else None)
 
 
 def _by_suffix(path: Path, table: dict[str, Format]) -> Format | None:
