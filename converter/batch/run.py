@@ -202,13 +202,15 @@ class _Archives:
                 self.left[item.source] = self.left.get(item.source, 0) + 1
         self.dirs: dict[str, Path] = {}
         self.errors: dict[str, str] = {}
+        self.unpacked = 0  # directories made so far: finished archives' are gone, not reused
 
     def prepare(self, item: Item) -> Item | Result:
         archive = item.source
         if archive not in self.left:
             return item
         if archive not in self.dirs and archive not in self.errors:
-            into = self.root / str(len(self.dirs) + len(self.errors))
+            into = self.root / str(self.unpacked)
+            self.unpacked += 1
             try:
                 extract(Path(archive), self.wanted[archive], into, self.job.max_unpacked)
                 self.dirs[archive] = into
