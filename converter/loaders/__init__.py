@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import LoadError, option
 from ..kinds import tf1_kind
+from ..rules.presets import SLIM_NAMES as SLIM
 from ..tensor import Checkpoint, as_checkpoint
 from .match import Target, pair
 from .report import LoadReport, Misfit, Pairing
@@ -17,28 +18,33 @@ from .report import LoadReport, Misfit, Pairing
 __all__ = ["LoadReport", "Misfit", "Pairing", "Target", "load_into", "open_source", "pair"]
 
 
+def read_source(source: Any, format: str | None = None) -> Checkpoint:
+    """A path (any readable format), Checkpoint or dict of arrays, as a Checkpoint."""
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        from .. import api
+
+        return api.read(source, format=format)
+    return as_checkpoint(source)
+
+
 def open_source(source: Any, rules: Any = None, format: str | None = None) -> Checkpoint:
     """A path (any readable format), Checkpoint or dict of arrays, with rules applied."""
-    return open_ordered(source, rules, format)[0]
+    ckpt = read_source(source, format)
+    return rules.apply(ckpt) if rules is not None else ckpt
 
 
 def open_ordered(source: Any, rules: Any = None, format: str | None = None
                  ) -> tuple[Checkpoint, dict[str, int] | None]:
     """:func:`open_source` and the tensors' creation order in their new names (from before the
     rules, which may drop what tells it), or None when it is unknown."""
-    from .. import api
     from .order import creation_rank, renamed_rank
 
-    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        raw = api.read(source, format=format)
-    else:
-        raw = as_checkpoint(source)
+    raw = read_source(source, format)
     if rules is None:
         return raw, creation_rank(raw)
     return rules.apply(raw), renamed_rank(creation_rank(raw), raw, rules)
 
 
-SLIM = {"weights": "kernel", "biases": "bias"}
 
 
 def check(report: LoadReport, strict: bool, what: str, *, narrowed: bool = False) -> None:

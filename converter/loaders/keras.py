@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import LoadError
 from ..formats.keras import named_path
-from ..tensor import Checkpoint, as_checkpoint
+from ..tensor import Checkpoint
 from . import check
 from .match import Target, pair
 from .report import LoadReport
@@ -103,13 +103,10 @@ def prepare(source: Any, rules: Any = None, format: str | None = None
             ) -> tuple[Checkpoint, list[Leaf] | None, dict[str, int] | None]:
     """The checkpoint with rules applied, its layer structure and its tensors' creation order
     in the new names (taken before the rules, which may drop the object graph)."""
-    from .. import api
+    from . import read_source
     from .order import creation_rank, renamed_rank
 
-    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        raw = api.read(source, format=format)
-    else:
-        raw = as_checkpoint(source)
+    raw = read_source(source, format)
     leaves = checkpoint_layers(raw)
     rank = creation_rank(raw)
     if rules is None:

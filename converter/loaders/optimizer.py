@@ -131,12 +131,9 @@ def load_optimizer(model: Any, source: Any, report: LoadReport, *, rules: Any = 
 
 
 def _read(source: Any, format: str | None) -> Checkpoint:
-    from .. import api
-    from ..tensor import as_checkpoint
+    from . import read_source
 
-    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        return api.read(source, format=format)
-    return as_checkpoint(source)
+    return read_source(source, format)
 
 
 def find(ckpt: Checkpoint) -> Source | None:

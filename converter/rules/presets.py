@@ -127,7 +127,7 @@ class Tf2Names(Preset):
 
 _OUTPUT_INDEX = re.compile(r":\d+$")
 # slim / tf.contrib.layers / early tf.nn.rnn_cell names for what Keras calls kernel and bias.
-_SLIM = {"weights": "kernel", "biases": "bias", "depthwise_weights": "depthwise_kernel",
+SLIM_NAMES = {"weights": "kernel", "biases": "bias", "depthwise_weights": "depthwise_kernel",
          "pointwise_weights": "pointwise_kernel"}
 
 
@@ -152,7 +152,7 @@ class KerasNames(Preset):
                 slot = SLOT_SUFFIX.search(name)  # judged after ':0' is gone
                 base, tail = (name[:slot.start()], name[slot.start():]) if slot else (name, "")
                 scope, sep, leaf = base.rpartition("/")
-                name = scope + sep + _SLIM.get(leaf, leaf) + tail
+                name = scope + sep + SLIM_NAMES.get(leaf, leaf) + tail
             if name != e.name:
                 hits += 1
                 e = e.renamed(name)
