@@ -121,6 +121,13 @@ def check_dtype(path: Path, tensor: Tensor, fmt: str) -> None:
                           f"({tensor.dtype}), which {fmt} cannot store") from None
 
 
+def first_line(exc: BaseException) -> str:
+    """What a library's exception says, as one line for our own message: its first non-blank
+    line (TensorFlow's and HDF5's run on over many), cut to 200 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits, plus block overhead)
 
 

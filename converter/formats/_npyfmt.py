@@ -18,7 +18,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import FormatError
 from ..tensor import Tensor
-from ._common import check_shape
+from ._common import check_shape, first_line
 from ._stream import copy_to
 
 MAGIC = b"\x93NUMPY"
@@ -206,7 +206,7 @@ def unpickled(where: str, load: Callable[[], object], name: str, prefix: str | N
         value = load()
     except Exception as exc:  # unpickling runs arbitrary code: anything can come out of it
         raise FormatError(f"{where}: cannot unpickle it ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+                          f"{first_line(exc)})") from None
     out: list[Tensor] = []
 
     def visit(obj: object, key: str | None) -> None:

@@ -36,7 +36,7 @@ from ..kinds import optimizer_weight_kind
 from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
-from ._common import check_dtype, check_name, contiguous_le
+from ._common import MAX_RATIO, check_dtype, check_name, contiguous_le, first_line
 from ._stream import copy_to
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -85,11 +85,6 @@ def _unescape(part: str) -> str:
 H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()
-    return text[0][:200] if text else type(exc).__name__
-
-
 def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
     """Open an HDF5 file. Data kept outside it (external links, external raw storage, virtual
     datasets mapping other files) is refused unless ``allow_external``: a file from a stranger
@@ -98,7 +93,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
     try:
         f = h5py.File(path, "r")
     except H5_ERRORS as exc:
-        raise FormatError(f"{path}: not a readable HDF5 file ({_first_line(exc)})") from None
+        raise FormatError(f"{path}: not a readable HDF5 file ({first_line(exc)})") from None
     found: list[tuple[float, int, str, Tensor]] = []
 
     def visit(hpath: str, obj) -> None:
@@ -147,7 +142,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
                 layout = "keras3"  # a .weights.h5: layers/<layer>/vars/<i>
     except H5_ERRORS as exc:
         f.close()
-        raise FormatError(f"{path}: unreadable HDF5 structure ({_first_line(exc)})") from None
+        raise FormatError(f"{path}: unreadable HDF5 structure ({first_line(exc)})") from None
     except BaseException:
         f.close()
         raise
@@ -169,7 +164,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
                 metadata[key] = value
     except H5_ERRORS as exc:
         f.close()
-        raise FormatError(f"{path}: unreadable HDF5 attributes ({_first_line(exc)})") from None
+        raise FormatError(f"{path}: unreadable HDF5 attributes ({first_line(exc)})") from None
     return Checkpoint(tensors, metadata, source=Source("hdf5", str(path), layout),
                       closers=[f.close])
 
@@ -304,7 +299,6 @@ def _check_storage(path: Path, ds, allow_external: bool) -> None:
 
 
 MAX_UNBACKED = 16 << 20
-MAX_DEFLATE_RATIO = 1032
 _PLAIN_FILTERS = {1, 2, 3}  # deflate, shuffle, fletcher32: at most deflate's expansion
 
 
@@ -313,7 +307,7 @@ def _check_backed(ds, plist, layout: int, where: str) -> None:
     HDF5 never allocated (a contiguous dataset without data, chunks never written) reads as the
     fill value: up to MAX_UNBACKED bytes of it are read, more is refused, since a file of a few
     bytes can declare terabytes that way. Chunks stored with deflate (and shuffle, fletcher32)
-    cannot hold more than MAX_DEFLATE_RATIO times their stored size."""
+    cannot hold more than MAX_RATIO times their stored size."""
     h5py = _h5py()
     nbytes = math.prod(ds.shape or ()) * ds.dtype.itemsize
     if not nbytes or layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED) or \
@@ -326,7 +320,7 @@ def _check_backed(ds, plist, layout: int, where: str) -> None:
         chunk = math.prod(ds.chunks) * ds.dtype.itemsize
         backed = min(nbytes, ds.id.get_num_chunks() * chunk)
         filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
-        if filters <= _PLAIN_FILTERS and backed > stored * MAX_DEFLATE_RATIO + (1 << 20):
+        if filters <= _PLAIN_FILTERS and backed > stored * MAX_RATIO + (1 << 20):
             raise FormatError(f"{where}: its {ds.id.get_num_chunks()} chunks store {stored} "
                               f"bytes, which cannot hold the {backed} they declare (corrupt "
                               "file)")
@@ -454,7 +448,7 @@ def _read_all(ds, where: str, shape: tuple[int, ...]):
     except MemoryError:
         raise FormatError(f"{where}: shape {list(shape)} is too large to read") from None
     except H5_ERRORS as exc:
-        raise FormatError(f"{where}: unreadable data ({_first_line(exc)})") from None
+        raise FormatError(f"{where}: unreadable data ({first_line(exc)})") from None
 
 
 MAX_RANK = 32  # H5S_MAX_RANK

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError
 from ..tensor import Checkpoint, Source, Tensor
-from ._common import check_declared, map_file, read_capped, release
+from ._common import check_declared, first_line, map_file, read_capped, release
 
 if TYPE_CHECKING:
     from .hdf5 import Window
@@ -134,7 +134,7 @@ def read(path: Path) -> Checkpoint:
             zipfile.BadZipFile) as exc:
         close_all()
         raise FormatError(f"{path}: not a readable .keras archive "
-                          f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
+                          f"({first_line(exc)})") from None
     except BaseException:
         close_all()
         raise

@@ -35,7 +35,15 @@ from ..outputs import outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
 from . import _npyfmt
-from ._common import check_dtype, check_name, frombuffer, map_file, name_to_path, path_to_name
+from ._common import (
+    check_dtype,
+    check_name,
+    first_line,
+    frombuffer,
+    map_file,
+    name_to_path,
+    path_to_name,
+)
 
 INDEX = "converter-index.json"
 
@@ -49,11 +57,6 @@ def sniff(path: Path) -> bool:
         return False
     with open(path, "rb") as f:
         return f.read(6) == _npyfmt.MAGIC
-
-
-def file_for(name: str) -> str:
-    """The relative file path of tensor ``name`` in a directory checkpoint."""
-    return name_to_path(name)
 
 
 def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool,
@@ -115,7 +118,7 @@ def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
             metadata = {str(k): str(v) for k, v in index.get("metadata", {}).items()}
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise FormatError(f"{index_file}: malformed index "
-                              f"({str(exc).splitlines()[0][:200]})") from None
+                              f"({first_line(exc)})") from None
         for entry in entries:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
                     or not isinstance(entry.get("file"), str):
@@ -164,7 +167,7 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
         for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
             check_name(path, tensor.name, "an npy directory")
             check_dtype(path, tensor, "npy")
-            rel = file_for(tensor.name)
+            rel = name_to_path(tensor.name)
             if rel.lower() in used:  # case-insensitive file systems, hash-shortened names
                 rel = rel[:-4] + "~" + hashlib.sha1(tensor.name.encode()).hexdigest()[:12] + ".npy"
             used.add(rel.lower())

@@ -46,6 +46,7 @@ from ._common import (
     check_declared,
     check_dtype,
     check_name,
+    first_line,
     frombuffer,
     map_file,
     name_to_path,
@@ -82,16 +83,11 @@ ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
               ValueError, OSError, struct.error, OverflowError)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()
-    return text[0][:200] if text else type(exc).__name__
-
-
 def _open(path: Path) -> zipfile.ZipFile:
     try:
         zf = zipfile.ZipFile(path)
     except ZIP_ERRORS as exc:
-        raise FormatError(f"{path}: not a valid .npz (zip) file: {_first_line(exc)}") from None
+        raise FormatError(f"{path}: not a valid .npz (zip) file: {first_line(exc)}") from None
     expected = _central_count(path)
     if expected is not None and expected != len(zf.filelist):
         zf.close()
@@ -125,7 +121,7 @@ def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict, dict]:
     except RecursionError:
         raise FormatError(f"{path}: {SIDE} is nested too deeply") from None
     except ZIP_ERRORS as exc:  # JSON and Unicode errors are ValueErrors too
-        raise FormatError(f"{path}: {SIDE} is unreadable ({_first_line(exc)})") from None
+        raise FormatError(f"{path}: {SIDE} is unreadable ({first_line(exc)})") from None
     tensors = side.get("tensors", {}) if isinstance(side, dict) else None
     metadata = side.get("metadata", {}) if isinstance(side, dict) else None
     names = side.get("names", {}) if isinstance(side, dict) else None
@@ -173,7 +169,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
                 with zf.open(info) as f:
                     dtype, shape, fortran, hlen = _npyfmt.read_header(f, where)
         except ZIP_ERRORS as exc:
-            raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
+            raise FormatError(f"{where}: unreadable member ({first_line(exc)})") from None
         if dtype.hasobject:
             if not allow_pickle:
                 raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
@@ -188,7 +184,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
             try:
                 found = _npyfmt.unpickled(where, load_pickle, name, name)
             except ZIP_ERRORS as exc:
-                raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
+                raise FormatError(f"{where}: unreadable member ({first_line(exc)})") from None
             for t in found:
                 if t.name in tensors:
                     raise FormatError(f"{path}: tensor {t.name!r} is stored twice")
@@ -244,7 +240,7 @@ def integrity(path: Path) -> dict[str, str]:
                     while f.read(1 << 20):
                         pass
             except ZIP_ERRORS as exc:
-                problems[name] = f"{path}: tensor {name!r}: {_first_line(exc)}"
+                problems[name] = f"{path}: tensor {name!r}: {first_line(exc)}"
     return problems
 
 
@@ -279,7 +275,7 @@ def _read_member(
         with zf.open(info) as f:
             return np.lib.format.read_array(f, allow_pickle=allow_pickle)
     except ZIP_ERRORS as exc:
-        raise FormatError(f"{where}: unreadable member ({_first_line(exc)})") from None
+        raise FormatError(f"{where}: unreadable member ({first_line(exc)})") from None
 
 
 class _Forward:

@@ -24,6 +24,7 @@ from ._common import (
     check_dtype,
     check_name,
     check_shape,
+    first_line,
     frombuffer,
     gc_paused,
     map_file,
@@ -91,7 +92,7 @@ def _read_file_unpaused(path: Path) -> Checkpoint:
         raise FormatError(f"{path}: safetensors header is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
         raise FormatError(f"{path}: safetensors header is not valid JSON "
-                          f"({str(exc).splitlines()[0][:200]})") from None
+                          f"({first_line(exc)})") from None
     if not isinstance(header, dict):
         raise FormatError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -191,7 +192,7 @@ def _read_sharded(path: Path) -> Checkpoint:
         assert isinstance(weight_map, dict)
     except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
         raise FormatError(f"{index}: not a safetensors index "
-                          f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
+                          f"({first_line(exc)})") from None
     for key, value in weight_map.items():
         if not isinstance(value, str) or not value or "\0" in value:
             raise FormatError(f"{index}: weight_map[{key!r:.80}] must name a shard file, found "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ...errors import FormatError
 from ...tensor import Checkpoint, Source, Tensor
+from .._common import first_line
 from .locate import DATA_RE, V1, looks_like_v1, v1_in
 from .reader import DT_NAMES, read_bundle
 from .writer import write_bundle
@@ -88,26 +89,20 @@ def _read_v1(path: Path) -> Checkpoint:
         shapes = reader.get_variable_to_shape_map()
         types = reader.get_variable_to_dtype_map()
     except Exception as exc:  # TF raises its own error types
-        raise FormatError(f"{path}: TensorFlow cannot read it: {_first_line(exc)}") from None
+        raise FormatError(f"{path}: TensorFlow cannot read it: {first_line(exc)}") from None
 
     def load(name: str):
         try:
             return reader.get_tensor(name)
         except Exception as exc:  # e.g. NotFoundError: a V1 data file that is not there
             raise FormatError(f"{path}: tensor {name!r}: TensorFlow cannot read it: "
-                              f"{_first_line(exc)}") from None
+                              f"{first_line(exc)}") from None
 
     tensors = {}
     for name in sorted(shapes):
         dtype = types[name].as_numpy_dtype
         tensors[name] = Tensor(name, dtype, tuple(shapes[name]), partial(load, name))
     return Checkpoint(tensors, source=Source("tf", str(path), "tf1-v1"))
-
-
-def _first_line(exc: Exception) -> str:
-    # TF's messages run on with "[[{{node ...}}]]" and op tracebacks.
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
