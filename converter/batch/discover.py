@@ -8,17 +8,15 @@ import errno
 import glob
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import registry
 from ..errors import UsageError
-from ..formats.tfbundle.reader import DATA_RE, _state_file_prefixes, list_prefixes
+from ..formats.tfbundle.locate import DATA_RE, STEP_RE, basename, prefixes_in, step_of
+from ..formats.tfbundle.state import read_state
 from .archive import ARCHIVES, MAX_DEPTH, list_members
-
-STEP = re.compile(r"-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def is_checkpoint_name(name: str) -> bool:
     if DATA_RE.match(name) or lower.endswith((".index", ".index.json")):
         return False
     return registry.by_suffix(Path(lower)) is not None or (
-        STEP.search(lower) is not None and registry.by_suffix(Path(STEP.sub("", lower)))
+        STEP_RE.search(lower) is not None and registry.by_suffix(Path(STEP_RE.sub("", lower)))
         is not None)
 
 
@@ -201,9 +199,11 @@ def _dir_items(root: Path, label: str, latest: bool) -> list[Item]:
         for name in [n for n in dirnames if _whole(directory / n)]:
             out.append(_whole_item(directory / name, str(rel / name)))
             dirnames.remove(name)  # taken whole: do not look inside
-        prefixes = list_prefixes(directory)
+        # A Path cannot hold an empty basename (run/.index): those are read whole elsewhere.
+        prefixes = [Path(p) for p in prefixes_in(directory) if basename(p)]
         if latest and prefixes:
-            recorded, _ = _state_file_prefixes(directory)
+            state = read_state(directory)
+            recorded = state.latest if state is not None else None
             named = [p for p in prefixes if recorded and p.name == Path(recorded).name]
             prefixes = named or prefixes[-1:]
         out += [_prefix_item(prefix, str(rel / prefix.name)) for prefix in prefixes]
@@ -243,7 +243,7 @@ def _archive_items(archive: Path, latest: bool) -> list[Item]:
 
     for _, members in sorted(by_dir.items()):
         prefixes = sorted({m[: -len(".index")] for m in members if m.endswith(".index")},
-                          key=lambda p: (_step(p), p))
+                          key=lambda p: (step_of(p), p))
         if latest and prefixes:
             prefixes = prefixes[-1:]
         for prefix in prefixes:
@@ -254,11 +254,6 @@ def _archive_items(archive: Path, latest: bool) -> list[Item]:
             if m not in prefixes and is_checkpoint_name(m.rpartition("/")[2]):
                 out.append(item(m, (m,), m))
     return out
-
-
-def _step(prefix: str) -> int:
-    m = STEP.search(prefix)
-    return int(m.group(1)) if m else -1
 
 
 def in_shard(item: Item, shard: tuple[int, int] | None) -> bool:

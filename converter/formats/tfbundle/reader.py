@@ -16,10 +16,8 @@ from ...errors import CorruptionError, FormatError
 from ...tensor import Checkpoint, Source, Tensor, too_large_for_numpy, unrepresentable
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph, proto
-from .locate import DATA_RE as DATA_RE  # re-exported: batch discovery matches shard names
-from .locate import basename, prefixes_in, resolve
+from .locate import resolve
 from .slices import covers_exactly, slice_key
-from .state import read_state
 from .strings import read_strings
 from .table import read_table
 
@@ -37,17 +35,6 @@ QUANTIZED = {11: ("qint8", "int8"), 12: ("quint8", "uint8"), 13: ("qint32", "int
 
 def shard_path(prefix: str | os.PathLike[str], i: int, n: int) -> Path:
     return Path(f"{os.fspath(prefix)}.data-{i:05d}-of-{n:05d}")
-
-
-def list_prefixes(directory: Path) -> list[Path]:
-    """Every checkpoint prefix in ``directory`` that a ``Path`` can hold, ordered by step."""
-    return [Path(p) for p in prefixes_in(directory) if basename(p)]
-
-
-def _state_file_prefixes(directory: Path) -> tuple[str | None, list[str]]:
-    """``model_checkpoint_path`` and ``all_model_checkpoint_paths`` of a ``checkpoint`` file."""
-    state = read_state(directory)
-    return (None, []) if state is None else (state.latest, list(state.paths))
 
 
 def _check_representable(index: Path, name: str, shape: tuple[int, ...], dtype: np.dtype
