@@ -34,10 +34,18 @@ def masked_crc(data) -> int:
     return mask(crc(data))
 
 
-def lengths_crc(lengths: list[int]) -> int:
-    """crc32c over string-tensor element lengths as TF sums them: each length as a little-endian
-    uint32 when it fits (what older checkpoints used), as a uint64 otherwise."""
-    if all(n <= 0xFFFFFFFF for n in lengths):
-        return crc(np.array(lengths, dtype="<u4").view(np.uint8))
-    raw = b"".join(n.to_bytes(4 if n <= 0xFFFFFFFF else 8, "little") for n in lengths)
-    return crc(raw)
+_LENGTHS_PER_STEP = 1 << 20  # a bounded temporary, whatever the element count
+
+
+def lengths_crc(lengths) -> int:
+    """crc32c over string-tensor element lengths (a list or an unsigned array) as TF sums them:
+    each length as a little-endian uint32 when it fits (what older checkpoints used), as a
+    uint64 otherwise."""
+    lengths = np.asarray(lengths, dtype=np.uint64)
+    if len(lengths) and int(lengths.max()) > 0xFFFFFFFF:  # rare: elements of 4 GiB or more
+        return crc(b"".join(int(n).to_bytes(4 if n <= 0xFFFFFFFF else 8, "little")
+                            for n in lengths))
+    value = 0
+    for i in range(0, len(lengths), _LENGTHS_PER_STEP):
+        value = extend(value, lengths[i:i + _LENGTHS_PER_STEP].astype("<u4").view(np.uint8))
+    return value

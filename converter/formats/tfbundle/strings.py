@@ -14,10 +14,8 @@ import math
 
 import numpy as np
 
-from ...crc32c import crc, extend, mask
+from ...crc32c import extend, lengths_crc, mask
 from ...errors import CorruptionError
-
-CHUNK = 1 << 20  # lengths per crc step: a bounded temporary, whatever the element count
 
 
 def _lengths(table: np.ndarray, count: int, where: str) -> tuple[np.ndarray, int]:
@@ -47,16 +45,6 @@ def _lengths(table: np.ndarray, count: int, where: str) -> tuple[np.ndarray, int
     return lengths, used
 
 
-def _lengths_crc(lengths: np.ndarray) -> int:
-    value = 0
-    if len(lengths) and int(lengths.max()) > 0xFFFFFFFF:  # rare: elements of 4 GiB or more
-        raw = b"".join(int(n).to_bytes(4 if n <= 0xFFFFFFFF else 8, "little") for n in lengths)
-        return crc(raw)
-    for i in range(0, len(lengths), CHUNK):
-        value = extend(value, lengths[i:i + CHUNK].astype("<u4").view(np.uint8))
-    return value
-
-
 def read_strings(buf, offset: int, size: int, shape: tuple[int, ...], expected: int,
                  where: str, verify: bool) -> np.ndarray:
     """The string tensor stored at ``buf[offset:offset + size]`` as an object array of bytes."""
@@ -73,7 +61,7 @@ def read_strings(buf, offset: int, size: int, shape: tuple[int, ...], expected: 
         raise CorruptionError(f"{where}: string lengths do not match the stored size")
     stored = data[pos:pos + 4]
     if verify:
-        value = _lengths_crc(lengths)
+        value = lengths_crc(lengths)
         if mask(value) != int.from_bytes(stored.tobytes(), "little"):
             raise CorruptionError(f"{where}: checksum mismatch in string lengths")
         value = extend(extend(value, stored), data[pos + 4:])
