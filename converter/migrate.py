@@ -14,8 +14,7 @@ import importlib.util
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,28 +161,25 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
         from .loaders.optimizer import check_optimizer
 
         check_optimizer(model)
-    from .loaders import load_into
-
-    report = load_into(model, source, rules=rules, strict=strict, match=match)
-    if with_optimizer:
-        from .loaders.optimizer import load_optimizer
-
-        report.optimizer = load_optimizer(model, source, report, rules=rules)
-    with _protected(source, out):
-        save_weights(model, out, force=force)
-    return report
-
-
-@contextmanager
-def _protected(source: Any, out: Path) -> Iterator[None]:
-    """Outputs may not overwrite the checkpoint read from ``source`` (when it is a path)."""
-    if not isinstance(source, (str, os.PathLike)):
-        yield
-        return
     from . import api
+    from .loaders import load_into, read_source
     from .outputs import from_source
 
-    with api.read(source) as ckpt:
-        files = api.source_files(ckpt, source)
-    with from_source(Path(source), files, out):
-        yield
+    # Read once: the weights, the optimizer state and the files an output may not overwrite
+    # all come from this one checkpoint (closed here unless the caller handed it in).
+    ckpt = read_source(source)
+    try:
+        report = load_into(model, ckpt, rules=rules, strict=strict, match=match)
+        if with_optimizer:
+            from .loaders.optimizer import load_optimizer
+
+            report.optimizer = load_optimizer(model, ckpt, report, rules=rules)
+        if isinstance(source, (str, os.PathLike)):
+            with from_source(Path(source), api.source_files(ckpt, source), out):
+                save_weights(model, out, force=force)
+        else:
+            save_weights(model, out, force=force)
+    finally:
+        if ckpt is not source:
+            ckpt.close()
+    return report
