@@ -101,7 +101,7 @@ def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
         return
     import tensorflow as tf
 
-    from .formats.tfbundle.state import text_after_saving
+    from .formats.tfbundle.layout import text_after_saving
 
     prefix = out.with_name(out.name[: -len(".index")]) if out.name.endswith(".index") else out
     check_free([prefix.with_name(prefix.name + ".index")], force)

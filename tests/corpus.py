@@ -46,10 +46,11 @@ from samples import array_for, sample  # noqa: E402
 
 import converter  # noqa: E402
 from converter.crc32c import masked_crc  # noqa: E402
-from converter.formats.tfbundle import objgraph, proto  # noqa: E402
+from converter.formats.tfbundle import proto  # noqa: E402
 from converter.formats.tfbundle.slices import slice_key  # noqa: E402
 from converter.formats.tfbundle.table import MAGIC, BlockBuilder, read_table  # noqa: E402
 from converter.formats.tfbundle.writer import _entry, _write_strings  # noqa: E402
+from converter.tfnames import GRAPH_KEY  # noqa: E402
 
 SEED = 20240607
 ALARM = 5.0  # seconds per mutant (inspect + full read + verify)
@@ -503,14 +504,14 @@ def _rewrite_tensor(files: dict[str, bytes], name: str, raw: bytes, crc_masked: 
 def _tf2_mutants(o: Original, rng: random.Random) -> Gen:
     files = o.files()
     ckpt = converter.read(o.dir / o.target)
-    graph = bytes(ckpt[objgraph.GRAPH_KEY].read().reshape(-1)[0])
+    graph = bytes(ckpt[GRAPH_KEY].read().reshape(-1)[0])
     ckpt.close()
 
     def with_graph(label: str, g: bytes) -> tuple[str, dict, dict]:
         buf = io.BytesIO()
         _, value = _write_strings(buf, np.array([g], dtype=object).reshape(()), "g")
-        changes = _rewrite_tensor(files, objgraph.GRAPH_KEY, buf.getvalue(), value)
-        return f"object graph: {label}", changes, {"ignore": [objgraph.GRAPH_KEY]}
+        changes = _rewrite_tensor(files, GRAPH_KEY, buf.getvalue(), value)
+        return f"object graph: {label}", changes, {"ignore": [GRAPH_KEY]}
 
     for n in sorted({1, 2, len(graph) // 3, len(graph) // 2, len(graph) - 1}):
         yield with_graph(f"cut to {n} bytes", graph[:n])
@@ -536,10 +537,10 @@ def _tf2_mutants(o: Original, rng: random.Random) -> Gen:
         yield with_graph(label, g)
     yield "object graph stored as float", _rewrite_tensor(
         {**files, "m.ckpt.index": raw_table([
-            (k, _entry(1, (2,), 0, 0, 8, 0) if k == objgraph.GRAPH_KEY.encode() else v)
+            (k, _entry(1, (2,), 0, 0, 8, 0) if k == GRAPH_KEY.encode() else v)
             for k, v in read_table(files["m.ckpt.index"], "o")])},
-        objgraph.GRAPH_KEY, b"\x00" * 8, masked_crc(b"\x00" * 8)), \
-        {"ignore": [objgraph.GRAPH_KEY]}
+        GRAPH_KEY, b"\x00" * 8, masked_crc(b"\x00" * 8)), \
+        {"ignore": [GRAPH_KEY]}
 
 
 def _partitioned_mutants(o: Original) -> Gen:

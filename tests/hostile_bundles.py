@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from converter.crc32c import crc, extend, lengths_crc, mask
-from converter.formats.tfbundle import objgraph, proto
+from converter.formats.tfbundle import proto
 from converter.formats.tfbundle.slices import slice_key
 from converter.formats.tfbundle.table import build_table
 from converter.formats.tfbundle.writer import _entry
+from converter.tfnames import ATTR_SUFFIX, GRAPH_KEY
 
 DT_FLOAT, DT_STRING = 1, 7
 
@@ -114,12 +115,12 @@ def graph_dag(prefix: Path, depth: int, name_length: int = 16) -> Path:
     for i in range(depth):
         a, b = "a" * name_length, "b" * name_length
         children = [(a, i + 1), (b, i + 1)] if i + 1 < depth else []
-        key = f"k{i}{objgraph.ATTR_SUFFIX}"
+        key = f"k{i}{ATTR_SUFFIX}"
         keys.append(key)
         nodes.append((children, [("VARIABLE_VALUE", f"v{i}", key)]))
     graph, graph_crc = string_body([_graph(nodes)])
     value = np.zeros((), np.float32).tobytes()
-    entries = {objgraph.GRAPH_KEY.encode(): _entry(DT_STRING, (), 0, 0, len(graph), graph_crc)}
+    entries = {GRAPH_KEY.encode(): _entry(DT_STRING, (), 0, 0, len(graph), graph_crc)}
     for key in keys:
         entries[key.encode()] = _entry(DT_FLOAT, (), 0, len(graph), 4, mask(crc(value)))
     return write_bundle(prefix, entries, graph + value)

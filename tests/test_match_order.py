@@ -133,7 +133,7 @@ def test_meta_variables_in_creation_order(written):
 
 
 def test_natural_key():
-    from converter.loaders.order import natural_key
+    from converter.tfnames import natural_key
 
     names = ["dense_10", "dense_2", "dense", "dense_1", "layer10", "layer2", "layer1"]
     assert sorted(names, key=natural_key) == ["dense", "dense_1", "dense_2", "dense_10",

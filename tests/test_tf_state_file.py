@@ -19,7 +19,7 @@ from converter.errors import ConverterWarning, FormatError
 
 
 def read_state(directory: Path):
-    from converter.formats.tfbundle.state import read_state
+    from converter.formats.tfbundle.layout import read_state
 
     return read_state(directory)
 
@@ -52,7 +52,7 @@ def test_saves_of_two_prefixes_keep_both_once(tmp_path):
 
 
 def test_text_format_escapes_as_tensorflow_reads_them(tmp_path):
-    from converter.formats.tfbundle.state import format_state, parse_state
+    from converter.formats.tfbundle.layout import format_state, parse_state
 
     text = ('model_checkpoint_path: "oct\\303\\251-hex\\x41-\\"q\\"-\\\\-\\t"\n'
             "all_model_checkpoint_paths: 'single' \"-joined\"\n"

@@ -14,8 +14,14 @@ from typing import Any
 
 from .. import registry
 from ..errors import UsageError
-from ..formats.tfbundle.locate import DATA_RE, STEP_RE, basename, prefixes_in, step_of
-from ..formats.tfbundle.state import read_state
+from ..formats.tfbundle.layout import (
+    DATA_RE,
+    STEP_RE,
+    basename,
+    prefixes_in,
+    read_state,
+    step_of,
+)
 from .archive import ARCHIVES, MAX_DEPTH, list_members
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import mmap
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from ..kinds import optimizer_weight_kind
 from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
+from ..tfnames import natural_key
 from ._common import MAX_RATIO, check_dtype, check_name, contiguous_le, first_line
 from ._stream import copy_to
 
@@ -147,7 +147,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
         f.close()
         raise
     # Files from elsewhere carry no order: list them in natural order (vars/2 before vars/10).
-    found.sort(key=lambda x: (x[0], _natural(x[2]) if x[0] == float("inf") else (), x[1]))
+    found.sort(key=lambda x: (x[0], natural_key(x[2]) if x[0] == float("inf") else (), x[1]))
     tensors: dict[str, Tensor] = {}
     for _, _, name, tensor in found:
         if name in tensors:
@@ -338,10 +338,6 @@ def _keras3_roles(f, tensors: dict[str, Tensor]) -> None:
     for name, (_, attrs, kind) in describe(list(tensors), saveable_names(f)).items():
         tensors[name].attrs.update(attrs)
         tensors[name].kind = kind
-
-
-def _natural(name: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
 def _strings(value) -> list[str]:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError
 from ..tensor import Checkpoint, Source, Tensor
+from ..tfnames import natural_key
 from ._common import check_declared, first_line, map_file, read_capped, release
 
 if TYPE_CHECKING:
@@ -225,11 +226,7 @@ def _model_order(key: str, layers: dict[str, tuple[str, str, dict]]) -> tuple:
     while owner and owner not in rank:
         owner = owner.rpartition("/")[0]
     return (rank.get(owner, len(rank)) if owner or key.startswith("vars/") else len(rank),
-            _natural(key))
-
-
-def _natural(name: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+            natural_key(key))
 
 
 def snake(name: str) -> str:

@@ -42,11 +42,11 @@ import numpy as np
 from .. import dtypes
 from ..errors import LoadError, option
 from ..tensor import Checkpoint, Tensor
+from ..tfnames import ATTR_SUFFIX, OUTPUT_SUFFIX
 from .order import first
 from .report import LoadReport, Misfit, Pairing
 from .structure import Leaf, align
 
-ATTR = "/.ATTRIBUTES/VARIABLE_VALUE"
 AUTO_NAME = re.compile(r"(^|/)Variable(_\d+)?$")
 STRUCTURE = "layer structure"
 ONLY = "shape (only candidate)"
@@ -73,7 +73,7 @@ class Target:
 
 def forms(name: str) -> list[str]:
     out = [name]
-    for suffix in (ATTR, ":0"):
+    for suffix in (ATTR_SUFFIX, OUTPUT_SUFFIX):
         if name.endswith(suffix):
             out.append(name[: -len(suffix)])
     return out

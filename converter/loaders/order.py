@@ -30,20 +30,13 @@ from typing import Any
 from ..errors import FormatError, LoadError, option
 from ..formats.tfbundle import proto
 from ..tensor import Checkpoint
+from ..tfnames import natural_key
 
-_DIGITS = re.compile(r"(\d+)")
 # The number TF and Keras append to a repeated name: "dense_3", "layer10".
 _NUMBER = re.compile(r"_?\d+")
 # Formats whose readers list tensors sorted by name (HDF5 too, but for a Keras 2 layer list).
 SORTED_FORMATS = ("tf", "safetensors", "npy")
 META_VARIABLES = "variables"  # tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
-
-
-def natural_key(name: str) -> tuple[tuple[Any, ...], ...]:
-    """Sort key comparing each ``/``-part by its text and numbers: ``dense`` < ``dense_1`` <
-    ``dense_10``."""
-    return tuple(tuple(int(c) if i % 2 else c for i, c in enumerate(_DIGITS.split(part)))
-                 for part in name.split("/"))
 
 
 def skeleton(name: str) -> str:

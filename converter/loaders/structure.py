@@ -23,6 +23,7 @@ from typing import Any
 
 from ..formats.tfbundle import objgraph
 from ..tensor import Checkpoint
+from ..tfnames import GRAPH_KEY
 
 LAYER_CHILD = re.compile(r"^layer_with_weights-(\d+)$")
 # Children of a tf.keras layer node that are not its weights, or that repeat them.
@@ -43,7 +44,7 @@ class Leaf:
 def checkpoint_layers(ckpt: Checkpoint) -> list[Leaf] | None:
     """The leaf layers of a tf.keras model in a TF2 checkpoint or SavedModel, in model order;
     ``None`` when the checkpoint has no object graph or it holds no such model."""
-    graph = ckpt.get(objgraph.GRAPH_KEY)
+    graph = ckpt.get(GRAPH_KEY)
     if graph is None or graph.kind != "object_graph":
         return None
     try:

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ConverterWarning, RenameError
-from ..formats.tfbundle.objgraph import GRAPH_KEY, SLOT_MARK
 from ..kinds import tf1_kind
 from ..tensor import Tensor
+from ..tfnames import GRAPH_KEY, SLOT_MARK
 
 
 class RuleWarning(ConverterWarning):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import RenameError
-from ..formats.tfbundle.objgraph import ATTR_SUFFIX, SLOT_MARK
 from ..kinds import SLOT_SUFFIX
+from ..tfnames import ATTR_SUFFIX, SLOT_MARK
 from .core import Entry, Pattern, Rule, check_str
 from .ops import add_constant, gate_order, reorder, split
 

@@ -4,9 +4,9 @@ A checkpoint ``PREFIX`` is ``PREFIX.index`` (a LevelDB table: ``table.py``) mapp
 name to a ``BundleEntryProto`` (``proto.py``), and ``PREFIX.data-NNNNN-of-NNNNN`` shards holding
 the raw little-endian bytes (``reader.py``, ``strings.py``, ``writer.py``); partitioned
 variables store parts under encoded keys (``slices.py``). TF2 object-based checkpoints add an
-object graph (``objgraph.py``). A directory's ``checkpoint`` state file (``state.py``) names the
-latest prefix (``locate.py``). Pre-2016 V1 checkpoints (one file, no ``.index``) are read
-through TensorFlow when it is installed.
+object graph (``objgraph.py``). File names, steps, which checkpoint a path or directory names
+and the ``checkpoint`` state file are the bundle layout (``layout.py``). Pre-2016 V1 checkpoints
+(one file, no ``.index``) are read through TensorFlow when it is installed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from ...errors import FormatError
 from ...tensor import Checkpoint, Source, Tensor
 from .._common import first_line
-from .locate import DATA_RE, V1, looks_like_v1, v1_in
+from .layout import DATA_RE, V1, looks_like_v1, v1_in
 from .reader import DT_NAMES, read_bundle
 from .writer import write_bundle
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from ...tfnames import ATTR_SUFFIX, SLOT_MARK
 from .proto import ProtoError, decode, encode, first_bytes, first_int
 
-GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-ATTR_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
-SLOT_MARK = "/.OPTIMIZER_SLOT/"
 COUNTER_NAMES = {"save_counter", "iter", "iterations", "_iterations", "global_step"}
 
 

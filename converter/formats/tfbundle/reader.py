@@ -14,9 +14,10 @@ from ... import dtypes
 from ...crc32c import crc, mask, unmask
 from ...errors import CorruptionError, FormatError
 from ...tensor import Checkpoint, Source, Tensor, too_large_for_numpy, unrepresentable
+from ...tfnames import GRAPH_KEY
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph, proto
-from .locate import resolve
+from .layout import resolve, shard_path
 from .slices import covers_exactly, slice_key
 from .strings import read_strings
 from .table import read_table
@@ -31,10 +32,6 @@ DT_NAMES = {
 # Quantized types hold plain integers; we read them as such and remember the TF type.
 QUANTIZED = {11: ("qint8", "int8"), 12: ("quint8", "uint8"), 13: ("qint32", "int32"),
              15: ("qint16", "int16"), 16: ("quint16", "uint16")}
-
-
-def shard_path(prefix: str | os.PathLike[str], i: int, n: int) -> Path:
-    return Path(f"{os.fspath(prefix)}.data-{i:05d}-of-{n:05d}")
 
 
 def _check_representable(index: Path, name: str, shape: tuple[int, ...], dtype: np.dtype
@@ -234,12 +231,12 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     prefix, meta = resolve(path)
     bundle = Bundle(prefix, verify)
     graph_attrs: dict[str, dict[str, str]] = {}
-    graph_entry = bundle.entries.get(objgraph.GRAPH_KEY)
+    graph_entry = bundle.entries.get(GRAPH_KEY)
     if graph_entry is not None and (graph_entry["dt"] != 7 or graph_entry["shape"] != ()):
         graph_entry = None  # not a serialized graph: an ordinary tensor of that name
     if graph_entry is not None:
         try:
-            raw = bundle.read_entry(objgraph.GRAPH_KEY, graph_entry)
+            raw = bundle.read_entry(GRAPH_KEY, graph_entry)
             serialized = raw.reshape(-1)[0]
             # Paths spelled out from a TF-written graph take less than the graph itself (each
             # variable's key holds its path); the margin is for graphs of another writer.
@@ -262,7 +259,7 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
         attrs = dict(attrs) if attrs else {}
         if not tf2:
             kind = None  # judged from the TF1 name when asked (Tensor.kind)
-        elif name == objgraph.GRAPH_KEY:
+        elif name == GRAPH_KEY:
             kind = "object_graph"
         elif name in graph_attrs:
             attrs.update(graph_attrs[name])

@@ -16,11 +16,12 @@ from ...errors import FormatError
 from ...outputs import outputs
 from ...progress import tracked
 from ...tensor import Checkpoint, Tensor
+from ...tfnames import ATTR_SUFFIX, GRAPH_KEY
 from .._common import check_dtype, split_by_size
 from .._stream import copy_all
 from . import objgraph, proto
-from .reader import DT_NAMES, QUANTIZED, shard_path
-from .state import NAME, text_after_saving
+from .layout import NAME, shard_path, text_after_saving
+from .reader import DT_NAMES, QUANTIZED
 from .table import build_table
 
 DT_ENUM = {name: enum for enum, name in DT_NAMES.items()}
@@ -86,11 +87,11 @@ _shapes: dict[tuple[int, ...], bytes] = {}
 
 def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
     """The tensors to write, with an object graph that matches them when they use TF2 keys."""
-    tensors = [t for t in ckpt.values() if t.name != objgraph.GRAPH_KEY]
+    tensors = [t for t in ckpt.values() if t.name != GRAPH_KEY]
     keys = [t.name for t in tensors]
-    if not any(k.endswith(objgraph.ATTR_SUFFIX) for k in keys):
+    if not any(k.endswith(ATTR_SUFFIX) for k in keys):
         return list(ckpt.values())
-    old = ckpt.get(objgraph.GRAPH_KEY)
+    old = ckpt.get(GRAPH_KEY)
     if old is not None:
         try:
             raw = old.read().reshape(-1)[0]
@@ -100,7 +101,7 @@ def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
             pass
     full_names = {t.name: t.attrs.get("full_name", "") for t in tensors if t.attrs.get("full_name")}
     graph = np.array(objgraph.build(keys, full_names), dtype=object)
-    return tensors + [Tensor.from_array(objgraph.GRAPH_KEY, graph, kind="object_graph")]
+    return tensors + [Tensor.from_array(GRAPH_KEY, graph, kind="object_graph")]
 
 
 def _write_group(f: BinaryIO, group: list[Tensor]) -> Iterator[tuple[Tensor, int, int]]:
