@@ -8,7 +8,7 @@
 #   FUZZ_ATHERIS=0 scripts/fuzz.sh         # hypothesis only
 #
 # A failure prints the input (hypothesis) or leaves it in $FUZZ_ARTIFACTS (atheris, replay with
-# `python tests/test_fuzz.py TARGET FILE`).
+# `python -m tests.test_fuzz TARGET FILE`).
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
 EXAMPLES="${FUZZ_EXAMPLES:-20000}"
@@ -29,11 +29,11 @@ fi
 mkdir -p "$ARTIFACTS"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <("$PY" tests/test_fuzz.py --list)
+  mapfile -t targets < <("$PY" -m tests.test_fuzz --list)
 fi
 for target in "${targets[@]}"; do
   echo "atheris: $target for ${PER_TARGET} s"
-  "$PY" tests/test_fuzz.py "$target" -max_total_time="$PER_TARGET" -timeout=10 \
+  "$PY" -m tests.test_fuzz "$target" -max_total_time="$PER_TARGET" -timeout=10 \
     -rss_limit_mb=2048 -artifact_prefix="$ARTIFACTS/$target-" \
     || { echo "atheris: $target failed; inputs in $ARTIFACTS"; exit 1; }
 done

@@ -1,4 +1,5 @@
-"""Shared fixtures. TensorFlow is only imported by tests that need it, once per session."""
+"""Shared fixtures (helpers that are not fixtures live in tests/helpers.py). TensorFlow is only
+imported by tests that need it, once per session."""
 
 from __future__ import annotations
 
@@ -6,22 +7,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tests.helpers import HERE, tf_available
 
 # Before TensorFlow is first imported: tf.keras is tf-keras 2, `import keras` stays Keras 3.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-HERE = Path(__file__).parent
-
-
-def tf_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
 
 
 @pytest.fixture(scope="session")
@@ -42,45 +36,13 @@ def tf_fixtures(tmp_path_factory) -> dict[str, dict]:
     return json.loads((out / "manifest.json").read_text())
 
 
-def assert_same(actual, expected, name: str = "") -> None:
-    """Bit-exact equality of values, dtype and shape (NaN payloads and -0.0 included)."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
-    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
-    if expected.dtype.hasobject:
-        assert [bytes(x) for x in actual.reshape(-1)] == [bytes(x) for x in
-                                                           expected.reshape(-1)], name
-    else:
-        assert np.ascontiguousarray(actual).tobytes() == np.ascontiguousarray(
-            expected).tobytes(), f"{name}: values differ"
-
-
-def assert_same_checkpoint(actual, expected, ordered: bool = True) -> None:
-    if ordered:
-        assert list(actual) == list(expected)
-    else:
-        assert sorted(actual) == sorted(expected)
-    for name in expected:
-        assert_same(np.asarray(actual[name]), np.asarray(expected[name]), name)
-
-
-def tf1_lstm_checkpoint(tf, prefix, x: np.ndarray, units: int, *, cell_name: str = "LSTMCell",
-                        scope: str | None = None, forget_bias: float = 1.0, seed: int = 1):
-    """Run a TF1 LSTM cell over ``x`` with random weights and biases (so that gate order
-    matters), save it with Saver; returns ``(outputs, saved prefix)``."""
-    v1 = tf.compat.v1
-    rng = np.random.default_rng(seed)
-    with tf.Graph().as_default():
-        cell = getattr(v1.nn.rnn_cell, cell_name)(units, forget_bias=forget_bias, name=scope)
-        outputs, _ = v1.nn.dynamic_rnn(cell, tf.constant(x), dtype=tf.float32)
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            for var in v1.global_variables():
-                sess.run(var.assign(rng.uniform(-1, 1, var.shape).astype(np.float32)))
-            expected = sess.run(outputs)
-            saved = v1.train.Saver().save(sess, str(prefix), write_meta_graph=False)
-    return expected, saved
+@pytest.fixture(scope="module")
+def fresh_tf_keras_names(tf):
+    """Later test modules expect tf.keras auto names counted from scratch (``dense``, not
+    ``dense_7``): a module that builds tf.keras models uses this to reset tf.keras's counters
+    when it is done (``pytestmark = pytest.mark.usefixtures("fresh_tf_keras_names")``)."""
+    yield
+    tf.keras.backend.clear_session()
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,10 @@ negative values, and index/data mismatches. ``test_corpus.py`` runs them, one wo
 format, each mutant under an alarm and a memory cap; every mutant must give a clean
 ``ConverterError`` or the original data.
 
-    python tests/corpus.py run [DIR]        build the corpus (in DIR, kept), run it, print a summary
-    python tests/corpus.py worker MANIFEST  (internal) run one format's mutants, JSON lines out
+    python -m tests.corpus run [DIR]        build the corpus (in DIR, kept), run it, print a summary
+    python -m tests.corpus worker MANIFEST  (internal) run one format's mutants, JSON lines out
+
+(from the repository root).
 """
 
 from __future__ import annotations
@@ -38,19 +40,17 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # run as a script, the worker imports samples from here
-    sys.path.insert(0, str(HERE))
+import converter
+from converter.crc32c import masked_crc
+from converter.formats.tfbundle import proto
+from converter.formats.tfbundle.slices import slice_key
+from converter.formats.tfbundle.table import MAGIC, BlockBuilder, read_table
+from converter.formats.tfbundle.writer import _entry, _write_strings
+from converter.tfnames import GRAPH_KEY
+from tests.samples import array_for, sample
 
-from samples import array_for, sample  # noqa: E402
-
-import converter  # noqa: E402
-from converter.crc32c import masked_crc  # noqa: E402
-from converter.formats.tfbundle import proto  # noqa: E402
-from converter.formats.tfbundle.slices import slice_key  # noqa: E402
-from converter.formats.tfbundle.table import MAGIC, BlockBuilder, read_table  # noqa: E402
-from converter.formats.tfbundle.writer import _entry, _write_strings  # noqa: E402
-from converter.tfnames import GRAPH_KEY  # noqa: E402
+# The worker runs as ``python -m tests.corpus`` from here, where ``tests`` is importable.
+REPO = Path(__file__).resolve().parent.parent
 
 SEED = 20240607
 ALARM = 5.0  # seconds per mutant (inspect + full read + verify)
@@ -1324,9 +1324,9 @@ def _run_format(fmt: str, mutants: list[Mutant], expected: dict[str, str], workd
         errlog = workdir / f"stderr-{fmt}-{attempt}.txt"
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         with open(errlog, "wb") as err:
-            proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "worker",
-                                     str(manifest)], stdout=subprocess.PIPE, stderr=err,
-                                    env=env)
+            proc = subprocess.Popen([sys.executable, "-m", "tests.corpus", "worker",
+                                     str(manifest.resolve())], stdout=subprocess.PIPE,
+                                    stderr=err, env=env, cwd=REPO)
             current, deadline, buf, hung = None, 0.0, b"", False
             fd = proc.stdout.fileno()  # type: ignore[union-attr]
             while True:

@@ -14,7 +14,7 @@ the file, or reads consistently (verify agrees with reading), within the worker'
 memory cap. The cases run in ``corpus.py``'s workers (one per format, a 5 s alarm per case, a
 1.5 GiB address-space cap), which also record each case's time and the worker's peak memory.
 
-    python tests/grammar.py run [DIR]   build and run every case; print per-category outcomes,
+    python -m tests.grammar run [DIR]   build and run every case; print per-category outcomes,
                                         the slowest and the largest case of each reader
 """
 
@@ -35,17 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-import corpus  # noqa: E402
-from corpus import Mutant, raw_table  # noqa: E402
-
-from converter.crc32c import masked_crc  # noqa: E402
-from converter.formats.tfbundle import proto  # noqa: E402
-from converter.formats.tfbundle.slices import slice_key  # noqa: E402
-from converter.formats.tfbundle.writer import _write_strings  # noqa: E402
+from converter.crc32c import masked_crc
+from converter.formats.tfbundle import proto
+from converter.formats.tfbundle.slices import slice_key
+from converter.formats.tfbundle.writer import _write_strings
+from tests import corpus
+from tests.corpus import Mutant, raw_table
 
 SEED = 20261202
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same_checkpoint
 
 import converter
 from converter.batch import MANIFEST, discover, parse_shard
 from converter.batch.discover import in_shard
 from converter.cli import main
+from tests.helpers import assert_same_checkpoint
 
 
 @pytest.fixture(scope="module")

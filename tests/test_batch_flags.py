@@ -9,11 +9,11 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from conftest import assert_same
 
 import converter
 from converter.batch import MANIFEST, discover
 from converter.cli import main
+from tests.helpers import assert_same
 
 
 def _src(tmp_path: Path) -> Path:

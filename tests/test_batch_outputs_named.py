@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from conftest import assert_same
 
 import converter
+from tests.helpers import assert_same
 
 
 def _two_tensors(path: Path) -> dict:

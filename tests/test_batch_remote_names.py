@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
+from tests.helpers import assert_same
 
 
 def test_remote_outputs_with_glob_characters_are_uploaded(tmp_path):

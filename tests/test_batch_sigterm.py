@@ -9,10 +9,10 @@ import sys
 import time
 
 import numpy as np
-from test_interrupts import CHILD
 
 import converter
 from converter.cli import main
+from tests.helpers import PAUSED_CLI
 
 
 def test_sigterm_stops_batch_with_one_line(tmp_path):
@@ -20,7 +20,7 @@ def test_sigterm_stops_batch_with_one_line(tmp_path):
     converter.write({f"w{i}": rng.standard_normal(1024).astype(np.float32) for i in range(4)},
                     tmp_path / "src" / "a.npz")
     ready, sent, out = tmp_path / "ready", tmp_path / "sent", tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ready), str(sent), "batch",
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_CLI, str(ready), str(sent), "batch",
                              str(tmp_path / "src"), "--to", "safetensors", "--out", str(out),
                              "-q"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import assert_same, assert_same_checkpoint
-from samples import sample
 
 import converter
 from converter.cli import main
+from tests.helpers import assert_same, assert_same_checkpoint
+from tests.samples import sample
 
 
 @pytest.fixture

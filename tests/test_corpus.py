@@ -18,8 +18,7 @@ import pytest
 
 import converter
 from converter.cli import main
-
-corpus = pytest.importorskip("corpus")
+from tests import corpus
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +185,7 @@ def test_damaged_zip_named_keras_or_npz_is_a_format_error(tmp_path):
 
 def test_corpus_script_runs(tmp_path, capsys):
     assert corpus.main([]) == 2
-    assert "python tests/corpus.py run" in capsys.readouterr().out
+    assert "python -m tests.corpus run" in capsys.readouterr().out
     assert json.loads(json.dumps(corpus._spec(corpus.Mutant("a", "b", "c", "d", {}))))
 
 

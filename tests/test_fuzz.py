@@ -4,8 +4,8 @@ decoding (bundle entries, shapes, slices, the TF2 object graph), the safetensors
 
 Every target must return a result or raise a ``ConverterError``; any other exception is a bug.
 They run briefly in CI; ``CONVERTER_FUZZ_EXAMPLES=20000`` (or ``scripts/fuzz.sh``) runs them
-long. With atheris installed, ``python tests/test_fuzz.py TARGET [libFuzzer flags]`` fuzzes one
-target with coverage guidance (``python tests/test_fuzz.py`` lists them).
+long. With atheris installed, ``python -m tests.test_fuzz TARGET [libFuzzer flags]`` fuzzes one
+target with coverage guidance (``python -m tests.test_fuzz`` lists them).
 """
 
 from __future__ import annotations
@@ -23,14 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-import converter  # noqa: E402
-from converter.formats import _npyfmt, safetensors  # noqa: E402
-from converter.formats.tfbundle import objgraph, proto, table  # noqa: E402
-from converter.formats.tfbundle.writer import _entry  # noqa: E402
+import converter
+from converter.formats import _npyfmt, safetensors
+from converter.formats.tfbundle import objgraph, proto, table
+from converter.formats.tfbundle.writer import _entry
 
 EXAMPLES = int(os.environ.get("CONVERTER_FUZZ_EXAMPLES", "150"))
 LONG = "CONVERTER_FUZZ_EXAMPLES" in os.environ

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-grammar = pytest.importorskip("grammar")
+from tests import grammar
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter import registry
-
-grammar = pytest.importorskip("grammar")
+from tests import grammar
+from tests.helpers import assert_same
 
 WRITABLE = [f for f in registry.formats().values() if f.can_write]
 NAMES = grammar.HOSTILE_NAMES + ["a/../b", "a/..", "./", "con", "x.npy", "x:0", "a\\b",

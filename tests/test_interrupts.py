@@ -19,6 +19,7 @@ import pytest
 import converter
 from converter import outputs
 from converter.cli import main
+from tests.helpers import PAUSED_CLI
 
 FORMATS = {  # name: (destination, extra CLI flags)
     "tf": ("out.ckpt", []),
@@ -29,33 +30,6 @@ FORMATS = {  # name: (destination, extra CLI flags)
     "npy-dir": ("out", ["--to", "npy"]),
     "hdf5": ("out.h5", []),
 }
-
-# The CLI, with every writer stopping after its second tensor until the test has signalled it.
-CHILD = """
-import sys, time
-from pathlib import Path
-from converter.formats import hdf5, npy, npz, safetensors
-from converter.formats.tfbundle import writer
-from converter.cli import main
-
-ready, sent = Path(sys.argv[1]), Path(sys.argv[2])
-
-def hook(real):
-    def tracked(*args, **kwargs):
-        for i, tensor in enumerate(real(*args, **kwargs)):
-            if i == 1:
-                ready.touch()
-                deadline = time.monotonic() + 60
-                while not sent.exists() and time.monotonic() < deadline:
-                    time.sleep(0.005)
-            yield tensor
-    return tracked
-
-for module in (hdf5, npy, npz, safetensors, writer):
-    module.tracked = hook(module.tracked)
-sys.exit(main(sys.argv[3:]))
-"""
-
 
 @pytest.fixture(scope="module")
 def busy_cpus():
@@ -82,7 +56,7 @@ def _stop_mid_write(tmp_path: Path, source: Path, fmt: str, sig: int
     out = tmp_path / "out"
     out.mkdir()
     ready, sent = tmp_path / "ready", tmp_path / "sent"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ready), str(sent), "convert",
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_CLI, str(ready), str(sent), "convert",
                              str(source), str(out / "new" / name), "-q", *flags],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -116,7 +90,7 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, source, busy_cpus, fm
 def test_an_ignored_sighup_stays_ignored(tmp_path, source):
     # Under nohup a closed terminal must not stop the conversion.
     code = ("import signal, sys\n"
-            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n" + CHILD)
+            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n" + PAUSED_CLI)
     ready, sent = tmp_path / "ready", tmp_path / "sent"
     dst = tmp_path / "out.safetensors"
     proc = subprocess.Popen([sys.executable, "-c", code, str(ready), str(sent), "convert",

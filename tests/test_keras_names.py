@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HERE, assert_same, tf_available
 
 import converter
 from converter.errors import FormatError
+from tests.helpers import HERE, assert_same, tf_available
 
 h5py = pytest.importorskip("h5py")
 

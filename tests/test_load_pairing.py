@@ -9,11 +9,11 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.cli import main
 from converter.errors import LoadError, UsageError
+from tests.helpers import assert_same
 
 
 def test_model_that_grew_a_layer_pairs_shifted_auto_names_by_shape(tf, tmp_path):

@@ -1,15 +1,15 @@
 """Loading checkpoints written by TensorFlow into changed TF1 graphs and into Keras models: the
-situations users hit (seed posts), each on a checkpoint TensorFlow writes in the test."""
+situations users report, each on a checkpoint TensorFlow writes in the test."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.errors import LoadError
 from converter.rules import Rules
+from tests.helpers import assert_same
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.cli import main
 from converter.errors import LoadError
+from tests.helpers import assert_same
 
 UNITS = 4
 MODELS = '''

@@ -5,9 +5,9 @@ in natural order (``layer2`` before ``layer10``), as they do from the bundle its
 from __future__ import annotations
 
 import numpy as np
-from conftest import assert_same
 
 import converter
+from tests.helpers import assert_same
 
 UNITS = 2
 

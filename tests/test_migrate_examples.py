@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 from converter.cli import main
+from tests.helpers import assert_same
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "mlp"
 # The README's line, run as written inside a copy of examples/mlp.

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same, tf1_lstm_checkpoint
 
 import converter
 import converter.rules
 from converter.cli import main
+from tests.helpers import assert_same, tf1_lstm_checkpoint
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "mlp"
 

@@ -8,12 +8,12 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import assert_same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import converter
 from converter.errors import FormatError
+from tests.helpers import assert_same
 
 HOSTILE = ["../up", "/abs", "a/../../b", "a\\b", "c:d", "x\x00y", "%41", "..", ".", "", "a//b"]
 WRITERS = [("npy", ""), ("npz", ".npz"), ("hdf5", ".h5"), ("safetensors", ".safetensors")]

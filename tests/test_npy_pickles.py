@@ -8,10 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.errors import FormatError
+from tests.helpers import assert_same
 
 
 def _mtcnn_like() -> dict:

@@ -7,14 +7,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from conftest import assert_same_checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from samples import array_for
 
 import converter
 from converter import registry
 from converter.errors import ConverterError
+from tests.helpers import assert_same_checkpoint
+from tests.samples import array_for
 
 WRITABLE = [f for f in registry.formats().values() if f.can_write]
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same, assert_same_checkpoint
-from samples import sample
 
 import converter
 from converter import dtypes, registry
 from converter.errors import FormatError
 from converter.formats._common import name_to_path
+from tests.helpers import assert_same, assert_same_checkpoint
+from tests.samples import sample
 
 WRITABLE = [f for f in registry.formats().values() if f.can_write]
 

@@ -11,7 +11,6 @@ import warnings
 import ml_dtypes
 import numpy as np
 import pytest
-from conftest import assert_same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +26,7 @@ from converter.cli.rule_args import (
 from converter.errors import RenameError, UsageError
 from converter.rules import Exclude, Map, Rename, Rules, RuleWarning
 from converter.tensor import Checkpoint, Tensor
+from tests.helpers import assert_same
 
 MLP = ["global_step", "hidden1/weights", "hidden1/weights/Adam", "hidden1/weights/Adam_1",
        "hidden1/biases", "hidden2/weights", "hidden2/biases", "hidden3/weights",

@@ -7,13 +7,13 @@ import argparse
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.cli import main
 from converter.cli.rule_args import add_rule_args, rules_from_args
 from converter.errors import RenameError
 from converter.rules import Map, Rules
+from tests.helpers import assert_same
 
 NAMES = ["a", "b", "c", "keep"]
 

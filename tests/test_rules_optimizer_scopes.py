@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.cli import main
 from converter.kinds import tf1_kind
 from converter.rules import Rules
+from tests.helpers import assert_same
 
 MODEL = ["dnn/hiddenlayer_0/bias", "dnn/hiddenlayer_0/kernel"]
 

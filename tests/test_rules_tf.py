@@ -8,11 +8,11 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import assert_same, tf1_lstm_checkpoint
 
 import converter
 from converter.cli.rule_args import add_rule_args, rules_from_args
 from converter.rules import Rules
+from tests.helpers import assert_same, tf1_lstm_checkpoint
 
 UNITS, STEPS, FEATURES, BATCH = 5, 4, 3, 2
 

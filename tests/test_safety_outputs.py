@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same_checkpoint
 
 import converter
 from converter import _tempfiles, outputs
 from converter.cli import main
 from converter.formats import safetensors as st_format
+from tests.helpers import assert_same_checkpoint
 
 
 def _data(seed: int = 0, n: int = 4, size: int = 64) -> dict[str, np.ndarray]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same, assert_same_checkpoint
 
 import converter
 from converter.errors import CorruptionError
+from tests.helpers import assert_same, assert_same_checkpoint
 
 MiB = 2**20
 

@@ -12,7 +12,7 @@ import pytest
 import converter
 from converter import Source
 from converter.cli import main
-from tests.conftest import assert_same_checkpoint
+from tests.helpers import assert_same_checkpoint
 
 # What a TensorFlow reader finds out; none of it may appear in a written file.
 FACTS = ("format", "layout", "prefix", "checkpoints", "num_shards", "global_step", "step",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same_checkpoint
 
 import converter
 from converter.errors import CorruptionError
 from converter.formats import _stream
+from tests.helpers import assert_same_checkpoint
 
 OUTPUTS = ["out.safetensors", "out.ckpt", "out.h5", "out.npz", "out-npy"]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.errors import LoadError
+from tests.helpers import assert_same
 
 STEPS = 3
 

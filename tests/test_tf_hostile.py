@@ -11,11 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
-from hostile_bundles import empty_strings, graph_dag, partitioned, string_body, strings_declaring
 
 import converter
 from converter.errors import CorruptionError, FormatError
+from tests.helpers import assert_same
+from tests.hostile_bundles import (
+    empty_strings,
+    graph_dag,
+    partitioned,
+    string_body,
+    strings_declaring,
+)
 
 HERE = Path(__file__).parent
 
@@ -86,7 +92,7 @@ def test_string_count_beyond_the_span_is_refused_before_reading(tmp_path):
 def test_string_lengths_of_any_width(tmp_path, lengths):
     items = [bytes([i % 251]) * n for i, n in enumerate(lengths)]
     data, value = string_body(items)
-    from hostile_bundles import DT_STRING, _entry, write_bundle
+    from tests.hostile_bundles import DT_STRING, _entry, write_bundle
 
     prefix = write_bundle(tmp_path / "s.ckpt", {b"s": _entry(
         DT_STRING, (len(items),), 0, 0, len(data), value)}, data)
@@ -95,7 +101,7 @@ def test_string_lengths_of_any_width(tmp_path, lengths):
 
 
 def test_overlong_string_length_varint_is_refused(tmp_path):
-    from hostile_bundles import DT_STRING, _entry, write_bundle
+    from tests.hostile_bundles import DT_STRING, _entry, write_bundle
 
     data = b"\xff" * 11 + b"\x00" + bytes(4)
     prefix = write_bundle(tmp_path / "s.ckpt", {b"s": _entry(DT_STRING, (1,), 0, 0, len(data),

@@ -7,10 +7,10 @@ import pickle
 from pathlib import Path
 
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.errors import CorruptionError, FormatError
+from tests.helpers import assert_same
 
 FIXTURES = ["tf1_adam", "tf1_partitioned", "tf1_strings", "all_dtypes", "sharded",
             "sharded_sliced", "tf2_keras", "tf2_keras_save_weights", "keras3_ckpt",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.errors import ConverterWarning, FormatError
+from tests.helpers import assert_same
 
 
 def read_state(directory: Path):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
-from samples import sample
 
 import converter
 from converter import registry
+from tests.helpers import assert_same
+from tests.samples import sample
 
 ATTR = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -85,11 +85,6 @@ def _keras_model(tf, seed: int):
     model.train_on_batch(rng.standard_normal((8, 4)).astype(np.float32),
                          rng.standard_normal((8, 2)).astype(np.float32))
     return model
-
-
-def _model_values(ckpt_values: dict, prefix: str = "model/") -> list[np.ndarray]:
-    keys = sorted(k for k in ckpt_values if k.startswith(prefix) and k.endswith(ATTR))
-    return [ckpt_values[k] for k in keys]
 
 
 def test_tf2_checkpoint_passes_through_and_restores(tf, tf_fixtures, tmp_path):

@@ -1,4 +1,4 @@
-"""Issue 11, optimizer state: training that stopped in tf.keras or TF1 continues in Keras 3.
+"""Optimizer state: training that stopped in tf.keras or TF1 continues in Keras 3.
 
 Each source trains a few steps, is saved, then takes one more step on a fixed batch; the
 migrated Keras 3 model (``.keras`` with optimizer, loaded by ``keras.saving.load_model``) takes
@@ -11,12 +11,14 @@ import textwrap
 
 import numpy as np
 import pytest
-from test_rescue_tf import fresh_tf_keras_names  # noqa: F401  (autouse, module scope)
 
 import converter
 from converter.cli import main
 from converter.errors import LoadError, UsageError
 from converter.rules import Rules
+
+# tf.keras auto names count per process: reset them for the modules that run after this one.
+pytestmark = pytest.mark.usefixtures("fresh_tf_keras_names")
 
 MODELS = '''
 import keras

@@ -1,4 +1,4 @@
-"""Issue 11: the weights Keras 3 refuses (tf.keras TF-format checkpoints, SavedModels, Keras 2
+"""The weights Keras 3 refuses (tf.keras TF-format checkpoints, SavedModels, Keras 2
 ``.h5``), migrated into Keras 3 models and checked by what Keras itself loads and predicts.
 
 Every source is written by tf-keras in the test; one builder per model makes the tf-keras source
@@ -16,11 +16,14 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import assert_same
 
 import converter
 from converter.cli import main
 from converter.errors import LoadError
+from tests.helpers import assert_same
+
+# tf.keras auto names count per process: reset them for the modules that run after this one.
+pytestmark = pytest.mark.usefixtures("fresh_tf_keras_names")
 
 MODELS = '''
 import keras
@@ -60,19 +63,11 @@ def broken():
 INPUTS = {"dense_bn": (6,), "conv": (8, 8, 2), "lstm": (5, 3), "nested": (4,)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_tf_keras_names(tf):
-    """Later test modules expect tf.keras auto names counted from scratch (``dense``, not
-    ``dense_7``): reset tf.keras's counters when this module is done."""
-    yield
-    tf.keras.backend.clear_session()
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    path = tmp_path_factory.mktemp("rescue_models") / "rescue_models.py"
+    path = tmp_path_factory.mktemp("migrate_models") / "migrate_models.py"
     path.write_text(textwrap.dedent(MODELS))
-    spec = importlib.util.spec_from_file_location("rescue_models", path)
+    spec = importlib.util.spec_from_file_location("migrate_models", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.path = path
@@ -91,7 +86,7 @@ def _randomize(model, seed: int) -> None:
 def sources(tf, models, tmp_path_factory):
     """Each tf-keras model saved with ``save_weights`` (TF format) and as a SavedModel, with
     its weights and its predictions on a fixed batch."""
-    root = tmp_path_factory.mktemp("rescue_sources")
+    root = tmp_path_factory.mktemp("migrate_sources")
     out = {}
     for i, name in enumerate(INPUTS):
         model = getattr(models, name)(tf.keras)

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from samples import sample
 
 import converter
 from converter.cli import main
+from tests.samples import sample
 
 
 @pytest.fixture

@@ -1,0 +1,84 @@
+"""Helpers shared by the tests: bit-exact comparisons, the TensorFlow probe, a TF1 LSTM
+checkpoint builder. Import them as ``from tests.helpers import assert_same``."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+# ``python -c PAUSED_CLI READY SENT ARGS...``: the CLI, with every writer stopping after its second
+# tensor (it touches READY) until the test has signalled it (and touched SENT).
+PAUSED_CLI = """
+import sys, time
+from pathlib import Path
+from converter.formats import hdf5, npy, npz, safetensors
+from converter.formats.tfbundle import writer
+from converter.cli import main
+
+ready, sent = Path(sys.argv[1]), Path(sys.argv[2])
+
+def hook(real):
+    def tracked(*args, **kwargs):
+        for i, tensor in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                ready.touch()
+                deadline = time.monotonic() + 60
+                while not sent.exists() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            yield tensor
+    return tracked
+
+for module in (hdf5, npy, npz, safetensors, writer):
+    module.tracked = hook(module.tracked)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def tf_available() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def assert_same(actual, expected, name: str = "") -> None:
+    """Bit-exact equality of values, dtype and shape (NaN payloads and -0.0 included)."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    if expected.dtype.hasobject:
+        assert [bytes(x) for x in actual.reshape(-1)] == [bytes(x) for x in
+                                                           expected.reshape(-1)], name
+    else:
+        assert np.ascontiguousarray(actual).tobytes() == np.ascontiguousarray(
+            expected).tobytes(), f"{name}: values differ"
+
+
+def assert_same_checkpoint(actual, expected, ordered: bool = True) -> None:
+    """The same names (in the same order unless ``ordered=False``), each tensor bit-exact."""
+    if ordered:
+        assert list(actual) == list(expected)
+    else:
+        assert sorted(actual) == sorted(expected)
+    for name in expected:
+        assert_same(np.asarray(actual[name]), np.asarray(expected[name]), name)
+
+
+def tf1_lstm_checkpoint(tf, prefix, x: np.ndarray, units: int, *, cell_name: str = "LSTMCell",
+                        scope: str | None = None, forget_bias: float = 1.0, seed: int = 1):
+    """Run a TF1 LSTM cell over ``x`` with random weights and biases (so that gate order
+    matters), save it with Saver; returns ``(outputs, saved prefix)``."""
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(seed)
+    with tf.Graph().as_default():
+        cell = getattr(v1.nn.rnn_cell, cell_name)(units, forget_bias=forget_bias, name=scope)
+        outputs, _ = v1.nn.dynamic_rnn(cell, tf.constant(x), dtype=tf.float32)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            for var in v1.global_variables():
+                sess.run(var.assign(rng.uniform(-1, 1, var.shape).astype(np.float32)))
+            expected = sess.run(outputs)
+            saved = v1.train.Saver().save(sess, str(prefix), write_meta_graph=False)
+    return expected, saved
