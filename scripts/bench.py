@@ -2,11 +2,14 @@
 
 usage: python scripts/bench.py [--kinds many,bert,big] [--repeat 3] [--workdir DIR] [--json OUT]
 
-Fixtures are TF1 name-based bundles written by TensorFlow itself with
-``shared/bench/make_ckpt.py`` (``--make-ckpt``): ``many`` (20k small tensors, 78 MiB),
-``bert`` (BERT-base with adam_m/adam_v slots, 1.25 GiB) and ``big`` (16 tensors, 1.4 GiB).
-They are made once into ``--workdir`` (default ``<tempdir>/bench-data``) as
-``<workdir>/<kind>/model.ckpt`` and reused by later runs.
+Fixtures are TF1 name-based bundles made by ``scripts/bench_fixtures.py``, written by
+TensorFlow itself (``--fixture-writer tf``, the default) or by converter's writer
+(``--fixture-writer converter``): ``many`` (20k small tensors, 78 MiB), ``bert`` (BERT-base with
+adam_m/adam_v slots, 1.25 GiB) and ``big`` (16 tensors, 1.4 GiB); ``--quick`` uses a 2.8 MiB
+bundle written by converter. ``--make-ckpt SCRIPT`` makes them with another script, run as
+``python SCRIPT PREFIX KIND``. They are made once into ``--workdir`` (default
+``<tempdir>/bench-data``) as ``<workdir>/<kind>/model.ckpt`` and reused by later runs, whoever
+wrote them.
 
 What is measured, for every kind (ours vs baseline):
 
@@ -49,7 +52,7 @@ from pathlib import Path
 
 KINDS = ("many", "bert", "big")
 QUICK = "quick"  # a few MiB written by converter itself: a smoke test that needs no TensorFlow
-DEFAULT_MAKE_CKPT = Path(__file__).resolve().parents[2] / "shared/bench/make_ckpt.py"
+FIXTURES = Path(__file__).resolve().with_name("bench_fixtures.py")
 
 # Child programs, run as ``python -c CODE ARGS...``. TOUCH reads every element of an array.
 TOUCH = """
@@ -205,26 +208,26 @@ def data_files(prefix: Path) -> list[Path]:
     return sorted(prefix.parent.glob(prefix.name + ".data-*-of-*"))
 
 
-MAKE_QUICK = """
-import sys, numpy as np, converter
-rng = np.random.default_rng(0)
-data = {f"scope_{i // 10}/var_{i}": rng.standard_normal((64, 16), dtype=np.float32)
-        for i in range(200)}
-data["big/kernel"] = rng.standard_normal((512, 1024), dtype=np.float32)
-converter.write(data, sys.argv[1], format="tf")
-"""
+def fixture_command(prefix: Path, kind: str, make_ckpt: Path | None,
+                    writer: str) -> list[str]:
+    """The child that writes ``kind`` at ``prefix``. In a child: numpy in this process would
+    inflate every later child's peak RSS, which starts from this process's at fork."""
+    if make_ckpt is not None and kind != QUICK:
+        return [sys.executable, str(make_ckpt), str(prefix), kind]
+    writer = "converter" if kind == QUICK else writer
+    return [sys.executable, str(FIXTURES), str(prefix), kind, "--writer", writer]
 
 
-def make_bundle(workdir: Path, kind: str, make_ckpt: Path) -> tuple[Path, float | None]:
+def make_bundle(workdir: Path, kind: str, make_ckpt: Path | None,
+                writer: str = "tf") -> tuple[Path, float | None]:
     """Make (or reuse) ``<workdir>/<kind>/model.ckpt``; return it and the seconds spent making."""
     final = workdir / kind
     prefix = final / "model.ckpt"
     if kind == QUICK:
         shutil.rmtree(final, ignore_errors=True)
         final.mkdir(parents=True)
-        # In a child: numpy in this process would inflate every later child's peak RSS, which
-        # starts from this process's at fork.
-        subprocess.run(python_code(MAKE_QUICK, str(prefix)), check=True, env=child_env())
+        subprocess.run(fixture_command(prefix, kind, None, writer), check=True, env=child_env(),
+                       stdout=sys.stderr)
         return prefix, None
     if bundle_ready(prefix):
         print(f"reusing {prefix}", file=sys.stderr, flush=True)
@@ -235,7 +238,7 @@ def make_bundle(workdir: Path, kind: str, make_ckpt: Path) -> tuple[Path, float 
     staging.mkdir(parents=True)
     print(f"making {kind} bundle in {final} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(make_ckpt), str(staging / "model.ckpt"), kind],
+    subprocess.run(fixture_command(staging / "model.ckpt", kind, make_ckpt, writer),
                    check=True, env=child_env(), stdout=sys.stderr)
     elapsed = time.perf_counter() - start
     if final.exists():
@@ -446,8 +449,12 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(tempfile.gettempdir()) / "bench-data",
                         help="where fixtures live and outputs go (default: <tempdir>/bench-data)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    parser.add_argument("--make-ckpt", type=Path, default=DEFAULT_MAKE_CKPT,
-                        help="fixture maker script (default: %(default)s)")
+    parser.add_argument("--fixture-writer", choices=("tf", "converter"), default="tf",
+                        help="who writes the fixtures scripts/bench_fixtures.py makes "
+                             "(default: tf)")
+    parser.add_argument("--make-ckpt", type=Path,
+                        help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
+                             "(default: scripts/bench_fixtures.py)")
     args = parser.parse_args(argv)
     if args.quick:
         args.kinds, args.repeat, args.batch = [QUICK], 1, min(args.batch, 10)
@@ -461,9 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     make_seconds: dict[str, float | None] = {}
     for kind in args.kinds:
         if kind != QUICK and not bundle_ready(workdir / kind / "model.ckpt") \
-                and not args.make_ckpt.is_file():
+                and args.make_ckpt is not None and not args.make_ckpt.is_file():
             parser.error(f"fixture maker not found: {args.make_ckpt} (see --make-ckpt)")
-        bundles[kind], make_seconds[kind] = make_bundle(workdir, kind, args.make_ckpt)
+        bundles[kind], make_seconds[kind] = make_bundle(workdir, kind, args.make_ckpt,
+                                                        args.fixture_writer)
 
     outdir = workdir / "out"
     outdir.mkdir(exist_ok=True)
