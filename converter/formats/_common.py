@@ -8,6 +8,7 @@ import math
 import mmap
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,6 +146,31 @@ def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
         raise FormatError(f"{path}: {what} declares {info.file_size} bytes from "
                           f"{info.compress_size} compressed, more than deflate can produce "
                           "(corrupt or hostile archive)")
+
+
+def stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
+    """Where an uncompressed, unencrypted member's bytes start in the zip archive ``buf`` (of
+    ``size`` bytes: a memory map of the file), when its local
+    header is whole and names the member as the directory does (zipfile's own check); None
+    otherwise, and zipfile reads the member (and reports what is wrong)."""
+    # Not encrypted (0x1, 0x40), not patched data (0x20), and sizes that agree, as zipfile checks.
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x61 \
+            or info.compress_size != info.file_size:
+        return None
+    off = info.header_offset
+    head = bytes(buf[off:off + 30])
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    try:
+        named = bytes(buf[off + 30:off + 30 + name_len]).decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    start = off + 30 + name_len + extra_len
+    if named != info.orig_filename or start + info.file_size > size:
+        return None
+    return start
 
 
 def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cap: int) -> bytes:
