@@ -27,7 +27,8 @@ from ..tensor import Tensor
 def gc_paused() -> Iterator[None]:
     """Hold off the cyclic garbage collector while a reader builds tens of thousands of small
     objects that form no cycles: otherwise collections triggered by the allocations rescan
-    everything alive and cost about a third of opening a 20,000-tensor index."""
+    everything alive and cost about a third of opening a 20,000-tensor index. A decorator too
+    (``@gc_paused()``), for a reader whose whole body builds them."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -149,10 +150,10 @@ def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
 
 
 def stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
-    """Where an uncompressed, unencrypted member's bytes start in the zip archive ``buf`` (of
-    ``size`` bytes: a memory map of the file), when its local
-    header is whole and names the member as the directory does (zipfile's own check); None
-    otherwise, and zipfile reads the member (and reports what is wrong)."""
+    """Where an uncompressed, unencrypted member's bytes start in the zip archive ``buf`` (a
+    memory map of the file, ``size`` bytes), when its local header is whole and names the member
+    as the directory does (zipfile's own check); None otherwise, and zipfile reads the member
+    (and reports what is wrong)."""
     # Not encrypted (0x1, 0x40), not patched data (0x20), and sizes that agree, as zipfile checks.
     if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x61 \
             or info.compress_size != info.file_size:
@@ -257,13 +258,12 @@ def frombuffer(
     return array
 
 
-def check_shape(path: Path, name: str, shape: object) -> tuple[int, ...]:
-    """Validate a shape read from a file: a list of non-negative ints of sane rank."""
-    if not isinstance(shape, (list, tuple)) or len(shape) > 64:
-        raise FormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
-    for d in shape:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 0 or d >= 2**62:
-            raise FormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+def check_shape(where: str, shape: object) -> tuple[int, ...]:
+    """Validate a shape read from a file: a list of non-negative ints of sane rank. ``where``
+    names what holds it (``FILE: tensor 'NAME'``, or the file alone)."""
+    if not isinstance(shape, (list, tuple)) or len(shape) > 64 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**62 for d in shape):
+        raise FormatError(f"{where} has an invalid shape {shape!r}")
     return tuple(shape)
 
 

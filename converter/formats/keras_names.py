@@ -220,26 +220,29 @@ def legacy_weights(path: Path, f: Any) -> Iterator[tuple[str, Any, bool]]:
         group = root[layer]
         if not isinstance(group, h5py.Group):
             raise FormatError(f"{path}: layer {layer!r} is not a group")
-        for weight in _strings(group.attrs.get("weight_names", [])):
-            if not isinstance(group.get(weight), h5py.Dataset):
-                what = "missing" if weight not in group else "not a dataset"
-                raise FormatError(f"{path}: weight {weight!r} of layer {layer!r} is {what}")
-            name = weight[:-2] if weight.endswith(":0") else weight
-            if name in seen:
-                name = f"{layer}/{name}"
-            seen.add(name)
-            yield name, group[weight], False
+        for name, ds in _listed(path, group, "weight", f" of layer {layer!r}", layer, seen):
+            yield name, ds, False
     optimizer = f.get("optimizer_weights") if root is not f else None
     if isinstance(optimizer, h5py.Group):
-        for weight in _strings(optimizer.attrs.get("weight_names", [])):
-            if not isinstance(optimizer.get(weight), h5py.Dataset):
-                what = "missing" if weight not in optimizer else "not a dataset"
-                raise FormatError(f"{path}: optimizer weight {weight!r} is {what}")
-            name = weight[:-2] if weight.endswith(":0") else weight
-            if name in seen:
-                name = f"optimizer_weights/{name}"
-            seen.add(name)
-            yield name, optimizer[weight], True
+        for name, ds in _listed(path, optimizer, "optimizer weight", "", "optimizer_weights",
+                                seen):
+            yield name, ds, True
+
+
+def _listed(path: Path, group: Any, what: str, of: str, scope: str, seen: set[str]
+            ) -> Iterator[tuple[str, Any]]:
+    """The datasets ``group`` lists in its ``weight_names``, named without TF's ``:0``; a name
+    already ``seen`` (two layers with one weight name) keeps ``scope`` to tell them apart."""
+    h5py = require_h5py()
+    for weight in _strings(group.attrs.get("weight_names", [])):
+        if not isinstance(group.get(weight), h5py.Dataset):
+            state = "missing" if weight not in group else "not a dataset"
+            raise FormatError(f"{path}: {what} {weight!r}{of} is {state}")
+        name = weight.removesuffix(":0")
+        if name in seen:
+            name = f"{scope}/{name}"
+        seen.add(name)
+        yield name, group[weight]
 
 
 def legacy_optimizer_kind(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
