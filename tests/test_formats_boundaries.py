@@ -166,3 +166,20 @@ def test_hdf5_reads_legacy_keras_optimizer_kinds(tmp_path):
                               "Adam/m/dense/kernel"]
         assert [t.kind for t in ckpt.values()] == ["variable", "variable", "counter", "slot"]
         assert ckpt.source.layout == "keras2"
+
+
+@pytest.mark.parametrize("group, message", [
+    ("model_weights/dense", "weight 'dense/gone:0' of layer 'dense' is missing"),
+    ("optimizer_weights", "optimizer weight 'dense/gone:0' is missing"),
+])
+def test_hdf5_legacy_keras_missing_weight_names_it(tmp_path, group, message):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "full.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("model_weights").attrs["layer_names"] = [b"dense"]
+        f.create_group("model_weights/dense").attrs["weight_names"] = []
+        f.create_group("optimizer_weights").attrs["weight_names"] = []
+        f[group].attrs["weight_names"] = [b"dense/gone:0"]
+    with pytest.raises(FormatError) as info:
+        converter.read(path)
+    assert str(info.value) == f"{path}: {message}"
