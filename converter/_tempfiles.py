@@ -36,6 +36,10 @@ STALE_NAME = re.compile(r"\..+\.(?P<kind>tmp|old)-[0-9a-f]{8}(?:\.[A-Za-z0-9.]+)
 _OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None) if (
     fcntl is not None and sys.platform.startswith("linux") and sys.maxsize > 2**32) else None
 
+# The index file of an npy directory (``formats/npy.py`` writes it), the only kind of directory a
+# writer makes: all a temporary or moved-aside directory of ours holds besides ``.npy`` files.
+DIRECTORY_INDEX = "converter-index.json"
+
 _swept: dict[Path, float] = {}
 
 
@@ -98,10 +102,8 @@ def _made_by_us(path: Path, kind: str, is_dir: bool) -> bool:
     ``.npy`` files and their index, nothing else."""
     if not is_dir:
         return kind == "tmp"
-    from .formats.npy import INDEX  # here: the formats import this module
-
     for _, _, names in os.walk(path):
-        if any(not n.endswith(".npy") and n != INDEX for n in names):
+        if any(not n.endswith(".npy") and n != DIRECTORY_INDEX for n in names):
             return False
     return True
 

@@ -8,6 +8,7 @@ import math
 import mmap
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ from ..tensor import Tensor
 def gc_paused() -> Iterator[None]:
     """Hold off the cyclic garbage collector while a reader builds tens of thousands of small
     objects that form no cycles: otherwise collections triggered by the allocations rescan
-    everything alive and cost about a third of opening a 20,000-tensor index."""
+    everything alive and cost about a third of opening a 20,000-tensor index. A decorator too
+    (``@gc_paused()``), for a reader whose whole body builds them."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -147,6 +149,31 @@ def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
                           "(corrupt or hostile archive)")
 
 
+def stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
+    """Where an uncompressed, unencrypted member's bytes start in the zip archive ``buf`` (a
+    memory map of the file, ``size`` bytes), when its local header is whole and names the member
+    as the directory does (zipfile's own check); None otherwise, and zipfile reads the member
+    (and reports what is wrong)."""
+    # Not encrypted (0x1, 0x40), not patched data (0x20), and sizes that agree, as zipfile checks.
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x61 \
+            or info.compress_size != info.file_size:
+        return None
+    off = info.header_offset
+    head = bytes(buf[off:off + 30])
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    try:
+        named = bytes(buf[off + 30:off + 30 + name_len]).decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    start = off + 30 + name_len + extra_len
+    if named != info.orig_filename or start + info.file_size > size:
+        return None
+    return start
+
+
 def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cap: int) -> bytes:
     """A small zip member (a JSON side file, a config) whole, refused in one line when it
     declares or inflates to more than ``cap`` bytes or more than 1 MiB plus twice the archive's
@@ -231,13 +258,12 @@ def frombuffer(
     return array
 
 
-def check_shape(path: Path, name: str, shape: object) -> tuple[int, ...]:
-    """Validate a shape read from a file: a list of non-negative ints of sane rank."""
-    if not isinstance(shape, (list, tuple)) or len(shape) > 64:
-        raise FormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
-    for d in shape:
-        if not isinstance(d, int) or isinstance(d, bool) or d < 0 or d >= 2**62:
-            raise FormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+def check_shape(where: str, shape: object) -> tuple[int, ...]:
+    """Validate a shape read from a file: a list of non-negative ints of sane rank. ``where``
+    names what holds it (``FILE: tensor 'NAME'``, or the file alone)."""
+    if not isinstance(shape, (list, tuple)) or len(shape) > 64 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**62 for d in shape):
+        raise FormatError(f"{where} has an invalid shape {shape!r}")
     return tuple(shape)
 
 

@@ -10,7 +10,6 @@ import io
 import math
 import struct
 from collections.abc import Callable
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -74,7 +73,7 @@ def _parse(major: int, text: bytes, where: str) -> tuple[np.dtype, tuple[int, ..
         raise FormatError(f"{where}: malformed .npy header ({type(exc).__name__})") from None
     if not isinstance(fortran, bool):
         raise FormatError(f"{where}: malformed .npy header (fortran_order)")
-    shape = check_shape(Path(where), where, list(shape) if isinstance(shape, tuple) else shape)
+    shape = check_shape(where, list(shape) if isinstance(shape, tuple) else shape)
     return dtype, shape, fortran
 
 
@@ -179,7 +178,7 @@ def stored_shape_dtype(
         if dtype != np.uint8 or len(shape) != 1:
             raise FormatError(f"{where}: byte strings must be stored as a 1-d uint8 buffer, "
                               f"found {dtype} {list(shape)}")
-        return dtypes.STRING, check_shape(Path(where), where, side.get("shape"))
+        return dtypes.STRING, check_shape(where, side.get("shape"))
     if not isinstance(name, str) or name not in dtypes.ALL:
         raise FormatError(f"{where}: unknown dtype {name!r:.80} in the side entry")
     want = dtypes.from_name(name)
@@ -192,7 +191,7 @@ def restore(raw: np.ndarray, side: dict[str, object] | None, where: str) -> np.n
     if not side:
         return raw
     if side.get("dtype") == "string":
-        return decode_strings(raw, check_shape(Path(where), where, side.get("shape")), where)
+        return decode_strings(raw, check_shape(where, side.get("shape")), where)
     return dtypes.from_storage(raw, str(side["dtype"]))
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import dtypes
+from .._tempfiles import DIRECTORY_INDEX as INDEX
 from ..errors import FormatError, UsageError
 from ..outputs import outputs
 from ..progress import tracked
@@ -44,8 +45,6 @@ from ._common import (
     name_to_path,
     path_to_name,
 )
-
-INDEX = "converter-index.json"
 
 DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 

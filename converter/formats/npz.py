@@ -52,6 +52,7 @@ from ._common import (
     name_to_path,
     read_capped,
     release,
+    stored_start,
 )
 
 SIDE = "__converter__.json"
@@ -160,7 +161,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         if name in tensors:
             raise FormatError(f"{where}: stored twice")
         check_declared(path, info, f"tensor {name!r}")
-        start = _stored_start(buf, info, size)
+        start = stored_start(buf, info, size)
         try:
             if start is not None:  # read in place: zipfile's per-member set-up costs more
                 member = _npyfmt.BufferReader(buf, start, start + info.file_size)
@@ -198,7 +199,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         real_dtype, real_shape = _npyfmt.stored_shape_dtype(dtype, shape, entry, where)
         span = None
         if start is not None and not dtype.hasobject and not fortran:
-            # In the file: _stored_start checked that the member's file_size bytes fit.
+            # In the file: stored_start checked that the member's file_size bytes fit.
             start += hlen
             def load(d=dtype, s=shape, o=start, e=entry, w=where, i=info, h=hlen) -> np.ndarray:
                 # numpy.load checks the member's CRC-32 (zipfile does as it reads); so do we.
@@ -242,30 +243,6 @@ def integrity(path: Path) -> dict[str, str]:
             except ZIP_ERRORS as exc:
                 problems[name] = f"{path}: tensor {name!r}: {first_line(exc)}"
     return problems
-
-
-def _stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
-    """Where an uncompressed, unencrypted member's bytes start in the file, when its local
-    header is whole and names the member as the directory does (zipfile's own check); None
-    otherwise, and zipfile reads the member (and reports what is wrong)."""
-    # Not encrypted (0x1, 0x40), not patched data (0x20), and sizes that agree, as zipfile checks.
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x61 \
-            or info.compress_size != info.file_size:
-        return None
-    off = info.header_offset
-    head = bytes(buf[off:off + 30])
-    if len(head) < 30 or head[:4] != b"PK\x03\x04":
-        return None
-    name_len, extra_len = struct.unpack("<HH", head[26:30])
-    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-    try:
-        named = bytes(buf[off + 30:off + 30 + name_len]).decode(encoding)
-    except UnicodeDecodeError:
-        return None
-    start = off + 30 + name_len + extra_len
-    if named != info.orig_filename or start + info.file_size > size:
-        return None
-    return start
 
 
 def _read_member(

@@ -69,12 +69,8 @@ def read(path: Path) -> Checkpoint:
     return _read_file(path)
 
 
+@gc_paused()  # a header of many tensors builds tens of thousands of small objects
 def _read_file(path: Path) -> Checkpoint:
-    with gc_paused():  # a header of many tensors builds tens of thousands of small objects
-        return _read_file_unpaused(path)
-
-
-def _read_file_unpaused(path: Path) -> Checkpoint:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -116,7 +112,7 @@ def _read_file_unpaused(path: Path) -> Checkpoint:
         if not isinstance(code, str) or code not in CODES:
             raise FormatError(f"{path}: tensor {name!r}: unsupported dtype {code!r}")
         dtype = dtypes.from_name(CODES[code])
-        shape = check_shape(path, name, info.get("shape"))
+        shape = check_shape(f"{path}: tensor {name!r}", info.get("shape"))
         offsets = info.get("data_offsets")
         if (
             not isinstance(offsets, list) or len(offsets) != 2
@@ -189,10 +185,12 @@ def _read_sharded(path: Path) -> Checkpoint:
     try:
         doc = json.loads(index.read_text(encoding="utf-8"))
         weight_map = doc["weight_map"]
-        assert isinstance(weight_map, dict)
-    except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise FormatError(f"{index}: not a safetensors index "
                           f"({first_line(exc)})") from None
+    if not isinstance(weight_map, dict):
+        raise FormatError(f"{index}: weight_map must be an object mapping tensor names to shard "
+                          f"files, found {type(weight_map).__name__}")
     for key, value in weight_map.items():
         if not isinstance(value, str) or not value or "\0" in value:
             raise FormatError(f"{index}: weight_map[{key!r:.80}] must name a shard file, found "

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LoadError
-from ..formats.keras import named_path
+from ..formats.keras_names import named_path
 from ..tensor import Checkpoint
 from . import check
 from .match import Target, pair
