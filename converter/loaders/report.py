@@ -6,6 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import LoadError, option
+from ..kinds import tf1_kind
+from ..rules.presets import SLIM_NAMES as SLIM
+
 
 @dataclass
 class Pairing:
@@ -94,3 +98,35 @@ class LoadReport:
                                                  else "")
                 parts.append(f"{label}: {shown}")
         return "; ".join(parts)
+
+
+def check(report: LoadReport, strict: bool, what: str, *, narrowed: bool = False) -> None:
+    """Raise LoadError (carrying ``report``) when a strict load does not fit. ``narrowed``: the
+    caller chose the variables (``var_list``), so tensors none of them takes are only
+    reported."""
+    if not strict:
+        return
+    failed = report.missing or report.shape_mismatch or (report.unexpected and not narrowed)
+    if failed:
+        raise LoadError(f"{what}: {report.summary()} ({hint(report)})", report=report)
+
+
+def _leaf(name: str) -> str:
+    return name.rsplit("/", 1)[-1].removesuffix(":0")
+
+
+def hint(report: LoadReport) -> str:
+    """What would make this load work, in the caller's spelling."""
+    slim = {_leaf(n) for n in report.unexpected} & set(SLIM)
+    wanted = {_leaf(n) for n in report.missing}
+    tips = []
+    if report.missing and all(tf1_kind(n) != "variable" for n in report.missing):
+        tips.append("the checkpoint holds no optimizer state for these: leave them out of "
+                    "var_list to restore the model alone")
+    elif slim and wanted & {SLIM[s] for s in slim}:
+        tips.append(f"{option('keras-names')} renames TF1/slim weights/biases to kernel/bias")
+    elif report.missing and report.unexpected:
+        tips.append(f"rename rules ({option('rename')}) or {option('match-order')} pair the "
+                    "rest")
+    tips.append(f"{option('no-strict')} loads what matches")
+    return "; ".join(tips)
