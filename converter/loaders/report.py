@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,16 +12,31 @@ from ..kinds import tf1_kind
 from ..rules.presets import SLIM_NAMES as SLIM
 
 
+class How(str, enum.Enum):
+    """How a pairing was made (the stages of :mod:`.match`). A ``str``: it compares equal to,
+    prints as and serializes to its value (``"object graph"``)."""
+
+    NAME = "name"
+    OBJECT_GRAPH = "object graph"
+    SCOPE_SUFFIX = "scope suffix"
+    AUTO_NAMES = "shape (auto-named variables in another order)"
+    STRUCTURE = "layer structure"
+    MISFIT = "shape (names misfit)"
+    ONLY = "shape (only candidate)"
+    ORDER = "order+shape"
+
+    # The value, never "How.NAME", on every Python version.
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
 @dataclass
 class Pairing:
-    """One model variable and the checkpoint tensor assigned to it."""
+    """One model variable and the checkpoint tensor assigned to it, and how."""
 
     variable: str
     tensor: str
-    # "name", "object graph", "scope suffix", "shape (auto-named variables in another order)",
-    # "layer structure", "shape (names misfit)", "shape (only candidate)", "order+shape"
-    # (see match.py)
-    how: str
+    how: How
 
 
 @dataclass
@@ -57,6 +73,8 @@ class LoadReport:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        for pairing in out["pairings"]:
+            pairing["how"] = str(pairing["how"])  # plain data, whatever reads it
         out["ok"] = self.ok
         return out
 
