@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConverterWarning, RenameError
 from ..kinds import tf1_kind
-from ..tensor import Tensor
+from ..tensor import Kind, Tensor
 from ..tfnames import GRAPH_KEY, SLOT_MARK
 
 
@@ -27,7 +27,7 @@ class RuleWarning(ConverterWarning):
     """A rule (or one of its patterns or names) matched no tensor."""
 
 
-def kind_of_name(name: str) -> str:
+def kind_of_name(name: str) -> Kind:
     """The kind of a bare name, judged from TF naming conventions (no reader to ask)."""
     if name == GRAPH_KEY:
         return "object_graph"
@@ -46,7 +46,7 @@ class Entry:
 
     name: str
     sources: tuple[str, ...]
-    kind: str
+    kind: Kind
     attrs: Mapping[str, str] = field(default_factory=dict)
     shape: tuple[int, ...] | None = None
     dtype: np.dtype | None = None

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from ..errors import RenameError
 from ..kinds import SLOT_SUFFIX
+from ..tensor import Kind
 from ..tfnames import ATTR_SUFFIX, SLOT_MARK
 from .core import Entry, Pattern, Rule, check_str
 from .ops import add_constant, gate_order, reorder, split
@@ -50,10 +51,10 @@ class DropOptimizer(Preset):
     entries are gone; the TF writer rebuilds one for the tensors it writes)."""
 
     name = "drop-optimizer"
-    KINDS: ClassVar[frozenset[str]] = frozenset({"slot", "counter", "object_graph"})
+    DROPPED: ClassVar[frozenset[Kind]] = frozenset({"slot", "counter", "object_graph"})
 
     def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
-        out = [e for e in entries if e.kind not in self.KINDS]
+        out = [e for e in entries if e.kind not in self.DROPPED]
         return out, [] if len(out) < len(entries) else ["found no optimizer state"]
 
 
