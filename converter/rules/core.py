@@ -283,3 +283,20 @@ def unmatched_names(names: Sequence[str], what: str = "matched nothing") -> list
     shown = ", ".join(repr(n) for n in names[:5])
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
     return [f"{shown}{more} {what}"]
+
+
+def each_entry(entries: list[Entry], change: Callable[[Entry], Entry | list[Entry] | None],
+               nothing: str = "matched nothing") -> tuple[list[Entry], list[str]]:
+    """``Rule.run`` for a rule that changes entries one at a time: ``change`` gives an entry's
+    replacement (or replacements), or None to keep it as it is; the note ``nothing`` when it
+    changed none."""
+    out: list[Entry] = []
+    hits = 0
+    for e in entries:
+        result = change(e)
+        if result is None:
+            out.append(e)
+            continue
+        hits += 1
+        out.extend(result if isinstance(result, list) else [result])
+    return out, [] if hits else [nothing]
