@@ -36,8 +36,10 @@ def __getattr__(name: str):
     # small conversion costs.
     import importlib
 
-    if name in ("rules", "tf1"):
-        return importlib.import_module(f".{name}", __name__)
+    if name == "rules":
+        return importlib.import_module(".rules", __name__)
+    if name == "tf1":  # the TF1 graph loader, beside the other loaders
+        return importlib.import_module(".loaders.tf1", __name__)
     if name in ("LoadReport", "load_into"):
         return getattr(importlib.import_module(".loaders", __name__), name)
     raise AttributeError(f"module 'converter' has no attribute {name!r}")

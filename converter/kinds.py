@@ -9,6 +9,7 @@ suffix, Keras optimizers' state by scope), Keras 2 ``.h5`` optimizer weights and
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 # Slot variable suffixes created by TF1 optimizers (``dense/kernel/Adam_1``) and BERT's AdamW.
 SLOT_SUFFIX = re.compile(
@@ -32,7 +33,7 @@ KERAS_OPTIMIZER_SCOPE = re.compile(
 KERAS_STEP = re.compile(r"^(iter|iterations|iteration)$")
 
 
-def keras_optimizer_kind(name: str) -> str | None:
+def keras_optimizer_kind(name: str) -> Literal["slot", "counter"] | None:
     """``slot`` or ``counter`` for a name in a Keras optimizer's scope; None outside one."""
     m = KERAS_OPTIMIZER_SCOPE.match(name)
     if m is None:
@@ -40,13 +41,13 @@ def keras_optimizer_kind(name: str) -> str | None:
     return "counter" if KERAS_STEP.match(m["rest"]) else "slot"
 
 
-def optimizer_weight_kind(name: str) -> str:
+def optimizer_weight_kind(name: str) -> Literal["slot", "counter"]:
     """``counter`` or ``slot`` for a weight known to be an optimizer's (a Keras 2 ``.h5``
     file's ``optimizer_weights``, where the step is also a bare ``iteration``)."""
     return "counter" if KERAS_STEP.match(name.rpartition("/")[2]) else "slot"
 
 
-def tf1_kind(name: str) -> str:
+def tf1_kind(name: str) -> Literal["variable", "slot", "counter"]:
     """``slot``, ``counter`` or ``variable`` for a TF1 variable name."""
     if COUNTERS.search(name):
         return "counter"

@@ -83,7 +83,7 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "(no message)"
 
 
-def save_weights(model: Any, out: Path, *, force: bool = False) -> None:
+def save_model_file(model: Any, out: Path, *, force: bool = False) -> None:
     """Write the model atomically: ``.keras`` (architecture, weights and optimizer state) and
     ``.weights.h5``/``.h5`` through Keras, any other name as a TF2 checkpoint prefix."""
     name = out.name
@@ -176,9 +176,9 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
             report.optimizer = load_optimizer(model, ckpt, report, rules=rules)
         if isinstance(source, (str, os.PathLike)):
             with from_source(Path(source), api.source_files(ckpt, source), out):
-                save_weights(model, out, force=force)
+                save_model_file(model, out, force=force)
         else:
-            save_weights(model, out, force=force)
+            save_model_file(model, out, force=force)
     finally:
         if ckpt is not source:
             ckpt.close()

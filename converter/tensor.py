@@ -13,14 +13,16 @@ import math
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import FormatError
 from .kinds import tf1_kind
 
-KINDS = ("variable", "slot", "counter", "object_graph", "other")
+# What a tensor is for: a model variable, optimizer state, a step counter, a TF2 checkpoint's
+# object graph, or (TF2 keys the object graph does not name) something else.
+Kind = Literal["variable", "slot", "counter", "object_graph", "other"]
 
 Span = tuple[str, int, int]
 
@@ -51,7 +53,7 @@ class Tensor:
         shape: tuple[int, ...],
         load: Callable[[], np.ndarray],
         *,
-        kind: str | None = None,
+        kind: Kind | None = None,
         span: Span | None = None,
         crc32c: int | None = None,
         attrs: dict[str, str] | None = None,
@@ -69,7 +71,7 @@ class Tensor:
 
     @classmethod
     def _trusted(cls, name: str, dtype: np.dtype, shape: tuple[int, ...], size: int,
-                 load: Callable[[], np.ndarray], kind: str | None, span: Span | None,
+                 load: Callable[[], np.ndarray], kind: Kind | None, span: Span | None,
                  crc32c: int | None, attrs: dict[str, str]) -> Tensor:
         # For readers that open tens of thousands of tensors: the fields are already checked
         # (dtype a numpy dtype, shape a tuple of ints, size its product), so skip the checks.
@@ -80,7 +82,7 @@ class Tensor:
         return self
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Kind:
         # Formats that do not record roles fall back to what TF1 names say; judged on first
         # use, since a plain conversion never asks.
         if self._kind is None:
@@ -88,11 +90,11 @@ class Tensor:
         return self._kind
 
     @kind.setter
-    def kind(self, value: str) -> None:
+    def kind(self, value: Kind) -> None:
         self._kind = value
 
     @classmethod
-    def from_array(cls, name: str, array: Any, *, kind: str | None = None) -> Tensor:
+    def from_array(cls, name: str, array: Any, *, kind: Kind | None = None) -> Tensor:
         """Wrap an in-memory array (anything ``np.asarray`` accepts)."""
         array = np.asarray(array)
         return cls(name, array.dtype, array.shape, lambda: array, kind=kind)

@@ -155,7 +155,7 @@ def dry_run_report(rules: Rules | None, checkpoint: Mapping[str, Any], as_json: 
     from ..rules import Rules
 
     plan = (rules or Rules()).plan(checkpoint)
-    return plan.to_json() if as_json else format_plan(plan.rows, plan.dropped, plan.warnings)
+    return plan.to_json() if as_json else plan.table()
 
 
 @contextmanager

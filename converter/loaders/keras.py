@@ -10,9 +10,9 @@ import numpy as np
 from ..errors import LoadError
 from ..formats.keras_names import named_path
 from ..tensor import Checkpoint
-from . import check
 from .match import Target, pair
-from .report import LoadReport
+from .report import LoadReport, check
+from .source import open_source
 from .structure import Leaf, checkpoint_layers, model_layers
 
 RNN_CELL = re.compile(r"/(lstm|gru|simple_rnn)_cell(_\d+)?/(?=[^/]+$)")
@@ -101,26 +101,45 @@ def check_built(model: Any) -> None:
 
 def prepare(source: Any, rules: Any = None, format: str | None = None
             ) -> tuple[Checkpoint, list[Leaf] | None, dict[str, int] | None]:
-    """The checkpoint with rules applied, its layer structure and its tensors' creation order
-    in the new names (taken before the rules, which may drop the object graph)."""
-    from . import read_source
-    from .order import creation_rank, renamed_rank
-
-    raw = read_source(source, format)
+    """The checkpoint with rules applied, its layer structure in the new names and its
+    tensors' creation order (both taken before the rules, which may drop the object graph)."""
+    ckpt, rank, raw = open_source(source, rules, format)
     leaves = checkpoint_layers(raw)
-    rank = creation_rank(raw)
-    if rules is None:
-        return raw, leaves, rank
-    ckpt = rules.apply(raw)
-    if leaves:
+    if leaves and rules is not None:
         new_of = {r.sources[0]: r.name for r in rules.plan(raw) if len(r.sources) == 1}
         leaves = [Leaf(leaf.path, [(own, new_of.get(key, "")) for own, key in leaf.weights])
                   for leaf in leaves]
-    return ckpt, leaves, renamed_rank(rank, raw, rules)
+    return ckpt, leaves, rank
 
 
-def load_keras(model: Any, source: Any, *, rules: Any = None, strict: bool = True,
-               match: str = "name", format: str | None = None) -> LoadReport:
+def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True,
+              match: str = "name", format: str | None = None) -> LoadReport:
+    """Assign checkpoint tensors to a Keras model's variables and report what happened.
+
+    Sources include tf.keras TF-format ``save_weights`` checkpoints and SavedModel
+    directories (paired through their object graph: ``full_name`` s, then the layer structure
+    when layers were renamed), Keras 2 ``.h5`` files and Keras 3 ``.weights.h5``/``.keras``
+    files. The pairing stages are described in :mod:`converter.loaders.match`.
+
+    Args:
+        model: a built Keras 3 or tf.keras model (or layer).
+        source: checkpoint path (any format), Checkpoint or dict of arrays.
+        rules: :class:`converter.rules.Rules` applied to the checkpoint's names first.
+        strict: raise :class:`LoadError` (assigning nothing) if any variable is missing, any
+            checkpoint variable is unexpected, or a shape differs; else assign what fits.
+        match: ``"name"`` (name, object graph, layer + weight name, layer structure, shape
+            where names misfit, a single candidate left by shape) or ``"order"`` to also pair
+            the rest in creation order where shapes agree (see :mod:`.order`).
+        format: source format when it cannot be detected.
+
+    Returns:
+        A :class:`LoadReport`.
+
+    Raises:
+        LoadError: strict and the checkpoint does not fit (``.report`` holds the report, the
+            message the option that would help); a name that matches several tensors, or
+            same-shape tensors nothing orders (listing them); a model that is not built yet.
+    """
     check_built(model)
     ckpt, leaves, rank = prepare(source, rules, format)
     targets, variables = keras_targets(model)

@@ -1,6 +1,7 @@
 """Pairing checkpoint tensors with model variables, the same way for every kind of model.
 
-Stages, in order, each pairing reported with how it was made:
+Stages (:data:`STAGES`, in order), each pairing labelled with how it was made
+(:class:`.report.How`):
 
 1. ``name`` — the exact variable path (also with TF's ``:0`` and TF2's
    ``/.ATTRIBUTES/VARIABLE_VALUE`` stripped), or where a Keras 3 weights file keeps it: by
@@ -34,7 +35,7 @@ A name that picks several tensors is an error listing them; tensors of a SavedMo
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,13 +45,10 @@ from ..errors import LoadError, option
 from ..tensor import Checkpoint, Tensor
 from ..tfnames import ATTR_SUFFIX, OUTPUT_SUFFIX
 from .order import first
-from .report import LoadReport, Misfit, Pairing
+from .report import How, LoadReport, Misfit, Pairing
 from .structure import Leaf, align
 
 AUTO_NAME = re.compile(r"(^|/)Variable(_\d+)?$")
-STRUCTURE = "layer structure"
-ONLY = "shape (only candidate)"
-SHAPE = "shape (names misfit)"
 
 
 @dataclass
@@ -79,7 +77,8 @@ def forms(name: str) -> list[str]:
     return out
 
 
-def _index(names: list[str], extra: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+def _index(names: Iterable[str], extra: dict[str, list[str]] | None = None
+           ) -> dict[str, list[str]]:
     index: dict[str, list[str]] = {}
     for name in names:
         for form in forms(name) + (extra or {}).get(name, []):
@@ -100,6 +99,221 @@ def _is_metric(tensor: Tensor) -> bool:
     return path.startswith("keras_api/") or "/keras_api/" in path
 
 
+def _fits(tensor: Tensor, target: Target) -> bool:
+    return tuple(tensor.shape) == tuple(target.shape) and tensor.dtype == target.dtype
+
+
+class _Pairing:
+    """The pairing under way: what each stage reads and narrows down."""
+
+    def __init__(self, targets: list[Target], ckpt: Checkpoint, *, match: str,
+                 layers: tuple[list[Leaf], list[Leaf]] | None, state: bool,
+                 order: dict[str, int] | None) -> None:
+        self.targets, self.ckpt, self.match, self.layers, self.order = \
+            targets, ckpt, match, layers, order
+        kinds = ("variable", "other", "slot", "counter") if state else ("variable", "other")
+        self.usable = [n for n, t in ckpt.items() if t.kind in kinds and not _is_metric(t)]
+        usable = set(self.usable)
+        self.ignored = [n for n in ckpt if n not in usable]
+        self.free = dict.fromkeys(self.usable)  # ordered set of unassigned tensors
+        self.chosen: dict[str, tuple[str, How]] = {}  # target -> (tensor, how)
+        self.pending = list(targets)  # targets without a tensor yet
+        self.structured = False  # the layer structure decided: its misfits stay misfits
+
+    def take(self, target: Target, candidates: list[str], how: How) -> bool:
+        """Pair ``target`` with the one free candidate; False when none is free."""
+        candidates = [c for c in candidates if c in self.free]
+        if not candidates:
+            return False
+        if len(candidates) > 1:
+            raise LoadError(f"variable {target.name!r} matches several checkpoint tensors "
+                            f"({how}): {', '.join(candidates)}; choose with a rename rule "
+                            f"({option('rename')})")
+        self.chosen[target.name] = (candidates[0], how)
+        del self.free[candidates[0]]
+        return True
+
+    def by_alias(self, names: Callable[[Target], Sequence[str]],
+                 find: Callable[[Target, str], bool]) -> None:
+        """Each pending target, by the first of its ``names`` that ``find`` pairs."""
+        self.pending = [t for t in self.pending if not any(find(t, a) for a in names(t))]
+
+    def fits(self, target: Target, tensor: str) -> bool:
+        return _fits(self.ckpt[tensor], target)
+
+    def free_variables(self) -> list[str]:
+        return [n for n in self.free if self.ckpt[n].kind == "variable"]
+
+    def report(self) -> LoadReport:
+        report = LoadReport(ignored=list(self.ignored))
+        for target in self.targets:
+            if target.name not in self.chosen:
+                report.missing.append(target.name)
+                continue
+            tensor_name, how = self.chosen[target.name]
+            tensor = self.ckpt[tensor_name]
+            if not _fits(tensor, target):
+                report.shape_mismatch.append(Misfit(
+                    target.name, tensor_name, list(target.shape), list(tensor.shape),
+                    dtypes.name_of(target.dtype), dtypes.name_of(tensor.dtype)))
+                continue
+            report.matched.append(target.name)
+            report.pairings.append(Pairing(target.name, tensor_name, how))
+        # Optimizer state nothing took is not the model's business (an inference graph, a
+        # Keras model): it stays ignored, as it is when state does not pair at all.
+        kinds = ("variable", "other")
+        report.unexpected = [n for n in self.free if self.ckpt[n].kind in kinds]
+        report.ignored += [n for n in self.free if self.ckpt[n].kind not in kinds]
+        return report
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def _by_name(p: _Pairing) -> None:
+    ckpt = p.ckpt
+    extra = {n: [ckpt[n].attrs[k] for k in ("keras_key", "keras_name") if ckpt[n].attrs.get(k)]
+             for n in p.usable}
+    index = _index(p.usable, extra)
+
+    def find(target: Target, alias: str) -> bool:
+        return p.take(target, index.get(alias, []), How.NAME)
+
+    p.by_alias(lambda t: [*t.aliases, *t.keys], find)
+    p.by_alias(lambda t: t.file_keys, find)  # positions shift: after every other exact name
+
+
+def _by_object_graph(p: _Pairing) -> None:
+    full_names = {n: p.ckpt[n].attrs.get("full_name", "") for n in p.usable}
+    index = _index(full_names.values())
+    key_of = {f: n for n, f in full_names.items() if f}
+    p.by_alias(lambda t: t.aliases, lambda t, alias: p.take(
+        t, [key_of[f] for f in index.get(alias, []) if f in key_of], How.OBJECT_GRAPH))
+
+
+def _by_scope_suffix(p: _Pairing) -> None:
+    def find(target: Target, alias: str) -> bool:
+        # The longest suffix of the variable's name that is a whole checkpoint name, or a
+        # checkpoint name ending in the whole variable name.
+        for suffix in _suffixes(alias):
+            hits = [n for n in p.free if suffix in forms(n)]
+            if hits:
+                return p.take(target, hits, How.SCOPE_SUFFIX)
+        hits = [n for n in p.free if any(f.endswith("/" + alias) for f in forms(n))]
+        return p.take(target, hits, How.SCOPE_SUFFIX)
+
+    p.by_alias(lambda t: t.aliases, find)
+
+
+def _auto_names(p: _Pairing) -> None:
+    """TF1 names unnamed variables by creation order; when the order changed, ``Variable`` and
+    ``Variable_1`` match by name with each other's shapes. Re-pair those by shape when the
+    shapes decide it uniquely."""
+    by_scope: dict[str, list[Target]] = {}
+    for t in p.targets:
+        if AUTO_NAME.search(t.name) and t.name in p.chosen:
+            by_scope.setdefault(t.name.rpartition("/")[0], []).append(t)
+    for group in by_scope.values():
+        wrong = [t for t in group if tuple(p.ckpt[p.chosen[t.name][0]].shape) != tuple(t.shape)]
+        pool = [p.chosen[t.name][0] for t in wrong]
+        for t in wrong:
+            fits = [n for n in pool if tuple(p.ckpt[n].shape) == tuple(t.shape)]
+            if len(fits) == 1:
+                p.chosen[t.name] = (fits[0], How.AUTO_NAMES)
+                pool.remove(fits[0])
+
+
+def _by_structure(p: _Pairing) -> None:
+    """The layer structure decides every pairing when it covers every target and fits at least
+    as many as the names did; pairings the names agree with keep their label."""
+    def fitting(pairs: dict[str, str]) -> int:
+        return sum(1 for t in p.targets if t.name in pairs and p.fits(t, pairs[t.name]))
+
+    by_names = {t: c[0] for t, c in p.chosen.items()}
+    if p.layers is None or fitting(by_names) == len(p.targets):
+        return
+    by_structure = _structure(p.targets, p.layers, p.usable)
+    if by_structure is None or fitting(by_structure) < fitting(by_names):
+        return
+    for target in p.targets:
+        tensor = by_structure[target.name]
+        same = by_names.get(target.name) == tensor
+        p.chosen[target.name] = (tensor, p.chosen[target.name][1] if same else How.STRUCTURE)
+    taken = set(by_structure.values())
+    p.free = {n: None for n in p.usable if n not in taken}
+    p.pending = []
+    p.structured = True
+
+
+def _misfits(p: _Pairing) -> None:
+    """Auto names shift when a model grows a layer (the old ``dense_2`` is the new
+    ``dense_3``), so a name can pair a variable with a tensor of another shape while the
+    tensor it wants sits elsewhere. Where the names misfit, pair each variable left without a
+    fitting tensor with the one tensor of its shape among those left over, if that tensor fits
+    no other such variable."""
+    if p.structured:
+        return
+    misfit = [t for t in p.targets if t.name in p.chosen and not p.fits(t, p.chosen[t.name][0])]
+    if not misfit:
+        return
+    open_targets = misfit + p.pending
+    pool = p.free_variables() + [p.chosen[t.name][0] for t in misfit]
+    wants = {t.name: [n for n in pool if p.fits(t, n)] for t in open_targets}
+    taken: dict[str, str] = {}
+    for t in open_targets:
+        fits = wants[t.name]
+        if len(fits) == 1 and sum(fits[0] in w for w in wants.values()) == 1:
+            taken[t.name] = fits[0]
+    if not taken:
+        return
+    moved = set(taken.values())
+    for t in misfit:
+        old = p.chosen[t.name][0]
+        if old in moved and t.name not in taken:
+            del p.chosen[t.name]  # its tensor went where it fits: this variable has none now
+        elif old not in moved and t.name in taken:
+            p.free[old] = None  # given up for a tensor that fits: nothing else took it
+    for name, tensor in taken.items():
+        p.chosen[name] = (tensor, How.MISFIT)
+        p.free.pop(tensor, None)
+    p.pending = [t for t in p.targets if t.name not in p.chosen]
+
+
+def _only_candidate(p: _Pairing) -> None:
+    """One variable left and one free checkpoint variable of its shape and dtype: a pair."""
+    if len(p.pending) != 1:
+        return
+    target = p.pending[0]
+    fits = [n for n in p.free_variables() if p.fits(target, n)]
+    if len(fits) == 1:
+        p.chosen[target.name] = (fits[0], How.ONLY)
+        del p.free[fits[0]]
+        p.pending = []
+
+
+def _by_order(p: _Pairing) -> None:
+    """With ``match="order"``: the rest in creation order, each variable with the first free
+    tensor of its shape and dtype (:func:`.order.first`)."""
+    if p.match != "order":
+        return
+    remaining = p.free_variables()
+    for target in list(p.pending):
+        fits = [n for n in remaining if p.fits(target, n)]
+        if not fits:
+            continue
+        n = fits[0] if len(fits) == 1 else first(
+            fits, p.order, target.name, lambda c: f"{c} {list(p.ckpt[c].shape)}")
+        p.chosen[target.name] = (n, How.ORDER)
+        del p.free[n]
+        remaining.remove(n)
+        p.pending.remove(target)
+
+
+STAGES: tuple[Callable[[_Pairing], None], ...] = (
+    _by_name, _by_object_graph, _by_scope_suffix, _auto_names, _by_structure, _misfits,
+    _only_candidate, _by_order)
+
+
 def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
          layers: tuple[list[Leaf], list[Leaf]] | None = None, state: bool = False,
          order: dict[str, int] | None = None) -> LoadReport:
@@ -113,147 +327,10 @@ def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",
     """
     if match not in ("name", "order"):
         raise LoadError(f"match must be 'name' or 'order', not {match!r}")
-    report = LoadReport()
-    kinds = ("variable", "other", "slot", "counter") if state else ("variable", "other")
-    usable = [n for n, t in ckpt.items() if t.kind in kinds and not _is_metric(t)]
-    usable_set = set(usable)
-    report.ignored = [n for n in ckpt if n not in usable_set]
-    free = dict.fromkeys(usable)  # ordered set of unassigned tensors
-    chosen: dict[str, tuple[str, str]] = {}  # target -> (tensor, how)
-
-    keras_keys = {n: [ckpt[n].attrs[k] for k in ("keras_key", "keras_name")
-                      if ckpt[n].attrs.get(k)] for n in usable}
-    by_name = _index(usable, keras_keys)
-    by_full = _index([ckpt[n].attrs.get("full_name", "") for n in usable])
-    full_to_key = {ckpt[n].attrs.get("full_name"): n for n in usable if ckpt[n].attrs.get(
-        "full_name")}
-
-    def take(target: Target, candidates: list[str], how: str) -> bool:
-        candidates = [c for c in candidates if c in free]
-        if not candidates:
-            return False
-        if len(candidates) > 1:
-            raise LoadError(f"variable {target.name!r} matches several checkpoint tensors "
-                            f"({how}): {', '.join(candidates)}; choose with a rename rule "
-                            f"({option('rename')})")
-        chosen[target.name] = (candidates[0], how)
-        del free[candidates[0]]
-        return True
-
-    pending = list(targets)
-    for stage in ("name", "file key", "object graph", "scope suffix"):
-        rest = []
-        for target in pending:
-            found = False
-            names = {"name": [*target.aliases, *target.keys],
-                     "file key": target.file_keys}.get(stage, target.aliases)
-            for alias in names:
-                if stage in ("name", "file key"):
-                    found = take(target, by_name.get(alias, []), "name")
-                elif stage == "object graph":
-                    found = take(target, [full_to_key[f] for f in by_full.get(alias, [])
-                                          if f in full_to_key], "object graph")
-                else:
-                    found = _take_suffix(target, alias, free, take)
-                if found:
-                    break
-            if not found:
-                rest.append(target)
-        pending = rest
-
-    _repair_auto_names(targets, ckpt, chosen)
-
-    def fitting(pairs: dict[str, str]) -> int:
-        return sum(1 for t in targets if t.name in pairs and _fits(ckpt[pairs[t.name]], t))
-
-    by_names = {t: c[0] for t, c in chosen.items()}
-    structured = False
-    if layers is not None and fitting(by_names) < len(targets):
-        by_structure = _structure(targets, layers, usable)
-        if by_structure is not None and fitting(by_structure) >= fitting(by_names):
-            for target in targets:
-                tensor = by_structure[target.name]
-                same = chosen.get(target.name, ("", ""))[0] == tensor
-                chosen[target.name] = (tensor, chosen[target.name][1] if same else STRUCTURE)
-            free = {n: None for n in usable if n not in set(by_structure.values())}
-            pending = []
-            structured = True  # the structure's misfits are reported, never re-paired
-
-    if not structured:
-        pending = _repair_misfits(targets, pending, ckpt, chosen, free)
-
-    variables = [n for n in free if ckpt[n].kind == "variable"]
-    if len(pending) == 1:
-        fits = [n for n in variables if _fits(ckpt[n], pending[0])]
-        if len(fits) == 1:
-            chosen[pending[0].name] = (fits[0], ONLY)
-            del free[fits[0]]
-            pending = []
-
-    if match == "order":
-        remaining = [n for n in free if ckpt[n].kind == "variable"]
-        for target in list(pending):
-            fits = [n for n in remaining if _fits(ckpt[n], target)]
-            if not fits:
-                continue
-            n = fits[0] if len(fits) == 1 else first(
-                fits, order, target.name, lambda c: f"{c} {list(ckpt[c].shape)}")
-            chosen[target.name] = (n, "order+shape")
-            del free[n]
-            remaining.remove(n)
-            pending.remove(target)
-
-    for target in targets:
-        if target.name not in chosen:
-            report.missing.append(target.name)
-            continue
-        tensor_name, how = chosen[target.name]
-        tensor = ckpt[tensor_name]
-        if not _fits(tensor, target):
-            report.shape_mismatch.append(Misfit(
-                target.name, tensor_name, list(target.shape), list(tensor.shape),
-                dtypes.name_of(target.dtype), dtypes.name_of(tensor.dtype)))
-            continue
-        report.matched.append(target.name)
-        report.pairings.append(Pairing(target.name, tensor_name, how))
-    # Optimizer state nothing took is not the model's business (an inference graph, a Keras
-    # model): it stays ignored, as it is when state does not pair at all.
-    report.unexpected = [n for n in free if ckpt[n].kind in ("variable", "other")]
-    report.ignored += [n for n in free if ckpt[n].kind not in ("variable", "other")]
-    return report
-
-
-def _repair_misfits(targets: list[Target], pending: list[Target], ckpt: Checkpoint,
-                    chosen: dict[str, tuple[str, str]], free: dict[str, None]) -> list[Target]:
-    """Auto names shift when a model grows a layer (the old ``dense_2`` is the new
-    ``dense_3``), so a name can pair a variable with a tensor of another shape while the
-    tensor it wants sits elsewhere. Where the names misfit, pair each variable left without a
-    fitting tensor with the one tensor of its shape among those left over, if that tensor fits
-    no other such variable. Returns the variables still without a tensor."""
-    misfit = [t for t in targets if t.name in chosen and not _fits(ckpt[chosen[t.name][0]], t)]
-    if not misfit:
-        return pending
-    open_targets = misfit + pending
-    pool = [n for n in free if ckpt[n].kind == "variable"] + [chosen[t.name][0] for t in misfit]
-    wants = {t.name: [n for n in pool if _fits(ckpt[n], t)] for t in open_targets}
-    taken: dict[str, str] = {}
-    for t in open_targets:
-        fits = wants[t.name]
-        if len(fits) == 1 and sum(fits[0] in w for w in wants.values()) == 1:
-            taken[t.name] = fits[0]
-    if not taken:
-        return pending
-    moved = set(taken.values())
-    for t in misfit:
-        old = chosen[t.name][0]
-        if old in moved and t.name not in taken:
-            del chosen[t.name]  # its tensor went where it fits: this variable has none now
-        elif old not in moved and t.name in taken:
-            free[old] = None  # given up for a tensor that fits: nothing else took it
-    for name, tensor in taken.items():
-        chosen[name] = (tensor, SHAPE)
-        free.pop(tensor, None)
-    return [t for t in targets if t.name not in chosen]
+    pairing = _Pairing(targets, ckpt, match=match, layers=layers, state=state, order=order)
+    for stage in STAGES:
+        stage(pairing)
+    return pairing.report()
 
 
 def _structure(targets: list[Target], layers: tuple[list[Leaf], list[Leaf]],
@@ -265,44 +342,3 @@ def _structure(targets: list[Target], layers: tuple[list[Leaf], list[Leaf]],
             len(set(pairing.values())) != len(pairing):
         return None
     return pairing
-
-
-def _fits(tensor: Tensor, target: Target) -> bool:
-    return tuple(tensor.shape) == tuple(target.shape) and _dtype_fits(tensor, target)
-
-
-def _dtype_fits(tensor: Tensor, target: Target) -> bool:
-    return tensor.dtype == target.dtype
-
-
-def _take_suffix(target: Target, alias: str, free: dict, take) -> bool:
-    # The longest suffix of the variable's name that is a whole checkpoint name, or a
-    # checkpoint name ending in the whole variable name.
-    for suffix in _suffixes(alias):
-        hits = [n for n in free if suffix in forms(n)]
-        if hits:
-            return take(target, hits, "scope suffix")
-    hits = [n for n in free if any(f.endswith("/" + alias) for f in forms(n))]
-    return take(target, hits, "scope suffix") if hits else False
-
-
-def _repair_auto_names(targets: list[Target], ckpt: Checkpoint,
-                       chosen: dict[str, tuple[str, str]]) -> None:
-    """TF1 names unnamed variables by creation order; when the order changed, ``Variable`` and
-    ``Variable_1`` match by name with each other's shapes. Re-pair those by shape when the
-    shapes decide it uniquely."""
-    scope_of = {t.name: t.name.rsplit("/", 1)[0] if "/" in t.name else "" for t in targets}
-    by_scope: dict[str, list[Target]] = {}
-    for t in targets:
-        if AUTO_NAME.search(t.name) and t.name in chosen:
-            by_scope.setdefault(scope_of[t.name], []).append(t)
-    for group in by_scope.values():
-        wrong = [t for t in group if tuple(ckpt[chosen[t.name][0]].shape) != tuple(t.shape)]
-        if not wrong:
-            continue
-        pool = [chosen[t.name][0] for t in wrong]
-        for t in wrong:
-            fits = [n for n in pool if tuple(ckpt[n].shape) == tuple(t.shape)]
-            if len(fits) == 1:
-                chosen[t.name] = (fits[0], "shape (auto-named variables in another order)")
-                pool.remove(fits[0])

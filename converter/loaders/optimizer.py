@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import LoadError, UsageError, option
 from ..tensor import Checkpoint
 from .report import LoadReport
+from .source import read_source
 
 TF1_SLOT = re.compile(r"^(?P<var>.+)/(?P<slot>Adam|Adam_1|Momentum|RMSProp|RMSProp_[12])$")
 TF1_FAMILY = {"Adam": "adam", "Adam_1": "adam", "Momentum": "momentum", "RMSProp": "rmsprop",
@@ -86,7 +87,7 @@ def load_optimizer(model: Any, source: Any, report: LoadReport, *, rules: Any = 
     from .keras import variable_name
 
     check_optimizer(model)
-    raw = _read(source, format)
+    raw = read_source(source, format)
     origin: dict[str, str] = {}
     if rules is not None:  # slots keep their own names; only those the rules kept count
         plan = rules.plan(raw)
@@ -128,12 +129,6 @@ def load_optimizer(model: Any, source: Any, report: LoadReport, *, rules: Any = 
             target_slot.assign(values)
             count += 1
     return {"source": found.label, "target": target, "slots": count, "iterations": iterations}
-
-
-def _read(source: Any, format: str | None) -> Checkpoint:
-    from . import read_source
-
-    return read_source(source, format)
 
 
 def find(ckpt: Checkpoint) -> Source | None:

@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import LoadError, option
+from ..kinds import tf1_kind
+from ..rules.presets import SLIM_NAMES as SLIM
+
+
+class How(str, enum.Enum):
+    """How a pairing was made (the stages of :mod:`.match`). A ``str``: it compares equal to,
+    prints as and serializes to its value (``"object graph"``)."""
+
+    NAME = "name"
+    OBJECT_GRAPH = "object graph"
+    SCOPE_SUFFIX = "scope suffix"
+    AUTO_NAMES = "shape (auto-named variables in another order)"
+    STRUCTURE = "layer structure"
+    MISFIT = "shape (names misfit)"
+    ONLY = "shape (only candidate)"
+    ORDER = "order+shape"
+
+    # The value, never "How.NAME", on every Python version.
+    __str__ = str.__str__
+    __format__ = str.__format__
+
 
 @dataclass
 class Pairing:
-    """One model variable and the checkpoint tensor assigned to it."""
+    """One model variable and the checkpoint tensor assigned to it, and how."""
 
     variable: str
     tensor: str
-    # "name", "object graph", "scope suffix", "shape (auto-named variables in another order)",
-    # "layer structure", "shape (names misfit)", "shape (only candidate)", "order+shape"
-    # (see match.py)
-    how: str
+    how: How
 
 
 @dataclass
@@ -53,6 +73,8 @@ class LoadReport:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        for pairing in out["pairings"]:
+            pairing["how"] = str(pairing["how"])  # plain data, whatever reads it
         out["ok"] = self.ok
         return out
 
@@ -94,3 +116,35 @@ class LoadReport:
                                                  else "")
                 parts.append(f"{label}: {shown}")
         return "; ".join(parts)
+
+
+def check(report: LoadReport, strict: bool, what: str, *, narrowed: bool = False) -> None:
+    """Raise LoadError (carrying ``report``) when a strict load does not fit. ``narrowed``: the
+    caller chose the variables (``var_list``), so tensors none of them takes are only
+    reported."""
+    if not strict:
+        return
+    failed = report.missing or report.shape_mismatch or (report.unexpected and not narrowed)
+    if failed:
+        raise LoadError(f"{what}: {report.summary()} ({hint(report)})", report=report)
+
+
+def _leaf(name: str) -> str:
+    return name.rsplit("/", 1)[-1].removesuffix(":0")
+
+
+def hint(report: LoadReport) -> str:
+    """What would make this load work, in the caller's spelling."""
+    slim = {_leaf(n) for n in report.unexpected} & set(SLIM)
+    wanted = {_leaf(n) for n in report.missing}
+    tips = []
+    if report.missing and all(tf1_kind(n) != "variable" for n in report.missing):
+        tips.append("the checkpoint holds no optimizer state for these: leave them out of "
+                    "var_list to restore the model alone")
+    elif slim and wanted & {SLIM[s] for s in slim}:
+        tips.append(f"{option('keras-names')} renames TF1/slim weights/biases to kernel/bias")
+    elif report.missing and report.unexpected:
+        tips.append(f"rename rules ({option('rename')}) or {option('match-order')} pair the "
+                    "rest")
+    tips.append(f"{option('no-strict')} loads what matches")
+    return "; ".join(tips)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConverterWarning, RenameError
 from ..kinds import tf1_kind
-from ..tensor import Tensor
+from ..tensor import Kind, Tensor
 from ..tfnames import GRAPH_KEY, SLOT_MARK
 
 
@@ -27,7 +27,7 @@ class RuleWarning(ConverterWarning):
     """A rule (or one of its patterns or names) matched no tensor."""
 
 
-def kind_of_name(name: str) -> str:
+def kind_of_name(name: str) -> Kind:
     """The kind of a bare name, judged from TF naming conventions (no reader to ask)."""
     if name == GRAPH_KEY:
         return "object_graph"
@@ -46,7 +46,7 @@ class Entry:
 
     name: str
     sources: tuple[str, ...]
-    kind: str
+    kind: Kind
     attrs: Mapping[str, str] = field(default_factory=dict)
     shape: tuple[int, ...] | None = None
     dtype: np.dtype | None = None
@@ -283,3 +283,20 @@ def unmatched_names(names: Sequence[str], what: str = "matched nothing") -> list
     shown = ", ".join(repr(n) for n in names[:5])
     more = f" and {len(names) - 5} more" if len(names) > 5 else ""
     return [f"{shown}{more} {what}"]
+
+
+def each_entry(entries: list[Entry], change: Callable[[Entry], Entry | list[Entry] | None],
+               nothing: str = "matched nothing") -> tuple[list[Entry], list[str]]:
+    """``Rule.run`` for a rule that changes entries one at a time: ``change`` gives an entry's
+    replacement (or replacements), or None to keep it as it is; the note ``nothing`` when it
+    changed none."""
+    out: list[Entry] = []
+    hits = 0
+    for e in entries:
+        result = change(e)
+        if result is None:
+            out.append(e)
+            continue
+        hits += 1
+        out.extend(result if isinstance(result, list) else [result])
+    return out, [] if hits else [nothing]

@@ -17,6 +17,7 @@ from .core import (
     check_str,
     check_strs,
     compile_regex,
+    each_entry,
     parse_toml,
     unmatched_names,
 )
@@ -49,19 +50,18 @@ class Rename(Rule):
         object.__setattr__(self, "regex", regex)
 
     def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
-        out, hits = [], 0
-        for e in entries:
-            try:
-                name, n = self.regex.subn(self.to, e.name)
-            except (re.error, IndexError) as exc:
-                raise RenameError(f"{e.name!r}: {exc}") from None
-            if n:
-                hits += 1
-                if not name:
-                    raise RenameError(f"{e.name!r} would become an empty name")
-                e = e.renamed(name)
-            out.append(e)
-        return out, [] if hits else ["matched nothing"]
+        return each_entry(entries, self._rename)
+
+    def _rename(self, e: Entry) -> Entry | None:
+        try:
+            name, n = self.regex.subn(self.to, e.name)
+        except (re.error, IndexError) as exc:
+            raise RenameError(f"{e.name!r}: {exc}") from None
+        if not n:
+            return None
+        if not name:
+            raise RenameError(f"{e.name!r} would become an empty name")
+        return e.renamed(name)
 
     def __str__(self) -> str:
         return f"rename {self.pattern!r} -> {self.to!r}"
@@ -212,15 +212,14 @@ class StripPrefix(Rule):
         check_str(self.prefix, "strip_prefix")
 
     def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
-        out, hits = [], 0
-        for e in entries:
-            if e.name.startswith(self.prefix):
-                hits += 1
-                if e.name == self.prefix:
-                    raise RenameError(f"{e.name!r} would become an empty name")
-                e = e.renamed(e.name[len(self.prefix):])
-            out.append(e)
-        return out, [] if hits else ["no name starts with it"]
+        return each_entry(entries, self._strip, "no name starts with it")
+
+    def _strip(self, e: Entry) -> Entry | None:
+        if not e.name.startswith(self.prefix):
+            return None
+        if e.name == self.prefix:
+            raise RenameError(f"{e.name!r} would become an empty name")
+        return e.renamed(e.name[len(self.prefix):])
 
     def __str__(self) -> str:
         return f"strip_prefix {self.prefix!r}"

@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 
 from ..errors import RenameError
 from ..kinds import SLOT_SUFFIX
+from ..tensor import Kind
 from ..tfnames import ATTR_SUFFIX, SLOT_MARK
-from .core import Entry, Pattern, Rule, check_str
+from .core import Entry, Pattern, Rule, check_str, each_entry
 from .ops import add_constant, gate_order, reorder, split
 
 
@@ -50,10 +51,10 @@ class DropOptimizer(Preset):
     entries are gone; the TF writer rebuilds one for the tensors it writes)."""
 
     name = "drop-optimizer"
-    KINDS: ClassVar[frozenset[str]] = frozenset({"slot", "counter", "object_graph"})
+    DROPPED: ClassVar[frozenset[Kind]] = frozenset({"slot", "counter", "object_graph"})
 
     def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
-        out = [e for e in entries if e.kind not in self.KINDS]
+        out = [e for e in entries if e.kind not in self.DROPPED]
         return out, [] if len(out) < len(entries) else ["found no optimizer state"]
 
 
@@ -145,19 +146,16 @@ class KerasNames(Preset):
             raise RenameError(f"keras-names slim must be true or false, got {self.slim!r}")
 
     def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
-        out, hits = [], 0
-        for e in entries:
-            name = _OUTPUT_INDEX.sub("", e.name)
-            if self.slim:
-                slot = SLOT_SUFFIX.search(name)  # judged after ':0' is gone
-                base, tail = (name[:slot.start()], name[slot.start():]) if slot else (name, "")
-                scope, sep, leaf = base.rpartition("/")
-                name = scope + sep + SLIM_NAMES.get(leaf, leaf) + tail
-            if name != e.name:
-                hits += 1
-                e = e.renamed(name)
-            out.append(e)
-        return out, [] if hits else ["changed no name"]
+        return each_entry(entries, self._rename, "changed no name")
+
+    def _rename(self, e: Entry) -> Entry | None:
+        name = _OUTPUT_INDEX.sub("", e.name)
+        if self.slim:
+            slot = SLOT_SUFFIX.search(name)  # judged after ':0' is gone
+            base, tail = (name[:slot.start()], name[slot.start():]) if slot else (name, "")
+            scope, sep, leaf = base.rpartition("/")
+            name = scope + sep + SLIM_NAMES.get(leaf, leaf) + tail
+        return e.renamed(name) if name != e.name else None
 
 
 DEFAULT_CELL = r"re:(^|/)(basic_)?lstm_cell$"

@@ -20,27 +20,29 @@ from .names import AddPrefix, Exclude, Map, Only, Rename, StripPrefix
 from .presets import preset_from_table
 from .transforms import AddConstant, Cast, Concat, ReorderGates, Reshape, Split, Transpose
 
-KINDS: dict[str, Callable[[Mapping[str, Any]], Rule]] = {
+# The key naming a rule in its [[rule]] table -> what builds the rule from that table.
+RULE_TABLES: dict[str, Callable[[Mapping[str, Any]], Rule]] = {
     cls.key: cls.from_table for cls in (
         Rename, Only, Exclude, StripPrefix, AddPrefix, Cast, Transpose, Reshape, Split, Concat,
         ReorderGates, AddConstant)
 }
-KINDS.update(map=Map.from_table, map_file=Map.from_table, preset=preset_from_table)
+RULE_TABLES.update(map=Map.from_table, map_file=Map.from_table,
+                   preset=preset_from_table)
 
 
 def rule_from_table(table: Mapping[str, Any], where: str, base: Path | None = None) -> Rule:
     """One rule from its table; a relative ``map_file`` is taken from ``base``."""
     if not isinstance(table, Mapping):
         raise RenameError(f"{where}: expected a table, got {table!r}")
-    kinds = [k for k in table if k in KINDS]
-    if len(kinds) != 1:
-        found = ", ".join(kinds) if kinds else f"none of {', '.join(table) or 'its keys'}"
-        raise RenameError(f"{where}: a rule needs exactly one of {', '.join(KINDS)} "
+    keys = [k for k in table if k in RULE_TABLES]
+    if len(keys) != 1:
+        found = ", ".join(keys) if keys else f"none of {', '.join(table) or 'its keys'}"
+        raise RenameError(f"{where}: a rule needs exactly one of {', '.join(RULE_TABLES)} "
                           f"(found {found})")
-    if kinds[0] == "map_file" and base is not None and isinstance(table["map_file"], str):
+    if keys[0] == "map_file" and base is not None and isinstance(table["map_file"], str):
         table = {"map_file": str(base / table["map_file"])}
     try:
-        return KINDS[kinds[0]](table)
+        return RULE_TABLES[keys[0]](table)
     except RenameError as exc:
         raise RenameError(f"{where}: {exc}") from None
 

@@ -20,6 +20,7 @@ from .core import (
     check_ints,
     check_str,
     check_strs,
+    each_entry,
     expand,
 )
 from .ops import (
@@ -38,16 +39,7 @@ from .ops import (
 def _each(pattern: Pattern, entries: list[Entry],
           fn: Callable[[Entry, re.Match[str]], Entry | list[Entry]]
           ) -> tuple[list[Entry], list[str]]:
-    out, hits = [], 0
-    for e in entries:
-        m = pattern.match(e.name)
-        if m is None:
-            out.append(e)
-            continue
-        hits += 1
-        result = fn(e, m)
-        out.extend(result if isinstance(result, list) else [result])
-    return out, [] if hits else ["matched nothing"]
+    return each_entry(entries, lambda e: fn(e, m) if (m := pattern.match(e.name)) else None)
 
 
 @dataclass(frozen=True)
@@ -70,14 +62,14 @@ class Cast(Rule):
     def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
         src, dst = self.pair
         pattern = Pattern(self.match)
-        out, hits = [], 0
-        for e in entries:
-            if pattern.match(e.name) and (e.dtype is None or e.dtype == src):
-                hits += 1
-                e = cast(e, dst, None if e.dtype is not None else f"cast {self.cast} (if "
-                         f"{dtypes.name_of(src)})")
-            out.append(e)
-        return out, [] if hits else [f"no {dtypes.name_of(src)} tensor matched"]
+
+        def change(e: Entry) -> Entry | None:
+            if not pattern.match(e.name) or not (e.dtype is None or e.dtype == src):
+                return None
+            return cast(e, dst, None if e.dtype is not None else f"cast {self.cast} (if "
+                        f"{dtypes.name_of(src)})")
+
+        return each_entry(entries, change, f"no {dtypes.name_of(src)} tensor matched")
 
     def __str__(self) -> str:
         return f"cast {self.cast}" + ("" if self.match == "*" else f" of {self.match!r}")

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .loaders import LoadReport, check, open_ordered
-from .loaders.match import Target, pair
+from .match import Target, pair
+from .report import LoadReport, check
+from .source import open_source
 
 _scratch: list[str] = []
 
@@ -66,12 +67,12 @@ def restore(source: Any, *, rules: Any = None, var_list: list | None = None,
     targets = [Target(name, [name], tuple(v.shape.as_list()),
                       np.dtype(v.dtype.base_dtype.as_numpy_dtype))
                for name, v in by_name.items()]
-    ckpt, order = open_ordered(source, rules, format)
+    ckpt, order, _ = open_source(source, rules, format)
     report = pair(targets, ckpt, match=match, state=True, order=order)
     check(report, strict, "restoring into the graph", narrowed=var_list is not None)
     if not report.pairings:
         return report
-    from . import api
+    from .. import api
 
     prefix = Path(tempfile.mkdtemp(dir=_scratch_dir())) / "restore"
     api.write({p.variable: ckpt[p.tensor] for p in report.pairings}, prefix, format="tf",
