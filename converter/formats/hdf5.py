@@ -41,7 +41,6 @@ from ._stream import copy_to
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
 
-DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 
 
 def sniff(path: Path) -> bool:

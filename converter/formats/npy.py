@@ -47,7 +47,6 @@ from ._common import (
 
 INDEX = "converter-index.json"
 
-DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 
 
 def sniff(path: Path) -> bool:
