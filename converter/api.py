@@ -18,14 +18,28 @@ from .tensor import Checkpoint, Source, as_checkpoint
 PathLike = str | os.PathLike[str]
 
 
-def _call(fn: Callable[..., Any], what: str, path: Path, *args: Any, **opts: Any) -> Any:
+def _declared(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    """The parameter names ``fn`` declares, and whether it takes any keyword (``**opts``)."""
     params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(opts) - set(params))
-        if unknown:
-            raise UsageError(f"{path}: the {what} does not take "
-                             f"{', '.join(keyword(k) for k in unknown)}")
+    return frozenset(params), any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _call(fn: Callable[..., Any], what: str, path: Path, *args: Any, **opts: Any) -> Any:
+    names, any_keyword = _declared(fn)
+    unknown = [] if any_keyword else sorted(set(opts) - names)
+    if unknown:
+        raise UsageError(f"{path}: the {what} does not take "
+                         f"{', '.join(keyword(k) for k in unknown)}")
     return fn(*args, **opts)
+
+
+def reader_options(format: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``wanted`` that the reader of ``format`` declares by name, for callers
+    (the CLI) that offer one set of reader options for every format: each format takes those
+    it knows and the rest are dropped. A reader's ``**opts`` takes none of them, since
+    nothing says what it would do with them."""
+    names, _ = _declared(registry.get(format).load().read)
+    return {k: v for k, v in wanted.items() if k in names}
 
 
 def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoint:
@@ -47,7 +61,7 @@ def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoin
         >>> kernel = ckpt["dense/kernel"].read()
     """
     p = Path(path)
-    fmt = registry.get(format) if format else registry.detect(p)
+    fmt = registry.for_input(p, format)
     ckpt = _call(fmt.load().read, f"{fmt.name} reader", p, p, **opts)
     # Every checkpoint read through the registry says which format read it, whatever the
     # reader (a plugin's may record nothing) put there.
@@ -103,24 +117,24 @@ def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
         warnings.warn(f"{path}: writing {fmt.name} under a name that says {named.name}",
                       ConverterWarning, stacklevel=3)
     module = fmt.load()
-    out = _portable(ckpt, fmt.name, module)
+    out = _portable(ckpt, fmt)
     _call(module.write, f"{fmt.name} writer", path, out, path, force=force, **opts)
     return out
 
 
-def _portable(ckpt: Checkpoint, fmt: str, module: Any) -> Checkpoint:
+def _portable(ckpt: Checkpoint, fmt: registry.Format) -> Checkpoint:
     """The checkpoint as written in format ``fmt``: without a TF2 object graph where the
     format has no strings. The graph is a string tensor describing the other keys, not a
     weight; such formats leave it out (with a warning) rather than refuse the whole
     checkpoint, and a TF checkpoint written from them gets a new one. Writers store only
     ``metadata``; ``source`` is kept for the caller (closing the result closes ``ckpt``)."""
     tensors: dict[str, Any] = dict(ckpt)
-    if "string" not in getattr(module, "DTYPES", ("string",)):
+    if "string" not in fmt.stored_dtypes:
         # The graph is a string: the dtype test first spares judging every tensor's kind.
         graphs = [n for n, t in ckpt.items() if t.dtype.hasobject and t.kind == "object_graph"]
         if graphs:
-            warnings.warn(f"{fmt} cannot hold the TF2 object graph ({graphs[0]}); writing the "
-                          "tensors without it", ConverterWarning, stacklevel=4)
+            warnings.warn(f"{fmt.name} cannot hold the TF2 object graph ({graphs[0]}); "
+                          "writing the tensors without it", ConverterWarning, stacklevel=4)
             for name in graphs:
                 del tensors[name]
     return Checkpoint(tensors, ckpt.metadata, source=ckpt.source, closers=[ckpt.close])

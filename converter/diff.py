@@ -1,7 +1,7 @@
 """Comparing two checkpoints of any formats: names, shapes, dtypes and values.
 
 Values are compared a block at a time, never as whole tensors: tensors stored as byte spans are
-streamed through ``formats/_stream.chunks`` (memory-mapped a chunk at a time, pages dropped once
+streamed through ``formats.stream.chunks`` (memory-mapped a chunk at a time, pages dropped once
 compared, crc32c checked), so comparing two checkpoints of any size holds a few MiB per side.
 Tensors without a span (transformed by rules, in memory, or in formats read whole) are read once
 and walked the same way.
@@ -165,10 +165,10 @@ def _little(dtype: np.dtype) -> np.dtype:
 def _elements(t: Tensor, step: int) -> Iterator[np.ndarray]:
     """The tensor's values as 1-D little-endian pieces, each valid until the next is asked
     for: views of streamed chunks when the tensor has a span, else slices of its values."""
-    from .formats._stream import CHUNK, chunks
+    from .formats.stream import chunk_size, chunks
 
     dtype = _little(t.dtype)
-    if t.span is not None and dtype.itemsize and CHUNK % dtype.itemsize == 0:
+    if t.span is not None and dtype.itemsize and chunk_size() % dtype.itemsize == 0:
         for piece in chunks(t):
             if len(piece) % dtype.itemsize:
                 raise CorruptionError(f"{t.span[0]}: tensor {t.name!r}: {t.span[2]} bytes "

@@ -1,22 +1,76 @@
 """The format registry: one table of formats, held as data and imported on first use.
 
-Each entry names a module that provides ``sniff(path) -> bool``, ``read(path, **opts)`` and
-``write(checkpoint, path, **opts)``. Built-in formats are listed below; third-party packages add
-theirs through the ``converter.formats`` entry-point group, whose entries resolve to a
-:class:`Format`.
+A format is one module and one :class:`Format` row naming it. Built-in rows are listed in
+:data:`BUILTINS`; third-party packages add theirs through the ``converter.formats`` entry-point
+group (each entry resolves to a :class:`Format`) or with :func:`register`. A row is plain data:
+listing, suffix matching and ``ckpt formats`` never import a format's module, so a missing
+optional dependency surfaces only when the format is used, as an install hint (``requires``).
+
+The contract of a format module (:class:`FormatModule`; read-only formats,
+``can_write=False``, provide :class:`FormatReader`, without ``write``):
+
+``sniff(path) -> bool``
+    Whether ``path`` (a file, a directory or, for TensorFlow, a checkpoint prefix that is not
+    itself a file) is in this format, judged from its name and a few bytes. It may return False
+    or raise :class:`~converter.errors.FormatError` or ``OSError`` for anything it cannot open:
+    the registry reads all of these as "not mine".
+``read(path, **opts) -> Checkpoint``
+    Open the checkpoint lazily: read its index or header only, and hand out tensors whose
+    ``read()`` loads their data (a memory map or a file ``span``), so that listing reads no
+    data and converting holds a tensor or a chunk at a time. Options are keyword-only and
+    declared by name (``verify: bool = True``); the registry refuses options a reader does not
+    declare unless it takes ``**opts``. Set ``Checkpoint.source`` (what was read) and
+    ``Checkpoint.metadata`` (the file's own strings, if it has a place for them).
+``write(checkpoint, path, **opts) -> None``
+    Write ``checkpoint`` (every writer takes ``force`` and ``progress``) through
+    :mod:`converter.outputs`: temporary names in the destination directory, renamed into place
+    when everything is written, existing outputs kept unless ``force``. Write only
+    ``checkpoint.metadata``, never ``checkpoint.source``.
+
+Errors, from every function: a bad or unsupported file raises
+:class:`~converter.errors.FormatError`, and damaged data (checksum, bounds, truncation)
+:class:`~converter.errors.CorruptionError`, with a one-line message that starts with the file's
+path and says what is wrong (``m.npz: tensor 'w': checksum mismatch``). A tensor a format cannot
+hold is refused by name before anything is written. Never ``assert``, print or exit.
+
+What a format can hold beyond that is declared in its row, each with one default that a plugin
+gets by saying nothing: :attr:`Format.dtypes`, :attr:`Format.metadata`,
+:attr:`Format.integrity`. ``docs/formats.md`` walks through adding a format.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from . import dtypes as _dtypes
 from .errors import FormatError, UsageError
 
+if TYPE_CHECKING:
+    from .tensor import Checkpoint
+
 ENTRY_POINT_GROUP = "converter.formats"
+
+
+@runtime_checkable
+class FormatReader(Protocol):
+    """What the module of a read-only format provides (see the module docstring)."""
+
+    def sniff(self, path: Path) -> bool: ...
+
+    def read(self, path: Path, **opts: Any) -> Checkpoint: ...
+
+
+@runtime_checkable
+class FormatModule(FormatReader, Protocol):
+    """What the module of a format that writes provides (see the module docstring)."""
+
+    def write(self, checkpoint: Checkpoint, path: Path, **opts: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -29,7 +83,16 @@ class Format:
         module: import path of the module holding ``sniff``, ``read`` and ``write``.
         description: one line for ``ckpt formats`` and error messages.
         requires: distribution that must be installed, for the install hint.
-        can_write: False for read-only formats.
+        can_write: False for read-only formats (their module has no ``write``).
+        dtypes: canonical dtype names (:mod:`converter.dtypes`) the format stores and reads
+            back bit-exact; ``None`` (the default) means every dtype in
+            ``converter.dtypes.ALL``. Where ``"string"`` is missing, a TF2 object graph is left
+            out of what is written (with a warning) rather than refused.
+        metadata: whether ``Checkpoint.metadata`` (free-form strings) is written and read
+            back; default True.
+        integrity: name of a function of the module, ``fn(path) -> {tensor: problem}``, that
+            checks the file's own checksums beyond what reading checks (``ckpt verify`` calls
+            it); default None, no such check.
     """
 
     name: str
@@ -38,9 +101,13 @@ class Format:
     description: str = ""
     requires: str | None = None
     can_write: bool = True
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
+    dtypes: frozenset[str] | None = None
+    metadata: bool = True
+    integrity: str | None = None
 
     def load(self) -> ModuleType:
+        """The format's module (a :class:`FormatModule`), imported on first use;
+        FormatError with the install hint if it cannot be imported."""
         try:
             return importlib.import_module(self.module)
         except ImportError as exc:
@@ -53,13 +120,42 @@ class Format:
         except (OSError, FormatError):
             return False
 
+    @property
+    def stored_dtypes(self) -> frozenset[str]:
+        """:attr:`dtypes` with its default resolved: the dtype names the format stores."""
+        return _dtypes.ALL if self.dtypes is None else self.dtypes
+
+    def check_integrity(self, path: Path) -> dict[str, str]:
+        """``{tensor: problem}`` from the format's :attr:`integrity` function, ``{}`` if it
+        declares none."""
+        if self.integrity is None:
+            return {}
+        check: Callable[[Path], dict[str, str]] = getattr(self.load(), self.integrity)
+        return check(path)
+
+
+# Dtype sets are written out, not computed, so that listing formats imports no format module;
+# tests/test_format_contract.py checks each against what its module handles.
+_TF_DTYPES = frozenset({
+    "float32", "float64", "int32", "uint8", "int16", "int8", "string", "complex64", "int64",
+    "bool", "bfloat16", "uint16", "complex128", "float16", "uint32", "uint64", "float8_e5m2",
+    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3b11fnuz", "float8_e5m2fnuz",
+})
+_SAFETENSORS_DTYPES = frozenset({
+    "bool", "uint8", "int8", "int16", "uint16", "float16", "bfloat16", "int32", "uint32",
+    "float32", "float64", "int64", "uint64", "float8_e5m2", "float8_e4m3fn", "complex64",
+})
 
 BUILTINS: tuple[Format, ...] = (
     Format("tf", (".index", ".ckpt"), "converter.formats.tfbundle",
-           "TensorFlow checkpoint (tensor bundle: PREFIX.index + PREFIX.data-*)"),
+           "TensorFlow checkpoint (tensor bundle: PREFIX.index + PREFIX.data-*)",
+           dtypes=_TF_DTYPES, metadata=False),  # a bundle has no place for free-form strings
     Format("safetensors", (".safetensors", ".safetensors.index.json"),
-           "converter.formats.safetensors", "safetensors (one file, or shards + index.json)"),
-    Format("npz", (".npz",), "converter.formats.npz", "numpy .npz archive"),
+           "converter.formats.safetensors", "safetensors (one file, or shards + index.json)",
+           dtypes=_SAFETENSORS_DTYPES),
+    # npy, npz and HDF5 keep bfloat16/float8 as raw bits with their name, strings as bytes.
+    Format("npz", (".npz",), "converter.formats.npz", "numpy .npz archive",
+           integrity="integrity"),
     Format("npy", (".npy",), "converter.formats.npy",
            "numpy .npy file (one tensor) or directory of .npy files"),
     Format("hdf5", (".h5", ".hdf5", ".he5"), "converter.formats.hdf5",
@@ -98,15 +194,16 @@ def _known(plugins: bool) -> dict[str, Format]:
     return _table
 
 
-def formats() -> dict[str, Format]:
-    """The registry: built-ins, then installed third-party formats, by name."""
-    return _known(plugins=True)
+def formats() -> Mapping[str, Format]:
+    """The registry: built-ins, then installed third-party formats, by name. A read-only view:
+    change it with :func:`register` and :func:`unregister`."""
+    return MappingProxyType(_known(plugins=True))
 
 
 def register(fmt: Format, *, replace: bool = False) -> None:
     """Add a format to the registry (for plugins that register from code, and tests); it
     answers with the built-in formats, before entry-point plugins."""
-    table = formats()
+    table = _known(plugins=True)
     if fmt.name in table and not replace:
         raise UsageError(f"format {fmt.name!r} is already registered")
     table[fmt.name] = fmt
@@ -114,7 +211,7 @@ def register(fmt: Format, *, replace: bool = False) -> None:
 
 
 def unregister(name: str) -> None:
-    formats().pop(name, None)
+    _known(plugins=True).pop(name, None)
     _plugin_names.discard(name)
 
 
@@ -150,7 +247,7 @@ def by_suffix(path: Path, *, plugins: bool = True) -> Format | None:
     return found or (_by_suffix(path, formats()) if plugins else None)
 
 
-def _by_suffix(path: Path, table: dict[str, Format]) -> Format | None:
+def _by_suffix(path: Path, table: Mapping[str, Format]) -> Format | None:
     name = path.name.lower()
     best: tuple[int, Format] | None = None
     for fmt in list(table.values()):
@@ -178,6 +275,12 @@ def detect(path: Path) -> Format:
     raise FormatError(
         f"{path}: not a checkpoint of any known format ({kind}; known: {', '.join(formats())})"
     )
+
+
+def for_input(path: Path, name: str | None = None) -> Format:
+    """The format to read ``path`` in: the one called ``name`` if given (``--from``,
+    ``format=``), else the one detected from its content."""
+    return get(name) if name else detect(path)
 
 
 def detect_or_none(path: Path) -> Format | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConverterError
-from .formats._stream import chunks
+from .formats.stream import chunks
 
 
 @dataclass
@@ -52,12 +52,11 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
 
     report = VerifyReport(str(path), format)
     try:
-        fmt = registry.get(format) if format else registry.detect(Path(path))
+        fmt = registry.for_input(Path(path), format)
         report.format = fmt.name
         ckpt = api.read(path, format=fmt.name, **opts)
         # A format may check more than reading does (npz: each member's zip CRC-32).
-        integrity = getattr(fmt.load(), "integrity", None)
-        problems: dict[str, str] = integrity(Path(path)) if integrity else {}
+        problems = fmt.check_integrity(Path(path))
     except ConverterError as exc:
         report.error = str(exc)
         return report

@@ -19,7 +19,7 @@ WRITABLE = [f for f in registry.formats().values() if f.can_write]
 
 
 def supported(fmt: registry.Format) -> frozenset[str]:
-    return getattr(fmt.load(), "DTYPES", frozenset({"float32"}))
+    return fmt.stored_dtypes
 
 
 def out_path(tmp: Path, fmt: registry.Format, tag: str) -> Path:
@@ -39,7 +39,7 @@ def test_write_then_read(tmp_path, fmt):
     back = converter.read(path)  # format detected from the content
     assert back.source.format == fmt.name
     assert_same_checkpoint(back, data)
-    if getattr(fmt.load(), "METADATA", True):
+    if fmt.metadata:
         assert back.metadata["source"] == "unit test" and back.metadata["note"] == "ünïcode"
     for name, value in before.items():  # the writer did not touch its input
         assert_same(data[name], value, name)

@@ -29,7 +29,7 @@ def as_bytes_array(value: np.ndarray) -> np.ndarray:
 
 
 def test_tensorflow_reads_every_dtype(tf, tmp_path):
-    data = sample(registry.get("tf").load().DTYPES)
+    data = sample(registry.get("tf").stored_dtypes)
     converter.write(data, tmp_path / "model.ckpt")
     theirs = tf_values(tf, tmp_path / "model.ckpt")
     assert sorted(theirs) == sorted(data)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import re
 
-from ..errors import UsageError
-
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -44,9 +42,7 @@ def add_source(p: argparse.ArgumentParser) -> None:
 
 def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
     """The reader options asked for on the command line that the source format takes."""
-    import inspect
-
-    from .. import registry
+    from ..api import reader_options
 
     wanted = {"verify": False} if not args.verify else {}
     if args.allow_pickle:
@@ -55,10 +51,4 @@ def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
         wanted["allow_external"] = True
     if not wanted or fmt is None:
         return {}
-    accepted = inspect.signature(registry.get(fmt).load().read).parameters
-    return {k: v for k, v in wanted.items() if k in accepted}
-
-
-def check(cond: bool, message: str) -> None:
-    if not cond:
-        raise UsageError(message)
+    return reader_options(fmt, wanted)

@@ -38,8 +38,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     dst = Path(args.dst)
     out_fmt = registry.for_output(dst, args.to)
-    src_fmt = registry.get(args.source_format) if args.source_format else registry.detect(
-        Path(args.src))
+    src_fmt = registry.for_input(Path(args.src), args.source_format)
     opts: dict = {}
     if args.compress:
         opts["compress"] = True

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from .. import api, registry
+from .. import api
 from ..diff import diff
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
@@ -34,13 +33,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_rule_args(p, dry_run=False, applies_to="A only (B is read as it is)")
 
 
-def _open(path: str):
-    return api.read(path, format=registry.detect(Path(path)).name)
-
-
 def run(args: argparse.Namespace) -> int:
     rules = rules_from_args(args)
-    with _open(args.a) as a, _open(args.b) as b, rule_warnings_to_stderr():
+    with api.read(args.a) as a, api.read(args.b) as b, rule_warnings_to_stderr():
         if rules is not None:
             a = rules.apply(a)
         report = diff(a, b, rtol=args.rtol, atol=args.atol)

@@ -24,8 +24,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fmt = registry.get(args.source_format) if args.source_format else registry.detect(
-        Path(args.src))
+    fmt = registry.for_input(Path(args.src), args.source_format)
     with api.read(args.src, format=fmt.name, **read_options(args, fmt.name)) as ckpt:
         rows = [
             {"name": t.name, "dtype": dtypes.name_of(t.dtype), "shape": list(t.shape),

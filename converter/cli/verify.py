@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .. import registry
+from ..errors import FormatError
 from ..verify import verify
 from .common import add_source, human, read_options
 
@@ -23,7 +24,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fmt = args.source_format or getattr(registry.detect_or_none(Path(args.src)), "name", None)
+    try:
+        fmt: str | None = registry.for_input(Path(args.src), args.source_format).name
+    except FormatError:
+        fmt = None  # the report says why the file does not open
     report = verify(args.src, format=args.source_format, **read_options(args, fmt))
     if args.json:
         print(json.dumps(report.to_dict()))

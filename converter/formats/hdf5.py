@@ -42,7 +42,6 @@ from .keras_names import describe, is_legacy, legacy_optimizer_kind, legacy_weig
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
 
-DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 
 
 def sniff(path: Path) -> bool:

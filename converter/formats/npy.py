@@ -46,8 +46,6 @@ from ._common import (
     path_to_name,
 )
 
-DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
-
 
 def sniff(path: Path) -> bool:
     if path.is_dir():

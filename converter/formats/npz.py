@@ -35,7 +35,6 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .. import dtypes
 from ..errors import CorruptionError, FormatError
 from ..outputs import outputs
 from ..progress import tracked
@@ -58,7 +57,6 @@ from ._common import (
 SIDE = "__converter__.json"
 MAX_SIDE = 64 << 20  # a side entry is ~50 bytes: room for a million tensors
 
-DTYPES = dtypes.ALL  # bfloat16/float8 as raw bits with their name, strings as bytes
 
 
 def sniff(path: Path) -> bool:

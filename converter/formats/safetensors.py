@@ -41,7 +41,6 @@ CODES = {
     "F8_E4M3": "float8_e4m3fn", "C64": "complex64",
 }
 NAMES = {v: k for k, v in CODES.items()}
-DTYPES = frozenset(NAMES)  # what this format stores, by canonical dtype name
 MAX_HEADER = 100 * 2**20
 INDEX_SUFFIX = ".safetensors.index.json"
 

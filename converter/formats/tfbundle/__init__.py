@@ -7,6 +7,11 @@ variables store parts under encoded keys (``slices.py``). TF2 object-based check
 object graph (``objgraph.py``). File names, steps, which checkpoint a path or directory names
 and the ``checkpoint`` state file are the bundle layout (``layout.py``). Pre-2016 V1 checkpoints
 (one file, no ``.index``) are read through TensorFlow when it is installed.
+
+This module is the format's facade (``sniff``, ``read``, ``write``): it imports the reader and
+the writer only when asked to read or write, so code that needs only the layout
+(``converter.formats.tfbundle.layout``, which ``import converter`` loads for batch discovery)
+pays for neither.
 """
 
 from __future__ import annotations
@@ -19,11 +24,6 @@ from ...errors import FormatError
 from ...tensor import Checkpoint, Source, Tensor
 from .._common import first_line
 from .layout import DATA_RE, V1, looks_like_v1, v1_in
-from .reader import DT_NAMES, read_bundle
-from .writer import write_bundle
-
-DTYPES = frozenset(DT_NAMES.values())
-METADATA = False  # a bundle has no place for free-form metadata
 
 
 def sniff(path: Path) -> bool:
@@ -55,6 +55,8 @@ def read(path: Path, *, verify: bool = True) -> Checkpoint:
             beside = f"its checkpoint is {prefix} (use that prefix)" if _is_prefix(prefix) \
                 else f"no checkpoint {prefix.name} ({prefix.name}.index) is beside it"
             raise FormatError(f"{path}: a TensorFlow MetaGraph (graph, not weights); {beside}")
+    from .reader import read_bundle
+
     try:
         return read_bundle(path, verify=verify)
     except V1 as old:
@@ -109,5 +111,7 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
           max_shard_size: int | None = None, state_file: bool = True) -> None:
     """Write ``PREFIX.index`` and ``PREFIX.data-*`` (sharded at ``max_shard_size`` bytes), then
     update the ``checkpoint`` state file beside them."""
+    from .writer import write_bundle
+
     write_bundle(ckpt, path, force=force, progress=progress, max_shard_size=max_shard_size,
                  state_file=state_file)
