@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from .. import registry
 from ..errors import ConverterError, UsageError
 from .archive import extract
-from .discover import Item, discover, in_shard
+from .discover import discover, in_shard
+from .items import INDEX, SHARDS_INDEX, Item, is_bundle_index, is_url
 from .manifest import MANIFEST, Result, log, open_manifest, read_manifest
 from .plan import check_outputs, conversion_key, shown
-from .remote import filesystem, is_url, read_text, write_text
+from .remote import filesystem, read_text, write_text
 from .scratch import Scratch
 from .worker import Job, convert_item, failed, stat, worker_init
 
@@ -27,7 +28,7 @@ __all__ = ["MANIFEST", "Result", "batch", "parse_shard"]
 
 # What marks an item's output as present: the file or directory itself, a TF prefix's index,
 # a sharded safetensors output's index.
-_ENDS = ("", ".index", ".index.json")
+_ENDS = ("", INDEX, SHARDS_INDEX)
 
 
 def _unchanged(item: Item, record: dict | None, job: Job) -> bool:
@@ -151,7 +152,7 @@ def _format(item: Item) -> str | None:
     its suffix (a bundle's parts make it ``tf``)."""
     if not item.members:
         fmt = registry.detect_or_none(Path(item.source))
-    elif any(m.endswith(".index") for m in item.members):
+    elif any(is_bundle_index(m) for m in item.members):
         return "tf"
     else:
         fmt = registry.by_suffix(Path(item.read_as))

@@ -17,10 +17,10 @@ from typing import Any
 from ..errors import ConverterError
 from ..outputs import recording
 from .archive import extract
-from .discover import Item
+from .items import Item, is_url
 from .manifest import Result
 from .plan import output_for, shown
-from .remote import fetch, is_url, upload
+from .remote import fetch, upload
 from .scratch import Scratch
 
 PR_SET_PDEATHSIG = 1
