@@ -192,8 +192,8 @@ def _archive_items(archive: Path, latest: bool) -> list[Item]:
     sizes = {m.name: m.size for m in listed}
     problems = {m.name: m.problem for m in listed if m.problem}
     by_dir: dict[str, list[str]] = {}
-    for m in listed:
-        by_dir.setdefault(m.name.rpartition("/")[0], []).append(m.name)
+    for member in listed:
+        by_dir.setdefault(member.name.rpartition("/")[0], []).append(member.name)
     out: list[Item] = []
 
     def item(rel_name: str, parts: tuple[str, ...], read_as: str) -> Item:
