@@ -104,12 +104,16 @@ def upload(local: list[Path], out_url: str, rel_parent: str) -> None:
             fs.put_file(str(path), f"{target}/{path.name}")
 
 
-def read_text(url: str) -> str | None:
+def read_bytes(url: str) -> bytes | None:
+    """The object at ``url``, or None where there is none: one request, and no decoding (a
+    manifest cut short mid-character is still read line by line)."""
     fs, path = filesystem(url)
-    return fs.cat(path).decode("utf-8") if fs.exists(path) else None
+    try:
+        return fs.cat_file(path)  # not cat(): that takes [ or * in the name for a pattern
+    except FileNotFoundError:
+        return None
 
 
-def write_text(url: str, text: str) -> None:
+def write_bytes(url: str, data: bytes) -> None:
     fs, path = filesystem(url)
-    with fs.open(path, "wb") as f:
-        f.write(text.encode("utf-8"))
+    fs.pipe_file(path, data)
