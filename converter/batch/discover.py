@@ -89,6 +89,10 @@ def _expand(path: Path, latest: bool) -> list[Item]:
         return [_prefix_item(path, path.name)]
     if path.is_file():
         name = bundle_prefix(path.name)
+        if name == "":  # run/.index: no name to mirror the output under
+            return [Item(str(path), path.name, files=(str(path),), problem=(
+                f"{path}: a TF checkpoint with no name before {path.name[len(name):]}; "
+                "convert it with 'ckpt convert'"))]
         if name is not None:
             prefix = path.with_name(name)
             return [_prefix_item(prefix, prefix.name)]
