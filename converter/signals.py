@@ -1,5 +1,6 @@
-"""Holding the signals that stop a conversion while something must not be cut in half: renames
-of a group of outputs, their cleanup, and a library's bookkeeping between two writes.
+"""The signals that stop a conversion: turned into an exception that unwinds every writer's
+cleanup (:func:`stopping`), and held while something must not be cut in half: renames of a group
+of outputs, their cleanup, and a library's bookkeeping between two writes.
 
 Python runs signal handlers in the main thread only, so elsewhere (and where handlers cannot be
 set) nothing is held.
@@ -19,15 +20,19 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
                      if hasattr(signal, name))
 
 
-def _install(handler: Any) -> dict[int, Any] | None:
-    """Set ``handler`` for every stop signal; the previous handlers, or None where signals
-    cannot be set here."""
+def _install(handler: Any, *, default_only: bool = False) -> dict[int, Any] | None:
+    """Set ``handler`` for every stop signal (``default_only``: for those whose handler is the
+    default, which ends the process); the previous handlers, or None where signals cannot be
+    set here."""
     if threading.current_thread() is not threading.main_thread():
         return None
     previous: dict[int, Any] = {}
     try:
         for sig in STOP_SIGNALS:
-            if signal.getsignal(sig) is None:  # installed outside Python: cannot be restored
+            current = signal.getsignal(sig)
+            if current is None:  # installed outside Python: cannot be restored
+                continue
+            if default_only and current != signal.SIG_DFL:
                 continue
             previous[sig] = signal.signal(sig, handler)
     except (ValueError, OSError):  # e.g. an embedded interpreter without signal support
@@ -39,6 +44,32 @@ def _install(handler: Any) -> dict[int, Any] | None:
 def _restore(previous: dict[int, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that every writer's cleanup
+    (which handles KeyboardInterrupt) runs; ``signum`` is the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+@contextmanager
+def stopping() -> Iterator[None]:
+    """Turn the stop signals into :class:`Stopped` inside the block where they would end the
+    process outright (default handler): Ctrl-C already raises KeyboardInterrupt, and an ignored
+    SIGHUP (nohup) or a handler of the caller's stays as it is."""
+    previous = _install(_stop, default_only=True)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            _restore(previous)
 
 
 @contextmanager

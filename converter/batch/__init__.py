@@ -1,6 +1,7 @@
 """Batch conversion of directories, training runs, globs and archives, in parallel, resumable."""
 
-from .discover import Item, discover
+from .discover import discover
+from .items import Item
 from .manifest import MANIFEST, Result
 from .run import batch, parse_shard
 

@@ -103,9 +103,10 @@ def extract(archive: Path, wanted: dict[str, int], into: Path, limit: int | None
             with tarfile.open(archive, "r|*") as tf:  # streaming: one pass, no seeks
                 for m in tf:
                     if m.name in wanted and m.isfile():
-                        src = tf.extractfile(m)
-                        assert src is not None  # a regular file always has a reader
-                        _write(src, _target(into, m.name), budget, archive)
+                        reader = tf.extractfile(m)
+                        if reader is None:  # tarfile gives every regular file one; if not, say so
+                            raise UsageError(f"{archive}: member {m.name!r} cannot be read")
+                        _write(reader, _target(into, m.name), budget, archive)
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
         raise UsageError(f"{archive}: cannot unpack ({exc})") from None
 

@@ -8,73 +8,26 @@ import errno
 import glob
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from .. import registry
 from ..errors import UsageError
-from ..formats.tfbundle.layout import (
-    DATA_RE,
-    STEP_RE,
-    basename,
-    prefixes_in,
-    read_state,
-    step_of,
-)
+from ..formats.tfbundle.layout import basename, prefixes_in, read_state, step_of
 from .archive import ARCHIVES, MAX_DEPTH, list_members
-
-
-@dataclass(frozen=True)
-class Item:
-    """One checkpoint to convert.
-
-    Attributes:
-        source: what to read: a path, a TF prefix, or for archives the archive path.
-        rel: its path relative to the batch source it was found under (mirrored under DIR).
-        members: for archives, the members that make up the checkpoint (unpacked together);
-            for remote sources, the URLs of its objects (downloaded together).
-        read_as: inside the unpacked archive or download, the path to read.
-        remote: the source is an fsspec URL.
-        stamp: for remote sources, (size, modification stamp) as listed.
-        sizes: for archives, the listed size of each member.
-        problem: why the item cannot be converted, found before converting (it fails).
-        unpacked: for archives, the directory its archive was unpacked into.
-    """
-
-    source: str
-    rel: str
-    members: tuple[str, ...] = ()
-    read_as: str = ""
-    files: tuple[str, ...] = field(default=(), compare=False)  # on-disk files, for size/mtime
-    remote: bool = False
-    stamp: tuple[int, Any] | None = field(default=None, compare=False)
-    sizes: tuple[int, ...] = field(default=(), compare=False)
-    problem: str | None = field(default=None, compare=False)
-    unpacked: str = field(default="", compare=False)
-
-    @property
-    def key(self) -> str:
-        """Identity in the manifest and for sharding."""
-        return f"{self.source}::{self.read_as}" if self.members and not self.remote \
-            else self.source
+from .items import (
+    INDEX,
+    Item,
+    bundle_parts,
+    bundle_prefix,
+    is_bundle_index,
+    is_checkpoint_name,
+    is_url,
+)
 
 
 def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVES)
-
-
-def is_checkpoint_name(name: str) -> bool:
-    """A file name that the registry's suffixes claim as a checkpoint by itself. A pre-2016
-    TF checkpoint is one file that may carry its step after the suffix (``model.ckpt-1000``).
-    Index files of multi-file checkpoints are not checkpoints by themselves: a bundle's
-    ``.index`` is found with its prefix, the shards of a safetensors index one by one."""
-    lower = name.lower()
-    if DATA_RE.match(name) or lower.endswith((".index", ".index.json")):
-        return False
-    return registry.by_suffix(Path(lower)) is not None or (
-        STEP_RE.search(lower) is not None and registry.by_suffix(Path(STEP_RE.sub("", lower)))
-        is not None)
 
 
 def discover(sources: list[str], *, latest: bool = False) -> list[Item]:
@@ -89,7 +42,7 @@ def discover(sources: list[str], *, latest: bool = False) -> list[Item]:
             seen.add(real)
 
     for src in sources:
-        if "://" in src and not src.startswith("file://"):
+        if is_url(src):
             from .remote import remote_items
 
             for item in remote_items(src, latest):
@@ -115,7 +68,8 @@ def discover(sources: list[str], *, latest: bool = False) -> list[Item]:
 
 
 def _is_prefix(path: Path) -> bool:
-    return path.with_name(path.name + ".index").is_file()
+    index = path.name + INDEX
+    return is_bundle_index(index) and path.with_name(index).is_file()
 
 
 def _label(path: Path) -> str:
@@ -134,9 +88,13 @@ def _expand(path: Path, latest: bool) -> list[Item]:
     if _is_prefix(path):
         return [_prefix_item(path, path.name)]
     if path.is_file():
-        m = DATA_RE.match(path.name)
-        if path.name.endswith(".index") or m:
-            prefix = path.with_name(m.group("prefix") if m else path.name[: -len(".index")])
+        name = bundle_prefix(path.name)
+        if name == "":  # run/.index: no name to mirror the output under
+            return [Item(str(path), path.name, files=(str(path),), problem=(
+                f"{path}: a TF checkpoint with no name before {path.name[len(name):]}; "
+                "convert it with 'ckpt convert'"))]
+        if name is not None:
+            prefix = path.with_name(name)
             return [_prefix_item(prefix, prefix.name)]
         return [Item(str(path), path.name, files=(str(path),))]
     # A glob match that is neither (a dangling link, a link loop): the item fails, others go on.
@@ -150,9 +108,10 @@ def _expand(path: Path, latest: bool) -> list[Item]:
 
 
 def _prefix_item(prefix: Path, rel: str) -> Item:
-    files = [prefix.with_name(prefix.name + ".index"),
-             *sorted(prefix.parent.glob(glob.escape(prefix.name) + ".data-*"))]
-    return Item(str(prefix), rel, files=tuple(str(f) for f in files))
+    shards = bundle_parts(str(prefix), map(str, prefix.parent.glob(glob.escape(prefix.name)
+                                                                     + ".data-*")))
+    files = [str(prefix) + INDEX, *sorted(shards)]
+    return Item(str(prefix), rel, files=tuple(files))
 
 
 def _whole(directory: Path) -> bool:
@@ -206,7 +165,8 @@ def _dir_items(root: Path, label: str, latest: bool) -> list[Item]:
             out.append(_whole_item(directory / name, str(rel / name)))
             dirnames.remove(name)  # taken whole: do not look inside
         # A Path cannot hold an empty basename (run/.index): those are read whole elsewhere.
-        prefixes = [Path(p) for p in prefixes_in(directory) if basename(p)]
+        prefixes = [Path(p) for p in prefixes_in(directory)
+                    if basename(p) and is_bundle_index(basename(p) + INDEX)]
         if latest and prefixes:
             state = read_state(directory)
             recorded = state.latest if state is not None else None
@@ -236,8 +196,8 @@ def _archive_items(archive: Path, latest: bool) -> list[Item]:
     sizes = {m.name: m.size for m in listed}
     problems = {m.name: m.problem for m in listed if m.problem}
     by_dir: dict[str, list[str]] = {}
-    for m in listed:
-        by_dir.setdefault(m.name.rpartition("/")[0], []).append(m.name)
+    for member in listed:
+        by_dir.setdefault(member.name.rpartition("/")[0], []).append(member.name)
     out: list[Item] = []
 
     def item(rel_name: str, parts: tuple[str, ...], read_as: str) -> Item:
@@ -248,14 +208,12 @@ def _archive_items(archive: Path, latest: bool) -> list[Item]:
                     problem=f"{archive}: {problem}" if problem else None)
 
     for _, members in sorted(by_dir.items()):
-        prefixes = sorted({m[: -len(".index")] for m in members if m.endswith(".index")},
+        prefixes = sorted({m[: -len(INDEX)] for m in members if is_bundle_index(m)},
                           key=lambda p: (step_of(p), p))
         if latest and prefixes:
             prefixes = prefixes[-1:]
         for prefix in prefixes:
-            parts = tuple(m for m in members if m == prefix + ".index" or DATA_RE.match(
-                m.rpartition("/")[2]) and m.startswith(prefix + ".data-"))
-            out.append(item(prefix, parts, prefix))
+            out.append(item(prefix, tuple(bundle_parts(prefix, members)), prefix))
         for m in members:
             if m not in prefixes and is_checkpoint_name(m.rpartition("/")[2]):
                 out.append(item(m, (m,), m))

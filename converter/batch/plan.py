@@ -13,8 +13,7 @@ from typing import Any
 
 from .. import registry
 from .archive import MAX_DEPTH
-from .discover import Item
-from .remote import is_url
+from .items import Item, is_url
 
 PATH_MAX = 4000  # a little under Linux's 4096, which counts the whole path with its NUL
 

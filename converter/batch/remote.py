@@ -6,19 +6,12 @@ A remote checkpoint is downloaded into a temporary directory (a TF bundle as its
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from .archive import MAX_DEPTH
-from .discover import Item, is_checkpoint_name
-
-DATA = re.compile(r"\.data-\d{5}-of-\d{5}$")
-
-
-def is_url(text: str) -> bool:
-    return "://" in str(text) and not str(text).startswith("file://")
+from .items import INDEX, Item, bundle_parts, is_bundle_index, is_checkpoint_name
 
 
 def filesystem(url: str) -> tuple[Any, str]:
@@ -50,13 +43,11 @@ def remote_items(url: str, latest: bool = False) -> list[Item]:
     for path in sorted(found):
         by_dir.setdefault(str(Path(path).parent), []).append(path)
     for _, paths in sorted(by_dir.items()):
-        prefixes = sorted(p[: -len(".index")] for p in paths if p.endswith(".index"))
+        prefixes = sorted(p[: -len(INDEX)] for p in paths if is_bundle_index(p))
         if latest and prefixes:
             prefixes = prefixes[-1:]
         for prefix in prefixes:
-            parts = [p for p in paths if p == prefix + ".index"
-                     or p.startswith(prefix + ".data-") and DATA.search(p)]
-            items.append(_item(protocol, root, label, prefix, parts, found))
+            items.append(_item(protocol, root, label, prefix, bundle_parts(prefix, paths), found))
         for p in paths:
             if is_checkpoint_name(p.rpartition("/")[2]):
                 items.append(_item(protocol, root, label, p, [p], found))
@@ -113,12 +104,16 @@ def upload(local: list[Path], out_url: str, rel_parent: str) -> None:
             fs.put_file(str(path), f"{target}/{path.name}")
 
 
-def read_text(url: str) -> str | None:
+def read_bytes(url: str) -> bytes | None:
+    """The object at ``url``, or None where there is none: one request, and no decoding (a
+    manifest cut short mid-character is still read line by line)."""
     fs, path = filesystem(url)
-    return fs.cat(path).decode("utf-8") if fs.exists(path) else None
+    try:
+        return fs.cat_file(path)  # not cat(): that takes [ or * in the name for a pattern
+    except FileNotFoundError:
+        return None
 
 
-def write_text(url: str, text: str) -> None:
+def write_bytes(url: str, data: bytes) -> None:
     fs, path = filesystem(url)
-    with fs.open(path, "wb") as f:
-        f.write(text.encode("utf-8"))
+    fs.pipe_file(path, data)

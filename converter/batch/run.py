@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from .. import registry
 from ..errors import ConverterError, UsageError
 from .archive import extract
-from .discover import Item, discover, in_shard
+from .discover import discover, in_shard
+from .items import INDEX, SHARDS_INDEX, Item, is_bundle_index, is_url
 from .manifest import MANIFEST, Result, log, open_manifest, read_manifest
-from .plan import check_outputs, conversion_key, shown
-from .remote import filesystem, is_url, read_text, write_text
+from .plan import check_outputs, shown
+from .remote import filesystem, read_bytes, write_bytes
 from .scratch import Scratch
 from .worker import Job, convert_item, failed, stat, worker_init
 
@@ -27,7 +29,7 @@ __all__ = ["MANIFEST", "Result", "batch", "parse_shard"]
 
 # What marks an item's output as present: the file or directory itself, a TF prefix's index,
 # a sharded safetensors output's index.
-_ENDS = ("", ".index", ".index.json")
+_ENDS = ("", INDEX, SHARDS_INDEX)
 
 
 def _unchanged(item: Item, record: dict | None, job: Job) -> bool:
@@ -84,21 +86,21 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
     remote_out = is_url(str(out))
     out = str(out).rstrip("/") if remote_out else Path(out)
     job = Job(str(out), to, rules, force or resume, tuple(sorted(options.items())),
-              conversion_key(to, rules, tuple(sorted(options.items()))),
               max_unpacked=max_unpacked)
     # (a resumed item may have left a complete older output: it is redone in place)
     if dry_run:
         previous = {}
-        if resume:
-            previous = _remote_manifest(out) if remote_out else read_manifest(Path(out))
+        if resume and remote_out:
+            with tempfile.TemporaryDirectory(prefix="ckpt-manifest-") as d:
+                previous = read_manifest(_download_manifest(str(out), Path(d) / "manifest"))
+        elif resume:
+            previous = read_manifest(Path(out))
         return _plan(sources, job, previous, latest, shard, formats=True)[0]
     scratch = Scratch()
     try:
         job = replace(job, scratch=str(scratch.path))
         if remote_out:  # the manifest is kept here and uploaded as it grows
-            manifest_dir = scratch.path / "manifest"
-            manifest_dir.mkdir()
-            (manifest_dir / MANIFEST).write_text(read_text(f"{out}/{MANIFEST}") or "")
+            manifest_dir = _download_manifest(str(out), scratch.path / "manifest")
         else:
             manifest_dir = Path(out)
             manifest_dir.mkdir(parents=True, exist_ok=True)
@@ -107,17 +109,17 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
                         progress, executor, scheduler)
         finally:
             if remote_out:
-                write_text(f"{out}/{MANIFEST}", (manifest_dir / MANIFEST).read_text())
+                write_bytes(f"{out}/{MANIFEST}", (manifest_dir / MANIFEST).read_bytes())
     finally:
         scratch.close()
 
 
-def _remote_manifest(out: str) -> dict[str, dict]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="ckpt-manifest-") as d:
-        (Path(d) / MANIFEST).write_text(read_text(f"{out}/{MANIFEST}") or "")
-        return read_manifest(Path(d))
+def _download_manifest(out: str, into: Path) -> Path:
+    """Download the remote DIR's manifest (empty while there is none) into the new directory
+    ``into``, once: a resumed run reads it there; returns ``into``."""
+    into.mkdir()
+    (into / MANIFEST).write_bytes(read_bytes(f"{out}/{MANIFEST}") or b"")
+    return into
 
 
 def _plan(sources: list[str], job: Job, previous: dict[str, dict], latest: bool,
@@ -151,7 +153,7 @@ def _format(item: Item) -> str | None:
     its suffix (a bundle's parts make it ``tf``)."""
     if not item.members:
         fmt = registry.detect_or_none(Path(item.source))
-    elif any(m.endswith(".index") for m in item.members):
+    elif any(is_bundle_index(m) for m in item.members):
         return "tf"
     else:
         fmt = registry.by_suffix(Path(item.read_as))

@@ -10,17 +10,17 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConverterError
 from ..outputs import recording
 from .archive import extract
-from .discover import Item
+from .items import Item, is_url
 from .manifest import Result
-from .plan import output_for, shown
-from .remote import fetch, is_url, upload
+from .plan import conversion_key, output_for, shown
+from .remote import fetch, upload
 from .scratch import Scratch
 
 PR_SET_PDEATHSIG = 1
@@ -28,16 +28,22 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Job:
-    """What every item of a batch shares: where outputs go and how they are written."""
+    """What every item of a batch shares: where outputs go and how they are written.
+    ``conversion`` (:func:`conversion_key` of ``to``, ``rules`` and ``options``) is worked out
+    once, here, and travels to the workers with the job: rules made in code may be known only by
+    their ``repr``, which can differ in another process."""
 
     out: str
     to: str
     rules: Any = None
     force: bool = False
     options: tuple[tuple[str, Any], ...] = ()  # writer options (compress, max_shard_size)
-    conversion: str = ""  # plan.conversion_key of the above
     scratch: str = ""  # the run's scratch directory, where this machine has one
     max_unpacked: int | None = None
+    conversion: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conversion", conversion_key(self.to, self.rules, self.options))
 
 
 def stat(item: Item) -> tuple[int, Any]:

@@ -13,13 +13,12 @@ import os
 import select
 import signal
 import sys
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ConverterError, ConverterWarning, speaking
+from ..signals import stopping
 from . import batch, convert, diff, formats, inspect, migrate, verify
 
 COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        with speaking("cli"), _stopping_signals():  # messages name --flags, not keywords
+        with speaking("cli"), stopping():  # messages name --flags, not keywords
             try:
                 code = int(args.run(args) or 0)
                 sys.stdout.flush()  # a reader that has gone shows here, not at exit
@@ -105,36 +104,6 @@ def _stdout_gone() -> bool:
     os.dup2(devnull, fd)
     os.close(devnull)
     return True
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that every writer's cleanup
-    (which handles KeyboardInterrupt) runs."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, frame: object) -> None:
-    raise Stopped(signum)
-
-
-@contextmanager
-def _stopping_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into :class:`Stopped` where they would kill the process outright
-    (default handler): an ignored SIGHUP (nohup) or a handler of the caller's stays as it is."""
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
-            sig = getattr(signal, name, None)
-            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
-                previous[sig] = signal.signal(sig, _stop)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
