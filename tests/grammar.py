@@ -42,8 +42,8 @@ if str(HERE) not in sys.path:
 import corpus  # noqa: E402
 from corpus import Mutant, raw_table  # noqa: E402
 
+from converter import proto  # noqa: E402
 from converter.crc32c import masked_crc  # noqa: E402
-from converter.formats.tfbundle import proto  # noqa: E402
 from converter.formats.tfbundle.slices import slice_key  # noqa: E402
 from converter.formats.tfbundle.writer import _write_strings  # noqa: E402
 

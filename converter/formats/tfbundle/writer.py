@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ... import dtypes
+from ... import dtypes, proto
 from ...crc32c import extend, lengths_crc, mask
 from ...errors import FormatError
 from ...outputs import outputs
@@ -19,7 +19,8 @@ from ...tensor import Checkpoint, Tensor
 from ...tfnames import ATTR_SUFFIX, GRAPH_KEY
 from .._common import check_dtype, split_by_size
 from .._stream import copy_all
-from . import objgraph, proto
+from . import objgraph
+from .entry import encode_entry
 from .layout import NAME, shard_path, text_after_saving
 from .reader import DT_NAMES, QUANTIZED
 from .table import build_table
@@ -59,30 +60,6 @@ def _write_strings(f: BinaryIO, array: np.ndarray, name: str) -> tuple[int, int]
     f.write(head)
     f.write(body)
     return len(head) + len(body), mask(value)
-
-
-def _entry(
-    dt: int, shape: tuple[int, ...], shard: int, offset: int, size: int, crc32c: int
-) -> bytes:
-    """A ``BundleEntryProto`` as TensorFlow lays it out (zeros left out), byte for byte what
-    :func:`proto.encode` gives for the same fields; spelled out because a checkpoint of many
-    tensors spends much of its index time here."""
-    raw_shape = _shapes.get(shape)
-    if raw_shape is None:
-        raw_shape = proto.encode_shape(shape)
-        if len(_shapes) < 4096:
-            _shapes[shape] = raw_shape
-    out = b"\x08" + proto.varint(dt) + b"\x12" + proto.varint(len(raw_shape)) + raw_shape
-    if shard:
-        out += b"\x18" + proto.varint(shard)
-    if offset:
-        out += b"\x20" + proto.varint(offset)
-    if size:
-        out += b"\x28" + proto.varint(size)
-    return out + b"\x35" + crc32c.to_bytes(4, "little")
-
-
-_shapes: dict[tuple[int, ...], bytes] = {}
 
 
 def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
@@ -130,13 +107,14 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
                  max_shard_size: int | None = None, state_file: bool = True) -> None:
     prefix = prefix_for(path)
     tensors = _with_object_graph(ckpt)
+    enums: dict[int, int] = {}  # by id: the tensors stay alive in ``tensors`` until written
     for t in tensors:
         if t.name[:1] in ("", "\x00"):  # the empty key holds the bundle header
             raise FormatError(f"{prefix}: tensor {t.name!r}: TensorFlow checkpoints cannot hold "
                               "an empty name or one starting with a NUL byte")
         # Before any file is made: a dtype no bundle can hold is refused up front, by name.
         check_dtype(prefix, t, "a TensorFlow checkpoint")
-        _dt_enum(t, str(prefix))
+        enums[id(t)] = _dt_enum(t, str(prefix))
     # Assign shards up front so that file names (-of-N) are known before writing.
     shards = split_by_size(tensors, max_shard_size)
     n = len(shards)
@@ -155,8 +133,7 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
                         key = t.name.encode("utf-8")
                     except UnicodeEncodeError:
                         raise FormatError(f"tensor {t.name!r}: name is not valid UTF-8") from None
-                    entries[key] = _entry(_dt_enum(t, str(prefix)), t.shape, i, offset, written,
-                                          value)
+                    entries[key] = encode_entry(enums[id(t)], t.shape, i, offset, written, value)
                     offset += written
         header = proto.encode([(1, n), (3, proto.encode([(1, BUNDLE_VERSION)]))])
         table = build_table([(b"", header)] + sorted(entries.items()))
