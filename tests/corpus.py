@@ -49,8 +49,8 @@ from converter import proto  # noqa: E402
 from converter.crc32c import masked_crc  # noqa: E402
 from converter.formats.tfbundle.entry import decode_entry, encode_entry  # noqa: E402
 from converter.formats.tfbundle.slices import slice_key  # noqa: E402
+from converter.formats.tfbundle.strings import write_strings  # noqa: E402
 from converter.formats.tfbundle.table import MAGIC, BlockBuilder, read_table  # noqa: E402
-from converter.formats.tfbundle.writer import _write_strings  # noqa: E402
 from converter.tfnames import GRAPH_KEY  # noqa: E402
 
 SEED = 20240607
@@ -510,7 +510,7 @@ def _tf2_mutants(o: Original, rng: random.Random) -> Gen:
 
     def with_graph(label: str, g: bytes) -> tuple[str, dict, dict]:
         buf = io.BytesIO()
-        _, value = _write_strings(buf, np.array([g], dtype=object).reshape(()), "g")
+        _, value = write_strings(buf, np.array([g], dtype=object).reshape(()), "g")
         changes = _rewrite_tensor(files, GRAPH_KEY, buf.getvalue(), value)
         return f"object graph: {label}", changes, {"ignore": [GRAPH_KEY]}
 

@@ -45,7 +45,7 @@ from corpus import Mutant, raw_table  # noqa: E402
 from converter import proto  # noqa: E402
 from converter.crc32c import masked_crc  # noqa: E402
 from converter.formats.tfbundle.slices import slice_key  # noqa: E402
-from converter.formats.tfbundle.writer import _write_strings  # noqa: E402
+from converter.formats.tfbundle.strings import write_strings  # noqa: E402
 
 SEED = 20261202
 
@@ -343,7 +343,7 @@ def _bundle(rows: list[tuple[bytes, bytes]], data: bytes, shards: int = 1,
 
 def _strings_data(items: list[bytes]) -> tuple[bytes, int]:
     buf = io.BytesIO()
-    size, crc = _write_strings(buf, np.array(items + [b""], dtype=object)[:-1]
+    size, crc = write_strings(buf, np.array(items + [b""], dtype=object)[:-1]
                                if items else np.array([], dtype=object), "s")
     return buf.getvalue(), crc
 

@@ -218,9 +218,9 @@ def _reference_paths(nodes):
     shortest path that avoids optimizer nodes, else the shortest."""
     from collections import deque
 
-    from converter.formats.tfbundle.objgraph import _is_optimizer
+    from converter.formats.tfbundle.objgraph import is_optimizer
 
-    optimizer = [_is_optimizer(node) for node in nodes]
+    optimizer = [is_optimizer(node) for node in nodes]
     paths, model_path, seen = {}, {}, set()
     queue = deque([(0, "", False)])
     while queue:

@@ -49,7 +49,7 @@ def _text(fields: dict[int, list], number: int) -> str:
     return last_bytes(fields, number).decode("utf-8", "replace")
 
 
-def _is_optimizer(node: Node) -> bool:
+def is_optimizer(node: Node) -> bool:
     # TF2 optimizers keep slot_variables (OptimizerV2) or a variable list and an iteration
     # counter of their own (Keras 3 and the newer tf-keras optimizer).
     names = {name for name, _ in node.children}
@@ -66,7 +66,7 @@ def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str
     (and steps) spent spelling out object paths: a graph of shared children can make them
     quadratically long in its size, so a graph over budget is refused (ProtoError)."""
     n = len(nodes)
-    optimizer = [_is_optimizer(node) for node in nodes]
+    optimizer = [is_optimizer(node) for node in nodes]
     # Breadth first, each state reached once: its shortest path is kept as a parent link and
     # a length, and spelled out only for the nodes that hold tensors.
     parent: dict[State, tuple[State | None, str]] = {}

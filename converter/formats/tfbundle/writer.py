@@ -11,7 +11,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ... import dtypes, proto
-from ...crc32c import extend, lengths_crc, mask
+from ...crc32c import mask
 from ...errors import FormatError
 from ...outputs import outputs
 from ...progress import tracked
@@ -23,6 +23,7 @@ from . import objgraph
 from .entry import encode_entry
 from .layout import NAME, shard_path, text_after_saving
 from .reader import DT_NAMES, QUANTIZED
+from .strings import write_strings
 from .table import build_table
 
 DT_ENUM = {name: enum for enum, name in DT_NAMES.items()}
@@ -39,27 +40,6 @@ def _dt_enum(tensor: Tensor, where: str) -> int:
         raise FormatError(f"{where}: tensor {tensor.name!r} has dtype {name}, which TensorFlow "
                           "checkpoints cannot store")
     return DT_ENUM[name]
-
-
-def _write_strings(f: BinaryIO, array: np.ndarray, name: str) -> tuple[int, int]:
-    """TF's string layout: varint64 lengths, masked crc of the lengths, then the bytes.
-    Returns ``(bytes written, masked crc)``."""
-    items = []
-    for x in array.reshape(-1):
-        if isinstance(x, str):
-            x = x.encode()
-        if not isinstance(x, (bytes, bytearray, np.bytes_)):
-            raise FormatError(f"tensor {name!r}: string tensors must hold bytes, found {type(x)}")
-        items.append(bytes(x))
-    value = lengths_crc([len(x) for x in items])
-    length_crc = mask(value).to_bytes(4, "little")
-    value = extend(value, length_crc)
-    head = b"".join(proto.varint(len(x)) for x in items) + length_crc
-    body = b"".join(items)
-    value = extend(value, body)
-    f.write(head)
-    f.write(body)
-    return len(head) + len(body), mask(value)
 
 
 def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
@@ -92,7 +72,7 @@ def _write_group(f: BinaryIO, group: list[Tensor]) -> Iterator[tuple[Tensor, int
             yield done, written, mask(value)
         run = []
         if t is not None:
-            yield t, *_write_strings(f, t.read(), t.name)
+            yield t, *write_strings(f, t.read(), t.name)
 
 
 def prefix_for(path: Path) -> Path:
