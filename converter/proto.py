@@ -46,6 +46,7 @@ def decode(buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> dic
         raise ProtoError("expected a message, found a number")
     end = len(buf) if end is None else min(end, len(buf))
     fields: dict[int, list] = {}
+    value: int | bytes
     while pos < end:
         key, pos = read_varint(buf, pos, end)
         number, wire = key >> 3, key & 7

@@ -129,11 +129,12 @@ def _entry_any_layout(buf: bytes) -> BundleEntry:
                 raise ProtoError(f"field {number}: length {n} runs past the message")
             if number == 2:
                 raw = bytes(buf[pos:pos + n])
-                shape = _shapes.get(raw)
-                if shape is None:  # checkpoints repeat a few shapes thousands of times
-                    shape = decode_shape(raw)
+                seen = _shapes.get(raw)
+                if seen is None:  # checkpoints repeat a few shapes thousands of times
+                    seen = decode_shape(raw)
                     if len(_shapes) < 4096:
-                        _shapes[raw] = shape
+                        _shapes[raw] = seen
+                shape = seen
             else:
                 slices.append(decode_slice(buf[pos:pos + n]))
             pos += n
