@@ -41,11 +41,12 @@ from typing import Any
 import numpy as np
 
 import converter
+from converter import proto
 from converter.crc32c import masked_crc
-from converter.formats.tfbundle import proto
+from converter.formats.tfbundle.entry import decode_entry, encode_entry
 from converter.formats.tfbundle.slices import slice_key
+from converter.formats.tfbundle.strings import write_strings
 from converter.formats.tfbundle.table import MAGIC, BlockBuilder, read_table
-from converter.formats.tfbundle.writer import _entry, _write_strings
 from converter.tfnames import GRAPH_KEY
 from tests.samples import array_for, sample
 
@@ -119,10 +120,10 @@ def _write_partitioned(prefix: Path) -> None:
     offset = 0
     for start, part in zip((0, 3), parts, strict=True):
         raw = part.tobytes()
-        rows[slice_key("part/w", [(start, 3), (0, -1)])] = _entry(
+        rows[slice_key("part/w", [(start, 3), (0, -1)])] = encode_entry(
             1, part.shape, 0, offset, len(raw), masked_crc(raw))
         offset += len(raw)
-    rows[b"plain"] = _entry(3, (5,), 0, offset, 20, masked_crc(PART_PLAIN.tobytes()))
+    rows[b"plain"] = encode_entry(3, (5,), 0, offset, 20, masked_crc(PART_PLAIN.tobytes()))
     prefix.with_name(prefix.name + ".data-00000-of-00001").write_bytes(data)
     prefix.with_name(prefix.name + ".index").write_bytes(raw_table(sorted(rows.items())))
 
@@ -363,7 +364,7 @@ def _tf_mutants(o: Original, rng: random.Random, alt: dict[str, bytes], other: d
     index_name, data_name = "m.ckpt.index", "m.ckpt.data-00000-of-00001"
     index, data = files[index_name], files[data_name]
     rows = read_table(index, "original")
-    entries = {k: proto.decode_entry(v) for k, v in rows if k}
+    entries = {k: decode_entry(v) for k, v in rows if k}
     blocks, foot = _table_layout(index)
 
     # Truncations: footer, every block and its trailer, every tensor's end in the data file.
@@ -371,7 +372,7 @@ def _tf_mutants(o: Original, rng: random.Random, alt: dict[str, bytes], other: d
     for off, size in blocks:
         bounds += [off, off + size, off + size + 5]
     yield from _truncations(index_name, index, bounds)
-    ends = sorted({e["offset"] + e["size"] for e in entries.values() if e["size"]})
+    ends = sorted({e.offset + e.size for e in entries.values() if e.size})
     yield from _truncations(data_name, data, [0] + ends[:-1], around=0)
     yield from _truncations(data_name, data, ends[-1:])
     yield "data file missing", {data_name: None}
@@ -409,8 +410,8 @@ def _tf_mutants(o: Original, rng: random.Random, alt: dict[str, bytes], other: d
         return label, {index_name: raw_table(new_rows)}
 
     def with_entry(label: str, name: str, **change: Any) -> tuple[str, dict]:
-        e = {**entries[name.encode()], **change}
-        value = _entry(e["dt"], e["shape"], e["shard"], e["offset"], e["size"], e["crc"])
+        e = entries[name.encode()]._replace(**change)
+        value = encode_entry(e.dtype_enum, e.shape, e.shard, e.offset, e.size, e.crc32c)
         return with_rows(f"{name}: {label}", [(k, value if k == name.encode() else v)
                                               for k, v in rows])
 
@@ -419,25 +420,25 @@ def _tf_mutants(o: Original, rng: random.Random, alt: dict[str, bytes], other: d
     for name, e in (("dense/kernel", kernel), ("dtypes/string", string)):
         yield with_entry("size 2**62", name, size=2**62)
         yield with_entry("size -1", name, size=-1)
-        yield with_entry("size +4", name, size=e["size"] + 4)
-        yield with_entry("size -4", name, size=e["size"] - 4)
+        yield with_entry("size +4", name, size=e.size + 4)
+        yield with_entry("size -4", name, size=e.size - 4)
         yield with_entry("offset 2**62", name, offset=2**62)
         yield with_entry("offset -8", name, offset=-8)
-        yield with_entry("offset +4", name, offset=e["offset"] + 4)
+        yield with_entry("offset +4", name, offset=e.offset + 4)
         yield with_entry("offset at end of data", name, offset=len(data) - 2)
         yield with_entry("shard 1 of 1", name, shard=1)
         yield with_entry("shard 2**40", name, shard=2**40)
-        yield with_entry("crc flipped", name, crc=e["crc"] ^ 0x100)
-        yield with_entry("shape x2", name, shape=(e["shape"][0] * 2, *e["shape"][1:]))
+        yield with_entry("crc flipped", name, crc32c=e.crc32c ^ 0x100)
+        yield with_entry("shape x2", name, shape=(e.shape[0] * 2, *e.shape[1:]))
         yield with_entry("shape huge", name, shape=(2**62, 2**62))
         yield with_entry("shape 2**63-1", name, shape=(2**63 - 1,))
-        yield with_entry("negative dimension", name, shape=(-1, *e["shape"][1:]))
-        yield with_entry("rank 70", name, shape=(1,) * 68 + e["shape"])
-    yield with_entry("dtype 99", "dense/kernel", dt=99)
-    yield with_entry("dtype float64", "dense/kernel", dt=2)
-    yield with_entry("dtype string", "dense/kernel", dt=7)
-    yield with_entry("dtype float32", "dtypes/string", dt=1)
-    yield with_entry("dtype int4 enum", "scalar", dt=29)
+        yield with_entry("negative dimension", name, shape=(-1, *e.shape[1:]))
+        yield with_entry("rank 70", name, shape=(1,) * 68 + e.shape)
+    yield with_entry("dtype 99", "dense/kernel", dtype_enum=99)
+    yield with_entry("dtype float64", "dense/kernel", dtype_enum=2)
+    yield with_entry("dtype string", "dense/kernel", dtype_enum=7)
+    yield with_entry("dtype float32", "dtypes/string", dtype_enum=1)
+    yield with_entry("dtype int4 enum", "scalar", dtype_enum=29)
 
     name = b"dense/kernel"
     value = dict(rows)[name]
@@ -495,8 +496,8 @@ def _rewrite_tensor(files: dict[str, bytes], name: str, raw: bytes, crc_masked: 
     out_rows = []
     for k, v in rows:
         if k == name.encode():
-            e = proto.decode_entry(v)
-            v = _entry(e["dt"], e["shape"], e["shard"], len(data), len(raw), crc_masked)
+            e = decode_entry(v)
+            v = encode_entry(e.dtype_enum, e.shape, e.shard, len(data), len(raw), crc_masked)
         out_rows.append((k, v))
     return {data_name: data + raw, index_name: raw_table(out_rows)}
 
@@ -509,7 +510,7 @@ def _tf2_mutants(o: Original, rng: random.Random) -> Gen:
 
     def with_graph(label: str, g: bytes) -> tuple[str, dict, dict]:
         buf = io.BytesIO()
-        _, value = _write_strings(buf, np.array([g], dtype=object).reshape(()), "g")
+        _, value = write_strings(buf, np.array([g], dtype=object).reshape(()), "g")
         changes = _rewrite_tensor(files, GRAPH_KEY, buf.getvalue(), value)
         return f"object graph: {label}", changes, {"ignore": [GRAPH_KEY]}
 
@@ -537,7 +538,7 @@ def _tf2_mutants(o: Original, rng: random.Random) -> Gen:
         yield with_graph(label, g)
     yield "object graph stored as float", _rewrite_tensor(
         {**files, "m.ckpt.index": raw_table([
-            (k, _entry(1, (2,), 0, 0, 8, 0) if k == GRAPH_KEY.encode() else v)
+            (k, encode_entry(1, (2,), 0, 0, 8, 0) if k == GRAPH_KEY.encode() else v)
             for k, v in read_table(files["m.ckpt.index"], "o")])},
         GRAPH_KEY, b"\x00" * 8, masked_crc(b"\x00" * 8)), \
         {"ignore": [GRAPH_KEY]}
@@ -568,12 +569,12 @@ def _partitioned_mutants(o: Original) -> Gen:
     yield with_full("negative start", (6, 4), [[(-3, 3), (0, -1)], [(3, 3), (0, -1)]])
     yield with_full("negative length", (6, 4), [[(0, -3), (0, -1)], [(3, 3), (0, -1)]])
     yield with_full("rank 70", (1,) * 68 + (6, 4), both)
-    part = proto.decode_entry(dict(rows)[keys[0]])
+    part = decode_entry(dict(rows)[keys[0]])
     for label, change in [("size 2**62", {"size": 2**62}), ("offset -4", {"offset": -4}),
-                          ("size +4", {"size": part["size"] + 4}), ("dtype 99", {"dt": 99}),
-                          ("dtype float64", {"dt": 2}), ("crc flipped", {"crc": 1})]:
-        e = {**part, **change}
-        value = _entry(e["dt"], e["shape"], e["shard"], e["offset"], e["size"], e["crc"])
+                          ("size +4", {"size": part.size + 4}), ("dtype 99", {"dtype_enum": 99}),
+                          ("dtype float64", {"dtype_enum": 2}), ("crc flipped", {"crc32c": 1})]:
+        e = part._replace(**change)
+        value = encode_entry(e.dtype_enum, e.shape, e.shard, e.offset, e.size, e.crc32c)
         yield f"partition {label}", {index_name: raw_table(
             [(k, value if k == keys[0] else v) for k, v in rows])}
     yield from _truncations("m.ckpt.data-00000-of-00001", files["m.ckpt.data-00000-of-00001"],

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from converter import proto
 from converter.crc32c import masked_crc
-from converter.formats.tfbundle import proto
 from converter.formats.tfbundle.slices import slice_key
-from converter.formats.tfbundle.writer import _write_strings
+from converter.formats.tfbundle.strings import write_strings
 from tests import corpus
 from tests.corpus import Mutant, raw_table
 
@@ -338,7 +338,7 @@ def _bundle(rows: list[tuple[bytes, bytes]], data: bytes, shards: int = 1,
 
 def _strings_data(items: list[bytes]) -> tuple[bytes, int]:
     buf = io.BytesIO()
-    size, crc = _write_strings(buf, np.array(items + [b""], dtype=object)[:-1]
+    size, crc = write_strings(buf, np.array(items + [b""], dtype=object)[:-1]
                                if items else np.array([], dtype=object), "s")
     return buf.getvalue(), crc
 

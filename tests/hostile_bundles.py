@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from converter import proto
 from converter.crc32c import crc, extend, lengths_crc, mask
-from converter.formats.tfbundle import proto
+from converter.formats.tfbundle.entry import encode_entry
 from converter.formats.tfbundle.slices import slice_key
 from converter.formats.tfbundle.table import build_table
-from converter.formats.tfbundle.writer import _entry
 from converter.tfnames import ATTR_SUFFIX, GRAPH_KEY
 
 DT_FLOAT, DT_STRING = 1, 7
@@ -45,14 +45,15 @@ def empty_strings(prefix: Path, count: int) -> Path:
     length_crc = mask(value).to_bytes(4, "little")
     data = bytes(count) + length_crc
     value = extend(value, length_crc)
-    return write_bundle(prefix, {b"s": _entry(DT_STRING, (count,), 0, 0, len(data),
-                                              mask(value))}, data)
+    return write_bundle(prefix, {b"s": encode_entry(DT_STRING, (count,), 0, 0, len(data),
+                                                    mask(value))}, data)
 
 
 def strings_declaring(prefix: Path, shape: tuple[int, ...]) -> Path:
     """A string tensor whose shape declares far more elements than its 12 bytes hold."""
     data, value = string_body([b"abcdefg"])
-    return write_bundle(prefix, {b"s": _entry(DT_STRING, shape, 0, 0, len(data), value)}, data)
+    return write_bundle(prefix, {b"s": encode_entry(DT_STRING, shape, 0, 0, len(data), value)},
+                        data)
 
 
 def _slice(extents: list[tuple[int, int]]) -> bytes:
@@ -78,8 +79,8 @@ def partitioned(prefix: Path, grid: tuple[int, ...], part: tuple[int, ...] = (),
             extents[-1] = (extents[-1][0] - part[-1], part[-1])
         index = tuple(slice(s, s + n) for s, n in extents)
         raw = np.ascontiguousarray(value[index]).tobytes()
-        entries[slice_key("v", extents)] = _entry(DT_FLOAT, tuple(n for _, n in extents), 0,
-                                                  len(data), len(raw), mask(crc(raw)))
+        entries[slice_key("v", extents)] = encode_entry(DT_FLOAT, tuple(n for _, n in extents), 0,
+                                                        len(data), len(raw), mask(crc(raw)))
         slices.append(_slice(extents))
         data += raw
     if gap:
@@ -89,8 +90,8 @@ def partitioned(prefix: Path, grid: tuple[int, ...], part: tuple[int, ...] = (),
         first = [(0, p) for p in part]
         first[0] = (0, 2 * part[0])
         raw = np.ascontiguousarray(value[tuple(slice(0, n) for _, n in first)]).tobytes()
-        entries[slice_key("v", first)] = _entry(DT_FLOAT, tuple(n for _, n in first), 0,
-                                                len(data), len(raw), mask(crc(raw)))
+        entries[slice_key("v", first)] = encode_entry(DT_FLOAT, tuple(n for _, n in first), 0,
+                                                      len(data), len(raw), mask(crc(raw)))
         slices[0] = _slice(first)
         data += raw
     shape = proto.encode_shape(full)
@@ -120,9 +121,9 @@ def graph_dag(prefix: Path, depth: int, name_length: int = 16) -> Path:
         nodes.append((children, [("VARIABLE_VALUE", f"v{i}", key)]))
     graph, graph_crc = string_body([_graph(nodes)])
     value = np.zeros((), np.float32).tobytes()
-    entries = {GRAPH_KEY.encode(): _entry(DT_STRING, (), 0, 0, len(graph), graph_crc)}
+    entries = {GRAPH_KEY.encode(): encode_entry(DT_STRING, (), 0, 0, len(graph), graph_crc)}
     for key in keys:
-        entries[key.encode()] = _entry(DT_FLOAT, (), 0, len(graph), 4, mask(crc(value)))
+        entries[key.encode()] = encode_entry(DT_FLOAT, (), 0, len(graph), 4, mask(crc(value)))
     return write_bundle(prefix, entries, graph + value)
 
 

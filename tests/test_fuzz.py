@@ -24,17 +24,17 @@ from pathlib import Path
 import numpy as np
 
 import converter
+from converter import proto
 from converter.formats import _npyfmt, safetensors
-from converter.formats.tfbundle import objgraph, proto, table
-from converter.formats.tfbundle.writer import _entry
+from converter.formats.tfbundle import entry, objgraph, table
 
 EXAMPLES = int(os.environ.get("CONVERTER_FUZZ_EXAMPLES", "150"))
 LONG = "CONVERTER_FUZZ_EXAMPLES" in os.environ
 
 # --- valid inputs to mutate ------------------------------------------------------------------
 
-ENTRY = _entry(1, (4, 5), 0, 96, 80, 0x12345678)
-STRING_ENTRY = _entry(7, (3,), 0, 16, 11, 0xCAFE)
+ENTRY = entry.encode_entry(1, (4, 5), 0, 96, 80, 0x12345678)
+STRING_ENTRY = entry.encode_entry(7, (3,), 0, 16, 11, 0xCAFE)
 SHAPE = proto.encode_shape((2, 0, 7, 2**40))
 SLICE = proto.encode([(1, proto.encode([(1, 3), (2, 5)])), (1, b"")])
 PARTITIONED = proto.encode([(1, 1), (2, proto.encode_shape((6, 4))), (7, SLICE)])
@@ -81,7 +81,7 @@ def target_proto(data: bytes) -> None:
 
 
 def target_entry(data: bytes) -> None:
-    proto.decode_entry(data)
+    entry.decode_entry(data)
 
 
 def target_shape(data: bytes) -> None:
@@ -89,7 +89,7 @@ def target_shape(data: bytes) -> None:
 
 
 def target_slice(data: bytes) -> None:
-    proto.decode_slice(data)
+    entry.decode_slice(data)
 
 
 def target_objgraph(data: bytes) -> None:
@@ -232,18 +232,18 @@ if __name__ != "__main__":
         # The one-pass reader of TF's own layout must give what the general one gives, on
         # entries as TF writes them and on mutations of them (where it may decline).
         dt, shape, shard, offset, size, crc = fields
-        raw = _entry(dt, tuple(shape), shard, offset, size, crc)
+        raw = entry.encode_entry(dt, tuple(shape), shard, offset, size, crc)
         # The writer's spelled-out encoding is the generic encoder's.
         assert raw == proto.encode([(1, dt), (2, proto.encode_shape(tuple(shape)))]
                                    + [(n, v) for n, v in ((3, shard), (4, offset), (5, size)) if v]
                                    + [(6, ("fixed32", crc))])
-        proto._shapes[proto.encode_shape(tuple(shape))] = tuple(shape)  # seen before
-        fast = proto._entry_as_written(raw)
-        assert fast is not None and fast == proto._entry_any_layout(raw)
+        entry._shapes[proto.encode_shape(tuple(shape))] = tuple(shape)  # seen before
+        fast = entry._entry_as_written(raw)
+        assert fast is not None and fast == entry._entry_any_layout(raw)
         raw = data.draw(mutated(raw))
-        fast = _outcome(proto._entry_as_written, raw)
+        fast = _outcome(entry._entry_as_written, raw)
         if fast is not None:
-            assert fast == _outcome(proto._entry_any_layout, raw)
+            assert fast == _outcome(entry._entry_any_layout, raw)
 
     @FUZZ
     @given(names=st.lists(st.text(max_size=12), unique=True, max_size=6),

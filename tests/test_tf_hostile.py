@@ -92,20 +92,20 @@ def test_string_count_beyond_the_span_is_refused_before_reading(tmp_path):
 def test_string_lengths_of_any_width(tmp_path, lengths):
     items = [bytes([i % 251]) * n for i, n in enumerate(lengths)]
     data, value = string_body(items)
-    from tests.hostile_bundles import DT_STRING, _entry, write_bundle
+    from tests.hostile_bundles import DT_STRING, encode_entry, write_bundle
 
-    prefix = write_bundle(tmp_path / "s.ckpt", {b"s": _entry(
+    prefix = write_bundle(tmp_path / "s.ckpt", {b"s": encode_entry(
         DT_STRING, (len(items),), 0, 0, len(data), value)}, data)
     with converter.read(prefix) as ckpt:
         assert_same(ckpt["s"].read(), np.array(items, dtype=object).reshape(len(items)))
 
 
 def test_overlong_string_length_varint_is_refused(tmp_path):
-    from tests.hostile_bundles import DT_STRING, _entry, write_bundle
+    from tests.hostile_bundles import DT_STRING, encode_entry, write_bundle
 
     data = b"\xff" * 11 + b"\x00" + bytes(4)
-    prefix = write_bundle(tmp_path / "s.ckpt", {b"s": _entry(DT_STRING, (1,), 0, 0, len(data),
-                                                             0)}, data)
+    prefix = write_bundle(tmp_path / "s.ckpt", {b"s": encode_entry(DT_STRING, (1,), 0, 0, len(data),
+                                                                   0)}, data)
     with converter.read(prefix) as ckpt, pytest.raises(CorruptionError, match="string"):
         ckpt["s"].read()
 
@@ -224,9 +224,9 @@ def _reference_paths(nodes):
     shortest path that avoids optimizer nodes, else the shortest."""
     from collections import deque
 
-    from converter.formats.tfbundle.objgraph import _is_optimizer
+    from converter.formats.tfbundle.objgraph import is_optimizer
 
-    optimizer = [_is_optimizer(node) for node in nodes]
+    optimizer = [is_optimizer(node) for node in nodes]
     paths, model_path, seen = {}, {}, set()
     queue = deque([(0, "", False)])
     while queue:

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import proto
 from ..errors import FormatError, LoadError, option
-from ..formats.tfbundle import proto
 from ..tensor import Checkpoint
 from ..tfnames import natural_key
 
@@ -109,15 +109,15 @@ def _variables(buf: memoryview) -> list[str]:
             if number != 4:  # collection_def; the graph itself is skipped, never copied
                 continue
             entry = proto.decode(buf, start, end)
-            if proto.first_bytes(entry, 1) != META_VARIABLES.encode():
+            if proto.last_bytes(entry, 1) != META_VARIABLES.encode():
                 continue
-            collection = proto.decode(proto.first_bytes(entry, 2))
-            for raw in proto.decode(proto.first_bytes(collection, 2)).get(1, []):
+            collection = proto.decode(proto.last_bytes(entry, 2))
+            for raw in proto.decode(proto.last_bytes(collection, 2)).get(1, []):
                 variable = proto.decode(raw)
-                name = proto.first_bytes(variable, 1).decode("utf-8", "replace")
-                sliced = proto.first_bytes(variable, 4)
+                name = proto.last_bytes(variable, 1).decode("utf-8", "replace")
+                sliced = proto.last_bytes(variable, 4)
                 if sliced:
-                    name = proto.first_bytes(proto.decode(sliced), 1).decode("utf-8", "replace")
+                    name = proto.last_bytes(proto.decode(sliced), 1).decode("utf-8", "replace")
                 name = name[:-2] if name.endswith(":0") else name
                 if name not in names:
                     names.append(name)

@@ -1,7 +1,7 @@
 """TensorFlow checkpoints in the tensor-bundle format, read and written without TensorFlow.
 
 A checkpoint ``PREFIX`` is ``PREFIX.index`` (a LevelDB table: ``table.py``) mapping each tensor
-name to a ``BundleEntryProto`` (``proto.py``), and ``PREFIX.data-NNNNN-of-NNNNN`` shards holding
+name to a ``BundleEntryProto`` (``entry.py``), and ``PREFIX.data-NNNNN-of-NNNNN`` shards holding
 the raw little-endian bytes (``reader.py``, ``strings.py``, ``writer.py``); partitioned
 variables store parts under encoded keys (``slices.py``). TF2 object-based checkpoints add an
 object graph (``objgraph.py``). File names, steps, which checkpoint a path or directory names

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from ...proto import ProtoError, decode, encode, last_bytes, last_int
 from ...tfnames import ATTR_SUFFIX, SLOT_MARK
-from .proto import ProtoError, decode, encode, first_bytes, first_int
 
 COUNTER_NAMES = {"save_counter", "iter", "iterations", "_iterations", "global_step"}
 
@@ -34,22 +34,22 @@ def parse(raw: bytes) -> list[Node]:
         node = Node()
         for c in f.get(1, []):
             cf = decode(c)
-            node.children.append((_text(cf, 2), first_int(cf, 1)))
+            node.children.append((_text(cf, 2), last_int(cf, 1)))
         for a in f.get(2, []):
             af = decode(a)
             node.attributes.append((_text(af, 1), _text(af, 2), _text(af, 3)))
         for s in f.get(3, []):
             sf = decode(s)
-            node.slots.append((first_int(sf, 1), _text(sf, 2), first_int(sf, 3)))
+            node.slots.append((last_int(sf, 1), _text(sf, 2), last_int(sf, 3)))
         nodes.append(node)
     return nodes
 
 
 def _text(fields: dict[int, list], number: int) -> str:
-    return first_bytes(fields, number).decode("utf-8", "replace")
+    return last_bytes(fields, number).decode("utf-8", "replace")
 
 
-def _is_optimizer(node: Node) -> bool:
+def is_optimizer(node: Node) -> bool:
     # TF2 optimizers keep slot_variables (OptimizerV2) or a variable list and an iteration
     # counter of their own (Keras 3 and the newer tf-keras optimizer).
     names = {name for name, _ in node.children}
@@ -66,7 +66,7 @@ def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str
     (and steps) spent spelling out object paths: a graph of shared children can make them
     quadratically long in its size, so a graph over budget is refused (ProtoError)."""
     n = len(nodes)
-    optimizer = [_is_optimizer(node) for node in nodes]
+    optimizer = [is_optimizer(node) for node in nodes]
     # Breadth first, each state reached once: its shortest path is kept as a parent link and
     # a length, and spelled out only for the nodes that hold tensors.
     parent: dict[State, tuple[State | None, str]] = {}

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import dtypes
+from ... import dtypes, proto
 from ...crc32c import crc, mask, unmask
 from ...errors import CorruptionError, FormatError
 from ...tensor import Checkpoint, Source, Tensor, too_large_for_numpy, unrepresentable
 from ...tfnames import GRAPH_KEY
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
-from . import objgraph, proto
+from . import objgraph
+from .entry import BundleEntry, decode_entry
 from .layout import resolve, shard_path
 from .slices import covers_exactly, slice_key
 from .strings import read_strings
@@ -32,6 +33,10 @@ DT_NAMES = {
 # Quantized types hold plain integers; we read them as such and remember the TF type.
 QUANTIZED = {11: ("qint8", "int8"), 12: ("quint8", "uint8"), 13: ("qint32", "int32"),
              15: ("qint16", "int16"), 16: ("quint16", "uint16")}
+
+
+def supported(dtype_enum: int) -> bool:
+    return dtype_enum in DT_NAMES or dtype_enum in QUANTIZED
 
 
 def _check_representable(index: Path, name: str, shape: tuple[int, ...], dtype: np.dtype
@@ -55,15 +60,15 @@ class Bundle:
             raise CorruptionError(f"{where}: missing bundle header")
         try:
             header = proto.decode(rows[0][1])
-            big_endian = proto.first_int(header, 2) == 1
-            self.num_shards = proto.first_int(header, 1, 1)
+            big_endian = proto.last_int(header, 2) == 1
+            self.num_shards = proto.last_int(header, 1, 1)
         except proto.ProtoError as exc:
             raise CorruptionError(f"{where}: malformed bundle header ({exc})") from None
         if big_endian:
             raise FormatError(f"{where}: big-endian checkpoints are not supported")
         if not 1 <= self.num_shards <= 1_000_000:
             raise CorruptionError(f"{where}: bad shard count {self.num_shards}")
-        self.entries: dict[str, dict] = {}
+        self.entries: dict[str, BundleEntry] = {}
         self.raw: dict[bytes, bytes] = {}
         for key, value in rows[1:]:
             if key[:1] == b"\x00":  # a part of a partitioned variable
@@ -77,23 +82,22 @@ class Bundle:
         self._maps: dict[int, object] = {}
         self._files: dict[int, str] = {}
 
-    def _entry(self, name: str, value: bytes) -> dict:
+    def _entry(self, name: str, value: bytes) -> BundleEntry:
         try:
-            entry = proto.decode_entry(value)
+            entry = decode_entry(value)
         except proto.ProtoError as exc:
             raise CorruptionError(f"{self.index_path}: tensor {name!r}: malformed entry "
                                   f"({exc})") from None
-        dt = entry["dt"]
-        if dt not in DT_NAMES and dt not in QUANTIZED:
-            entry["unsupported"] = f"unsupported TensorFlow dtype enum {dt}"
-        if entry["offset"] < 0 or entry["size"] < 0 or not 0 <= entry["shard"] < self.num_shards:
+        if entry.offset < 0 or entry.size < 0 or not 0 <= entry.shard < self.num_shards:
             raise CorruptionError(f"{self.index_path}: tensor {name!r}: bad location (shard "
-                                  f"{entry['shard']}, offset {entry['offset']}, size "
-                                  f"{entry['size']})")
+                                  f"{entry.shard}, offset {entry.offset}, size {entry.size})")
         return entry
 
-    def dtype_of(self, entry: dict) -> tuple[np.dtype, dict[str, str]]:
-        dt = entry["dt"]
+    def dtype_of(self, entry: BundleEntry) -> tuple[np.dtype, dict[str, str]]:
+        """The numpy dtype entries of this dtype enum read as, and attributes to remember
+        (``tf_dtype`` of a quantized type). An unsupported enum gives the string dtype: no
+        span is handed out for it, and :meth:`read_entry` refuses it."""
+        dt = entry.dtype_enum
         if dt in QUANTIZED:
             tf_name, base = QUANTIZED[dt]
             return np.dtype(base), {"tf_dtype": tf_name}
@@ -125,39 +129,40 @@ class Bundle:
                 raise FormatError(f"{where}: data file {path.name} is missing") from None
         return self._maps[i]
 
-    def span(self, name: str, entry: dict) -> tuple[object, int, int, str]:
-        where = f"{shard_path(self.prefix, entry['shard'], self.num_shards)}: tensor {name!r}"
-        buf = self._shard(entry["shard"], where)
-        if entry["offset"] + entry["size"] > len(buf):
-            raise CorruptionError(f"{where}: data at {entry['offset']}+{entry['size']} runs past "
+    def span(self, name: str, entry: BundleEntry) -> tuple[object, int, int, str]:
+        where = f"{shard_path(self.prefix, entry.shard, self.num_shards)}: tensor {name!r}"
+        buf = self._shard(entry.shard, where)
+        if entry.offset + entry.size > len(buf):
+            raise CorruptionError(f"{where}: data at {entry.offset}+{entry.size} runs past "
                                   f"the end of the file ({len(buf)} bytes); the file is truncated")
-        return buf, entry["offset"], entry["size"], where
+        return buf, entry.offset, entry.size, where
 
-    def read_entry(self, name: str, entry: dict) -> np.ndarray:
-        if "unsupported" in entry:
-            raise FormatError(f"{self.index_path}: tensor {name!r}: {entry['unsupported']}")
+    def read_entry(self, name: str, entry: BundleEntry) -> np.ndarray:
+        if not supported(entry.dtype_enum):
+            raise FormatError(f"{self.index_path}: tensor {name!r}: unsupported TensorFlow "
+                              f"dtype enum {entry.dtype_enum}")
         dtype, _ = self.dtype_of(entry)
-        shape = entry["shape"]
+        shape = entry.shape
         _check_representable(self.index_path, name, shape, dtype)
         buf, offset, size, where = self.span(name, entry)
         if dtype.hasobject:
-            return read_strings(buf, offset, size, shape, entry["crc"], where, self.verify)
+            return read_strings(buf, offset, size, shape, entry.crc32c, where, self.verify)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes != size:
             raise CorruptionError(f"{where}: {size} bytes stored, {nbytes} expected for "
                                   f"shape {list(shape)} {dtypes.name_of(dtype)}")
         array = frombuffer(buf, dtype, shape, offset)
-        if self.verify and mask(crc(memoryview(buf)[offset:offset + size])) != entry["crc"]:
+        if self.verify and mask(crc(memoryview(buf)[offset:offset + size])) != entry.crc32c:
             raise CorruptionError(f"{where}: checksum mismatch (data corrupted)")
         return array
 
-    def read_partitioned(self, name: str, entry: dict) -> np.ndarray:
+    def read_partitioned(self, name: str, entry: BundleEntry) -> np.ndarray:
         dtype, _ = self.dtype_of(entry)
-        full = entry["shape"]
+        full = entry.shape
         _check_representable(self.index_path, name, full, dtype)
         where = f"{self.index_path}: tensor {name!r}"
         parts = []
-        for extents in entry["slices"]:
+        for extents in entry.slices:
             if len(extents) != len(full):
                 raise CorruptionError(f"{where}: slice rank mismatch")
             raw = self.raw.get(slice_key(name, extents))
@@ -167,9 +172,8 @@ class Bundle:
                 raw = self.raw.get(slice_key(name, explicit))
             if raw is None:
                 raise CorruptionError(f"{where}: a partition is missing")
-            part = self._entry(name, raw)
-            part["shape"] = tuple(
-                full[d] if length < 0 else length for d, (_, length) in enumerate(extents))
+            part = self._entry(name, raw)._replace(shape=tuple(
+                full[d] if length < 0 else length for d, (_, length) in enumerate(extents)))
             index = tuple(
                 slice(0, full[d]) if length < 0 else slice(start, start + length)
                 for d, (start, length) in enumerate(extents))
@@ -178,7 +182,7 @@ class Bundle:
             parts.append((index, part))
         # Before allocating the whole tensor: it must fit in the data its parts point into, and
         # the parts must cover it exactly once (np.empty would hand out uninitialised memory).
-        stored = sum(self._shard_size(i) for i in {p["shard"] for _, p in parts})
+        stored = sum(self._shard_size(i) for i in {p.shard for _, p in parts})
         if math.prod(full) * (1 if dtype.hasobject else dtype.itemsize) > stored:
             raise CorruptionError(f"{where}: shape {list(full)} needs more bytes than its "
                                   f"data files hold ({stored})")
@@ -204,20 +208,20 @@ class Bundle:
         self._maps = {}
 
 
-def _storage_order(bundle: Bundle) -> list[tuple[str, dict]]:
+def _storage_order(bundle: Bundle) -> list[tuple[str, BundleEntry]]:
     """Entries in the order their data was written (the order the writer was given), which
     the index, sorted by name, does not keep. A partitioned variable sits at its first part."""
-    def position(item: tuple[str, dict]) -> tuple[int, int, int]:
+    def position(item: tuple[str, BundleEntry]) -> tuple[int, int, int]:
         name, entry = item
-        if entry["slices"]:
-            parts = [bundle.raw.get(slice_key(name, e)) for e in entry["slices"][:1]]
-            if parts and parts[0] is not None:
+        if entry.slices:
+            raw = bundle.raw.get(slice_key(name, entry.slices[0]))
+            if raw is not None:
                 try:
-                    part = proto.decode_entry(parts[0])
-                    return part["shard"], part["offset"], 1
+                    part = decode_entry(raw)
+                    return part.shard, part.offset, 1
                 except proto.ProtoError:
                     pass
-        return entry["shard"], entry["offset"], 1 if entry["size"] else 0
+        return entry.shard, entry.offset, 1 if entry.size else 0
 
     return sorted(bundle.entries.items(), key=position)
 
@@ -232,7 +236,7 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     bundle = Bundle(prefix, verify)
     graph_attrs: dict[str, dict[str, str]] = {}
     graph_entry = bundle.entries.get(GRAPH_KEY)
-    if graph_entry is not None and (graph_entry["dt"] != 7 or graph_entry["shape"] != ()):
+    if graph_entry is not None and (graph_entry.dtype_enum != 7 or graph_entry.shape != ()):
         graph_entry = None  # not a serialized graph: an ordinary tensor of that name
     if graph_entry is not None:
         try:
@@ -248,14 +252,14 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     else:
         layout = "tf1"
     tensors: dict[str, Tensor] = {}
-    types: dict[int, tuple[np.dtype, dict[str, str]]] = {}
+    types: dict[int, tuple[np.dtype, dict[str, str], bool]] = {}
     tf2 = graph_entry is not None
     read_entry, make = bundle.read_entry, Tensor._trusted
     for name, entry in _storage_order(bundle):
-        dt = entry["dt"]
+        dt = entry.dtype_enum
         if dt not in types:
-            types[dt] = bundle.dtype_of(entry)
-        dtype, attrs = types[dt]
+            types[dt] = (*bundle.dtype_of(entry), supported(dt))
+        dtype, attrs, known = types[dt]
         attrs = dict(attrs) if attrs else {}
         if not tf2:
             kind = None  # judged from the TF1 name when asked (Tensor.kind)
@@ -266,20 +270,19 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
             kind = attrs.pop("kind")
         else:
             kind = "other"
-        shape = entry["shape"]
+        shape = entry.shape
         size = math.prod(shape)
         span = checksum = None
-        if entry["slices"]:
+        if entry.slices:
             load = partial(bundle.read_partitioned, name, entry)
-            attrs["partitions"] = str(len(entry["slices"]))
+            attrs["partitions"] = str(len(entry.slices))
         else:
             load = partial(read_entry, name, entry)
             # A span lets writers and verify stream the bytes without read(), so only an entry
             # whose size matches its shape and dtype gets one; read() reports the others.
-            if size * dtype.itemsize == entry["size"] and not dtype.hasobject \
-                    and "unsupported" not in entry:
-                span = (bundle.shard_file(entry["shard"]), entry["offset"], entry["size"])
-                checksum = unmask(entry["crc"]) if verify else None
+            if size * dtype.itemsize == entry.size and not dtype.hasobject and known:
+                span = (bundle.shard_file(entry.shard), entry.offset, entry.size)
+                checksum = unmask(entry.crc32c) if verify else None
         tensors[name] = make(name, dtype, shape, size, load, kind, span, checksum, attrs)
     source = Source("tf", str(prefix), layout, shards=bundle.num_shards, **meta)
     return Checkpoint(tensors, source=source, closers=[bundle.close])

@@ -7,6 +7,7 @@ dimension's start and length (-1 for the whole dimension) as signed order-preser
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _signed_increasing(value: int) -> bytes:
     return bytes(raw)
 
 
-def slice_key(name: str, extents: list[tuple[int, int]]) -> bytes:
+def slice_key(name: str, extents: Sequence[tuple[int, int]]) -> bytes:
     """The index key under which TF stores one part of partitioned variable ``name``."""
     key = _num_increasing(0) + _escape(name.encode()) + _num_increasing(len(extents))
     for start, length in extents:

@@ -11,11 +11,13 @@ byte of the span, so a shape cannot declare more elements than the span has byte
 from __future__ import annotations
 
 import math
+from typing import BinaryIO
 
 import numpy as np
 
 from ...crc32c import extend, lengths_crc, mask
-from ...errors import CorruptionError
+from ...errors import CorruptionError, FormatError
+from ...proto import varint
 
 
 def _lengths(table: np.ndarray, count: int, where: str) -> tuple[np.ndarray, int]:
@@ -79,3 +81,24 @@ def read_strings(buf, offset: int, size: int, shape: tuple[int, ...], expected: 
             start = stop
         out[:] = items
     return out.reshape(shape)
+
+
+def write_strings(f: BinaryIO, array: np.ndarray, name: str) -> tuple[int, int]:
+    """TF's string layout: varint64 lengths, masked crc of the lengths, then the bytes.
+    Returns ``(bytes written, masked crc)``."""
+    items = []
+    for x in array.reshape(-1):
+        if isinstance(x, str):
+            x = x.encode()
+        if not isinstance(x, (bytes, bytearray, np.bytes_)):
+            raise FormatError(f"tensor {name!r}: string tensors must hold bytes, found {type(x)}")
+        items.append(bytes(x))
+    value = lengths_crc([len(x) for x in items])
+    length_crc = mask(value).to_bytes(4, "little")
+    value = extend(value, length_crc)
+    head = b"".join(varint(len(x)) for x in items) + length_crc
+    body = b"".join(items)
+    value = extend(value, body)
+    f.write(head)
+    f.write(body)
+    return len(head) + len(body), mask(value)

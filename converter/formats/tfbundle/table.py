@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from ...crc32c import masked_crc
 from ...errors import CorruptionError, FormatError
-from .proto import ProtoError, read_varint, varint
+from ...proto import ProtoError, read_varint, varint
 
 MAGIC = 0xDB4775248B80FB57
 FOOTER = 48

@@ -10,8 +10,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ... import dtypes
-from ...crc32c import extend, lengths_crc, mask
+from ... import dtypes, proto
+from ...crc32c import mask
 from ...errors import FormatError
 from ...outputs import outputs
 from ...progress import tracked
@@ -19,9 +19,11 @@ from ...tensor import Checkpoint, Tensor
 from ...tfnames import ATTR_SUFFIX, GRAPH_KEY
 from .._common import check_dtype, split_by_size
 from .._stream import copy_all
-from . import objgraph, proto
+from . import objgraph
+from .entry import encode_entry
 from .layout import NAME, shard_path, text_after_saving
 from .reader import DT_NAMES, QUANTIZED
+from .strings import write_strings
 from .table import build_table
 
 DT_ENUM = {name: enum for enum, name in DT_NAMES.items()}
@@ -38,51 +40,6 @@ def _dt_enum(tensor: Tensor, where: str) -> int:
         raise FormatError(f"{where}: tensor {tensor.name!r} has dtype {name}, which TensorFlow "
                           "checkpoints cannot store")
     return DT_ENUM[name]
-
-
-def _write_strings(f: BinaryIO, array: np.ndarray, name: str) -> tuple[int, int]:
-    """TF's string layout: varint64 lengths, masked crc of the lengths, then the bytes.
-    Returns ``(bytes written, masked crc)``."""
-    items = []
-    for x in array.reshape(-1):
-        if isinstance(x, str):
-            x = x.encode()
-        if not isinstance(x, (bytes, bytearray, np.bytes_)):
-            raise FormatError(f"tensor {name!r}: string tensors must hold bytes, found {type(x)}")
-        items.append(bytes(x))
-    value = lengths_crc([len(x) for x in items])
-    length_crc = mask(value).to_bytes(4, "little")
-    value = extend(value, length_crc)
-    head = b"".join(proto.varint(len(x)) for x in items) + length_crc
-    body = b"".join(items)
-    value = extend(value, body)
-    f.write(head)
-    f.write(body)
-    return len(head) + len(body), mask(value)
-
-
-def _entry(
-    dt: int, shape: tuple[int, ...], shard: int, offset: int, size: int, crc32c: int
-) -> bytes:
-    """A ``BundleEntryProto`` as TensorFlow lays it out (zeros left out), byte for byte what
-    :func:`proto.encode` gives for the same fields; spelled out because a checkpoint of many
-    tensors spends much of its index time here."""
-    raw_shape = _shapes.get(shape)
-    if raw_shape is None:
-        raw_shape = proto.encode_shape(shape)
-        if len(_shapes) < 4096:
-            _shapes[shape] = raw_shape
-    out = b"\x08" + proto.varint(dt) + b"\x12" + proto.varint(len(raw_shape)) + raw_shape
-    if shard:
-        out += b"\x18" + proto.varint(shard)
-    if offset:
-        out += b"\x20" + proto.varint(offset)
-    if size:
-        out += b"\x28" + proto.varint(size)
-    return out + b"\x35" + crc32c.to_bytes(4, "little")
-
-
-_shapes: dict[tuple[int, ...], bytes] = {}
 
 
 def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
@@ -115,7 +72,7 @@ def _write_group(f: BinaryIO, group: list[Tensor]) -> Iterator[tuple[Tensor, int
             yield done, written, mask(value)
         run = []
         if t is not None:
-            yield t, *_write_strings(f, t.read(), t.name)
+            yield t, *write_strings(f, t.read(), t.name)
 
 
 def prefix_for(path: Path) -> Path:
@@ -130,13 +87,14 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
                  max_shard_size: int | None = None, state_file: bool = True) -> None:
     prefix = prefix_for(path)
     tensors = _with_object_graph(ckpt)
+    enums: dict[int, int] = {}  # by id: the tensors stay alive in ``tensors`` until written
     for t in tensors:
         if t.name[:1] in ("", "\x00"):  # the empty key holds the bundle header
             raise FormatError(f"{prefix}: tensor {t.name!r}: TensorFlow checkpoints cannot hold "
                               "an empty name or one starting with a NUL byte")
         # Before any file is made: a dtype no bundle can hold is refused up front, by name.
         check_dtype(prefix, t, "a TensorFlow checkpoint")
-        _dt_enum(t, str(prefix))
+        enums[id(t)] = _dt_enum(t, str(prefix))
     # Assign shards up front so that file names (-of-N) are known before writing.
     shards = split_by_size(tensors, max_shard_size)
     n = len(shards)
@@ -155,8 +113,7 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
                         key = t.name.encode("utf-8")
                     except UnicodeEncodeError:
                         raise FormatError(f"tensor {t.name!r}: name is not valid UTF-8") from None
-                    entries[key] = _entry(_dt_enum(t, str(prefix)), t.shape, i, offset, written,
-                                          value)
+                    entries[key] = encode_entry(enums[id(t)], t.shape, i, offset, written, value)
                     offset += written
         header = proto.encode([(1, n), (3, proto.encode([(1, BUNDLE_VERSION)]))])
         table = build_table([(b"", header)] + sorted(entries.items()))

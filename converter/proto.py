@@ -1,9 +1,10 @@
-"""Just enough protocol-buffer wire format for the tensor bundle.
+"""Just enough protocol-buffer wire format for TensorFlow's files, without generated code or
+the ``protobuf`` runtime: tensor bundles (``tensor_bundle.proto``, ``trackable_object_graph.proto``)
+and the MetaGraphDefs beside TF1 checkpoints (``meta_graph.proto``) alike.
 
-Messages (``tensorflow/core/protobuf/tensor_bundle.proto``, ``tensor_shape.proto``,
-``tensor_slice.proto``, ``trackable_object_graph.proto``) are decoded into ``{field: [values]}``
-and encoded from ``(field, value)`` pairs, so no generated code or ``protobuf`` runtime is needed.
-Every length is checked against the buffer before use.
+Messages are decoded into ``{field: [values]}`` and encoded from ``(field, value)`` pairs.
+Every length is checked against the buffer before use. ``TensorShapeProto``
+(``tensor_shape.proto``), which bundles and graphs share, is decoded and encoded here too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from ...errors import FormatError
+from .errors import FormatError
 
 VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5
 
@@ -25,7 +26,10 @@ def read_varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
     while True:
         if pos >= end:
             raise ProtoError("truncated varint")
-        b = buf[pos]
+        try:
+            b = buf[pos]
+        except IndexError:  # an ``end`` past the buffer: bounded by the buffer all the same
+            raise ProtoError("truncated varint") from None
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
@@ -40,9 +44,9 @@ def decode(buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> dic
     if not isinstance(buf, (bytes, bytearray, memoryview)):
         # A field declared as a message arrived with a number's wire type.
         raise ProtoError("expected a message, found a number")
-    if end is None:
-        end = len(buf)
+    end = len(buf) if end is None else min(end, len(buf))
     fields: dict[int, list] = {}
+    value: int | bytes
     while pos < end:
         key, pos = read_varint(buf, pos, end)
         number, wire = key >> 3, key & 7
@@ -77,22 +81,24 @@ def signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def first(fields: dict[int, list], number: int, default=0):
+def last(fields: dict[int, list], number: int, default=0):
+    """The value of a non-repeated field: the last one on the wire wins, as in protobuf's own
+    parsers (a message may be sent as several concatenated parts)."""
     values = fields.get(number)
     return values[-1] if values else default
 
 
-def first_int(fields: dict[int, list], number: int, default: int = 0) -> int:
+def last_int(fields: dict[int, list], number: int, default: int = 0) -> int:
     """The last value of a number field; ProtoError if it arrived length-delimited."""
-    value = first(fields, number, default)
+    value = last(fields, number, default)
     if not isinstance(value, int):
         raise ProtoError(f"field {number}: expected a number, found bytes")
     return value
 
 
-def first_bytes(fields: dict[int, list], number: int, default: bytes = b"") -> bytes:
+def last_bytes(fields: dict[int, list], number: int, default: bytes = b"") -> bytes:
     """The last value of a bytes/string/message field; ProtoError if it arrived as a number."""
-    value = first(fields, number, default)
+    value = last(fields, number, default)
     if not isinstance(value, bytes):
         raise ProtoError(f"field {number}: expected bytes, found a number")
     return value
@@ -124,7 +130,7 @@ def encode(items: Iterable[tuple[int, int | bytes | str | tuple[str, int]]]) -> 
     return bytes(out)
 
 
-# --- tensor_bundle.proto -------------------------------------------------------------------
+# --- tensor_shape.proto --------------------------------------------------------------------
 
 
 def decode_shape(raw: bytes) -> tuple[int, ...]:
@@ -152,11 +158,11 @@ def decode_shape(raw: bytes) -> tuple[int, ...]:
         if pos == end:
             return _rank_checked(dims)
     f = decode(raw)
-    if first_int(f, 3):
+    if last_int(f, 3):
         raise ProtoError("tensor of unknown rank")
     dims = []
     for d in f.get(2, []):
-        size = signed(first_int(decode(d), 1))
+        size = signed(last_int(decode(d), 1))
         if size < 0:
             raise ProtoError(f"negative dimension {size}")
         dims.append(size)
@@ -176,20 +182,9 @@ def encode_shape(shape: tuple[int, ...]) -> bytes:
     return encode((2, encode([(1, d)] if d else [])) for d in shape)
 
 
-def decode_slice(raw: bytes) -> list[tuple[int, int]]:
-    """Extents ``(start, length)``; length -1 means the whole dimension."""
-    extents = []
-    for e in decode(raw).get(1, []):
-        ef = decode(e)
-        start = signed(first_int(ef, 1))
-        length = signed(first_int(ef, 2, -1)) if 2 in ef else -1
-        extents.append((start, length))
-    if len(extents) > MAX_RANK:
-        raise ProtoError(f"slice of rank {len(extents)} exceeds {MAX_RANK}")
-    return extents
-
-
-def _skip(buf: bytes, pos: int, end: int, wire: int) -> int:
+def skip(buf: bytes | memoryview, pos: int, end: int, wire: int) -> int:
+    """The position after a field of wire type ``wire`` whose value starts at ``pos``."""
+    end = min(end, len(buf))
     if wire == VARINT:
         return read_varint(buf, pos, end)[1]
     if wire == BYTES:
@@ -205,90 +200,3 @@ def _skip(buf: bytes, pos: int, end: int, wire: int) -> int:
     raise ProtoError(f"unsupported wire type {wire}")
 
 
-_shapes: dict[bytes, tuple[int, ...]] = {}
-
-
-def decode_entry(buf: bytes) -> dict:
-    """A ``BundleEntryProto``; the same result as :func:`decode` and friends, specialised because
-    checkpoints with tens of thousands of tensors spend their open time here."""
-    return _entry_as_written(buf) or _entry_any_layout(buf)
-
-
-def _entry_as_written(buf: bytes) -> dict | None:
-    """TensorFlow writes dtype, shape, shard, offset, size, crc32c in that order, leaving out
-    zeros: an entry laid out so (with a shape seen before) is read in one pass. None for any
-    other layout, which :func:`_entry_any_layout` reads to the same result."""
-    end = len(buf)
-    if end >= 9 and buf[0] == 0x08 and buf[2] == 0x12 and not (buf[1] | buf[3]) & 0x80 \
-            and buf[end - 5] == 0x35:
-        pos = 4 + buf[3]
-        shape = _shapes.get(buf[4:pos])
-        stop = end - 5
-        if shape is not None and pos <= stop:
-            shard = offset = size = 0
-            # Bounded by ``end`` as the general path is, so both fail alike.
-            if pos < stop and buf[pos] == 0x18:
-                shard, pos = read_varint(buf, pos + 1, end)
-            if pos < stop and buf[pos] == 0x20:
-                offset, pos = read_varint(buf, pos + 1, end)
-            if pos < stop and buf[pos] == 0x28:
-                size, pos = read_varint(buf, pos + 1, end)
-            if pos == stop:
-                return {"dt": buf[1], "shape": shape, "shard": shard, "offset": signed(offset),
-                        "size": signed(size), "crc": int.from_bytes(buf[stop + 1:], "little"),
-                        "slices": []}
-    return None
-
-
-def _entry_any_layout(buf: bytes) -> dict:
-    end = len(buf)
-    pos = 0
-    dt = shard = offset = size = crc = 0
-    shape: tuple[int, ...] = ()
-    slices: list[list[tuple[int, int]]] = []
-    while pos < end:
-        key = buf[pos]
-        if key & 0x80:
-            key, pos = read_varint(buf, pos, end)
-        else:
-            pos += 1
-        number, wire = key >> 3, key & 7
-        if wire == VARINT and number in (1, 3, 4, 5):
-            value = buf[pos] if pos < end else 0x80
-            if value & 0x80:
-                value, pos = read_varint(buf, pos, end)
-            else:
-                pos += 1
-            if number == 1:
-                dt = value
-            elif number == 3:
-                shard = value
-            elif number == 4:
-                offset = signed(value)
-            else:
-                size = signed(value)
-        elif number == 6 and wire == FIXED32:
-            if pos + 4 > end:
-                raise ProtoError("truncated fixed32")
-            crc = int.from_bytes(buf[pos:pos + 4], "little")
-            pos += 4
-        elif number in (2, 7) and wire == BYTES:
-            n, pos = read_varint(buf, pos, end)
-            if n > end - pos:
-                raise ProtoError(f"field {number}: length {n} runs past the message")
-            if number == 2:
-                raw = bytes(buf[pos:pos + n])
-                shape = _shapes.get(raw)
-                if shape is None:  # checkpoints repeat a few shapes thousands of times
-                    shape = decode_shape(raw)
-                    if len(_shapes) < 4096:
-                        _shapes[raw] = shape
-            else:
-                slices.append(decode_slice(buf[pos:pos + n]))
-            pos += n
-        elif number == 0:
-            raise ProtoError("field number 0")
-        else:
-            pos = _skip(buf, pos, end, wire)
-    return {"dt": dt, "shape": shape, "shard": shard, "offset": offset, "size": size,
-            "crc": crc, "slices": slices}
