@@ -1,6 +1,7 @@
 """The package's import graph: no cycles, no module importing another module's underscore
-names, and a private module (``formats/_stream.py``) used only inside its package. Read from the source with ``ast``, so lazy imports inside
-functions count too: they are cycles that only show up at run time."""
+names, and a private module (``formats/_stream.py``) used only inside its package. Read from the
+source with ``ast``, so lazy imports inside functions count too: they are cycles that only show
+up at run time."""
 
 from __future__ import annotations
 
