@@ -165,11 +165,11 @@ def _little(dtype: np.dtype) -> np.dtype:
 def _elements(t: Tensor, step: int) -> Iterator[np.ndarray]:
     """The tensor's values as 1-D little-endian pieces, each valid until the next is asked
     for: views of streamed chunks when the tensor has a span, else slices of its values."""
-    from .formats.stream import chunk_size, chunks
+    from .formats import stream
 
     dtype = _little(t.dtype)
-    if t.span is not None and dtype.itemsize and chunk_size() % dtype.itemsize == 0:
-        for piece in chunks(t):
+    if t.span is not None and dtype.itemsize and stream.CHUNK % dtype.itemsize == 0:
+        for piece in stream.chunks(t):
             if len(piece) % dtype.itemsize:
                 raise CorruptionError(f"{t.span[0]}: tensor {t.name!r}: {t.span[2]} bytes "
                                       f"do not hold {dtype.itemsize}-byte values")

@@ -19,7 +19,7 @@ import converter
 from converter.cli import main
 from converter.diff import diff
 from converter.errors import CorruptionError, FormatError, UsageError
-from converter.formats import _stream
+from converter.formats import stream
 from converter.tensor import Checkpoint, Tensor
 
 diff_module = sys.modules["converter.diff"]  # the name converter.diff is the function
@@ -164,8 +164,8 @@ def test_streamed_spans_in_small_chunks_match_whole_arrays(tmp_path, monkeypatch
     b["y"][3] = 7
     converter.write(a, tmp_path / "a.safetensors")
     converter.write(b, tmp_path / "b.ckpt", format="tf")
-    monkeypatch.setattr(_stream, "CHUNK", 64)  # chunks() maps 64 bytes at a time
-    monkeypatch.setattr(_stream, "SMALL", 0)
+    monkeypatch.setattr(stream, "CHUNK", 64)  # chunks() maps 64 bytes at a time
+    monkeypatch.setattr(stream, "SMALL", 0)
     monkeypatch.setattr(diff_module, "_STEP", 64, raising=False)
     monkeypatch.setattr(diff_module, "BLOCK", 5, raising=False)
     with converter.read(tmp_path / "a.safetensors") as ca, \

@@ -1,5 +1,5 @@
 """The package's import graph: no cycles, no module importing another module's underscore
-names, and a private module (``formats/_stream.py``) used only inside its package. Read from the
+names, and a private module (``formats/_common.py``) used only inside its package. Read from the
 source with ``ast``, so lazy imports inside functions count too: they are cycles that only show
 up at run time."""
 
@@ -104,7 +104,7 @@ def test_no_module_imports_private_names_from_outside():
         home = _package_of(module)
         for target, name in _imports(module):
             parts = target.split(".")
-            # converter.formats._stream is private to converter.formats (and its subpackages).
+            # converter.formats._common is private to converter.formats (and its subpackages).
             for i, part in enumerate(parts):
                 if _private(part):
                     owner = ".".join(parts[:i])

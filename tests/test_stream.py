@@ -12,7 +12,7 @@ import pytest
 
 import converter
 from converter.errors import CorruptionError
-from converter.formats import _stream
+from converter.formats import stream
 from tests.helpers import assert_same_checkpoint
 
 OUTPUTS = ["out.safetensors", "out.ckpt", "out.h5", "out.npz", "out-npy"]
@@ -30,9 +30,9 @@ def _source(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=["mapped", "read"])
 def small_chunks(request, monkeypatch):
-    monkeypatch.setattr(_stream, "CHUNK", 4096)  # a multiple of the page size, as mmap needs
+    monkeypatch.setattr(stream, "CHUNK", 4096)  # a multiple of the page size, as mmap needs
     # Runs up to SMALL bytes are read with one pread; the others are mapped chunk by chunk.
-    monkeypatch.setattr(_stream, "SMALL", 0 if request.param == "mapped" else 1 << 20)
+    monkeypatch.setattr(stream, "SMALL", 0 if request.param == "mapped" else 1 << 20)
 
 
 def _convert_and_compare(src: Path, dst: Path) -> None:
@@ -73,7 +73,7 @@ def test_without_copy_file_range(tmp_path, small_chunks, monkeypatch):
 
 
 def test_other_copy_errors_are_not_swallowed(tmp_path, monkeypatch):
-    monkeypatch.setattr(_stream, "SMALL", 0)
+    monkeypatch.setattr(stream, "SMALL", 0)
 
     def failing(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
@@ -115,12 +115,12 @@ def test_corruption_straddling_a_chunk_is_named(tmp_path, small_chunks):
 
 
 def test_early_writeback_of_big_outputs(tmp_path, monkeypatch):
-    monkeypatch.setattr(_stream, "CHUNK", 4096)
-    monkeypatch.setattr(_stream, "SMALL", 0)
+    monkeypatch.setattr(stream, "CHUNK", 4096)
+    monkeypatch.setattr(stream, "SMALL", 0)
     calls = []
-    real = _stream._start_writeback
-    monkeypatch.setattr(_stream, "EARLY_WRITEBACK", 8192)
-    monkeypatch.setattr(_stream, "_start_writeback",
+    real = stream._start_writeback
+    monkeypatch.setattr(stream, "EARLY_WRITEBACK", 8192)
+    monkeypatch.setattr(stream, "_start_writeback",
                         lambda fd, offset, n: calls.append((offset, n)) or real(fd, offset, n))
     _convert_and_compare(_source(tmp_path), tmp_path / "out.safetensors")
     assert calls, "no writeback was started"

@@ -18,7 +18,7 @@ from .. import dtypes
 from ..errors import FormatError
 from ..tensor import Tensor
 from ._common import check_shape, first_line
-from ._stream import copy_to
+from .stream import copy_to
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 1 << 20

@@ -37,8 +37,8 @@ from ..tensor import Checkpoint, Source, Tensor
 from ..tfnames import natural_key
 from ._common import check_dtype, check_name, contiguous_le, first_line
 from ._h5common import H5_ERRORS, check_global_heaps, dataset_tensor, require_h5py
-from ._stream import copy_to
 from .keras_names import describe, is_legacy, legacy_optimizer_kind, legacy_weights, saveable_names
+from .stream import copy_to
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
 

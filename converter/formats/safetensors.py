@@ -31,7 +31,7 @@ from ._common import (
     release,
     split_by_size,
 )
-from ._stream import copy_all
+from .stream import copy_all
 
 # safetensors dtype code <-> canonical dtype name
 CODES = {

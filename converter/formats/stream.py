@@ -1,23 +1,299 @@
-"""A stored tensor's bytes, a chunk at a time in bounded memory: the streaming the writers
-share, for code outside the formats that walks tensors (``verify``, ``diff``)."""
+"""Streaming a tensor's bytes to a writer in bounded memory.
+
+Tensors stored back to back in one file are copied as one run. A run is read through a
+read-only memory map of its file, a chunk at a time: the crc32c of each tensor is computed on
+the mapped page-cache pages, the bytes go to a plain output file with ``os.copy_file_range``
+(inside the kernel, never through Python), and each chunk's pages are dropped from the mapping
+once done, so converting a checkpoint of any size holds a few MiB. Runs of at most SMALL bytes
+are read with one ``pread`` instead. Outputs that are not plain files (zip members) get ordinary
+writes. A crc32c mismatch raises after the tensor's last byte, and the writer's temporary output
+is discarded. Tensors without a span (transformed, assembled from parts, in-memory) are read and
+sliced.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
+import mmap
+import os
+import stat
 from collections.abc import Iterator
 
+import google_crc32c
 import numpy as np
 
+from .. import crc32c
+from ..errors import CorruptionError
 from ..tensor import Tensor
-from . import _stream
+from ._common import contiguous_le, release
+
+CHUNK = 8 << 20
+SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
+EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to disk at once
+# copy_file_range refusing this pair of files (another file system on older kernels, a file
+# system without it, an append-mode output): the bytes are written from the mapping instead.
+_NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
+_sync_file_range = None  # libc's, looked up on first use; False where there is none
+
+
+def _start_writeback(fd: int, offset: int, n: int) -> None:
+    """Start writing ``n`` bytes at ``offset`` of the output to disk, without waiting (Linux
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; elsewhere nothing). A hint: errors are ignored,
+    and the fsync before the rename still makes the file durable."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = False
+        try:
+            import ctypes
+
+            call = ctypes.CDLL(None, use_errno=True).sync_file_range
+            call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _sync_file_range = call
+        except (OSError, AttributeError):
+            pass
+    if _sync_file_range:
+        _sync_file_range(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+def _direct_fd(f) -> int | None:
+    """The descriptor behind ``f`` when bytes may be copied straight into it: a plain file that
+    ``open()`` returned. Its buffer is flushed first, which also puts the descriptor at the
+    file object's position; later writes and ``tell()`` go through the descriptor's position."""
+    if not hasattr(os, "copy_file_range") or \
+            not isinstance(f, (io.BufferedWriter, io.BufferedRandom, io.FileIO)):
+        return None
+    try:
+        fd = f.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _copy_range(src: int, dst: int, pos: int, n: int, path: str, name: str) -> int:
+    """Copy ``n`` bytes at ``pos`` of ``src`` to ``dst``'s position; returns how many were
+    copied before copy_file_range refused (``n`` when it did not)."""
+    done = 0
+    while done < n:
+        try:
+            got = os.copy_file_range(src, dst, n - done, pos + done)
+        except OSError as exc:
+            if exc.errno in _NO_DIRECT_COPY:
+                return done
+            raise
+        if got == 0:
+            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {pos + done}; "
+                                  "the file is truncated")
+        done += got
+    return done
+
+
+class _Copy:
+    """One copy's open source files (by path, with their sizes) and its direct target: the
+    output's descriptor while copy_file_range works for it, else None."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.direct = _direct_fd(f) if f is not None else None
+        self._files: dict[str, tuple[int, int]] = {}
+
+    def source(self, path: str) -> tuple[int, int]:
+        """``(descriptor, size)`` of a source file, opened once per copy."""
+        found = self._files.get(path)
+        if found is None:
+            fd = os.open(path, os.O_RDONLY)
+            found = self._files[path] = (fd, os.fstat(fd).st_size)
+        return found
+
+    def close(self) -> None:
+        for fd, _ in self._files.values():
+            os.close(fd)
+        self._files = {}
+
+
+def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
+            ) -> Iterator[tuple[int, bytes | np.ndarray]]:
+    """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), CHUNK at a time, as
+    ``(file offset, bytes or uint8 array over a mapping)``; each piece is valid until the next
+    one is requested. With an output (``copy.f``), each piece is appended to it first."""
+    fd, size = copy.source(path)
+    if size < end:  # touching mapped pages past the end would kill the process (SIGBUS)
+        raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {size}, before "
+                              f"byte {end}; the file is truncated")
+    f = copy.f
+    if end - start <= SMALL:  # a map and its set-up cost more than reading a little
+        data = os.pread(fd, end - start, start)
+        if len(data) < end - start:
+            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
+                                  f"{start + len(data)}; the file is truncated")
+        if f is not None:
+            f.write(data)
+        yield start, data
+        return
+    mapping = view = piece = None
+    try:
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        mapping = mmap.mmap(fd, end - base, access=mmap.ACCESS_READ, offset=base)
+        view = np.frombuffer(mapping, dtype=np.uint8)
+        drop = getattr(mapping, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
+        if copy.direct is not None:
+            f.flush()
+        # Big outputs: each copied chunk is sent to disk at once, so the disk writes while we
+        # copy and the fsync before the rename waits for the tail, not the whole file.
+        early = end - start >= EARLY_WRITEBACK
+        pos = start
+        while pos < end:
+            n = min(CHUNK, end - pos)
+            piece = view[pos - base:pos - base + n]
+            direct = copy.direct
+            if direct is not None:
+                at = os.lseek(direct, 0, os.SEEK_CUR) if early else 0
+                done = _copy_range(fd, direct, pos, n, path, name)
+                if early:
+                    _start_writeback(direct, at, done)
+                if done < n:
+                    copy.direct = None
+                    f.write(piece[done:])
+            elif f is not None:
+                f.write(piece)
+            yield pos, piece
+            if drop is not None:  # the chunk's pages stay cached but leave our RSS
+                lo = (pos - base) // mmap.PAGESIZE * mmap.PAGESIZE
+                drop(mmap.MADV_DONTNEED, lo, pos - base + n - lo)
+            pos += n
+    finally:
+        view = piece = None
+        if mapping is not None:
+            release(mapping)
 
 
 def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:
-    """The tensor's little-endian C-order bytes in pieces of :func:`chunk_size` bytes (the last
-    may be shorter), checked against its crc32c when the reader recorded one. Each piece is
-    valid only until the next one is asked for."""
-    return _stream.chunks(tensor)
+    """The tensor's little-endian C-order bytes in pieces of at most CHUNK bytes, checked
+    against ``tensor.crc32c`` when the reader recorded one (it does not when told not to verify).
+
+    Each piece is only valid until the next one is requested.
+    """
+    if tensor.span is None or tensor.dtype.hasobject or tensor.dtype.byteorder == ">":
+        array = contiguous_le(tensor)
+        if array.size == 0:
+            return
+        flat = memoryview(array.reshape(-1)).cast("B")
+        for start in range(0, len(flat), CHUNK):
+            yield flat[start:start + CHUNK]
+        return
+    path, offset, nbytes = tensor.span
+    check = tensor.crc32c is not None
+    value = 0
+    if nbytes:
+        copy = _Copy(None)
+        try:
+            for _, piece in _pieces(copy, path, offset, offset + nbytes, tensor.name):
+                if check:
+                    value = google_crc32c.extend(value, piece)
+                yield piece
+        finally:
+            copy.close()
+    if check and value != tensor.crc32c:  # read() checks an empty tensor's crc too
+        raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch (data corrupted)")
 
 
-def chunk_size() -> int:
-    """The length of every piece :func:`chunks` yields but a tensor's last."""
-    return _stream.CHUNK
+def copy_to(f, tensor: Tensor, *, want_crc: bool = False) -> tuple[int, int]:
+    """Write the tensor's bytes to file object ``f``; returns ``(bytes written, crc32c)`` (the
+    crc only when ``want_crc``)."""
+    if _streamable(tensor):
+        copy = _Copy(f)
+        try:
+            for _, written, value in _copy_run(copy, [tensor], want_crc):
+                return written, value
+        finally:
+            copy.close()
+    written = value = 0
+    for piece in chunks(tensor):
+        f.write(piece)
+        if want_crc:
+            value = crc32c.extend(value, piece)
+        written += len(piece)
+    if written != tensor.nbytes:
+        raise CorruptionError(f"tensor {tensor.name!r}: {written} bytes, {tensor.nbytes} expected")
+    return written, value
+
+
+def _streamable(t: Tensor) -> bool:
+    return t.span is not None and not t.dtype.hasobject and t.dtype.byteorder != ">"
+
+
+def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
+             ) -> Iterator[tuple[Tensor, int, int]]:
+    """Write the tensors' bytes to ``f`` back to back, yielding ``(tensor, bytes, crc32c)`` for
+    each once it is written. Runs of tensors stored back to back in one source file are copied
+    in large pieces (20,000 small tensors cost a few system calls, not 40,000), each tensor's
+    bytes still checked against its own crc32c."""
+    copy = _Copy(f)
+    try:
+        i, n = 0, len(tensors)
+        while i < n:
+            first = tensors[i]
+            j = i + 1
+            if _streamable(first):
+                path, end = first.span[0], first.span[1] + first.span[2]
+                while j < n:
+                    span = tensors[j].span
+                    if span is None or span[1] != end or span[0] != path \
+                            or not _streamable(tensors[j]):
+                        break
+                    end += span[2]
+                    j += 1
+                yield from _copy_run(copy, tensors[i:j], want_crc)
+            else:
+                written, value = copy_to(f, first, want_crc=want_crc)
+                yield first, written, value
+            i = j
+    finally:
+        copy.close()
+
+
+def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
+              ) -> Iterator[tuple[Tensor, int, int]]:
+    path, start, _ = run[0].span
+    end = run[-1].span[1] + run[-1].span[2]
+    _, size = copy.source(path)
+    if size < end:
+        short = next(t for t in run if t.span[1] + t.span[2] > size)
+        raise CorruptionError(f"{path}: tensor {short.name!r}: data ends at byte {size}, before "
+                              f"byte {short.span[1] + short.span[2]}; the file is truncated")
+    extend = google_crc32c.extend
+    k = 0  # the tensor whose bytes come next
+    value = 0
+    for pos, piece in _pieces(copy, path, start, end, run[0].name) if end > start else ():
+        piece_end = pos + len(piece)
+        while k < len(run):
+            tensor = run[k]
+            _, t_start, t_size = tensor.span
+            t_end = t_start + t_size
+            expected = tensor.crc32c
+            if (want_crc or expected is not None) and t_size:
+                lo = t_start if t_start > pos else pos
+                hi = t_end if t_end < piece_end else piece_end
+                if hi > lo:
+                    value = extend(value, piece[lo - pos:hi - pos] if lo > pos or hi < piece_end
+                                   else piece)
+            if t_end > piece_end:
+                break
+            if expected is not None and value != expected:
+                raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
+                                      "(data corrupted)")
+            if t_size != tensor.nbytes:  # a span that does not hold the shape: refuse it
+                raise CorruptionError(f"{path}: tensor {tensor.name!r}: {t_size} bytes, "
+                                      f"{tensor.nbytes} expected")
+            yield tensor, t_size, value
+            value = 0
+            k += 1
+    while k < len(run):  # trailing empty tensors
+        if run[k].crc32c not in (None, 0):
+            raise CorruptionError(f"{path}: tensor {run[k].name!r}: checksum mismatch "
+                                  "(data corrupted)")
+        if run[k].nbytes:
+            raise CorruptionError(f"{path}: tensor {run[k].name!r}: 0 bytes, "
+                                  f"{run[k].nbytes} expected")
+        yield run[k], 0, 0
+        k += 1

@@ -18,7 +18,7 @@ from ...progress import tracked
 from ...tensor import Checkpoint, Tensor
 from ...tfnames import ATTR_SUFFIX, GRAPH_KEY
 from .._common import check_dtype, split_by_size
-from .._stream import copy_all
+from ..stream import copy_all
 from . import objgraph
 from .entry import encode_entry
 from .layout import NAME, shard_path, text_after_saving
