@@ -82,3 +82,17 @@ def tf1_lstm_checkpoint(tf, prefix, x: np.ndarray, units: int, *, cell_name: str
             expected = sess.run(outputs)
             saved = v1.train.Saver().save(sess, str(prefix), write_meta_graph=False)
     return expected, saved
+
+
+def need_disk(directory: Path, nbytes: int) -> None:
+    """Skip, naming what is missing, when ``directory``'s file system cannot hold ``nbytes`` more
+    (with 256 MiB to spare): the scale tests write gigabytes, and a full disk proves nothing about
+    the code under test."""
+    import shutil
+
+    import pytest
+
+    free = shutil.disk_usage(directory).free
+    if free < nbytes + (256 << 20):
+        pytest.skip(f"needs {(nbytes + (256 << 20)) / 2**30:.1f} GiB free in {directory}, "
+                    f"has {free / 2**30:.1f} GiB")

@@ -5,6 +5,7 @@ infinities and -0.0 included), and tensors without elements compared without rea
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 import warnings
@@ -21,6 +22,7 @@ from converter.diff import diff
 from converter.errors import CorruptionError, FormatError, UsageError
 from converter.formats import stream
 from converter.tensor import Checkpoint, Tensor
+from tests.helpers import need_disk
 
 diff_module = sys.modules["converter.diff"]  # the name converter.diff is the function
 
@@ -57,9 +59,11 @@ def _lazy(changed: str) -> Checkpoint:
 @pytest.fixture(scope="module")
 def big_pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("big_diff")
+    need_disk(root, 2 * 4 * SHAPE[0] * SHAPE[1] * 4)
     converter.write(_lazy(""), root / "a.safetensors")  # 300 MiB
     converter.write(_lazy("all"), root / "b.ckpt", format="tf")
-    return root / "a.safetensors", root / "b.ckpt"
+    yield root / "a.safetensors", root / "b.ckpt"
+    shutil.rmtree(root)  # not kept to the end of the session: a small disk fills up
 
 
 @pytest.mark.parametrize("flags, code", [([], 1), (["--rtol", "1e-6"], 0)])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 
 import converter
 from converter.errors import CorruptionError
-from tests.helpers import assert_same, assert_same_checkpoint
+from tests.helpers import assert_same, assert_same_checkpoint, need_disk
 
 MiB = 2**20
 
@@ -37,10 +39,12 @@ def _lazy_big_checkpoint(n: int, shape: tuple[int, int]) -> converter.Checkpoint
 
 
 @pytest.fixture(scope="module")
-def big_bundle(tmp_path_factory) -> Path:
-    prefix = tmp_path_factory.mktemp("big") / "model.ckpt"
-    converter.write(_lazy_big_checkpoint(8, (2048, 9600)), prefix, format="tf")  # ~600 MiB
-    return prefix
+def big_bundle(tmp_path_factory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("big")
+    need_disk(root, 2 * 8 * 2048 * 9600 * 4)  # the bundle and one converted copy
+    converter.write(_lazy_big_checkpoint(8, (2048, 9600)), root / "model.ckpt", format="tf")  # ~600 MiB
+    yield root / "model.ckpt"
+    shutil.rmtree(root)  # not kept to the end of the session: a small disk fills up
 
 
 @pytest.mark.parametrize("out", ["x.safetensors", "x.h5", "x.npz", "y.ckpt"])
