@@ -101,7 +101,7 @@ def _output_path(path: PathLike, fmt: registry.Format) -> Path:
     would forget: a TF checkpoint goes in as ``DIR/model.ckpt``, and a one-file format refuses
     rather than write a file of the directory's name."""
     p = Path(path)
-    if not str(path).endswith(("/", os.sep)) or fmt.name == "npy":
+    if not str(path).endswith(("/", os.sep)) or fmt.name in ("npy", "hf"):
         return p
     if fmt.name == "tf":
         return p / "model.ckpt"

@@ -160,6 +160,11 @@ BUILTINS: tuple[Format, ...] = (
            "numpy .npy file (one tensor) or directory of .npy files"),
     Format("hdf5", (".h5", ".hdf5", ".he5"), "converter.formats.hdf5",
            "HDF5 file, groups mirror scopes", requires="h5py"),
+    # A directory for transformers' from_pretrained, from an original release's checkpoint;
+    # picked by name (--to hf), never by suffix.
+    Format("hf", (), "converter.hf.writer",
+           "Hugging Face model directory (model.safetensors, config.json, tokenizer files) "
+           "from a known model family", dtypes=_SAFETENSORS_DTYPES),
     Format("keras", (".keras",), "converter.formats.keras",
            "Keras 3 .keras archive (weights named from its config; read only)",
            requires="h5py", can_write=False),

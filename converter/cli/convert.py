@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from .. import api, outputs, registry
+from ..errors import UsageError
+from ..rules import Rules
 from .common import add_source, human, parse_size, read_options
 from .rule_args import add_rule_args, dry_run_report, rule_warnings_to_stderr, rules_from_args
 
@@ -18,6 +21,7 @@ EXAMPLES = """examples:
   ckpt convert train_dir/ weights.npz --compress
   ckpt convert weights.h5 out/npy --to npy
   ckpt convert model.safetensors out/model.ckpt --to tf --max-shard-size 2GB
+  ckpt convert uncased_L-12_H-768_A-12/bert_model.ckpt bert-base/ --to hf
 """
 
 
@@ -28,8 +32,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--compress", action="store_true", help="npz: deflate members")
     p.add_argument("--max-shard-size", type=parse_size, metavar="SIZE",
-                   help="tf, safetensors: split the output into shards of at most SIZE "
-                        "(5GB = 5e9 bytes, 5GiB = 5*2^30)")
+                   help="tf, safetensors, hf: split the output into shards of at most SIZE "
+                        "(5GB = 5e9 bytes, 5GiB = 5*2^30; hf's default is 50GB, as "
+                        "transformers')")
+    p.add_argument("--family", metavar="NAME",
+                   help="hf: the model family (default: detected from the tensor names; "
+                        "ckpt formats --families lists them)")
+    p.add_argument("--config", metavar="FILE",
+                   help="hf: the release's config (bert_config.json, hparams.json, "
+                        "operative_config.gin, a config.json) when it is not beside SRC")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     add_rule_args(p)
@@ -44,14 +55,22 @@ def run(args: argparse.Namespace) -> int:
         opts["compress"] = True
     if args.max_shard_size:
         opts["max_shard_size"] = args.max_shard_size
+    for name in ("family", "config"):
+        if getattr(args, name) is not None:
+            if out_fmt.name != "hf":
+                raise UsageError(f"--{name} is for --to hf only")
+            opts[name] = getattr(args, name)
     rules = rules_from_args(args)
+    if args.dry_run and out_fmt.name == "hf":
+        return _hf_dry_run(args, src_fmt.name, rules, opts)
     if args.dry_run:
         with api.read(args.src, format=src_fmt.name, **read_options(args, src_fmt.name)) as src:
             with rule_warnings_to_stderr(args.quiet):
                 print(dry_run_report(rules, src, args.json))
         return 0
     start = time.perf_counter()
-    with rule_warnings_to_stderr(args.quiet), outputs.recording() as files:
+    with rule_warnings_to_stderr(args.quiet), outputs.recording() as files, \
+            _hf_recording(out_fmt.name) as models:
         ckpt = api.convert(  # the text as given: a trailing / names a directory
             args.src, args.dst, to=out_fmt.name, source_format=src_fmt.name, rules=rules,
             force=args.force, read_options=read_options(args, src_fmt.name),
@@ -64,11 +83,53 @@ def run(args: argparse.Namespace) -> int:
                "format": out_fmt.name, "files": [str(f) for f in files],
                "tensors": len(ckpt), "bytes": ckpt.nbytes, "seconds": round(seconds, 3)}
     ckpt.close()
+    for model in models:  # what --to hf made of the checkpoint
+        summary.update(tensors=len(model.checkpoint), bytes=model.checkpoint.nbytes,
+                       family=model.family.name, architecture=model.architecture.cls,
+                       dropped=model.dropped)
     if args.json:
         print(json.dumps(summary))
     elif not args.quiet:
         print(f"wrote {_written(files, dst, out_fmt.name)}: {summary['tensors']} tensors, "
               f"{human(summary['bytes'])} in {seconds:.2f} s", file=sys.stderr)
+        for model in models:
+            dropped = (f"; dropped {len(model.dropped)} ({_names(model.dropped)})"
+                       if model.dropped else "")
+            print(f"{model.family.name}: {model.architecture.cls}{dropped}", file=sys.stderr)
+    return 0
+
+
+def _hf_recording(fmt: str) -> AbstractContextManager[list]:
+    if fmt != "hf":
+        return nullcontext([])
+    from .. import hf
+
+    return hf.recording()
+
+
+def _names(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f", ... {len(names) - n} more" if len(names) > n else "")
+
+
+def _hf_dry_run(args: argparse.Namespace, src_fmt: str, rules: Rules | None,
+                opts: dict) -> int:
+    """The source -> transformers table, after the user's rules and the family's."""
+    from .. import hf
+
+    with api.read(args.src, format=src_fmt, **read_options(args, src_fmt)) as src:
+        with rule_warnings_to_stderr(args.quiet):
+            ckpt = rules.apply(src) if rules is not None else src
+            prepared = hf.prepare(ckpt, family=opts.get("family"), config=opts.get("config"))
+        if args.json:
+            print(json.dumps({
+                "family": prepared.family.name, "class": prepared.architecture.cls,
+                "config": prepared.config,
+                "tensors": [{"source": r.old, "name": r.name, "shape": r.shape,
+                             "transform": r.transform} for r in prepared.plan.rows],
+                "dropped": prepared.dropped,
+                "tokenizer": {str(p): to for p, to in prepared.tokenizers}}))
+        else:
+            print(hf.describe(prepared))
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import dtypes
 from ..errors import FormatError
-from ..outputs import outputs
+from ..outputs import Outputs, outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
 from ._common import (
@@ -268,24 +268,33 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
           max_shard_size: int | None = None) -> None:
     """Write one ``.safetensors`` file, or with ``max_shard_size`` (bytes) and more data than
     that, ``NAME-0000i-of-0000N.safetensors`` shards plus ``NAME.safetensors.index.json``."""
+    with outputs(force) as out:
+        write_into(out, ckpt, path, max_shard_size=max_shard_size, progress=progress)
+
+
+def write_into(out: Outputs, ckpt: Checkpoint, path: Path, *, max_shard_size: int | None = None,
+               progress: bool = False) -> list[Path]:
+    """:func:`write` as part of a larger output ``out`` (a Hugging Face directory); returns the
+    files it adds. Every header is built, and so every tensor judged, before a byte is written."""
     groups = split_by_size(list(ckpt.values()), max_shard_size)
     heads = [header_for(group, ckpt.metadata, path) for group in groups]  # refuse before writing
     files = [path] if len(groups) == 1 else shard_names(path, len(groups))
     stream = tracked(list(ckpt.values()), total=ckpt.nbytes, enabled=progress)
     stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
-    with outputs(force) as out:
-        # An earlier output of this name, sharded differently, is replaced as a whole.
-        out.sweep(path.parent, rf"{re.escape(stem)}-\d{{5}}-of-\d{{5}}\.safetensors"
-                               rf"|{re.escape(path.name)}(?:\.index\.json)?")
-        for file, head, group in zip(files, heads, groups, strict=True):
-            with open(out.new(file), "wb") as f:
-                f.write(head)
-                for _ in copy_all(f, group):
-                    next(stream)
-        if len(groups) > 1:
-            index = {"metadata": {"total_size": ckpt.nbytes},
-                     "weight_map": {t.name: file.name
-                                    for file, group in zip(files, groups, strict=True)
-                                    for t in group}}
-            out.new(path.with_name(path.name + ".index.json")).write_text(
-                json.dumps(index, indent=2, ensure_ascii=False), encoding="utf-8")
+    # An earlier output of this name, sharded differently, is replaced as a whole.
+    out.sweep(path.parent, rf"{re.escape(stem)}-\d{{5}}-of-\d{{5}}\.safetensors"
+                           rf"|{re.escape(path.name)}(?:\.index\.json)?")
+    for file, head, group in zip(files, heads, groups, strict=True):
+        with open(out.new(file), "wb") as f:
+            f.write(head)
+            for _ in copy_all(f, group):
+                next(stream)
+    if len(groups) > 1:
+        index = {"metadata": {"total_size": ckpt.nbytes},
+                 "weight_map": {t.name: file.name
+                                for file, group in zip(files, groups, strict=True)
+                                for t in group}}
+        files.append(path.with_name(path.name + ".index.json"))
+        out.new(files[-1]).write_text(json.dumps(index, indent=2, ensure_ascii=False),
+                                      encoding="utf-8")
+    return files

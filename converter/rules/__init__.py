@@ -28,11 +28,20 @@ from .presets import (
     preset,
 )
 from .ruleset import Rules
-from .transforms import AddConstant, Cast, Concat, ReorderGates, Reshape, Split, Transpose
+from .transforms import (
+    AddConstant,
+    Cast,
+    Concat,
+    ReorderGates,
+    Reshape,
+    Split,
+    Squeeze,
+    Transpose,
+)
 
 __all__ = [
     "PRESETS", "AddConstant", "AddPrefix", "Cast", "Concat", "Drop", "DropOptimizer", "Entry",
     "Exclude", "KerasNames", "Map", "Only", "Pattern", "Plan", "PlanRow", "Preset", "Rename",
-    "ReorderGates", "Reshape", "Rule", "RuleWarning", "Rules", "Split", "StripPrefix",
+    "ReorderGates", "Reshape", "Rule", "RuleWarning", "Rules", "Split", "Squeeze", "StripPrefix",
     "Tf1LstmToKeras", "Tf2Names", "Transpose", "UseEma", "preset",
 ]

@@ -91,6 +91,19 @@ def reshape(e: Entry, shape: Sequence[int]) -> Entry:
                          lambda a: c_order(a).reshape(new))
 
 
+def squeeze(e: Entry, axis: int) -> Entry:
+    """Drop axis ``axis``, which must have length 1 (GPT-2's conv1d weights ``[1, in, out]``)."""
+    shape = None
+    if e.shape is not None:
+        ndim = len(e.shape)
+        if not -ndim <= axis < ndim or e.shape[axis] != 1:
+            raise RenameError(f"{_what(e)}: axis {axis} is not of length 1, so it cannot be "
+                              "squeezed")
+        shape = e.shape[:axis % ndim] + e.shape[axis % ndim + 1:]
+    return e.transformed(f"squeeze axis {axis}", shape, e.dtype,
+                         lambda a: c_order(a.squeeze(axis)))
+
+
 def _split_sizes(e: Entry, total: int, sizes: Sequence[int] | None, n: int) -> list[int]:
     if sizes is None:
         if total % n:

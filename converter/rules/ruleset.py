@@ -15,7 +15,16 @@ from .core import Entry, Rule, RuleWarning
 from .names import AddPrefix, Exclude, Map, Only, Rename, StripPrefix
 from .plan import Plan, PlanRow, run_rules
 from .presets import preset
-from .transforms import AddConstant, Cast, Concat, ReorderGates, Reshape, Split, Transpose
+from .transforms import (
+    AddConstant,
+    Cast,
+    Concat,
+    ReorderGates,
+    Reshape,
+    Split,
+    Squeeze,
+    Transpose,
+)
 
 
 class Rules:
@@ -90,6 +99,10 @@ class Rules:
 
     def reshape(self, pattern: str, shape: Sequence[int]) -> Rules:
         return self.then(Reshape(pattern, tuple(shape)))
+
+    def squeeze(self, pattern: str, axis: int = 0) -> Rules:
+        """Drop an axis of length 1 (``[1, in, out]`` conv1d weights to ``[in, out]``)."""
+        return self.then(Squeeze(pattern, axis))
 
     def split(self, pattern: str, into: Sequence[str], axis: int = -1,
               sizes: Sequence[int] | None = None) -> Rules:

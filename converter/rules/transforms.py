@@ -1,5 +1,5 @@
 """Transform rules: select tensors by pattern and apply a value transform from ``ops.py``
-(``cast``, ``transpose``, ``reshape``, ``split``, ``concat``, ``reorder_gates``,
+(``cast``, ``transpose``, ``reshape``, ``squeeze``, ``split``, ``concat``, ``reorder_gates``,
 ``add_constant``)."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .ops import (
     reorder,
     reshape,
     split,
+    squeeze,
     to_dtype,
     transpose,
 )
@@ -111,6 +112,25 @@ class Reshape(Rule):
 
     def __str__(self) -> str:
         return f"reshape {self.pattern!r} to {list(self.shape)}"
+
+
+@dataclass(frozen=True)
+class Squeeze(Rule):
+    """Drop an axis of length 1 from matching tensors (default: the first)."""
+
+    key = "squeeze"
+    pattern: str
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        check_int(self.axis, "squeeze axis")
+        Pattern(self.pattern)
+
+    def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+        return _each(Pattern(self.pattern), entries, lambda e, m: squeeze(e, self.axis))
+
+    def __str__(self) -> str:
+        return f"squeeze {self.pattern!r} axis {self.axis}"
 
 
 @dataclass(frozen=True)

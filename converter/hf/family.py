@@ -1,0 +1,313 @@
+"""Model families: how the tensors of one original release become a transformers model, as data.
+
+A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families`` lists them)::
+
+    name = "bert"
+    description = "Google BERT (run_pretraining / run_classifier TF1 checkpoints)"
+    model_type = "bert"                       # config.json's model_type
+    detect = ["bert/encoder/layer_0/attention/self/query/kernel"]  # every pattern must match
+    config_files = ["bert_config.json"]      # looked for beside the checkpoint, first found
+    expect = ["re:^bert\\\\."]                 # every output name must match one (else refused)
+    require = ["bert.pooler.dense.weight"]   # each must match some output name (else refused)
+    layers = ["re:^bert\\\\.encoder\\\\.layer\\\\.(\\\\d+)\\\\."]  # numbered blocks, alike
+
+    [config]
+    rename = { n_embd = "hidden_size" }       # source config key -> transformers key
+    drop = ["directionality"]                 # source keys that have no transformers meaning
+    defaults = { hidden_act = "gelu" }        # when neither the file nor the shapes say
+    required = ["num_attention_heads"]        # what the shapes cannot settle
+
+    [config.infer]                            # what the shapes settle (checked against the file)
+    vocab_size = { tensor = "bert/embeddings/word_embeddings", axis = 0 }
+    num_hidden_layers = { count = "re:^bert/encoder/layer_(\\\\d+)/" }
+
+    [[tokenizer]]                             # files beside the checkpoint, under HF's names
+    from = ["vocab.txt"]
+    to = "vocab.txt"
+
+    [[rule]]                                  # rename rules (converter.rules TOML tables)
+    rename = "/"
+    ...
+
+    [[architecture]]                          # first whose ``when`` patterns all match
+    class = "BertForPreTraining"
+    when = ["cls/seq_relationship/output_weights"]
+    config = { }                              # constants for config.json
+    [config.infer] / expect / require / rule  # as above, for this architecture only
+
+Patterns are the rules' patterns: globs, or ``re:`` regexes (searched), on the names the family
+is applied to (the source's, after the user's own rules). Everything here is checked when the
+file is loaded, so a broken family fails on first use with its file name, never mid-write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ..errors import RenameError, UsageError
+from ..rules import Pattern, Rules
+from ..rules.core import parse_toml
+from ..rules.toml import rule_from_table
+
+_TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
+        "layers", "config", "tokenizer", "rule", "architecture"}
+_ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "description"}
+_CONFIG = {"rename", "drop", "defaults", "required", "infer"}
+
+
+@dataclass(frozen=True)
+class Infer:
+    """A config value the tensor shapes settle: one axis of one tensor (``tensor``, ``axis``),
+    divided by another config value (``divide_by``), or how many distinct numbers the first
+    group of ``count`` captures (the number of layers)."""
+
+    key: str
+    tensor: str | None = None
+    axis: int = 0
+    count: str | None = None
+    divide_by: str | None = None
+    optional: bool = False
+
+    def value(self, shapes: Mapping[str, tuple[int, ...]], config: Mapping[str, Any]
+              ) -> int | None:
+        """The value, or None when the tensor it is read from is not in the checkpoint."""
+        if self.count is not None:
+            regex = Pattern(self.count)
+            numbers = set()
+            for name in shapes:
+                m = regex.match(name)
+                if m is not None and m.re.groups:
+                    numbers.add(int(m.group(1)))
+            return len(numbers) or None
+        assert self.tensor is not None
+        shape = shapes.get(self.tensor)
+        if shape is None or not -len(shape) <= self.axis < len(shape):
+            return None
+        n = shape[self.axis]
+        if self.divide_by is not None:
+            by = config.get(self.divide_by)
+            if not isinstance(by, int) or by <= 0 or n % by:
+                return None
+            n //= by
+        return n
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One transformers model class the family can produce, and when."""
+
+    cls: str
+    when: tuple[str, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=dict)
+    infer: tuple[Infer, ...] = ()
+    expect: tuple[str, ...] = ()
+    require: tuple[str, ...] = ()
+    rules: tuple[Any, ...] = ()
+    description: str = ""
+
+    def fits(self, names: Iterable[str]) -> bool:
+        names = list(names)
+        return all(any(Pattern(p).match(n) for n in names) for p in self.when)
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A tokenizer file: the first of ``sources`` beside the checkpoint, copied as ``to``."""
+
+    sources: tuple[str, ...]
+    to: str
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    model_type: str
+    detect: tuple[str, ...]
+    architectures: tuple[Architecture, ...]
+    config_files: tuple[str, ...] = ()
+    expect: tuple[str, ...] = ()
+    require: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    rules: tuple[Any, ...] = ()
+    rename: Mapping[str, str] = field(default_factory=dict)
+    drop: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    infer: tuple[Infer, ...] = ()
+    tokenizers: tuple[Tokenizer, ...] = ()
+    where: str = ""
+
+    def matches(self, names: Iterable[str]) -> bool:
+        names = list(names)
+        return bool(self.detect) and all(
+            any(Pattern(p).match(n) for n in names) for p in self.detect)
+
+    def architecture(self, names: Iterable[str]) -> Architecture:
+        names = list(names)
+        for arch in self.architectures:
+            if arch.fits(names):
+                return arch
+        raise UsageError(f"{self.name}: the checkpoint fits none of "
+                         f"{', '.join(a.cls for a in self.architectures)}")
+
+    def rules_for(self, arch: Architecture) -> Rules:
+        return Rules((*self.rules, *arch.rules))
+
+
+def _strs(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{what}: expected a string or a list of strings")
+    return tuple(value)
+
+
+def _table(value: Any, what: str, known: set[str] | None = None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{what}: expected a table")
+    if known is not None and set(value) - known:
+        raise UsageError(f"{what}: unknown key(s) {', '.join(sorted(set(value) - known))}")
+    return value
+
+
+def _infers(table: Any, where: str) -> tuple[Infer, ...]:
+    out = []
+    for key, spec in _table(table, where).items():
+        spec = _table(spec, f"{where}.{key}", {"tensor", "axis", "count", "divide_by",
+                                                "optional"})
+        if ("tensor" in spec) == ("count" in spec):
+            raise UsageError(f"{where}.{key}: give one of tensor or count")
+        infer = Infer(key, **spec)
+        for p in filter(None, (infer.count,)):
+            Pattern(p)
+        out.append(infer)
+    return tuple(out)
+
+
+def _rules(tables: Any, where: str) -> tuple[Any, ...]:
+    if tables is None:
+        return ()
+    if not isinstance(tables, list):
+        raise UsageError(f"{where}: expected [[rule]] tables")
+    try:
+        return tuple(rule_from_table(t, f"{where} rule {i + 1}") for i, t in enumerate(tables))
+    except RenameError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _patterns(value: Any, what: str) -> tuple[str, ...]:
+    patterns = _strs(value or [], what)
+    try:
+        for p in patterns:
+            Pattern(p)
+    except RenameError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+    return patterns
+
+
+def parse(text: str, where: str) -> Family:
+    """A family from its TOML text; UsageError naming ``where`` on anything malformed."""
+    try:
+        doc = parse_toml(text, where)
+    except RenameError as exc:
+        raise UsageError(str(exc)) from None
+    unknown = set(doc) - _TOP
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "model_type"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise UsageError(f"{where}: {key} must be a non-empty string")
+    config = _table(doc.get("config"), f"{where} [config]", _CONFIG)
+    archs = []
+    for i, a in enumerate(doc.get("architecture") or []):
+        w = f"{where} architecture {i + 1}"
+        a = _table(a, w, _ARCH)
+        if not isinstance(a.get("class"), str):
+            raise UsageError(f"{w}: class must be a string")
+        archs.append(Architecture(
+            a["class"], _patterns(a.get("when"), f"{w} when"), _table(a.get("config"), w),
+            _infers(a.get("infer"), f"{w} infer"), _patterns(a.get("expect"), f"{w} expect"),
+            _patterns(a.get("require"), f"{w} require"), _rules(a.get("rule"), w),
+            str(a.get("description", ""))))
+    if not archs:
+        raise UsageError(f"{where}: needs at least one [[architecture]]")
+    tokenizers = []
+    for i, t in enumerate(doc.get("tokenizer") or []):
+        t = _table(t, f"{where} tokenizer {i + 1}", {"from", "to"})
+        if not isinstance(t.get("to"), str) or "/" in t["to"]:
+            raise UsageError(f"{where} tokenizer {i + 1}: to must be a file name")
+        tokenizers.append(Tokenizer(_strs(t.get("from"), f"{where} tokenizer {i + 1}"),
+                                    t["to"]))
+    layers = _patterns(doc.get("layers"), f"{where} layers")
+    for p in layers:
+        if not Pattern(p).regex.groups:
+            raise UsageError(f"{where} layers: {p!r} must capture the layer number")
+    rename = _table(config.get("rename"), f"{where} [config] rename")
+    if not all(isinstance(v, str) for v in rename.values()):
+        raise UsageError(f"{where} [config] rename: values must be key names")
+    return Family(
+        name=doc["name"], description=str(doc.get("description", "")),
+        model_type=doc["model_type"], detect=_patterns(doc.get("detect"), f"{where} detect"),
+        architectures=tuple(archs),
+        config_files=_strs(doc.get("config_files") or [], f"{where} config_files"),
+        expect=_patterns(doc.get("expect"), f"{where} expect"),
+        require=_patterns(doc.get("require"), f"{where} require"), layers=layers,
+        rules=_rules(doc.get("rule"), where), rename=rename,
+        drop=_strs(config.get("drop") or [], f"{where} [config] drop"),
+        defaults=_table(config.get("defaults"), f"{where} [config] defaults"),
+        required=_strs(config.get("required") or [], f"{where} [config] required"),
+        infer=_infers(config.get("infer"), f"{where} [config.infer]"),
+        tokenizers=tuple(tokenizers), where=where)
+
+
+@cache
+def families() -> dict[str, Family]:
+    """The families shipped in the package, by name."""
+    found: dict[str, Family] = {}
+    for item in sorted(resources.files(__package__).joinpath("families").iterdir(),
+                       key=lambda p: p.name):
+        if item.name.endswith(".toml"):
+            fam = parse(item.read_text(encoding="utf-8"), f"families/{item.name}")
+            if fam.name in found:
+                raise UsageError(f"families/{item.name}: family {fam.name!r} is defined twice")
+            found[fam.name] = fam
+    return found
+
+
+def get(name: str) -> Family:
+    known = families()
+    if name not in known:
+        raise UsageError(f"unknown model family {name!r} (known: {', '.join(known)})")
+    return known[name]
+
+
+def detect(names: Iterable[str]) -> Family:
+    """The one family whose ``detect`` patterns all match; UsageError when none or several do."""
+    names = list(names)
+    found = [f for f in families().values() if f.matches(names)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        sample = ", ".join(sorted(names)[:3])
+        raise UsageError(f"cannot tell the model family from the tensor names ({sample}, ...); "
+                         f"pass --family (one of: {', '.join(families())})")
+    raise UsageError(f"the tensor names fit several model families "
+                     f"({', '.join(f.name for f in found)}); pass --family")
+
+
+def layer_number(patterns: tuple[str, ...], name: str) -> tuple[str, int] | None:
+    """``(name with the layer number taken out, number)`` for a name in a numbered block."""
+    for p in patterns:
+        m = Pattern(p).match(name)
+        if m is not None:
+            start, end = m.span(1)
+            return f"{p}:{name[:start]}#{name[end:]}", int(m.group(1))
+    return None
+

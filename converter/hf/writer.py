@@ -1,0 +1,50 @@
+"""The ``hf`` format: a directory that transformers' ``from_pretrained`` loads.
+
+``model.safetensors`` (``{"format": "pt"}`` metadata), or past ``max_shard_size``
+``model-0000k-of-0000N.safetensors`` shards with ``model.safetensors.index.json``; then
+``config.json`` and the tokenizer files. All of it is one output: written under temporary names
+and renamed into place together, after every tensor and config key was checked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..formats import safetensors
+from ..outputs import outputs
+from ..tensor import Checkpoint
+from . import DEFAULT_MAX_SHARD_SIZE, prepare
+
+WEIGHTS = "model.safetensors"
+
+
+def sniff(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file() and (
+        (path / WEIGHTS).is_file() or (path / (WEIGHTS + ".index.json")).is_file())
+
+
+def read(path: Path) -> Checkpoint:
+    """The weights of a Hugging Face directory (its config stays where it is)."""
+    return safetensors.read(path)
+
+
+def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
+          family: str | None = None, config: str | Path | None = None,
+          max_shard_size: int | None = None) -> None:
+    """Write the directory ``path`` for ``ckpt``, an original release's checkpoint.
+
+    Args:
+        family: the model family (detected from the names when None).
+        config: the release's config file when it is not beside the checkpoint.
+        max_shard_size: bytes per weights file (transformers' own default when None).
+    """
+    prepared = prepare(ckpt, family=family, config=config)
+    config_text = json.dumps(prepared.config, indent=2, sort_keys=True) + "\n"
+    with outputs(force) as out:
+        safetensors.write_into(out, prepared.checkpoint, path / WEIGHTS, progress=progress,
+                               max_shard_size=max_shard_size or DEFAULT_MAX_SHARD_SIZE)
+        out.new(path / "config.json").write_text(config_text, encoding="utf-8")
+        for source, name in prepared.tokenizers:
+            shutil.copyfile(source, out.new(path / name))
