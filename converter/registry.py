@@ -93,6 +93,9 @@ class Format:
         integrity: name of a function of the module, ``fn(path) -> {tensor: problem}``, that
             checks the file's own checksums beyond what reading checks (``ckpt verify`` calls
             it); default None, no such check.
+        marks: names of files whose presence makes a directory one checkpoint of this format
+            as a whole (``saved_model.pb``), which ``ckpt batch`` converts as one item instead
+            of searching inside it; default (), no such directory.
     """
 
     name: str
@@ -104,6 +107,7 @@ class Format:
     dtypes: frozenset[str] | None = None
     metadata: bool = True
     integrity: str | None = None
+    marks: tuple[str, ...] = ()
 
     def load(self) -> ModuleType:
         """The format's module (a :class:`FormatModule`), imported on first use;
@@ -149,7 +153,8 @@ _SAFETENSORS_DTYPES = frozenset({
 BUILTINS: tuple[Format, ...] = (
     Format("tf", (".index", ".ckpt"), "converter.formats.tfbundle",
            "TensorFlow checkpoint (tensor bundle: PREFIX.index + PREFIX.data-*)",
-           dtypes=_TF_DTYPES, metadata=False),  # a bundle has no place for free-form strings
+           dtypes=_TF_DTYPES, metadata=False,  # a bundle has no place for free-form strings
+           marks=("saved_model.pb",)),
     Format("safetensors", (".safetensors", ".safetensors.index.json"),
            "converter.formats.safetensors", "safetensors (one file, or shards + index.json)",
            dtypes=_SAFETENSORS_DTYPES),
@@ -157,7 +162,8 @@ BUILTINS: tuple[Format, ...] = (
     Format("npz", (".npz",), "converter.formats.npz", "numpy .npz archive",
            integrity="integrity"),
     Format("npy", (".npy",), "converter.formats.npy",
-           "numpy .npy file (one tensor) or directory of .npy files"),
+           "numpy .npy file (one tensor) or directory of .npy files",
+           marks=("converter-index.json",)),  # the index of a directory we wrote
     Format("hdf5", (".h5", ".hdf5", ".he5"), "converter.formats.hdf5",
            "HDF5 file, groups mirror scopes", requires="h5py"),
     # A directory for transformers' from_pretrained, from an original release's checkpoint;
@@ -309,6 +315,11 @@ def for_output(path: Path, to: str | None) -> Format:
     if not fmt.can_write:
         raise UsageError(f"format {fmt.name!r} can be read but not written")
     return fmt
+
+
+def directory_marks() -> frozenset[str]:
+    """Every format's :attr:`Format.marks`: file names that make a directory one checkpoint."""
+    return frozenset(m for f in formats().values() for m in f.marks)
 
 
 def _is_tf_prefix(path: Path) -> bool:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import types
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +191,26 @@ def test_the_streaming_module_is_public():
 
     t = converter.Tensor.from_array("w", np.arange(10, dtype=np.int32))
     assert b"".join(bytes(p) for p in stream.chunks(t)) == np.arange(10, dtype=np.int32).tobytes()
+
+
+def test_directory_marks_come_from_the_rows_and_name_what_the_modules_write():
+    from converter._tempfiles import DIRECTORY_INDEX
+
+    assert registry.get("npy").marks == (DIRECTORY_INDEX,)
+    assert registry.get("tf").marks == ("saved_model.pb",)
+    assert registry.directory_marks() >= {DIRECTORY_INDEX, "saved_model.pb"}
+
+
+def test_batch_takes_a_plugins_marked_directory_whole(tmp_path, monkeypatch):
+    from converter.batch.discover import discover
+
+    marked = tmp_path / "runs" / "export"
+    marked.mkdir(parents=True)
+    (marked / "weights.bin").write_bytes(b"x")
+    (marked / "MARK").write_text("")
+    registry.register(registry.Format("marked", (".bin",), "json", marks=("MARK",)))
+    try:
+        items = discover([str(tmp_path / "runs")])
+    finally:
+        registry.unregister("marked")
+    assert [Path(i.source).name for i in items] == ["export"]

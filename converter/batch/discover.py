@@ -115,9 +115,9 @@ def _prefix_item(prefix: Path, rel: str) -> Item:
 
 
 def _whole(directory: Path) -> bool:
-    """A directory that is one checkpoint: a SavedModel or an npy directory we wrote."""
-    return (directory / "saved_model.pb").is_file() or (directory / "converter-index.json"
-                                                         ).is_file()
+    """A directory that is one checkpoint (a SavedModel, an npy directory we wrote): one holding
+    a file some format marks such directories with."""
+    return any((directory / name).is_file() for name in registry.directory_marks())
 
 
 def _whole_item(directory: Path, rel: str) -> Item:
