@@ -251,7 +251,7 @@ def test_existing_output_needs_force(tmp_path, capsys):
 def test_family_flags_are_for_hf_only(tmp_path, capsys):
     src = _release(tmp_path / "release")
     assert main(["convert", str(src), str(tmp_path / "x.npz"), "--family", "bert"]) == 2
-    assert "--family is for --to hf only" in capsys.readouterr().err
+    assert "--family is for --to hf or --from hf only" in capsys.readouterr().err
 
 
 def test_families_are_listed(capsys):

@@ -49,6 +49,8 @@ def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
         wanted["allow_pickle"] = True
     if getattr(args, "allow_external", False):
         wanted["allow_external"] = True
+    if getattr(args, "family", None) and fmt == "hf":
+        wanted["family"] = args.family
     if not wanted or fmt is None:
         return {}
     return reader_options(fmt, wanted)

@@ -36,8 +36,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "(5GB = 5e9 bytes, 5GiB = 5*2^30; hf's default is 50GB, as "
                         "transformers')")
     p.add_argument("--family", metavar="NAME",
-                   help="hf: the model family (default: detected from the tensor names; "
-                        "ckpt formats --families lists them)")
+                   help="hf: the model family (default: detected from the tensor names, or "
+                        "with --from hf from config.json; ckpt formats --families lists them)")
     p.add_argument("--config", metavar="FILE",
                    help="hf: the release's config (bert_config.json, hparams.json, "
                         "operative_config.gin, a config.json) when it is not beside SRC")
@@ -57,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
         opts["max_shard_size"] = args.max_shard_size
     for name in ("family", "config"):
         if getattr(args, name) is not None:
+            if name == "family" and src_fmt.name == "hf" and out_fmt.name != "hf":
+                continue  # a reader option: which family's names to go back to
             if out_fmt.name != "hf":
-                raise UsageError(f"--{name} is for --to hf only")
+                also = " or --from hf" if name == "family" else ""
+                raise UsageError(f"--{name} is for --to hf{also} only")
             opts[name] = getattr(args, name)
     rules = rules_from_args(args)
     if args.dry_run and out_fmt.name == "hf":

@@ -23,7 +23,7 @@ from ..tensor import Checkpoint
 from .config import build, read_config
 from .family import Architecture, Family, detect, families, get, layer_number
 
-__all__ = ["Prepared", "families", "prepare", "recording"]
+__all__ = ["Prepared", "families", "original", "prepare", "recording"]
 
 # transformers' own default for save_pretrained (5 × 10⁹ before transformers 5).
 DEFAULT_MAX_SHARD_SIZE = 50 * 10**9
@@ -94,18 +94,23 @@ def _tokenizers(family: Family, ckpt: Checkpoint) -> list[tuple[Path, str]]:
     return found
 
 
-def _check_names(family: Family, arch: Architecture, plan: Plan) -> None:
+def _check_names(family: Family, arch: Architecture, plan: Plan, back: str | None = None
+                 ) -> None:
     """Refuse a tensor with no place in the model, and numbered blocks that differ: each
-    would be an unexpected or a missing key when transformers loads the directory."""
+    would be an unexpected or a missing key when transformers loads the directory. ``back``
+    names the Hugging Face directory when checking the way back from it."""
     expect = [Pattern(p) for p in (*family.expect, *arch.expect)]
     for row in plan.rows:
         if expect and not any(p.match(row.name) for p in expect):
+            if back is not None:
+                raise UsageError(f"{back}: {row.name!r} has no place in {family.name}'s "
+                                 f"{arch.cls}, so it has no original name")
             raise UsageError(f"{family.name}: {row.old!r} has no place in {arch.cls} (it "
                              f"would be {row.name!r}); drop it with --exclude or choose "
                              f"another --family")
     for p in (*family.require, *arch.require):
         if not any(Pattern(p).match(row.name) for row in plan.rows):
-            raise UsageError(f"{family.name}: the checkpoint has nothing for "
+            raise UsageError(f"{back or family.name}: the checkpoint has nothing for "
                              f"{p.removeprefix('re:')} of {arch.cls}; is it a complete "
                              f"{family.name} checkpoint?")
     blocks: dict[str, set[int]] = defaultdict(set)
@@ -163,6 +168,61 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     if found is not None:
         found.append(prepared)
     return prepared
+
+
+def _family_of(config: dict[str, Any], family: str | None, where: str) -> Family:
+    if family:
+        return get(family)
+    model_type = config.get("model_type")
+    found = [f for f in families().values() if f.model_type == model_type]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"{where}: no model family makes model_type {model_type!r} "
+                         f"(known: {', '.join(families())})")
+    raise UsageError(f"{where}: model_type {model_type!r} is made by several families "
+                     f"({', '.join(f.name for f in found)}); pass --family")
+
+
+def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = None,
+             where: str = "the directory") -> Checkpoint:
+    """A Hugging Face model's tensors under its original release's names (a TF1 checkpoint
+    that the release's own code restores): the family's ``reverse`` rules, checked to invert
+    its forward rules exactly, name for name and shape for shape.
+
+    Args:
+        ckpt: the weights of a Hugging Face directory.
+        config: its ``config.json``, whose ``model_type`` picks the family and whose
+            ``architectures`` the class.
+        family: the family, when the model type does not settle it.
+    """
+    fam = _family_of(config, family, where)
+    classes = config.get("architectures") or []
+    arch = next((a for a in fam.architectures if a.cls in classes), None)
+    if arch is None:
+        raise UsageError(f"{where}: {fam.name} has no way back from "
+                         f"{', '.join(map(str, classes)) or 'an unnamed class'} (known: "
+                         f"{', '.join(a.cls for a in fam.architectures)})")
+    reverse = fam.reverse_for(arch)
+    if reverse is None:
+        raise UsageError(f"{where}: the {fam.name} family has no way back to the original "
+                         "names; read it as safetensors to keep transformers' names")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuleWarning)
+        back = reverse.apply(ckpt, strict=False)
+    # The way back must be the way there undone: each tensor, renamed back and then forward by
+    # the family's own rules, is again itself (name and shape).
+    forward = _plan(fam.rules_for(arch), back)
+    there = {r.old: (r.name, r.shape) for r in forward.rows}
+    for row in _plan(reverse, ckpt).rows:
+        got = there.get(row.name)
+        if got != (row.old, ckpt[row.old].shape):
+            raise UsageError(f"{where}: {row.old!r} has no original {fam.name} name (back as "
+                             f"{row.name!r}, which maps to {got[0] if got else 'nothing'!r})")
+    if fam.architecture(list(back)) is not arch:
+        raise UsageError(f"{where}: the tensors do not make the {arch.cls} they are named for")
+    _check_names(fam, arch, forward, back=where)  # what the way there would accept
+    return back
 
 
 def describe(prepared: Prepared) -> str:

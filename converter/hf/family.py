@@ -29,11 +29,16 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     rename = "/"
     ...
 
+    [[reverse]]                               # transformers' names back to the release's
+    rename = '\\.'                            # (``ckpt convert HF_DIR x.ckpt --from hf``),
+    to = "/"                                  # checked to invert ``rule`` exactly
+
     [[architecture]]                          # first whose ``when`` patterns all match
     class = "BertForPreTraining"
     when = ["cls/seq_relationship/output_weights"]
     config = { }                              # constants for config.json
-    [config.infer] / expect / require / rule  # as above, for this architecture only
+    [config.infer] / expect / require / rule / reverse  # as above, for this architecture
+                                              # (its reverse runs before the family's)
 
 Patterns are the rules' patterns: globs, or ``re:`` regexes (searched), on the names the family
 is applied to (the source's, after the user's own rules). Everything here is checked when the
@@ -54,8 +59,9 @@ from ..rules.core import parse_toml
 from ..rules.toml import rule_from_table
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
-        "layers", "config", "tokenizer", "rule", "architecture"}
-_ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "description"}
+        "layers", "config", "tokenizer", "rule", "reverse", "architecture"}
+_ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
+         "description"}
 _CONFIG = {"rename", "drop", "defaults", "required", "infer"}
 
 
@@ -108,6 +114,7 @@ class Architecture:
     require: tuple[str, ...] = ()
     rules: tuple[Any, ...] = ()
     description: str = ""
+    reverse: tuple[Any, ...] = ()
 
     def fits(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -140,6 +147,7 @@ class Family:
     required: tuple[str, ...] = ()
     infer: tuple[Infer, ...] = ()
     tokenizers: tuple[Tokenizer, ...] = ()
+    reverse: tuple[Any, ...] = ()
     where: str = ""
 
     def matches(self, names: Iterable[str]) -> bool:
@@ -157,6 +165,12 @@ class Family:
 
     def rules_for(self, arch: Architecture) -> Rules:
         return Rules((*self.rules, *arch.rules))
+
+    def reverse_for(self, arch: Architecture) -> Rules | None:
+        """transformers' names back to the release's, or None if the family has no way back."""
+        if not self.reverse and not arch.reverse:
+            return None
+        return Rules((*arch.reverse, *self.reverse))
 
 
 def _strs(value: Any, what: str) -> tuple[str, ...]:
@@ -235,7 +249,7 @@ def parse(text: str, where: str) -> Family:
             a["class"], _patterns(a.get("when"), f"{w} when"), _table(a.get("config"), w),
             _infers(a.get("infer"), f"{w} infer"), _patterns(a.get("expect"), f"{w} expect"),
             _patterns(a.get("require"), f"{w} require"), _rules(a.get("rule"), w),
-            str(a.get("description", ""))))
+            str(a.get("description", "")), _rules(a.get("reverse"), f"{w} reverse")))
     if not archs:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
@@ -264,7 +278,8 @@ def parse(text: str, where: str) -> Family:
         defaults=_table(config.get("defaults"), f"{where} [config] defaults"),
         required=_strs(config.get("required") or [], f"{where} [config] required"),
         infer=_infers(config.get("infer"), f"{where} [config.infer]"),
-        tokenizers=tuple(tokenizers), where=where)
+        tokenizers=tuple(tokenizers), reverse=_rules(doc.get("reverse"), f"{where} reverse"),
+        where=where)
 
 
 @cache

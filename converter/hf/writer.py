@@ -12,10 +12,12 @@ import json
 import shutil
 from pathlib import Path
 
+from ..errors import FormatError
 from ..formats import safetensors
 from ..outputs import outputs
-from ..tensor import Checkpoint
-from . import DEFAULT_MAX_SHARD_SIZE, prepare
+from ..tensor import Checkpoint, Source
+from . import DEFAULT_MAX_SHARD_SIZE, original, prepare
+from .config import read_config
 
 WEIGHTS = "model.safetensors"
 
@@ -25,9 +27,23 @@ def sniff(path: Path) -> bool:
         (path / WEIGHTS).is_file() or (path / (WEIGHTS + ".index.json")).is_file())
 
 
-def read(path: Path) -> Checkpoint:
-    """The weights of a Hugging Face directory (its config stays where it is)."""
-    return safetensors.read(path)
+def read(path: Path, *, family: str | None = None) -> Checkpoint:
+    """The weights of a Hugging Face directory under the original release's names (its
+    ``config.json`` says which family and class; ``family`` when the model type does not
+    settle it). Read the directory as ``safetensors`` to keep transformers' names."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FormatError(f"{path}: not a Hugging Face model directory (no config.json)")
+    config = read_config(config_file)
+    ckpt = safetensors.read(path)
+    try:
+        back = original(ckpt, config, family=family, where=str(path))
+    except BaseException:
+        ckpt.close()
+        raise
+    back.source = Source("hf", str(path))
+    back.metadata = {}  # {"format": "pt"} says how transformers saved it, not what it is
+    return back
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
