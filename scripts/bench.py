@@ -18,6 +18,9 @@ What is measured, for every kind (ours vs baseline):
 * ``read``: ``converter.read(PREFIX)`` and ``t.read()`` of every tensor vs
   ``load_checkpoint`` + ``get_tensor`` of every name; both touch every element of every array
   (``np.add.reduce`` over a flat view) so lazily mapped data is really read.
+* ``to-hf`` (bert): ``ckpt convert PREFIX DIR --to hf`` vs transformers 4.x's own route
+  (TensorFlow, ``load_tf_weights_in_bert``, ``save_pretrained``) in the environment
+  ``--hf-reference-python`` names.
 * ``to-safetensors``, ``to-npz``: ``ckpt convert PREFIX OUT -q --force`` vs ``cp DATAFILE OUT &&
   sync OUT`` (the cost of copying the bytes once); for safetensors also the plain TF path:
   ``load_checkpoint`` + ``get_tensor`` of every name + ``safetensors.numpy.save_file`` + fsync
@@ -143,6 +146,20 @@ def ckpt_command() -> list[str]:
         return [str(script)]
     return [sys.executable, "-m", "converter"]
 
+# The route transformers 4.x offered (removed in transformers 5): its TensorFlow loader into a
+# PyTorch model, then save_pretrained. Run by the Python of an environment that has them.
+HF_OLD_ROUTE = """
+import json, sys
+from transformers import BertConfig, BertForPreTraining, load_tf_weights_in_bert
+config = BertConfig(**json.load(open(sys.argv[2])))
+model = BertForPreTraining(config)
+load_tf_weights_in_bert(model, config, sys.argv[1])
+model.save_pretrained(sys.argv[3])
+"""
+BERT_BASE_CONFIG = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                    "intermediate_size": 3072, "vocab_size": 30522,
+                    "max_position_embeddings": 512, "type_vocab_size": 2}
+
 
 def python_code(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
@@ -263,6 +280,25 @@ def copy_command(sources: list[Path], outdir: Path, tag: str) -> tuple[list[str]
                          f" && sync {shlex.quote(str(c))}"
                          for s, c in zip(sources, copies, strict=True))
     return ["sh", "-c", script], copies
+
+
+def bench_hf(prefix: Path, outdir: Path, repeat: int, old_python: Path | None) -> list[Row]:
+    """BERT-base with its Adam slots into a Hugging Face directory, against transformers 4.x's
+    own route (TensorFlow + load_tf_weights_in_bert + save_pretrained) when ``old_python``
+    names an environment that has it."""
+    config = outdir / "bert_config.json"
+    config.write_text(json.dumps(BERT_BASE_CONFIG))
+    print("[bert] to-hf", file=sys.stderr, flush=True)
+    out = outdir / "bert-hf"
+    ours = measure([*ckpt_command(), "convert", str(prefix), str(out), "--to", "hf",
+                    "--config", str(config), "-q", "--force"], repeat, [out])
+    if old_python is None:
+        base = Measurement(None, None, [], "skipped (no --hf-reference-python)")
+    else:
+        old = outdir / "bert-hf-old"
+        base = measure([str(old_python), "-c", HF_OLD_ROUTE, str(prefix), str(config), str(old)],
+                       repeat, [old])
+    return [row("bert", "to-hf (BertForPreTraining)", ours, "tf + transformers 4.57", base)]
 
 
 def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int, with_tf: bool) -> list[Row]:
@@ -452,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixture-writer", choices=("tf", "converter"), default="tf",
                         help="who writes the fixtures scripts/bench_fixtures.py makes "
                              "(default: tf)")
+    parser.add_argument("--hf-reference-python", type=Path, metavar="PYTHON",
+                        help="the Python of an environment with TensorFlow and transformers "
+                             "4.x (scripts/hf_reference/make_env.sh makes one): the baseline "
+                             "of the bert to-hf row")
     parser.add_argument("--make-ckpt", type=Path,
                         help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
                              "(default: scripts/bench_fixtures.py)")
@@ -479,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for kind in args.kinds:
             rows.extend(bench_kind(kind, bundles[kind], outdir, args.repeat, not args.quick))
+            if kind == "bert":
+                rows.extend(bench_hf(bundles[kind], outdir, args.repeat,
+                                     args.hf_reference_python))
         if args.batch:
             rows.extend(bench_batch(workdir, outdir, args.repeat, args.batch))
     finally:
