@@ -29,6 +29,9 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     rename = "/"
     ...
 
+    hook = "transformers-tf2"                 # optional: see .hooks (then class, model_type
+                                              # and config may come from the release's config)
+
     [[architecture]]                          # first whose ``when`` patterns all match
     class = "BertForPreTraining"
     when = ["cls/seq_relationship/output_weights"]
@@ -54,7 +57,7 @@ from ..rules.core import parse_toml
 from ..rules.toml import rule_from_table
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
-        "layers", "config", "tokenizer", "rule", "architecture"}
+        "layers", "config", "tokenizer", "rule", "architecture", "hook"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "description"}
 _CONFIG = {"rename", "drop", "defaults", "required", "infer"}
 
@@ -141,6 +144,7 @@ class Family:
     infer: tuple[Infer, ...] = ()
     tokenizers: tuple[Tokenizer, ...] = ()
     where: str = ""
+    hook: str = ""  # a function of .hooks that settles the class, config and rank-bound rules
 
     def matches(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -221,7 +225,16 @@ def parse(text: str, where: str) -> Family:
     unknown = set(doc) - _TOP
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("name", "model_type"):
+    hook = doc.get("hook", "")
+    if not isinstance(hook, str):
+        raise UsageError(f"{where}: hook must be a string")
+    if hook:
+        from .hooks import HOOKS  # hooks build on this module
+
+        if hook not in HOOKS:
+            raise UsageError(f"{where}: unknown hook {hook!r} (known: {', '.join(HOOKS)})")
+    # With a hook, the class and model_type may come from the release's config instead.
+    for key in ("name",) if hook else ("name", "model_type"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise UsageError(f"{where}: {key} must be a non-empty string")
     config = _table(doc.get("config"), f"{where} [config]", _CONFIG)
@@ -236,7 +249,7 @@ def parse(text: str, where: str) -> Family:
             _infers(a.get("infer"), f"{w} infer"), _patterns(a.get("expect"), f"{w} expect"),
             _patterns(a.get("require"), f"{w} require"), _rules(a.get("rule"), w),
             str(a.get("description", ""))))
-    if not archs:
+    if not archs and not hook:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
     for i, t in enumerate(doc.get("tokenizer") or []):
@@ -254,7 +267,8 @@ def parse(text: str, where: str) -> Family:
         raise UsageError(f"{where} [config] rename: values must be key names")
     return Family(
         name=doc["name"], description=str(doc.get("description", "")),
-        model_type=doc["model_type"], detect=_patterns(doc.get("detect"), f"{where} detect"),
+        model_type=str(doc.get("model_type", "")),
+        detect=_patterns(doc.get("detect"), f"{where} detect"),
         architectures=tuple(archs),
         config_files=_strs(doc.get("config_files") or [], f"{where} config_files"),
         expect=_patterns(doc.get("expect"), f"{where} expect"),
@@ -264,7 +278,7 @@ def parse(text: str, where: str) -> Family:
         defaults=_table(config.get("defaults"), f"{where} [config] defaults"),
         required=_strs(config.get("required") or [], f"{where} [config] required"),
         infer=_infers(config.get("infer"), f"{where} [config.infer]"),
-        tokenizers=tuple(tokenizers), where=where)
+        tokenizers=tuple(tokenizers), where=where, hook=hook)
 
 
 @cache
