@@ -151,8 +151,9 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     source = read_config(file) if file is not None else None
     shapes = {n: t.shape for n, t in ckpt.items()}
     where = str(file) if file else "the checkpoint"
-    hooked = HOOKS[fam.hook](fam, shapes, source, where) if fam.hook else None
-    arch = hooked.architecture if hooked else fam.architecture(names)
+    hooked = HOOKS[fam.hook](fam.name, shapes, source, where) if fam.hook else None
+    arch = Architecture(hooked.cls, description=f"from {where}") if hooked else (
+        fam.architecture(names))
     rules = fam.rules_for(arch)
     if hooked:
         rules = Rules((*hooked.rules, *rules.rules))

@@ -55,6 +55,7 @@ from ..errors import RenameError, UsageError
 from ..rules import Pattern, Rules
 from ..rules.core import parse_toml
 from ..rules.toml import rule_from_table
+from .hooks import HOOKS
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
         "layers", "config", "tokenizer", "rule", "architecture", "hook"}
@@ -229,8 +230,6 @@ def parse(text: str, where: str) -> Family:
     if not isinstance(hook, str):
         raise UsageError(f"{where}: hook must be a string")
     if hook:
-        from .hooks import HOOKS  # hooks build on this module
-
         if hook not in HOOKS:
             raise UsageError(f"{where}: unknown hook {hook!r} (known: {', '.join(HOOKS)})")
     # With a hook, the class and model_type may come from the release's config instead.

@@ -17,19 +17,19 @@ from ..errors import UsageError
 from ..rules.core import Rule
 from ..rules.names import Exclude, Rename
 from ..rules.transforms import Squeeze, Transpose
-from .family import Architecture, Family
 
 
 @dataclass(frozen=True)
 class Hooked:
     """What a hook settled: the class, config.json's content and rules to run first."""
 
-    architecture: Architecture
+    cls: str
     config: dict[str, Any]
     rules: tuple[Rule, ...] = ()
 
 
-Hook = Callable[[Family, Mapping[str, tuple[int, ...]], Mapping[str, Any] | None, str], Hooked]
+# (family name, source shapes by name, the release's config or None, where that config is)
+Hook = Callable[[str, Mapping[str, tuple[int, ...]], Mapping[str, Any] | None, str], Hooked]
 
 
 def _exact(names: list[str]) -> str:
@@ -43,7 +43,7 @@ def keras_snake(name: str) -> str:
     return name if not name.startswith("_") else "private" + name
 
 
-def transformers_tf2(family: Family, shapes: Mapping[str, tuple[int, ...]],
+def transformers_tf2(family: str, shapes: Mapping[str, tuple[int, ...]],
                      config: Mapping[str, Any] | None, where: str) -> Hooked:
     """``tf_model.h5`` as transformers' TF classes saved it, read the way transformers 4.x's
     ``load_tf2_weights_in_pytorch_model`` read it (``convert_tf_weight_name_to_pt_weight_name``
@@ -63,7 +63,7 @@ def transformers_tf2(family: Family, shapes: Mapping[str, tuple[int, ...]],
       the main layer's name (``bert``) is taken out when every weight is under it.
     """
     if config is None:
-        raise UsageError(f"{family.name}: no config.json beside the weights; pass --config with "
+        raise UsageError(f"{family}: no config.json beside the weights; pass --config with "
                          "the config.json that transformers saved with them")
     archs = config.get("architectures")
     if (not isinstance(config.get("model_type"), str) or not isinstance(archs, list)
@@ -77,7 +77,7 @@ def transformers_tf2(family: Family, shapes: Mapping[str, tuple[int, ...]],
     main = [t for t in tops if re.fullmatch(re.escape(layer) + r"(_\d+)?", t)]
     if len(main) != 1:
         found = ", ".join(sorted(t for t in tops if t.startswith("tf"))) or ", ".join(sorted(tops))
-        raise UsageError(f"{family.name}: the weights are {found}'s, not TF{cls}'s (the class "
+        raise UsageError(f"{family}: the weights are {found}'s, not TF{cls}'s (the class "
                          f"{where} names)")
     rules: list[Rule] = []
     copies = [n for n in names if "/" in n and n.split("/", 1)[1] in shapes]
@@ -110,8 +110,7 @@ def transformers_tf2(family: Family, shapes: Mapping[str, tuple[int, ...]],
                 rules.append(Rename(f"^([^/]*)/{re.escape(prefix)}/", r"\1/"))
     content = {**config, "architectures": [a.removeprefix("TF") if isinstance(a, str) else a
                                            for a in archs]}
-    return Hooked(Architecture(cls, description=f"from {where}"), dict(sorted(content.items())),
-                  tuple(rules))
+    return Hooked(cls, dict(sorted(content.items())), tuple(rules))
 
 
 HOOKS: dict[str, Hook] = {"transformers-tf2": transformers_tf2}
