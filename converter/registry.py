@@ -93,6 +93,9 @@ class Format:
         integrity: name of a function of the module, ``fn(path) -> {tensor: problem}``, that
             checks the file's own checksums beyond what reading checks (``ckpt verify`` calls
             it); default None, no such check.
+        roundtrip: whether the writer takes any checkpoint and the reader gives it back, names
+            and values; default True. False for a writer that maps a checkpoint into another
+            model's layout (``hf``: a known model family into transformers' names).
         marks: names of files whose presence makes a directory one checkpoint of this format
             as a whole (``saved_model.pb``), which ``ckpt batch`` converts as one item instead
             of searching inside it; default (), no such directory.
@@ -107,6 +110,7 @@ class Format:
     dtypes: frozenset[str] | None = None
     metadata: bool = True
     integrity: str | None = None
+    roundtrip: bool = True
     marks: tuple[str, ...] = ()
 
     def load(self) -> ModuleType:
@@ -170,7 +174,7 @@ BUILTINS: tuple[Format, ...] = (
     # picked by name (--to hf), never by suffix.
     Format("hf", (), "converter.hf.writer",
            "Hugging Face model directory (model.safetensors, config.json, tokenizer files) "
-           "from a known model family", dtypes=_SAFETENSORS_DTYPES),
+           "from a known model family", dtypes=_SAFETENSORS_DTYPES, roundtrip=False),
     Format("keras", (".keras",), "converter.formats.keras",
            "Keras 3 .keras archive (weights named from its config; read only)",
            requires="h5py", can_write=False),

@@ -38,3 +38,13 @@ def test_dev_extra_holds_the_checkers(pyproject):
     dev = " ".join(pyproject["project"]["optional-dependencies"]["dev"])
     for tool in ("pytest", "hypothesis", "ruff", "moto", "mypy"):
         assert tool in dev, tool
+
+
+def test_model_families_ship_with_the_package(pyproject):
+    """--to hf reads its families from package data: a wheel without them knows none."""
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["converter"]
+    families = sorted((PACKAGE / "hf" / "families").glob("*.toml"))
+    assert families
+    for path in families:
+        rel = path.relative_to(PACKAGE)
+        assert any(rel.match(p) for p in patterns), f"converter/{rel} is not package data"

@@ -27,7 +27,8 @@ def output_name(item: Item, to: str) -> tuple[str, str]:
         if name.lower().endswith(suffix) and name != suffix:
             name = name[: -len(suffix)]
             break
-    suffix = "" if fmt.name in ("tf", "npy") else fmt.suffixes[0]
+    # Directory outputs (a TF prefix, npy, hf) are named after the item alone.
+    suffix = "" if fmt.name in ("tf", "npy") or not fmt.suffixes else fmt.suffixes[0]
     return parent, name + suffix
 
 

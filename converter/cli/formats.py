@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         from ..hf import families
 
         for fam in families().values():
-            classes = ", ".join(a.cls for a in fam.architectures)
+            classes = ", ".join(a.cls for a in fam.architectures) or "the class its config names"
             print(f"{fam.name:<16} {fam.description}\n{'':<16} {classes}")
         return 0
     for fmt in registry.formats().values():

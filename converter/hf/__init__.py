@@ -22,6 +22,7 @@ from ..rules import Pattern, Plan, Rules, RuleWarning
 from ..tensor import Checkpoint
 from .config import build, read_config
 from .family import Architecture, Family, detect, families, get, layer_number
+from .hooks import HOOKS
 
 __all__ = ["Prepared", "families", "original", "prepare", "recording"]
 
@@ -151,14 +152,19 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     if family and not fam.matches(names):
         raise UsageError(f"the checkpoint is not a {fam.name} checkpoint (no tensor matches "
                          f"{', '.join(fam.detect)})")
-    arch = fam.architecture(names)
-    rules = fam.rules_for(arch)
-    plan = _plan(rules, ckpt)
-    _check_names(fam, arch, plan)
     file = _config_file(fam, ckpt, config)
     source = read_config(file) if file is not None else None
     shapes = {n: t.shape for n, t in ckpt.items()}
-    content = build(fam, arch, source, shapes, str(file) if file else "the checkpoint")
+    where = str(file) if file else "the checkpoint"
+    hooked = HOOKS[fam.hook](fam.name, shapes, source, where) if fam.hook else None
+    arch = Architecture(hooked.cls, description=f"from {where}") if hooked else (
+        fam.architecture(names))
+    rules = fam.rules_for(arch)
+    if hooked:
+        rules = Rules((*hooked.rules, *rules.rules))
+    plan = _plan(rules, ckpt)
+    _check_names(fam, arch, plan)
+    content = hooked.config if hooked else build(fam, arch, source, shapes, where)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuleWarning)
         out = rules.apply(ckpt, strict=False)

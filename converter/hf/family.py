@@ -33,6 +33,9 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     rename = '\\.'                            # (``ckpt convert HF_DIR x.ckpt --from hf``),
     to = "/"                                  # checked to invert ``rule`` exactly
 
+    hook = "transformers-tf2"                 # optional: see .hooks (then class, model_type
+                                              # and config may come from the release's config)
+
     [[architecture]]                          # first whose ``when`` patterns all match
     class = "BertForPreTraining"
     when = ["cls/seq_relationship/output_weights"]
@@ -57,9 +60,10 @@ from ..errors import RenameError, UsageError
 from ..rules import Pattern, Rules
 from ..rules.core import parse_toml
 from ..rules.toml import rule_from_table
+from .hooks import HOOKS
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
-        "layers", "config", "tokenizer", "rule", "reverse", "architecture"}
+        "layers", "config", "tokenizer", "rule", "reverse", "architecture", "hook"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
          "description"}
 _CONFIG = {"rename", "drop", "defaults", "required", "infer"}
@@ -149,6 +153,7 @@ class Family:
     tokenizers: tuple[Tokenizer, ...] = ()
     reverse: tuple[Any, ...] = ()
     where: str = ""
+    hook: str = ""  # a function of .hooks that settles the class, config and rank-bound rules
 
     def matches(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -235,7 +240,14 @@ def parse(text: str, where: str) -> Family:
     unknown = set(doc) - _TOP
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("name", "model_type"):
+    hook = doc.get("hook", "")
+    if not isinstance(hook, str):
+        raise UsageError(f"{where}: hook must be a string")
+    if hook:
+        if hook not in HOOKS:
+            raise UsageError(f"{where}: unknown hook {hook!r} (known: {', '.join(HOOKS)})")
+    # With a hook, the class and model_type may come from the release's config instead.
+    for key in ("name",) if hook else ("name", "model_type"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise UsageError(f"{where}: {key} must be a non-empty string")
     config = _table(doc.get("config"), f"{where} [config]", _CONFIG)
@@ -250,7 +262,7 @@ def parse(text: str, where: str) -> Family:
             _infers(a.get("infer"), f"{w} infer"), _patterns(a.get("expect"), f"{w} expect"),
             _patterns(a.get("require"), f"{w} require"), _rules(a.get("rule"), w),
             str(a.get("description", "")), _rules(a.get("reverse"), f"{w} reverse")))
-    if not archs:
+    if not archs and not hook:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
     for i, t in enumerate(doc.get("tokenizer") or []):
@@ -268,7 +280,8 @@ def parse(text: str, where: str) -> Family:
         raise UsageError(f"{where} [config] rename: values must be key names")
     return Family(
         name=doc["name"], description=str(doc.get("description", "")),
-        model_type=doc["model_type"], detect=_patterns(doc.get("detect"), f"{where} detect"),
+        model_type=str(doc.get("model_type", "")),
+        detect=_patterns(doc.get("detect"), f"{where} detect"),
         architectures=tuple(archs),
         config_files=_strs(doc.get("config_files") or [], f"{where} config_files"),
         expect=_patterns(doc.get("expect"), f"{where} expect"),
@@ -279,7 +292,7 @@ def parse(text: str, where: str) -> Family:
         required=_strs(config.get("required") or [], f"{where} [config] required"),
         infer=_infers(config.get("infer"), f"{where} [config.infer]"),
         tokenizers=tuple(tokenizers), reverse=_rules(doc.get("reverse"), f"{where} reverse"),
-        where=where)
+        where=where, hook=hook)
 
 
 @cache
