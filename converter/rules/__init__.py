@@ -37,11 +37,12 @@ from .transforms import (
     Split,
     Squeeze,
     Transpose,
+    Unsqueeze,
 )
 
 __all__ = [
     "PRESETS", "AddConstant", "AddPrefix", "Cast", "Concat", "Drop", "DropOptimizer", "Entry",
     "Exclude", "KerasNames", "Map", "Only", "Pattern", "Plan", "PlanRow", "Preset", "Rename",
     "ReorderGates", "Reshape", "Rule", "RuleWarning", "Rules", "Split", "Squeeze", "StripPrefix",
-    "Tf1LstmToKeras", "Tf2Names", "Transpose", "UseEma", "preset",
+    "Tf1LstmToKeras", "Tf2Names", "Transpose", "Unsqueeze", "UseEma", "preset",
 ]

@@ -104,6 +104,19 @@ def squeeze(e: Entry, axis: int) -> Entry:
                          lambda a: c_order(a.squeeze(axis)))
 
 
+def unsqueeze(e: Entry, axis: int) -> Entry:
+    """Insert an axis of length 1 at ``axis`` (``[in, out]`` back to GPT-2's ``[1, in, out]``)."""
+    shape = None
+    if e.shape is not None:
+        ndim = len(e.shape) + 1
+        if not -ndim <= axis < ndim:
+            raise RenameError(f"{_what(e)}: cannot insert axis {axis} into {len(e.shape)} axes")
+        at = axis % ndim
+        shape = e.shape[:at] + (1,) + e.shape[at:]
+    return e.transformed(f"unsqueeze axis {axis}", shape, e.dtype,
+                         lambda a: c_order(np.expand_dims(a, axis)))
+
+
 def _split_sizes(e: Entry, total: int, sizes: Sequence[int] | None, n: int) -> list[int]:
     if sizes is None:
         if total % n:

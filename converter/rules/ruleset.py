@@ -24,6 +24,7 @@ from .transforms import (
     Split,
     Squeeze,
     Transpose,
+    Unsqueeze,
 )
 
 
@@ -103,6 +104,10 @@ class Rules:
     def squeeze(self, pattern: str, axis: int = 0) -> Rules:
         """Drop an axis of length 1 (``[1, in, out]`` conv1d weights to ``[in, out]``)."""
         return self.then(Squeeze(pattern, axis))
+
+    def unsqueeze(self, pattern: str, axis: int = 0) -> Rules:
+        """Insert an axis of length 1 (undoes :meth:`squeeze`)."""
+        return self.then(Unsqueeze(pattern, axis))
 
     def split(self, pattern: str, into: Sequence[str], axis: int = -1,
               sizes: Sequence[int] | None = None) -> Rules:

@@ -1,7 +1,7 @@
 """Rules files: TOML with one ``[[rule]]`` table per rule, in order, and an optional top-level
 ``strict = true``. Each table holds one key naming the rule kind (``rename``, ``map``,
 ``map_file``, ``only``, ``exclude``, ``strip_prefix``, ``add_prefix``, ``preset``, ``cast``,
-``transpose``, ``reshape``, ``squeeze``, ``split``, ``concat``, ``reorder_gates``,
+``transpose``, ``reshape``, ``squeeze``, ``unsqueeze``, ``split``, ``concat``, ``reorder_gates``,
 ``add_constant``) plus that kind's options. Reading uses ``tomllib``; writing uses the small
 emitter below (TOML writers are not in the standard library).
 """
@@ -27,13 +27,14 @@ from .transforms import (
     Split,
     Squeeze,
     Transpose,
+    Unsqueeze,
 )
 
 # The key naming a rule in its [[rule]] table -> what builds the rule from that table.
 RULE_TABLES: dict[str, Callable[[Mapping[str, Any]], Rule]] = {
     cls.key: cls.from_table for cls in (
-        Rename, Only, Exclude, StripPrefix, AddPrefix, Cast, Transpose, Reshape, Squeeze, Split,
-        Concat,
+        Rename, Only, Exclude, StripPrefix, AddPrefix, Cast, Transpose, Reshape, Squeeze,
+        Unsqueeze, Split, Concat,
         ReorderGates, AddConstant)
 }
 RULE_TABLES.update(map=Map.from_table, map_file=Map.from_table,

@@ -1,6 +1,6 @@
 """Transform rules: select tensors by pattern and apply a value transform from ``ops.py``
-(``cast``, ``transpose``, ``reshape``, ``squeeze``, ``split``, ``concat``, ``reorder_gates``,
-``add_constant``)."""
+(``cast``, ``transpose``, ``reshape``, ``squeeze``, ``unsqueeze``, ``split``, ``concat``,
+``reorder_gates``, ``add_constant``)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from .ops import (
     squeeze,
     to_dtype,
     transpose,
+    unsqueeze,
 )
 
 
@@ -131,6 +132,25 @@ class Squeeze(Rule):
 
     def __str__(self) -> str:
         return f"squeeze {self.pattern!r} axis {self.axis}"
+
+
+@dataclass(frozen=True)
+class Unsqueeze(Rule):
+    """Insert an axis of length 1 into matching tensors (default: first); undoes ``squeeze``."""
+
+    key = "unsqueeze"
+    pattern: str
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        check_int(self.axis, "unsqueeze axis")
+        Pattern(self.pattern)
+
+    def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+        return _each(Pattern(self.pattern), entries, lambda e, m: unsqueeze(e, self.axis))
+
+    def __str__(self) -> str:
+        return f"unsqueeze {self.pattern!r} axis {self.axis}"
 
 
 @dataclass(frozen=True)
