@@ -333,3 +333,38 @@ def test_t5_v1_1_is_not_taken_for_mt5_by_detection(t5_checkpoints):
     with converter.read(t5_checkpoints["t5_v1_1"]["prefix"]) as ckpt:
         prepared = prepare(ckpt)
     assert prepared.family.name == "t5"
+
+
+_MINI = """
+name = "mini"
+model_type = "mini"
+detect = ["w"]
+"""
+_MINI_ARCH = """
+[[architecture]]
+class = "MiniModel"
+"""
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('base = "nosuch"\n', "base 'nosuch' is not a family without a base"),
+    ("auto_detect = 1\n", "auto_detect: expected true or false"),
+    ("[shapes]\n'w' = [\"d_model+1\"]\n", "dims must be sizes or config keys"),
+    ("[shapes]\n're:(' = [1]\n", "re:("),
+])
+def test_schema_additions_refuse_what_is_malformed(extra, message):
+    from converter.hf.family import parse
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse(_MINI + extra + _MINI_ARCH, "families/mini.toml", {})
+
+
+def test_a_base_gives_what_the_family_does_not():
+    from converter.hf.family import families, parse
+
+    t5 = families()["t5"]
+    fam = parse('base = "t5"\nname = "x"\nmodel_type = "x"\n', "x.toml",
+                {"t5": {"name": "t5", "detect": list(t5.detect), "model_type": "t5",
+                        "architecture": [{"class": "A"}], "config": {"keep": ["d_model"]}}})
+    assert fam.detect == t5.detect and fam.model_type == "x" and fam.keep == ("d_model",)
+    assert [a.cls for a in fam.architectures] == ["A"] and fam.auto_detect
