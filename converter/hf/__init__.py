@@ -127,6 +127,31 @@ def _check_names(family: Family, arch: Architecture, plan: Plan, back: str | Non
             raise UsageError(f"{family.name}: {where} is missing, while other layers have it")
 
 
+def _check_shapes(family: Family, arch: Architecture, plan: Plan,
+                  config: dict[str, Any]) -> None:
+    """Refuse a tensor whose shape is not the one the config gives the model's parameter:
+    transformers would load it as a mismatched key, or not at all."""
+    compiled = [(Pattern(p), dims) for p, dims in family.shapes]
+    for row in plan.rows:
+        dims = next((d for p, d in compiled if p.match(row.name)), None)
+        if dims is None or row.shape is None:
+            continue
+        want = []
+        for dim in dims:
+            size = 1
+            for key in (dim.split("*") if isinstance(dim, str) else ()):
+                if not isinstance(config.get(key), int):
+                    raise UsageError(f"{family.where} [shapes]: config has no {key} for "
+                                     f"{row.name}")
+                size *= config[key]
+            want.append(dim if isinstance(dim, int) else size)
+        if list(row.shape) != want:
+            said = ", ".join(f"{k}={config[k]}" for d in dims if isinstance(d, str)
+                             for k in d.split("*"))
+            raise UsageError(f"{family.name}: {row.old!r} becomes {row.name} of shape "
+                             f"{list(row.shape)}, but {arch.cls} with {said} needs {want}")
+
+
 def _plan(rules: Rules, ckpt: Checkpoint) -> Plan:
     # A family's rules cover every head and variant; that some match nothing says nothing.
     with warnings.catch_warnings():
@@ -165,6 +190,7 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     plan = _plan(rules, ckpt)
     _check_names(fam, arch, plan)
     content = hooked.config if hooked else build(fam, arch, source, shapes, where)
+    _check_shapes(fam, arch, plan, content)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuleWarning)
         out = rules.apply(ckpt, strict=False)

@@ -69,7 +69,7 @@ def translate(family: Family, source: Mapping[str, Any]) -> dict[str, Any]:
     """The release's config under transformers' key names."""
     out: dict[str, Any] = {}
     for key, value in source.items():
-        if key in family.drop:
+        if key in family.drop or (family.keep is not None and key not in family.keep):
             continue
         out[family.rename.get(key, key)] = value
     return out

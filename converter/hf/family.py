@@ -12,6 +12,7 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     layers = ["re:^bert\\\\.encoder\\\\.layer\\\\.(\\\\d+)\\\\."]  # numbered blocks, alike
 
     [config]
+    keep = ["n_embd", "n_head"]               # take only these source keys (gin: a few of many)
     rename = { n_embd = "hidden_size" }       # source config key -> transformers key
     drop = ["directionality"]                 # source keys that have no transformers meaning
     defaults = { hidden_act = "gelu" }        # when neither the file nor the shapes say
@@ -20,6 +21,9 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     [config.infer]                            # what the shapes settle (checked against the file)
     vocab_size = { tensor = "bert/embeddings/word_embeddings", axis = 0 }
     num_hidden_layers = { count = "re:^bert/encoder/layer_(\\\\d+)/" }
+
+    [shapes]                                  # output name -> its shape in config keys
+    're:\\.query\\.weight$' = ["hidden_size", "hidden_size"]   # first match; "a*b" multiplies
 
     [[tokenizer]]                             # files beside the checkpoint, under HF's names
     from = ["vocab.txt"]
@@ -43,6 +47,11 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     [config.infer] / expect / require / rule / reverse  # as above, for this architecture
                                               # (its reverse runs before the family's)
 
+A family may name a ``base`` family (``base = "t5"``): it takes every top-level key of it that it
+does not give itself (a table is replaced whole, not merged). ``auto_detect = false`` keeps a
+family out of detection, for one whose tensors are named as another's (mT5 as T5 v1.1): it is
+chosen with ``--family`` only.
+
 Patterns are the rules' patterns: globs, or ``re:`` regexes (searched), on the names the family
 is applied to (the source's, after the user's own rules). Everything here is checked when the
 file is loaded, so a broken family fails on first use with its file name, never mid-write.
@@ -50,6 +59,7 @@ file is loaded, so a broken family fails on first use with its file name, never 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -63,10 +73,12 @@ from ..rules.toml import rule_from_table
 from .hooks import HOOKS
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
-        "layers", "config", "tokenizer", "rule", "reverse", "architecture", "hook"}
+        "layers", "config", "tokenizer", "rule", "reverse", "architecture", "hook", "base",
+        "auto_detect", "shapes"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
          "description"}
-_CONFIG = {"rename", "drop", "defaults", "required", "infer"}
+_CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer"}
+_DIM = re.compile(r"^[A-Za-z_]\w*(\*[A-Za-z_]\w*)*$")
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,9 @@ class Family:
     reverse: tuple[Any, ...] = ()
     where: str = ""
     hook: str = ""  # a function of .hooks that settles the class, config and rank-bound rules
+    keep: tuple[str, ...] | None = None
+    auto_detect: bool = True
+    shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
 
     def matches(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -231,12 +246,36 @@ def _patterns(value: Any, what: str) -> tuple[str, ...]:
     return patterns
 
 
-def parse(text: str, where: str) -> Family:
-    """A family from its TOML text; UsageError naming ``where`` on anything malformed."""
+def _doc(text: str, where: str) -> dict[str, Any]:
     try:
-        doc = parse_toml(text, where)
+        return parse_toml(text, where)
     except RenameError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _shapes(value: Any, where: str) -> tuple[tuple[str, tuple[int | str, ...]], ...]:
+    out = []
+    for pattern, dims in _table(value, where).items():
+        if not isinstance(dims, list) or not all(
+                (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+                or (isinstance(d, str) and _DIM.match(d)) for d in dims):
+            raise UsageError(f"{where} {pattern!r}: dims must be sizes or config keys "
+                             f"(``num_heads*d_kv``)")
+        out.append((_patterns(pattern, f"{where} {pattern!r}")[0], tuple(dims)))
+    return tuple(out)
+
+
+def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None = None
+          ) -> Family:
+    """A family from its TOML text; UsageError naming ``where`` on anything malformed.
+    ``bases`` are the other families' TOML documents by name, for a family that names a
+    ``base``: it takes every top-level key of that family it does not give itself."""
+    doc = _doc(text, where)
+    if "base" in doc:
+        base = (bases or {}).get(doc["base"]) if isinstance(doc["base"], str) else None
+        if base is None or "base" in base:
+            raise UsageError(f"{where}: base {doc['base']!r} is not a family without a base")
+        doc = {**base, **{k: v for k, v in doc.items() if k != "base"}}
     unknown = set(doc) - _TOP
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -292,20 +331,35 @@ def parse(text: str, where: str) -> Family:
         required=_strs(config.get("required") or [], f"{where} [config] required"),
         infer=_infers(config.get("infer"), f"{where} [config.infer]"),
         tokenizers=tuple(tokenizers), reverse=_rules(doc.get("reverse"), f"{where} reverse"),
-        where=where, hook=hook)
+        where=where, hook=hook,
+        keep=(_strs(config["keep"], f"{where} [config] keep") if "keep" in config else None),
+        auto_detect=_bool(doc.get("auto_detect", True), f"{where} auto_detect"),
+        shapes=_shapes(doc.get("shapes"), f"{where} [shapes]"))
+
+
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{what}: expected true or false")
+    return value
 
 
 @cache
 def families() -> dict[str, Family]:
     """The families shipped in the package, by name."""
     found: dict[str, Family] = {}
-    for item in sorted(resources.files(__package__).joinpath("families").iterdir(),
-                       key=lambda p: p.name):
-        if item.name.endswith(".toml"):
-            fam = parse(item.read_text(encoding="utf-8"), f"families/{item.name}")
-            if fam.name in found:
-                raise UsageError(f"families/{item.name}: family {fam.name!r} is defined twice")
-            found[fam.name] = fam
+    items = [(f"families/{item.name}", item.read_text(encoding="utf-8"))
+             for item in sorted(resources.files(__package__).joinpath("families").iterdir(),
+                                key=lambda p: p.name) if item.name.endswith(".toml")]
+    docs = {}
+    for where, text in items:
+        doc = _doc(text, where)
+        if isinstance(doc.get("name"), str):
+            docs[doc["name"]] = doc
+    for where, text in items:
+        fam = parse(text, where, docs)
+        if fam.name in found:
+            raise UsageError(f"{where}: family {fam.name!r} is defined twice")
+        found[fam.name] = fam
     return found
 
 
@@ -319,7 +373,7 @@ def get(name: str) -> Family:
 def detect(names: Iterable[str]) -> Family:
     """The one family whose ``detect`` patterns all match; UsageError when none or several do."""
     names = list(names)
-    found = [f for f in families().values() if f.matches(names)]
+    found = [f for f in families().values() if f.auto_detect and f.matches(names)]
     if len(found) == 1:
         return found[0]
     if not found:
