@@ -270,3 +270,26 @@ def test_prepare_detects_the_family_and_reports_what_it_drops(tmp_path):
         assert "global_step" in prepared.dropped and len(prepared.checkpoint) == 46
         with pytest.raises(UsageError, match="unknown model family"):
             prepare(ckpt, family="gpt-17")
+
+
+def test_a_head_whose_shapes_do_not_fit_is_refused(tmp_path, capsys):
+    tensors = _bert("classifier")
+    tensors["output_weights"] = np.ones((3, H + 1), np.float32)  # a head of another model
+    converter.write(tensors, tmp_path / "m.ckpt")
+    (tmp_path / "bert_config.json").write_text(json.dumps(CONFIG))
+    assert main(["convert", str(tmp_path / "m.ckpt"), str(tmp_path / "out"), "--to", "hf"]) == 2
+    err = capsys.readouterr().err
+    assert "'output_weights' becomes classifier.weight of shape [3, 33], but " \
+           "BertForSequenceClassification with num_labels=3, hidden_size=32 needs [3, 32]" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_layer_of_another_width_is_refused(tmp_path, capsys):
+    tensors = _bert()
+    tensors["bert/encoder/layer_1/intermediate/dense/kernel"] = np.ones((H, 40), np.float32)
+    converter.write(tensors, tmp_path / "m.ckpt")
+    (tmp_path / "bert_config.json").write_text(json.dumps(CONFIG))
+    assert main(["convert", str(tmp_path / "m.ckpt"), str(tmp_path / "out"), "--to", "hf"]) == 2
+    assert "bert.encoder.layer.1.intermediate.dense.weight of shape [40, 32], but " \
+           "BertForPreTraining with intermediate_size=37, hidden_size=32 needs [37, 32]" in \
+        capsys.readouterr().err

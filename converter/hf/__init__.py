@@ -140,14 +140,18 @@ def _check_shapes(family: Family, arch: Architecture, plan: Plan,
         for dim in dims:
             size = 1
             for key in (dim.split("*") if isinstance(dim, str) else ()):
+                if key.isdigit():
+                    size *= int(key)
+                    continue
                 if not isinstance(config.get(key), int):
                     raise UsageError(f"{family.where} [shapes]: config has no {key} for "
                                      f"{row.name}")
                 size *= config[key]
             want.append(dim if isinstance(dim, int) else size)
         if list(row.shape) != want:
-            said = ", ".join(f"{k}={config[k]}" for d in dims if isinstance(d, str)
-                             for k in d.split("*"))
+            said = ", ".join(dict.fromkeys(
+                f"{k}={config[k]}" for d in dims if isinstance(d, str)
+                for k in d.split("*") if not k.isdigit()))
             raise UsageError(f"{family.name}: {row.old!r} becomes {row.name} of shape "
                              f"{list(row.shape)}, but {arch.cls} with {said} needs {want}")
 

@@ -78,7 +78,7 @@ _TOP = {"name", "description", "model_type", "detect", "config_files", "expect",
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
          "description"}
 _CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer"}
-_DIM = re.compile(r"^[A-Za-z_]\w*(\*[A-Za-z_]\w*)*$")
+_DIM = re.compile(r"^([A-Za-z_]\w*|\d+)(\*([A-Za-z_]\w*|\d+))*$")  # n_head*d_kv, 3*n_embd
 
 
 @dataclass(frozen=True)
