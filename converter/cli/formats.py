@@ -19,8 +19,11 @@ def run(args: argparse.Namespace) -> int:
         from ..hf import families
 
         for fam in families().values():
-            classes = ", ".join(a.cls for a in fam.architectures) or "the class its config names"
-            print(f"{fam.name:<16} {fam.description}\n{'':<16} {classes}")
+            classes = ", ".join(dict.fromkeys(a.cls for a in fam.architectures)) or (
+                "the class its config names")
+            back = any(fam.reverse_for(a) for a in fam.architectures)
+            print(f"{fam.name:<16} {fam.description}\n{'':<16} {classes}"
+                  + ("; --from hf goes back" if back else ""))
         return 0
     for fmt in registry.formats().values():
         mode = "read/write" if fmt.can_write else "read"

@@ -234,20 +234,36 @@ def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = N
     """
     fam = _family_of(config, family, where)
     classes = config.get("architectures") or []
-    arch = next((a for a in fam.architectures if a.cls in classes), None)
-    if arch is None:
+    candidates = [a for a in fam.architectures if a.cls in classes]
+    if not candidates:
         raise UsageError(f"{where}: {fam.name} has no way back from "
                          f"{', '.join(map(str, classes)) or 'an unnamed class'} (known: "
-                         f"{', '.join(a.cls for a in fam.architectures)})")
-    reverse = fam.reverse_for(arch)
-    if reverse is None:
+                         f"{', '.join(dict.fromkeys(a.cls for a in fam.architectures))})")
+    if all(fam.reverse_for(a) is None for a in candidates):
         raise UsageError(f"{where}: the {fam.name} family has no way back to the original "
                          "names; read it as safetensors to keep transformers' names")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuleWarning)
-        back = reverse.apply(ckpt, strict=False)
-    # The way back must be the way there undone: each tensor, renamed back and then forward by
-    # the family's own rules, is again itself (name and shape).
+    # One class may come from several variants (T5's feed-forward kinds): the variant is the
+    # one whose way back gives names the way there would take as that very variant.
+    problem = ""
+    for arch in candidates:
+        reverse = fam.reverse_for(arch)
+        if reverse is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuleWarning)
+            back = reverse.apply(ckpt, strict=False)
+        if fam.architecture(list(back)) is not arch:
+            problem = problem or f"the tensors do not make the {arch.cls} they are named for"
+            continue
+        _undone(fam, arch, reverse, ckpt, back, where)
+        return back
+    raise UsageError(f"{where}: {problem}")
+
+
+def _undone(fam: Family, arch: Architecture, reverse: Rules, ckpt: Checkpoint,
+            back: Checkpoint, where: str) -> None:
+    """The way back must be the way there undone: each tensor, renamed back and then forward
+    by the family's own rules, is again itself (name and shape)."""
     forward = _plan(fam.rules_for(arch), back)
     there = {r.old: (r.name, r.shape) for r in forward.rows}
     for row in _plan(reverse, ckpt).rows:
@@ -255,10 +271,7 @@ def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = N
         if got != (row.old, ckpt[row.old].shape):
             raise UsageError(f"{where}: {row.old!r} has no original {fam.name} name (back as "
                              f"{row.name!r}, which maps to {got[0] if got else 'nothing'!r})")
-    if fam.architecture(list(back)) is not arch:
-        raise UsageError(f"{where}: the tensors do not make the {arch.cls} they are named for")
     _check_names(fam, arch, forward, back=where)  # what the way there would accept
-    return back
 
 
 def describe(prepared: Prepared) -> str:
