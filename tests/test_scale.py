@@ -42,7 +42,8 @@ def _lazy_big_checkpoint(n: int, shape: tuple[int, int]) -> converter.Checkpoint
 def big_bundle(tmp_path_factory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("big")
     need_disk(root, 2 * 8 * 2048 * 9600 * 4)  # the bundle and one converted copy
-    converter.write(_lazy_big_checkpoint(8, (2048, 9600)), root / "model.ckpt", format="tf")  # ~600 MiB
+    # ~600 MiB
+    converter.write(_lazy_big_checkpoint(8, (2048, 9600)), root / "model.ckpt", format="tf")
     yield root / "model.ckpt"
     shutil.rmtree(root)  # not kept to the end of the session: a small disk fills up
 
