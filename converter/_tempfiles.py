@@ -12,6 +12,7 @@ a temporary and locking it, and writers of older versions that took no lock.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -46,6 +47,8 @@ _swept: dict[Path, float] = {}
 def _ofd_lock(fd: int, kind: int) -> bool:
     """Take an open-file-description lock of ``kind`` on the whole file without waiting;
     False when another description holds a conflicting one."""
+    if _OFD_SETLK is None:  # callers check first
+        raise OSError(errno.ENOTSUP, "open-file-description locks are not available here")
     try:
         fcntl.fcntl(fd, _OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0))
     except (BlockingIOError, PermissionError):

@@ -9,7 +9,7 @@ and walked the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -162,7 +162,7 @@ def _little(dtype: np.dtype) -> np.dtype:
     return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
 
 
-def _elements(t: Tensor, step: int) -> Iterator[np.ndarray]:
+def _elements(t: Tensor, step: int) -> Generator[np.ndarray, None, None]:
     """The tensor's values as 1-D little-endian pieces, each valid until the next is asked
     for: views of streamed chunks when the tensor has a span, else slices of its values."""
     from .formats import stream

@@ -44,6 +44,8 @@ def load_factory(spec: str) -> Callable[[], Any]:
             if not path.is_file():
                 raise UsageError(f"--model {spec!r}: no such file {path}")
             loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if loader_spec is None or loader_spec.loader is None:  # no loader for its suffix
+                raise UsageError(f"--model {spec!r}: {path} is not a Python file (FILE.py)")
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules.setdefault(path.stem, module)
             loader_spec.loader.exec_module(module)

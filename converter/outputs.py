@@ -101,7 +101,9 @@ def from_source(src: Path, files: Iterable[str], dst: Path) -> Iterator[None]:
 
 def _refuse_input(dst: Path, pointer: bool = False) -> None:
     source = _SOURCE.get()
-    hit = source.hit_by(dst) if source is not None else None
+    if source is None:
+        return
+    hit = source.hit_by(dst)
     if hit is not None and not (pointer and hit in source.pointers):
         what = "overwrite" if hit == _where(dst) else "remove"
         raise UsageError(f"{dst}: writing it would {what} the checkpoint being converted "

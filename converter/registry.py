@@ -307,6 +307,7 @@ def detect_or_none(path: Path) -> Format | None:
 
 def for_output(path: Path, to: str | None) -> Format:
     """The format to write ``path`` in: ``to`` if given, else from the suffix."""
+    fmt: Format | None
     if to:
         fmt = get(to)
     else:

@@ -174,7 +174,9 @@ def _run(sources: list[str], job: Job, manifest_dir: Path, scratch: Path, jobs: 
         for r in planned:
             if r.status != "planned":
                 log(manifest, r)
-        if executor == "dask":
+        if archives is None:  # executor "dask"; run() refused it without a scheduler
+            if not scheduler:
+                raise UsageError("--executor dask needs --scheduler ADDRESS")
             _dask(todo, job, scheduler, results, manifest, bar)
         elif jobs == 1 or len(todo) <= 1:
             for item in todo:
@@ -309,8 +311,8 @@ def _bar(items: int, total: int, enabled: bool):
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="batch",
                delay=1.0)
     bar.set_postfix_str(f"0/{items} items", refresh=False)
-    bar.items = items  # type: ignore[attr-defined]
-    bar.done = 0  # type: ignore[attr-defined]
+    bar.items = items
+    bar.done = 0
     return bar
 
 

@@ -47,7 +47,7 @@ class Scratch:
 
 def remove_stale(base: Path) -> list[Path]:
     """Remove the scratch directories under ``base`` that no live run holds; returns them."""
-    removed = []
+    removed: list[Path] = []
     if fcntl is None:
         return removed
     try:

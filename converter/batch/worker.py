@@ -134,6 +134,14 @@ def _item_scratch(job: Job) -> tuple[Path, Scratch | None]:
     return own.path, own
 
 
+def _made(scratch: Path | None, item: Item) -> Path:
+    """The item's scratch directory, which convert_item makes for every item that needs one
+    (remote, packed in an archive, or written to remote storage)."""
+    if scratch is None:
+        raise ConverterError(f"{item.key}: no scratch directory to work in")
+    return scratch
+
+
 def convert_item(item: Item, job: Job) -> Result:
     """Convert one item (in a worker process); never raises for a bad checkpoint."""
     from ..api import convert
@@ -152,14 +160,15 @@ def convert_item(item: Item, job: Job) -> Result:
         if (item.members and not item.unpacked) or remote_out:
             scratch, own = _item_scratch(job)
         if item.remote:
-            source = str(fetch(item, scratch))
+            source = str(fetch(item, _made(scratch, item)))
         elif item.unpacked:
             source = str(Path(item.unpacked) / item.read_as)
         elif item.members:  # not unpacked by the parent (a Dask worker elsewhere): just these
-            extract(Path(item.source), dict(zip(item.members, item.sizes, strict=True)), scratch,
+            into = _made(scratch, item)
+            extract(Path(item.source), dict(zip(item.members, item.sizes, strict=True)), into,
                     job.max_unpacked)
-            source = str(scratch / item.read_as)
-        local = scratch / "out" / dst if remote_out else dst
+            source = str(into / item.read_as)
+        local = _made(scratch, item) / "out" / dst if remote_out else dst
         with recording() as committed:  # a sharded output has no file named ``local``
             convert(source, local, to=to, rules=job.rules, force=job.force,
                     **dict(job.options)).close()

@@ -8,6 +8,7 @@ import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from .. import api, outputs, registry
 from ..errors import UsageError
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     # What the writer was given (after rules, without what the format cannot hold), and the
     # files it committed: a sharded output is its shards and index, not DST itself.
+    summary: dict[str, Any]
     summary = {"source": str(args.src), "source_format": src_fmt.name, "output": str(dst),
                "format": out_fmt.name, "files": [str(f) for f in files],
                "tensors": len(ckpt), "bytes": ckpt.nbytes, "seconds": round(seconds, 3)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from .. import api, dtypes, registry
 from ..tensor import Source
@@ -26,7 +27,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     fmt = registry.for_input(Path(args.src), args.source_format)
     with api.read(args.src, format=fmt.name, **read_options(args, fmt.name)) as ckpt:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"name": t.name, "dtype": dtypes.name_of(t.dtype), "shape": list(t.shape),
              "nbytes": t.nbytes, "kind": t.kind, **({"attrs": t.attrs} if t.attrs else {})}
             for t in ckpt.values()

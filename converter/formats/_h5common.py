@@ -81,7 +81,7 @@ def check_global_heaps(path: Path, f, raw: Window | None = None) -> None:
                 at = buf.find(b"GCOL", at + 4, max(pos, start) + 3)
             pos = max(pos, stop)
     finally:
-        if end:
+        if isinstance(buf, mmap.mmap):  # an empty file maps nothing (b"")
             buf.close()
 
 

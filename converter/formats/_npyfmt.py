@@ -10,7 +10,7 @@ import io
 import math
 import struct
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import IO, Protocol
 
 import numpy as np
 
@@ -24,7 +24,13 @@ MAGIC = b"\x93NUMPY"
 MAX_HEADER = 1 << 20
 
 
-def read_header(f: BinaryIO, where: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+class Reader(Protocol):
+    """What :func:`read_header` reads from: a binary file, or a :class:`BufferReader`."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+def read_header(f: Reader, where: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
     """Parse an npy header at the file's position.
 
     Returns ``(dtype, shape, fortran_order, header_bytes)``; header_bytes counts from the magic.
@@ -128,11 +134,12 @@ def encode(tensor: Tensor) -> tuple[bytes, np.ndarray | None, dict[str, object] 
         return header(data.dtype, data.shape), data, {"dtype": "string",
                                                       "shape": list(tensor.shape)}
     stored = dtypes.storage_dtype(tensor.dtype).newbyteorder("<")
-    side = None if dtypes.is_native(tensor.dtype) else {"dtype": dtypes.name_of(tensor.dtype)}
+    side: dict[str, object] | None = (
+        None if dtypes.is_native(tensor.dtype) else {"dtype": dtypes.name_of(tensor.dtype)})
     return header(stored, tensor.shape), None, side
 
 
-def write(f: BinaryIO, tensor: Tensor, encoded) -> None:
+def write(f: IO[bytes], tensor: Tensor, encoded) -> None:
     """Write an .npy (header from :func:`encode`, then the data) to ``f``."""
     head, data, _ = encoded
     f.write(head)

@@ -26,6 +26,7 @@ produce from their stored bytes; beyond that the dataset is refused in one line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -207,7 +208,7 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
             for key, value in ckpt.metadata.items():
                 f.attrs[key] = value
             used: set[str] = set()
-            groups: dict[str, object] = {"": f}
+            groups: dict[str, Any] = {"": f}
             for order, tensor in enumerate(ckpt.values()):
                 hpath = paths[tensor.name]
                 suffix = 0

@@ -33,12 +33,13 @@ import numpy as np
 
 from ..errors import FormatError
 from ..kinds import optimizer_weight_kind
+from ..tensor import Kind
 from ..tfnames import natural_key
 from ._h5common import require_h5py
 
 # Own variables of common layers, in the order Keras 3 saves them, with the config flag that
 # leaves each out (bias without use_bias, gamma without scale, beta without center).
-OWN = {
+OWN: dict[str, list[tuple[str, str | None]]] = {
     "Dense": [("kernel", None), ("bias", "use_bias")],
     "EinsumDense": [("kernel", None), ("bias", "bias_axes")],
     "Embedding": [("embeddings", None)],
@@ -155,7 +156,7 @@ def named_path(path: str, names: dict[str, str | None]) -> str:
 
 def describe(keys: list[str], names: dict[str, str | None],
              layers: dict[str, tuple[str, str, dict]] | None = None
-             ) -> dict[str, tuple[str, dict[str, str], str]]:
+             ) -> dict[str, tuple[str, dict[str, str], Kind]]:
     """Weights-file dataset keys -> ``(readable name, attrs, kind)``. Without ``layers`` (a
     bare ``.weights.h5``) the readable name is the key itself."""
     owners: dict[str, list[str]] = {}
@@ -168,7 +169,7 @@ def describe(keys: list[str], names: dict[str, str | None],
             merged[path] = name
         if path and f"{path}/cell" in owners and not merged.get(f"{path}/cell"):
             merged[f"{path}/cell"] = snake(cls) + "_cell"  # as Keras 3 RNN layers name it
-    out = {}
+    out: dict[str, tuple[str, dict[str, str], Kind]] = {}
     for key in keys:
         owner, _, index = ("/" + key).rpartition("/vars/")
         owner = owner.lstrip("/")
@@ -245,7 +246,7 @@ def _listed(path: Path, group: Any, what: str, of: str, scope: str, seen: set[st
         yield name, group[weight]
 
 
-def legacy_optimizer_kind(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
+def legacy_optimizer_kind(name: str, shape: tuple[int, ...], dtype: np.dtype) -> Kind:
     """The kind of a Keras 2 optimizer weight: ``counter`` for the step (an integer scalar:
     ``iteration``, ``Adam/iterations``), else a slot (``Adam/m/dense/kernel``) or what
     :func:`converter.kinds.optimizer_weight_kind` says."""

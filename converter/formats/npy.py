@@ -68,11 +68,11 @@ def _open_npy(file: Path, name: str, side: dict | None, allow_pickle: bool,
         if not allow_pickle:
             raise FormatError(f"{where}: holds pickled objects; pass allow_pickle=True "
                               "(--allow-pickle) only for files you trust")
-        def load() -> object:
+        def load_pickle() -> object:
             # latin-1 maps a Python 2 ``str`` (array data) byte for byte; numpy's default fails.
             return np.load(file, allow_pickle=True, encoding="latin1")
 
-        return _npyfmt.unpickled(str(file), load, name, prefix)
+        return _npyfmt.unpickled(str(file), load_pickle, name, prefix)
     nbytes = math.prod(shape) * dtype.itemsize
     if size != hlen + nbytes:
         # Extra bytes mean the header lies as surely as missing ones: a header length one short

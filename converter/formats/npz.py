@@ -28,10 +28,10 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -199,17 +199,20 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         if start is not None and not dtype.hasobject and not fortran:
             # In the file: stored_start checked that the member's file_size bytes fit.
             start += hlen
-            def load(d=dtype, s=shape, o=start, e=entry, w=where, i=info, h=hlen) -> np.ndarray:
+            def in_place(d=dtype, s=shape, o=start, e=entry, w=where, i=info, h=hlen
+                         ) -> np.ndarray:
                 # numpy.load checks the member's CRC-32 (zipfile does as it reads); so do we.
                 member = memoryview(buf)[o - h:o + i.file_size - h] if i.file_size else b""
                 if zlib.crc32(member) != i.CRC:
                     raise CorruptionError(f"{w}: CRC-32 mismatch (data corrupted)")
                 return _npyfmt.restore(frombuffer(buf, d, s, o), e, w)
+            load: Callable[[], np.ndarray] = in_place
             if not entry or entry.get("dtype") != "string":
                 span = (str(path), start, nbytes)
         else:
-            def load(i=info, e=entry, w=where) -> np.ndarray:
+            def from_member(i=info, e=entry, w=where) -> np.ndarray:
                 return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
+            load = from_member
         tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
     closers = [zf.close, lambda: release(buf)]
     return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()},
@@ -318,7 +321,9 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool =
 @contextmanager
 def _archive(raw, method: int, bookkeeping: Sections) -> Iterator[zipfile.ZipFile]:
     with bookkeeping:
-        zf = zipfile.ZipFile(_Forward(raw), "w", compression=method, allowZip64=True)
+        # zipfile never closes a file object it is handed, so _Forward needs no close().
+        zf = zipfile.ZipFile(_Forward(raw), "w",  # type: ignore[call-overload]
+                             compression=method, allowZip64=True)
     try:
         yield zf
     finally:
@@ -328,7 +333,7 @@ def _archive(raw, method: int, bookkeeping: Sections) -> Iterator[zipfile.ZipFil
 
 @contextmanager
 def _member(zf: zipfile.ZipFile, name: str, force_zip64: bool,
-            bookkeeping: Sections) -> Iterator[BinaryIO]:
+            bookkeeping: Sections) -> Iterator[IO[bytes]]:
     f = None
     try:
         with bookkeeping:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import struct
+from functools import partial
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def _read_file(path: Path) -> Checkpoint:
         ranges.append((offsets[0], offsets[1], name))
         tensors[name] = Tensor(
             name, dtype, shape,
-            (lambda d=dtype, s=shape, o=start + offsets[0]: frombuffer(buf, d, s, o)),
+            partial(frombuffer, buf, dtype, shape, start + offsets[0]),
             span=(str(path), start + offsets[0], nbytes),
         )
     ranges.sort()

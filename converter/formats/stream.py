@@ -18,14 +18,15 @@ import io
 import mmap
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import google_crc32c
 import numpy as np
 
 from .. import crc32c
 from ..errors import CorruptionError
-from ..tensor import Tensor
+from ..tensor import Span, Tensor
 from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
@@ -34,7 +35,8 @@ EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to dis
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
 # system without it, an append-mode output): the bytes are written from the mapping instead.
 _NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
-_sync_file_range = None  # libc's, looked up on first use; False where there is none
+# libc's, looked up on first use; False where there is none.
+_sync_file_range: Callable[..., Any] | bool | None = None
 
 
 def _start_writeback(fd: int, offset: int, n: int) -> None:
@@ -52,7 +54,7 @@ def _start_writeback(fd: int, offset: int, n: int) -> None:
             _sync_file_range = call
         except (OSError, AttributeError):
             pass
-    if _sync_file_range:
+    if callable(_sync_file_range):
         _sync_file_range(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE
 
 
@@ -177,7 +179,7 @@ def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:
         array = contiguous_le(tensor)
         if array.size == 0:
             return
-        flat = memoryview(array.reshape(-1)).cast("B")
+        flat = array.reshape(-1).data.cast("B")
         for start in range(0, len(flat), CHUNK):
             yield flat[start:start + CHUNK]
         return
@@ -222,6 +224,13 @@ def _streamable(t: Tensor) -> bool:
     return t.span is not None and not t.dtype.hasobject and t.dtype.byteorder != ">"
 
 
+def _span(t: Tensor) -> Span:
+    """The span of a tensor :func:`_streamable` accepted."""
+    if t.span is None:
+        raise ValueError(f"tensor {t.name!r} has no span to stream from")
+    return t.span
+
+
 def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
              ) -> Iterator[tuple[Tensor, int, int]]:
     """Write the tensors' bytes to ``f`` back to back, yielding ``(tensor, bytes, crc32c)`` for
@@ -234,8 +243,9 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
         while i < n:
             first = tensors[i]
             j = i + 1
-            if _streamable(first):
-                path, end = first.span[0], first.span[1] + first.span[2]
+            first_span = first.span
+            if first_span is not None and _streamable(first):
+                path, end = first_span[0], first_span[1] + first_span[2]
                 while j < n:
                     span = tensors[j].span
                     if span is None or span[1] != end or span[0] != path \
@@ -254,13 +264,15 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
 
 def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
               ) -> Iterator[tuple[Tensor, int, int]]:
-    path, start, _ = run[0].span
-    end = run[-1].span[1] + run[-1].span[2]
+    spans = [_span(t) for t in run]
+    path, start, _ = spans[0]
+    end = spans[-1][1] + spans[-1][2]
     _, size = copy.source(path)
     if size < end:
-        short = next(t for t in run if t.span[1] + t.span[2] > size)
-        raise CorruptionError(f"{path}: tensor {short.name!r}: data ends at byte {size}, before "
-                              f"byte {short.span[1] + short.span[2]}; the file is truncated")
+        short = next(i for i, (_, s_start, s_size) in enumerate(spans) if s_start + s_size > size)
+        raise CorruptionError(f"{path}: tensor {run[short].name!r}: data ends at byte {size}, "
+                              f"before byte {spans[short][1] + spans[short][2]}; the file is "
+                              "truncated")
     extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
     value = 0
@@ -268,7 +280,7 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
         piece_end = pos + len(piece)
         while k < len(run):
             tensor = run[k]
-            _, t_start, t_size = tensor.span
+            _, t_start, t_size = spans[k]
             t_end = t_start + t_size
             expected = tensor.crc32c
             if (want_crc or expected is not None) and t_size:

@@ -217,8 +217,8 @@ def _iterations(found: Source, optimizer: Any, ckpt: Checkpoint) -> int:
                                 "beta1")
             return int(round(steps))
     if found.tf1:
-        steps = [n for n in ckpt if re.search(r"(^|/)global_step$", n)]
-        return int(np.asarray(ckpt[steps[0]].read())) if steps else 0
+        counters = [n for n in ckpt if re.search(r"(^|/)global_step$", n)]
+        return int(np.asarray(ckpt[counters[0]].read())) if counters else 0
     return found.iterations or 0
 
 

@@ -27,7 +27,9 @@ class How(str, enum.Enum):
 
     # The value, never "How.NAME", on every Python version.
     __str__ = str.__str__
-    __format__ = str.__format__
+
+    def __format__(self, format_spec: str) -> str:
+        return str.__format__(self, format_spec)
 
 
 @dataclass

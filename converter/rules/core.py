@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -113,9 +114,9 @@ def _composed(
 
 def parse_toml(text: str, where: str) -> dict[str, Any]:
     """Parse TOML text (``tomllib``, or ``tomli`` before Python 3.11)."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:
         try:
             import tomli as tomllib
         except ModuleNotFoundError:
@@ -208,7 +209,8 @@ class Rule:
     def table(self) -> dict[str, Any]:
         """The TOML table of this rule (defaults omitted)."""
         out: dict[str, Any] = {}
-        for i, f in enumerate(dataclasses.fields(self)):
+        # Every concrete Rule is a dataclass; Rule itself is not, so mypy cannot know.
+        for i, f in enumerate(dataclasses.fields(self)):  # type: ignore[arg-type]
             if not f.init:
                 continue
             value = getattr(self, f.name)
@@ -220,7 +222,7 @@ class Rule:
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> Rule:
         """Build the rule from its TOML table (the key named ``cls.key`` plus options)."""
-        fields = [f for f in dataclasses.fields(cls) if f.init]
+        fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
         names = [f.name for f in fields]
         args = {names[0]: table[cls.key]}
         unknown = sorted(set(table) - {cls.key} - set(names[1:]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class Map(Rule):
         return cls(tuple(mapping.items()), source)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Map:
+    def from_file(cls, path: str | os.PathLike[str]) -> Map:
         """Read ``{old: new}`` from a JSON object or a TOML table (optionally under ``map``)."""
         path = Path(path)
         if path.suffix not in (".json", ".toml"):

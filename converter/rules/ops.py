@@ -10,7 +10,7 @@ The rules in ``transforms.py`` and the presets compose these.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -162,19 +162,23 @@ def concat(parts: Sequence[Entry], axis: int, name: str) -> Entry:
     first = parts[0]
     shape = None
     ax = _axis(first, axis)
-    if all(p.shape is not None for p in parts):
-        for p in parts[1:]:
-            others = [d for i, d in enumerate(p.shape) if i != ax]
-            if len(p.shape) != len(first.shape) or p.dtype != first.dtype or others != [
-                    d for i, d in enumerate(first.shape) if i != ax]:
+    shapes = [p.shape for p in parts if p.shape is not None]
+    if len(shapes) == len(parts):
+        head = shapes[0]
+        for p, p_shape in zip(parts[1:], shapes[1:], strict=True):
+            others = [d for i, d in enumerate(p_shape) if i != ax]
+            if len(p_shape) != len(head) or p.dtype != first.dtype or others != [
+                    d for i, d in enumerate(head) if i != ax]:
                 raise RenameError(f"cannot concatenate {_what(first)} ({first.dtype}) and "
                                   f"{_what(p)} ({p.dtype}) along axis {axis}")
-        shape = first.shape[:ax] + (sum(p.shape[ax] for p in parts),) + first.shape[ax + 1:]
-    loads = [p.load for p in parts]
-    load = None
-    if all(loads):
-        def load() -> np.ndarray:
+        shape = head[:ax] + (sum(s[ax] for s in shapes),) + head[ax + 1:]
+    loads = [p.load for p in parts if p.load is not None]
+    load: Callable[[], np.ndarray] | None = None
+    if len(loads) == len(parts):
+        def joined() -> np.ndarray:
             return c_order(np.concatenate([f() for f in loads], axis=ax))
+
+        load = joined
     label = f"concat axis {axis} of " + " + ".join(p.name for p in parts)
     return Entry(name, tuple(s for p in parts for s in p.sources), first.kind, first.attrs,
                  shape, first.dtype, load, None, (label,))

@@ -69,7 +69,8 @@ def _steps(rules: Sequence[Rule]) -> Iterator[tuple[str, Rule]]:
         else:
             label = f"rules {i + 1}-{j} ({'; '.join(str(r) for r in rules[i:j])})"
             try:
-                yield label, Map.merged(rules[i:j])
+                # Every rule in rules[i:j] is a Map (the loop above stopped at the first other).
+                yield label, Map.merged([r for r in rules[i:j] if isinstance(r, Map)])
             except RenameError as exc:
                 raise RenameError(f"{label}: {exc}") from None
         i = j

@@ -97,9 +97,12 @@ def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str
     def steps(state: State) -> int:
         # Iterative, as a chain of nodes may be deeper than Python's recursion limit.
         chain = []
-        while state not in depth and parent[state][0] is not None:
+        while state not in depth:
+            up = parent[state][0]
+            if up is None:
+                break
             chain.append(state)
-            state = parent[state][0]
+            state = up
         d = depth.setdefault(state, 0)
         for s in reversed(chain):
             d += 1
@@ -117,8 +120,10 @@ def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str
         if state is None:
             return ""
         parts = []
-        while parent[state][0] is not None:
+        while True:
             up, local = parent[state]
+            if up is None:
+                break
             parts.append(local)
             state = up
         parts.reverse()

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import stat
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from ... import dtypes, proto
 from ...crc32c import crc, mask, unmask
 from ...errors import CorruptionError, FormatError
-from ...tensor import Checkpoint, Source, Tensor, too_large_for_numpy, unrepresentable
+from ...tensor import Checkpoint, Kind, Source, Tensor, too_large_for_numpy, unrepresentable
 from ...tfnames import GRAPH_KEY
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph
@@ -79,7 +81,7 @@ class Bundle:
             except UnicodeDecodeError:
                 raise FormatError(f"{where}: tensor name {key[:60]!r} is not UTF-8") from None
             self.entries[name] = self._entry(name, value)
-        self._maps: dict[int, object] = {}
+        self._maps: dict[int, mmap.mmap | bytes] = {}
         self._files: dict[int, str] = {}
 
     def _entry(self, name: str, value: bytes) -> BundleEntry:
@@ -120,7 +122,7 @@ class Bundle:
             self._files[i] = path
         return path
 
-    def _shard(self, i: int, where: str):
+    def _shard(self, i: int, where: str) -> mmap.mmap | bytes:
         if i not in self._maps:
             path = shard_path(self.prefix, i, self.num_shards)
             try:
@@ -129,7 +131,7 @@ class Bundle:
                 raise FormatError(f"{where}: data file {path.name} is missing") from None
         return self._maps[i]
 
-    def span(self, name: str, entry: BundleEntry) -> tuple[object, int, int, str]:
+    def span(self, name: str, entry: BundleEntry) -> tuple[mmap.mmap | bytes, int, int, str]:
         where = f"{shard_path(self.prefix, entry.shard, self.num_shards)}: tensor {name!r}"
         buf = self._shard(entry.shard, where)
         if entry.offset + entry.size > len(buf):
@@ -261,13 +263,15 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
             types[dt] = (*bundle.dtype_of(entry), supported(dt))
         dtype, attrs, known = types[dt]
         attrs = dict(attrs) if attrs else {}
+        kind: Kind | None
         if not tf2:
             kind = None  # judged from the TF1 name when asked (Tensor.kind)
         elif name == GRAPH_KEY:
             kind = "object_graph"
         elif name in graph_attrs:
             attrs.update(graph_attrs[name])
-            kind = attrs.pop("kind")
+            # objgraph.classify sets "kind" to a Kind only; its attrs are typed as plain str.
+            kind = cast(Kind, attrs.pop("kind"))
         else:
             kind = "other"
         shape = entry.shape
