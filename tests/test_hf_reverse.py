@@ -138,3 +138,31 @@ def test_reverse_checks_the_names_round_trip_not_just_rename():
     with pytest.raises(converter.errors.UsageError,
                        match="the checkpoint has nothing for .*position_embeddings"):
         original(as_checkpoint(weights), {"model_type": "bert", "architectures": ["BertModel"]})
+
+
+def test_a_tied_copy_that_differs_is_refused_not_dropped(hf_dir, tmp_path, capsys):
+    _, hf = hf_dir
+    weights = load_file(hf / "model.safetensors")
+    weights["cls.predictions.decoder.weight"] = weights[
+        "bert.embeddings.word_embeddings.weight"] + 1
+    save_file(weights, hf / "model.safetensors", metadata={"format": "pt"})
+    assert main(["convert", str(hf), str(tmp_path / "back.ckpt"), "--from", "hf"]) == 2
+    assert "cls.predictions.decoder.weight differs from bert.embeddings.word_embeddings.weight, " \
+           "so the model is not the BertForPreTraining whose weights are tied" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case, logits", [("t5", False), ("t5_v1_1", True)])
+def test_t5_saved_by_transformers_goes_back_to_its_variant(tmp_path, case, logits):
+    """transformers 5 saves T5 v1.1 with tie_word_embeddings true and its own lm_head: the
+    tensors, not the config, tell the variants apart."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    src = Path(__file__).resolve().parent / "data" / "hf" / case / "model.ckpt"
+    converter.convert(src, tmp_path / "ours", to="hf").close()
+    transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "ours").save_pretrained(
+        tmp_path / "saved")
+    with converter.read(tmp_path / "saved", format="hf") as back, converter.read(src) as release:
+        assert ("decoder/logits/kernel" in back) is logits
+        for name, tensor in back.items():
+            assert_same(tensor.read(), release[name].read().astype(np.float32))

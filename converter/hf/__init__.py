@@ -78,7 +78,9 @@ def _config_file(family: Family, ckpt: Checkpoint, given: str | Path | None) -> 
             raise UsageError(f"{path}: no such config file")
         return path
     where = _beside(ckpt)
-    for name in family.config_files if where is not None else ():
+    if where is None:
+        return None
+    for name in family.config_files:
         if (where / name).is_file():
             return where / name
     return None
@@ -86,8 +88,10 @@ def _config_file(family: Family, ckpt: Checkpoint, given: str | Path | None) -> 
 
 def _tokenizers(family: Family, ckpt: Checkpoint) -> list[tuple[Path, str]]:
     where = _beside(ckpt)
-    found = []
-    for tok in family.tokenizers if where is not None else ():
+    found: list[tuple[Path, str]] = []
+    if where is None:
+        return found
+    for tok in family.tokenizers:
         for name in tok.sources:
             if (where / name).is_file():
                 found.append((where / name, tok.to))
@@ -242,10 +246,18 @@ def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = N
     if all(fam.reverse_for(a) is None for a in candidates):
         raise UsageError(f"{where}: the {fam.name} family has no way back to the original "
                          "names; read it as safetensors to keep transformers' names")
-    # One class may come from several variants (T5's feed-forward kinds): the variant is the
-    # one whose way back gives names the way there would take as that very variant.
+    # One class may come from several variants (T5's feed-forward kinds, tied or not): the
+    # variant is the one whose tied copies are copies, and whose way back gives names the way
+    # there would take as that very variant. Variants with more tied copies are tried first:
+    # a directory saved with a copy that equals its original is the tied model.
+    candidates.sort(key=lambda a: -len(fam.tied_for(a)))
     problem = ""
     for arch in candidates:
+        untied = _untied(fam.tied_for(arch), ckpt)
+        if untied:
+            problem = problem or (f"{untied} differs from {fam.tied_for(arch)[untied]}, so the "
+                                  f"model is not the {arch.cls} whose weights are tied")
+            continue
         reverse = fam.reverse_for(arch)
         if reverse is None:
             continue
@@ -258,6 +270,17 @@ def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = N
         _undone(fam, arch, reverse, ckpt, back, where)
         return back
     raise UsageError(f"{where}: {problem}")
+
+
+def _untied(tied: dict[str, str], ckpt: Checkpoint) -> str | None:
+    """The first tied copy present in ``ckpt`` whose values differ from its original's."""
+    for copy, original_name in tied.items():
+        if copy in ckpt and original_name in ckpt:
+            a, b = ckpt[copy], ckpt[original_name]
+            if a.shape != b.shape or a.dtype != b.dtype or \
+                    a.read().tobytes() != b.read().tobytes():
+                return copy
+    return None
 
 
 def _undone(fam: Family, arch: Architecture, reverse: Rules, ckpt: Checkpoint,

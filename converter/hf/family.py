@@ -74,9 +74,9 @@ from .hooks import HOOKS
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
         "layers", "config", "tokenizer", "rule", "reverse", "architecture", "hook", "base",
-        "auto_detect", "shapes"}
+        "auto_detect", "shapes", "tied"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
-         "description"}
+         "description", "tied"}
 _CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer"}
 _DIM = re.compile(r"^([A-Za-z_]\w*|\d+)(\*([A-Za-z_]\w*|\d+))*$")  # n_head*d_kv, 3*n_embd
 
@@ -131,6 +131,7 @@ class Architecture:
     rules: tuple[Any, ...] = ()
     description: str = ""
     reverse: tuple[Any, ...] = ()
+    tied: Mapping[str, str] = field(default_factory=dict)
 
     def fits(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -164,6 +165,7 @@ class Family:
     infer: tuple[Infer, ...] = ()
     tokenizers: tuple[Tokenizer, ...] = ()
     reverse: tuple[Any, ...] = ()
+    tied: Mapping[str, str] = field(default_factory=dict)
     where: str = ""
     hook: str = ""  # a function of .hooks that settles the class, config and rank-bound rules
     keep: tuple[str, ...] | None = None
@@ -191,6 +193,11 @@ class Family:
         if not self.reverse and not arch.reverse:
             return None
         return Rules((*arch.reverse, *self.reverse))
+
+    def tied_for(self, arch: Architecture) -> dict[str, str]:
+        """transformers' tied copies in this class (``lm_head.weight`` -> ``shared.weight``):
+        a directory holding a copy that differs from its original is not this class."""
+        return {**self.tied, **arch.tied}
 
 
 def _strs(value: Any, what: str) -> tuple[str, ...]:
@@ -300,7 +307,8 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
             a["class"], _patterns(a.get("when"), f"{w} when"), _table(a.get("config"), w),
             _infers(a.get("infer"), f"{w} infer"), _patterns(a.get("expect"), f"{w} expect"),
             _patterns(a.get("require"), f"{w} require"), _rules(a.get("rule"), w),
-            str(a.get("description", "")), _rules(a.get("reverse"), f"{w} reverse")))
+            str(a.get("description", "")), _rules(a.get("reverse"), f"{w} reverse"),
+            _tied(a.get("tied"), f"{w} tied")))
     if not archs and not hook:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
@@ -331,10 +339,17 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
         required=_strs(config.get("required") or [], f"{where} [config] required"),
         infer=_infers(config.get("infer"), f"{where} [config.infer]"),
         tokenizers=tuple(tokenizers), reverse=_rules(doc.get("reverse"), f"{where} reverse"),
-        where=where, hook=hook,
+        tied=_tied(doc.get("tied"), f"{where} tied"), where=where, hook=hook,
         keep=(_strs(config["keep"], f"{where} [config] keep") if "keep" in config else None),
         auto_detect=_bool(doc.get("auto_detect", True), f"{where} auto_detect"),
         shapes=_shapes(doc.get("shapes"), f"{where} [shapes]"))
+
+
+def _tied(value: Any, what: str) -> dict[str, str]:
+    tied = _table(value, what)
+    if not all(isinstance(v, str) for v in tied.values()):
+        raise UsageError(f"{what}: values must be tensor names")
+    return tied
 
 
 def _bool(value: Any, what: str) -> bool:
