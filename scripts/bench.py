@@ -492,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Python of an environment with TensorFlow and transformers "
                              "4.x (scripts/hf_reference/make_env.sh makes one): the baseline "
                              "of the bert to-hf row")
+    parser.add_argument("--hf-only", action="store_true",
+                        help="only the to-hf row (with --kinds bert)")
     parser.add_argument("--make-ckpt", type=Path,
                         help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
                              "(default: scripts/bench_fixtures.py)")
@@ -518,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     try:
         for kind in args.kinds:
-            rows.extend(bench_kind(kind, bundles[kind], outdir, args.repeat, not args.quick))
+            if not args.hf_only:
+                rows.extend(bench_kind(kind, bundles[kind], outdir, args.repeat,
+                                       not args.quick))
             if kind == "bert":
                 rows.extend(bench_hf(bundles[kind], outdir, args.repeat,
                                      args.hf_reference_python))
