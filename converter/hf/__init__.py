@@ -108,17 +108,36 @@ def _check_names(family: Family, arch: Architecture, plan: Plan) -> None:
             raise UsageError(f"{family.name}: the checkpoint has nothing for "
                              f"{p.removeprefix('re:')} of {arch.cls}; is it a complete "
                              f"{family.name} checkpoint?")
-    blocks: dict[str, set[int]] = defaultdict(set)
-    for row in plan.rows:
-        found = layer_number(family.layers, row.name)
-        if found is not None:
-            blocks[found[0]].add(found[1])
-    numbers = set().union(*blocks.values()) if blocks else set()
-    for shape, have in sorted(blocks.items()):
-        if have != numbers:
-            gap = min(numbers - have)
-            where = shape.split(":", 1)[1].replace("#", str(gap))
-            raise UsageError(f"{family.name}: {where} is missing, while other layers have it")
+    for pattern in family.layers:  # each on its own: a block may be numbered twice
+        blocks: dict[str, set[int]] = defaultdict(set)
+        for row in plan.rows:
+            found = layer_number((pattern,), row.name)
+            if found is not None:
+                blocks[found[0]].add(found[1])
+        numbers = set().union(*blocks.values()) if blocks else set()
+        for shape, have in sorted(blocks.items()):
+            if have != numbers:
+                gap = min(numbers - have)
+                where = shape.split(":", 1)[1].replace("#", str(gap))
+                raise UsageError(f"{family.name}: {where} is missing, while other layers "
+                                 f"have it")
+
+
+def _check_shapes(family: Family, arch: Architecture, shapes: dict[str, tuple[int, ...]],
+                  config: dict[str, Any]) -> None:
+    """Refuse a tensor whose shape does not fit the model config.json describes: transformers
+    would call it mismatched, or fail in the middle of loading."""
+    for pattern, dims in (*family.shapes, *arch.shapes):
+        if not all(isinstance(config.get(d), int) for d in dims if isinstance(d, str)):
+            continue  # a size this config does not have: nothing to check against
+        want = tuple(config[d] if isinstance(d, str) else d for d in dims)
+        regex = Pattern(pattern)
+        for name, shape in shapes.items():
+            if tuple(shape) != want and regex.match(name):
+                keys = ", ".join(f"{d}={config[d]}" for d in dims if isinstance(d, str))
+                raise UsageError(f"{family.name}: {name} has shape {tuple(shape)}, but "
+                                 f"{arch.cls} needs {want} ({keys}); is it from another "
+                                 f"model, or the config from another checkpoint?")
 
 
 def _plan(rules: Rules, ckpt: Checkpoint) -> Plan:
@@ -134,7 +153,8 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
 
     Args:
         ckpt: the source checkpoint (after the caller's own rules).
-        family: a family name (``ckpt formats --families``); detected from the names if None.
+        family: a family name (``ckpt formats --families``), detected from the names if None;
+            ``NAME:VARIANT`` picks the architecture of that variant (``electra:generator``).
         config: the release's config file, if it is not beside the checkpoint under the name
             its release gives it (``bert_config.json``, ``hparams.json`` ...).
 
@@ -142,11 +162,12 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
         UsageError: one line naming what does not fit (family, config key, tensor).
     """
     names = list(ckpt)
-    fam = get(family) if family else detect(names)
-    if family and not fam.matches(names):
+    name, _, variant = (family or "").partition(":")
+    fam = get(name) if name else detect(names)
+    if name and not fam.matches(names):
         raise UsageError(f"the checkpoint is not a {fam.name} checkpoint (no tensor matches "
                          f"{', '.join(fam.detect)})")
-    arch = fam.architecture(names)
+    arch = fam.architecture(names, variant or None)
     rules = fam.rules_for(arch)
     plan = _plan(rules, ckpt)
     _check_names(fam, arch, plan)
@@ -154,6 +175,7 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     source = read_config(file) if file is not None else None
     shapes = {n: t.shape for n, t in ckpt.items()}
     content = build(fam, arch, source, shapes, str(file) if file else "the checkpoint")
+    _check_shapes(fam, arch, shapes, content)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuleWarning)
         out = rules.apply(ckpt, strict=False)

@@ -68,8 +68,9 @@ def _gin(text: str, path: Path) -> dict[str, Any]:
 def translate(family: Family, source: Mapping[str, Any]) -> dict[str, Any]:
     """The release's config under transformers' key names."""
     out: dict[str, Any] = {}
-    for key, value in source.items():
-        if key in family.drop:
+    nested = {k: v for k in family.flatten if isinstance(v := source.get(k), Mapping)}
+    for key, value in [*source.items(), *(kv for v in nested.values() for kv in v.items())]:
+        if key in family.drop or key in nested:
             continue
         out[family.rename.get(key, key)] = value
     return out

@@ -32,8 +32,19 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     [[architecture]]                          # first whose ``when`` patterns all match
     class = "BertForPreTraining"
     when = ["cls/seq_relationship/output_weights"]
+    variant = "pretraining"                   # optional: --family NAME:pretraining picks it
     config = { }                              # constants for config.json
     [config.infer] / expect / require / rule  # as above, for this architecture only
+
+``--family NAME:VARIANT`` picks the architecture whose ``variant`` is VARIANT (for a checkpoint
+that holds more than one model, as ELECTRA's pretraining holds a generator and a
+discriminator); without it the first that fits is chosen. ``layers`` patterns are each applied
+on their own, so blocks numbered twice (ALBERT's groups of layers) are checked along both.
+``[shapes]`` (top level or per architecture) gives the shape each tensor matching a pattern
+must have, as config keys or numbers (``'re:/query/kernel$' = ["hidden_size", "hidden_size"]``);
+checked once config.json is settled, so a head that does not fit the model is refused before
+transformers would call it mismatched. ``[config] flatten`` names tables in the release's
+config whose keys count as top-level ones (ELECTRA's ``model_hparam_overrides``).
 
 Patterns are the rules' patterns: globs, or ``re:`` regexes (searched), on the names the family
 is applied to (the source's, after the user's own rules). Everything here is checked when the
@@ -54,9 +65,10 @@ from ..rules.core import parse_toml
 from ..rules.toml import rule_from_table
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
-        "layers", "config", "tokenizer", "rule", "architecture"}
-_ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "description"}
-_CONFIG = {"rename", "drop", "defaults", "required", "infer"}
+        "layers", "config", "tokenizer", "rule", "architecture", "shapes"}
+_ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "description",
+         "variant", "shapes"}
+_CONFIG = {"rename", "drop", "defaults", "required", "infer", "flatten"}
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,8 @@ class Architecture:
     require: tuple[str, ...] = ()
     rules: tuple[Any, ...] = ()
     description: str = ""
+    variant: str = ""
+    shapes: tuple[tuple[str, tuple[str | int, ...]], ...] = ()
 
     def fits(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -141,19 +155,29 @@ class Family:
     infer: tuple[Infer, ...] = ()
     tokenizers: tuple[Tokenizer, ...] = ()
     where: str = ""
+    flatten: tuple[str, ...] = ()
+    shapes: tuple[tuple[str, tuple[str | int, ...]], ...] = ()
 
     def matches(self, names: Iterable[str]) -> bool:
         names = list(names)
         return bool(self.detect) and all(
             any(Pattern(p).match(n) for n in names) for p in self.detect)
 
-    def architecture(self, names: Iterable[str]) -> Architecture:
+    def architecture(self, names: Iterable[str], variant: str | None = None) -> Architecture:
+        """The first architecture that fits (of those with ``variant``, when one is asked)."""
         names = list(names)
-        for arch in self.architectures:
+        archs = self.architectures
+        if variant:
+            archs = tuple(a for a in archs if a.variant == variant)
+            if not archs:
+                known = sorted({a.variant for a in self.architectures if a.variant})
+                raise UsageError(f"{self.name} has no variant {variant!r} (variants: "
+                                 f"{', '.join(known) or 'none'})")
+        for arch in archs:
             if arch.fits(names):
                 return arch
         raise UsageError(f"{self.name}: the checkpoint fits none of "
-                         f"{', '.join(a.cls for a in self.architectures)}")
+                         f"{', '.join(a.cls for a in archs)}")
 
     def rules_for(self, arch: Architecture) -> Rules:
         return Rules((*self.rules, *arch.rules))
@@ -202,6 +226,17 @@ def _rules(tables: Any, where: str) -> tuple[Any, ...]:
         raise UsageError(str(exc)) from None
 
 
+def _shapes(table: Any, where: str) -> tuple[tuple[str, tuple[str | int, ...]], ...]:
+    out = []
+    for pattern, dims in _table(table, where).items():
+        _patterns(pattern, where)
+        if not isinstance(dims, list) or not all(
+                isinstance(d, (str, int)) and not isinstance(d, bool) for d in dims):
+            raise UsageError(f"{where}: {pattern!r} needs a list of config keys or numbers")
+        out.append((pattern, tuple(dims)))
+    return tuple(out)
+
+
 def _patterns(value: Any, what: str) -> tuple[str, ...]:
     patterns = _strs(value or [], what)
     try:
@@ -235,7 +270,8 @@ def parse(text: str, where: str) -> Family:
             a["class"], _patterns(a.get("when"), f"{w} when"), _table(a.get("config"), w),
             _infers(a.get("infer"), f"{w} infer"), _patterns(a.get("expect"), f"{w} expect"),
             _patterns(a.get("require"), f"{w} require"), _rules(a.get("rule"), w),
-            str(a.get("description", ""))))
+            str(a.get("description", "")), str(a.get("variant", "")),
+            _shapes(a.get("shapes"), f"{w} shapes")))
     if not archs:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
@@ -264,7 +300,9 @@ def parse(text: str, where: str) -> Family:
         defaults=_table(config.get("defaults"), f"{where} [config] defaults"),
         required=_strs(config.get("required") or [], f"{where} [config] required"),
         infer=_infers(config.get("infer"), f"{where} [config.infer]"),
-        tokenizers=tuple(tokenizers), where=where)
+        tokenizers=tuple(tokenizers), where=where,
+        flatten=_strs(config.get("flatten") or [], f"{where} [config] flatten"),
+        shapes=_shapes(doc.get("shapes"), f"{where} [shapes]"))
 
 
 @cache
