@@ -260,3 +260,21 @@ def test_config_that_disagrees_with_the_shapes(albert, tmp_path, capsys):
                  "--config", str(cfg)]) == 2
     assert "num_hidden_groups is 1, but the checkpoint's shapes say 2" in capsys.readouterr().err
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("exclude, missing", [
+    # one group's inner layer lacks a tensor the other group's has
+    ("re:^bert/encoder/transformer/group_1/inner_group_1/LayerNorm_1/",
+     "albert.encoder.albert_layer_groups.1.albert_layers.1.full_layer_layer_norm.bias"),
+    # every group's second inner layer lacks it: only the inner numbering shows it
+    ("re:/inner_group_1/LayerNorm_1/",
+     "albert.encoder.albert_layer_groups.0.albert_layers.1.full_layer_layer_norm.bias"),
+])
+def test_shared_layers_must_be_alike_along_both_numbers(albert, tmp_path, capsys, exclude,
+                                                        missing):
+    src, _ = albert["pretraining"]
+    out = tmp_path / "hf"
+    assert main(["convert", str(src), str(out), "--to", "hf", "-q", "--exclude", exclude]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ckpt: error: albert: {missing} is missing, while other layers have it\n"
+    assert not out.exists()

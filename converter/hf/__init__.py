@@ -118,7 +118,7 @@ def _check_names(family: Family, arch: Architecture, plan: Plan) -> None:
         for shape, have in sorted(blocks.items()):
             if have != numbers:
                 gap = min(numbers - have)
-                where = shape.split(":", 1)[1].replace("#", str(gap))
+                where = shape[len(pattern) + 1:].replace("#", str(gap))  # past "PATTERN:"
                 raise UsageError(f"{family.name}: {where} is missing, while other layers "
                                  f"have it")
 
