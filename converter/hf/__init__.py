@@ -118,24 +118,44 @@ def _check_names(family: Family, arch: Architecture, plan: Plan, back: str | Non
             raise UsageError(f"{back or family.name}: the checkpoint has nothing for "
                              f"{p.removeprefix('re:')} of {arch.cls}; is it a complete "
                              f"{family.name} checkpoint?")
-    blocks: dict[str, set[int]] = defaultdict(set)
-    for row in plan.rows:
-        found = layer_number(family.layers, row.name)
-        if found is not None:
-            blocks[found[0]].add(found[1])
-    numbers = set().union(*blocks.values()) if blocks else set()
-    for shape, have in sorted(blocks.items()):
-        if have != numbers:
-            gap = min(numbers - have)
-            where = shape.split(":", 1)[1].replace("#", str(gap))
-            raise UsageError(f"{family.name}: {where} is missing, while other layers have it")
+    for pattern in family.layers:  # each on its own: a block may be numbered twice
+        blocks: dict[str, set[int]] = defaultdict(set)
+        for row in plan.rows:
+            found = layer_number((pattern,), row.name)
+            if found is not None:
+                blocks[found[0]].add(found[1])
+        numbers = set().union(*blocks.values()) if blocks else set()
+        for shape, have in sorted(blocks.items()):
+            if have != numbers:
+                gap = min(numbers - have)
+                where = shape[len(pattern) + 1:].replace("#", str(gap))  # past "PATTERN:"
+                raise UsageError(f"{family.name}: {where} is missing, while other layers "
+                                 f"have it")
+
+
+def _check_source_shapes(family: Family, arch: Architecture,
+                         shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> None:
+    """Refuse a release's tensor whose shape does not fit the model config.json describes
+    (``source_shapes``, on the release's names): transformers would call it mismatched, or
+    fail in the middle of loading."""
+    for pattern, dims in (*family.source_shapes, *arch.source_shapes):
+        if not all(isinstance(config.get(d), int) for d in dims if isinstance(d, str)):
+            continue  # a size this config does not have: nothing to check against
+        want = tuple(config[d] if isinstance(d, str) else d for d in dims)
+        regex = Pattern(pattern)
+        for name, shape in shapes.items():
+            if tuple(shape) != want and regex.match(name):
+                keys = ", ".join(f"{d}={config[d]}" for d in dims if isinstance(d, str))
+                raise UsageError(f"{family.name}: {name} has shape {tuple(shape)}, but "
+                                 f"{arch.cls} needs {want} ({keys}); is it from another "
+                                 f"model, or the config from another checkpoint?")
 
 
 def _check_shapes(family: Family, arch: Architecture, plan: Plan,
                   config: dict[str, Any]) -> None:
     """Refuse a tensor whose shape is not the one the config gives the model's parameter:
     transformers would load it as a mismatched key, or not at all."""
-    compiled = [(Pattern(p), dims) for p, dims in family.shapes]
+    compiled = [(Pattern(p), dims) for p, dims in (*arch.shapes, *family.shapes)]
     for row in plan.rows:
         dims = next((d for p, d in compiled if p.match(row.name)), None)
         if dims is None or row.shape is None:
@@ -173,7 +193,8 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
 
     Args:
         ckpt: the source checkpoint (after the caller's own rules).
-        family: a family name (``ckpt formats --families``); detected from the names if None.
+        family: a family name (``ckpt formats --families``), detected from the names if None;
+            ``NAME:VARIANT`` picks the architecture of that variant (``electra:generator``).
         config: the release's config file, if it is not beside the checkpoint under the name
             its release gives it (``bert_config.json``, ``hparams.json`` ...).
 
@@ -181,8 +202,9 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
         UsageError: one line naming what does not fit (family, config key, tensor).
     """
     names = list(ckpt)
-    fam = get(family) if family else detect(names)
-    if family and not fam.matches(names):
+    name, _, variant = (family or "").partition(":")
+    fam = get(name) if name else detect(names)
+    if name and not fam.matches(names):
         raise UsageError(f"the checkpoint is not a {fam.name} checkpoint (no tensor matches "
                          f"{', '.join(fam.detect)})")
     file = _config_file(fam, ckpt, config)
@@ -191,13 +213,14 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     where = str(file) if file else "the checkpoint"
     hooked = HOOKS[fam.hook](fam.name, shapes, source, where) if fam.hook else None
     arch = Architecture(hooked.cls, description=f"from {where}") if hooked else (
-        fam.architecture(names))
+        fam.architecture(names, variant or None))
     rules = fam.rules_for(arch)
     if hooked:
         rules = Rules((*hooked.rules, *rules.rules))
     plan = _plan(rules, ckpt)
     _check_names(fam, arch, plan)
     content = hooked.config if hooked else build(fam, arch, source, shapes, where)
+    _check_source_shapes(fam, arch, shapes, content)
     _check_shapes(fam, arch, plan, content)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuleWarning)

@@ -68,8 +68,10 @@ def _gin(text: str, path: Path) -> dict[str, Any]:
 def translate(family: Family, source: Mapping[str, Any]) -> dict[str, Any]:
     """The release's config under transformers' key names."""
     out: dict[str, Any] = {}
-    for key, value in source.items():
-        if key in family.drop or (family.keep is not None and key not in family.keep):
+    nested = {k: v for k in family.flatten if isinstance(v := source.get(k), Mapping)}
+    for key, value in [*source.items(), *(kv for v in nested.values() for kv in v.items())]:
+        if key in nested or key in family.drop or (
+                family.keep is not None and key not in family.keep):
             continue
         out[family.rename.get(key, key)] = value
     return out

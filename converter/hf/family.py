@@ -43,6 +43,7 @@ A family is a TOML file in ``converter/hf/families/`` (``ckpt formats --families
     [[architecture]]                          # first whose ``when`` patterns all match
     class = "BertForPreTraining"
     when = ["cls/seq_relationship/output_weights"]
+    variant = "pretraining"                   # optional: --family NAME:pretraining picks it
     config = { }                              # constants for config.json
     [config.infer] / expect / require / rule / reverse  # as above, for this architecture
                                               # (its reverse runs before the family's)
@@ -51,6 +52,18 @@ A family may name a ``base`` family (``base = "t5"``): it takes every top-level 
 does not give itself (a table is replaced whole, not merged). ``auto_detect = false`` keeps a
 family out of detection, for one whose tensors are named as another's (mT5 as T5 v1.1): it is
 chosen with ``--family`` only.
+
+``--family NAME:VARIANT`` picks the architecture whose ``variant`` is VARIANT (for a checkpoint
+that holds more than one model, as ELECTRA's pretraining holds a generator and a
+discriminator); without it the first that fits is chosen. ``layers`` patterns are each applied
+on their own, so blocks numbered twice (ALBERT's groups of layers) are checked along both.
+``[shapes]`` (top level or per architecture) gives the shape each output tensor matching a
+pattern must have, as config keys, products of them or numbers
+(``'re:\\.query\\.weight$' = ["hidden_size", "hidden_size"]``, ``"num_heads*d_kv"``);
+``[source_shapes]`` does the same on the release's names and shapes. Both are checked once
+config.json is settled, so a head that does not fit the model is refused before transformers
+would call it mismatched. ``[config] flatten`` names tables in the release's
+config whose keys count as top-level ones (ELECTRA's ``model_hparam_overrides``).
 
 Patterns are the rules' patterns: globs, or ``re:`` regexes (searched), on the names the family
 is applied to (the source's, after the user's own rules). Everything here is checked when the
@@ -74,10 +87,10 @@ from .hooks import HOOKS
 
 _TOP = {"name", "description", "model_type", "detect", "config_files", "expect", "require",
         "layers", "config", "tokenizer", "rule", "reverse", "architecture", "hook", "base",
-        "auto_detect", "shapes", "tied"}
+        "auto_detect", "shapes", "source_shapes", "tied"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
-         "description", "tied"}
-_CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer"}
+         "description", "tied", "variant", "shapes", "source_shapes"}
+_CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer", "flatten"}
 _DIM = re.compile(r"^([A-Za-z_]\w*|\d+)(\*([A-Za-z_]\w*|\d+))*$")  # n_head*d_kv, 3*n_embd
 
 
@@ -132,6 +145,9 @@ class Architecture:
     description: str = ""
     reverse: tuple[Any, ...] = ()
     tied: Mapping[str, str] = field(default_factory=dict)
+    variant: str = ""
+    shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
+    source_shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
 
     def fits(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -171,19 +187,29 @@ class Family:
     keep: tuple[str, ...] | None = None
     auto_detect: bool = True
     shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
+    source_shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
+    flatten: tuple[str, ...] = ()
 
     def matches(self, names: Iterable[str]) -> bool:
         names = list(names)
         return bool(self.detect) and all(
             any(Pattern(p).match(n) for n in names) for p in self.detect)
 
-    def architecture(self, names: Iterable[str]) -> Architecture:
+    def architecture(self, names: Iterable[str], variant: str | None = None) -> Architecture:
+        """The first architecture that fits (of those with ``variant``, when one is asked)."""
         names = list(names)
-        for arch in self.architectures:
+        archs = self.architectures
+        if variant:
+            archs = tuple(a for a in archs if a.variant == variant)
+            if not archs:
+                known = sorted({a.variant for a in self.architectures if a.variant})
+                raise UsageError(f"{self.name} has no variant {variant!r} (variants: "
+                                 f"{', '.join(known) or 'none'})")
+        for arch in archs:
             if arch.fits(names):
                 return arch
         raise UsageError(f"{self.name}: the checkpoint fits none of "
-                         f"{', '.join(a.cls for a in self.architectures)}")
+                         f"{', '.join(a.cls for a in archs)}")
 
     def rules_for(self, arch: Architecture) -> Rules:
         return Rules((*self.rules, *arch.rules))
@@ -308,7 +334,9 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
             _infers(a.get("infer"), f"{w} infer"), _patterns(a.get("expect"), f"{w} expect"),
             _patterns(a.get("require"), f"{w} require"), _rules(a.get("rule"), w),
             str(a.get("description", "")), _rules(a.get("reverse"), f"{w} reverse"),
-            _tied(a.get("tied"), f"{w} tied")))
+            _tied(a.get("tied"), f"{w} tied"), str(a.get("variant", "")),
+            _shapes(a.get("shapes"), f"{w} shapes"),
+            _shapes(a.get("source_shapes"), f"{w} source_shapes")))
     if not archs and not hook:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
@@ -342,7 +370,9 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
         tied=_tied(doc.get("tied"), f"{where} tied"), where=where, hook=hook,
         keep=(_strs(config["keep"], f"{where} [config] keep") if "keep" in config else None),
         auto_detect=_bool(doc.get("auto_detect", True), f"{where} auto_detect"),
-        shapes=_shapes(doc.get("shapes"), f"{where} [shapes]"))
+        shapes=_shapes(doc.get("shapes"), f"{where} [shapes]"),
+        source_shapes=_shapes(doc.get("source_shapes"), f"{where} [source_shapes]"),
+        flatten=_strs(config.get("flatten") or [], f"{where} [config] flatten"))
 
 
 def _tied(value: Any, what: str) -> dict[str, str]:
