@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+import converter
 from converter.cli import main
 from tests.helpers import HERE, tf_available
 
@@ -242,9 +243,6 @@ def test_generator_only_checkpoint_is_detected(electra, tmp_path):
     ("generator_only", ["--family", "electra:discriminator"],
      "electra: the checkpoint fits none of ElectraForPreTraining"),
     ("base", [], "electra: no config gives num_attention_heads"),
-    # the discriminator's hparams are not the generator's
-    ("small", ["--family", "electra:generator"],
-     "hparams.json: hidden_size is 16, but the checkpoint's shapes say 8"),
     ("bad_head", [], "discriminator_predictions/dense_1/kernel has shape (16, 2), but "
                      "ElectraForPreTraining needs (16, 1) (hidden_size=16)"),
 ])
@@ -256,3 +254,24 @@ def test_refusals_are_one_line_and_write_nothing(electra, tmp_path, capsys, case
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_generator_config_follows_from_pretraining_hparams(electra, tmp_path):
+    """run_pretraining's hparams give the discriminator's sizes; the generator's follow from
+    them as ELECTRA's get_generator_config derives them (heads = max(1, hidden // 64))."""
+    src, _ = electra["small"]
+    converter.convert(src, tmp_path / "hf", to="hf", family="electra:generator").close()
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert (config["hidden_size"], config["num_attention_heads"]) == (8, 1)
+    assert config["architectures"] == ["ElectraForMaskedLM"]
+
+
+def test_a_generator_config_of_other_sizes_is_refused(electra, tmp_path, capsys):
+    src, _ = electra["small"]
+    other = tmp_path / "config.json"
+    other.write_text(json.dumps({"model_type": "electra", "hidden_size": 16,
+                                 "num_attention_heads": 1}))
+    assert main(["convert", str(src), str(tmp_path / "hf"), "--to", "hf", "-q",
+                 "--family", "electra:generator", "--config", str(other)]) == 2
+    assert "config.json: hidden_size is 16, but the checkpoint's shapes say 8" in \
+        capsys.readouterr().err

@@ -82,10 +82,13 @@ def build(family: Family, arch: Architecture, source: Mapping[str, Any] | None,
     """config.json's content. ``source`` is the release's config (None when there is none),
     ``where`` names it in errors. A value the shapes settle must agree with the config; one
     they cannot settle must come from the config or the family's defaults."""
-    given = translate(family, source or {})
+    ignored = arch.ignore if not arch.ignore_if or arch.ignore_if in (source or {}) else ()
+    given = {k: v for k, v in translate(family, source or {}).items() if k not in ignored}
     config: dict[str, Any] = {**family.defaults, **given}
     inferred: dict[str, int] = {}
     for infer in (*family.infer, *arch.infer):
+        if infer.if_source and infer.if_source not in (source or {}):
+            continue
         value = infer.value(shapes, {**config, **inferred})
         if value is None:
             if infer.optional:

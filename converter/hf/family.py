@@ -89,7 +89,7 @@ _TOP = {"name", "description", "model_type", "detect", "config_files", "expect",
         "layers", "config", "tokenizer", "rule", "reverse", "architecture", "hook", "base",
         "auto_detect", "shapes", "source_shapes", "tied"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
-         "description", "tied", "variant", "shapes", "source_shapes"}
+         "description", "tied", "variant", "shapes", "source_shapes", "ignore", "ignore_if"}
 _CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer", "flatten"}
 _DIM = re.compile(r"^([A-Za-z_]\w*|\d+)(\*([A-Za-z_]\w*|\d+))*$")  # n_head*d_kv, 3*n_embd
 
@@ -106,6 +106,9 @@ class Infer:
     count: str | None = None
     divide_by: str | None = None
     optional: bool = False
+    divide: int | None = None  # floor division by a constant (ELECTRA: heads = hidden // 64)
+    at_least: int | None = None
+    if_source: str = ""  # only when the release's config has this key
 
     def value(self, shapes: Mapping[str, tuple[int, ...]], config: Mapping[str, Any]
               ) -> int | None:
@@ -128,6 +131,10 @@ class Infer:
             if not isinstance(by, int) or by <= 0 or n % by:
                 return None
             n //= by
+        if self.divide is not None:
+            n //= self.divide
+        if self.at_least is not None:
+            n = max(n, self.at_least)
         return n
 
 
@@ -148,6 +155,10 @@ class Architecture:
     variant: str = ""
     shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
     source_shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
+    # Keys of the release's config that describe another model of the checkpoint (ELECTRA's
+    # hparams give the discriminator's sizes; the generator's follow from them).
+    ignore: tuple[str, ...] = ()
+    ignore_if: str = ""  # ignore them only when the release's config has this key
 
     def fits(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -248,7 +259,11 @@ def _infers(table: Any, where: str) -> tuple[Infer, ...]:
     out = []
     for key, spec in _table(table, where).items():
         spec = _table(spec, f"{where}.{key}", {"tensor", "axis", "count", "divide_by",
-                                                "optional"})
+                                                "optional", "divide", "at_least",
+                                                "if_source"})
+        for option in ("divide", "at_least"):
+            if option in spec and (not isinstance(spec[option], int) or spec[option] < 1):
+                raise UsageError(f"{where}.{key}: {option} must be a positive integer")
         if ("tensor" in spec) == ("count" in spec):
             raise UsageError(f"{where}.{key}: give one of tensor or count")
         infer = Infer(key, **spec)
@@ -336,7 +351,8 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
             str(a.get("description", "")), _rules(a.get("reverse"), f"{w} reverse"),
             _tied(a.get("tied"), f"{w} tied"), str(a.get("variant", "")),
             _shapes(a.get("shapes"), f"{w} shapes"),
-            _shapes(a.get("source_shapes"), f"{w} source_shapes")))
+            _shapes(a.get("source_shapes"), f"{w} source_shapes"),
+            _strs(a.get("ignore") or [], f"{w} ignore"), str(a.get("ignore_if", ""))))
     if not archs and not hook:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
