@@ -107,7 +107,7 @@ def test_bert_pretraining_loads_with_no_missing_or_unexpected_key(tmp_path, tran
     assert main(["convert", str(src), str(tmp_path / "out"), "--to", "hf"]) == 0
     assert "dropped 93" in capsys.readouterr().err  # 46 tensors' two slots, global_step
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "config.json", "model.safetensors", "vocab.txt"]
+        "config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt"]
     state = _load(transformers, "BertForPreTraining", tmp_path / "out")
     tf = _bert()
     _same(state["bert.encoder.layer.1.attention.self.query.weight"],
@@ -293,3 +293,20 @@ def test_a_layer_of_another_width_is_refused(tmp_path, capsys):
     assert "bert.encoder.layer.1.intermediate.dense.weight of shape [40, 32], but " \
            "BertForPreTraining with intermediate_size=37, hidden_size=32 needs [37, 32]" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cased", [False, True])
+def test_a_cased_vocabulary_makes_a_cased_tokenizer(tmp_path, transformers, cased):
+    """transformers' BertTokenizer lower-cases by default: a cased release (upper-case pieces
+    in vocab.txt, as Google's cased models have) would be tokenized wrong without saying so."""
+    src = _release(tmp_path / "release")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]
+    words += ["Hello"] if cased else []
+    words += [f"w{i}" for i in range(VOCAB - len(words))]
+    (tmp_path / "release" / "vocab.txt").write_text("\n".join(words) + "\n")
+    converter.convert(src, tmp_path / "out", to="hf").close()
+    config = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    assert config == {"do_lower_case": not cased}
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "out")
+    ids = tok("Hello world", add_special_tokens=False)["input_ids"]
+    assert ids == [words.index("Hello" if cased else "hello"), words.index("world")]

@@ -8,12 +8,13 @@ writes the directory. Families are data: see :mod:`.family`.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Prepared:
     config: dict[str, Any]
     config_file: Path | None
     tokenizers: list[tuple[Path, str]]
+    tokenizer_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dropped(self) -> list[str]:
@@ -84,6 +86,25 @@ def _config_file(family: Family, ckpt: Checkpoint, given: str | Path | None) -> 
         if (where / name).is_file():
             return where / name
     return None
+
+
+MAX_VOCAB = 64 << 20  # WordPiece vocabularies are a few hundred KB
+
+
+def _tokenizer_config(family: Family, found: list[tuple[Path, str]]) -> dict[str, Any]:
+    """``tokenizer_config.json``: whether the model is cased, from its WordPiece vocabulary
+    (Google's cased releases keep upper-case pieces; transformers would lower-case them)."""
+    cased_by = {t.to for t in family.tokenizers if t.case}
+    for path, to in found:
+        if to not in cased_by:
+            continue
+        if path.stat().st_size > MAX_VOCAB:
+            raise UsageError(f"{path}: {path.stat().st_size} bytes is too large for a vocabulary")
+        words = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        cased = any(any(c.isupper() for c in w.removeprefix("##")) for w in words
+                    if not (w.startswith("[") and w.endswith("]")))
+        return {"do_lower_case": not cased}
+    return {}
 
 
 def _tokenizers(family: Family, ckpt: Checkpoint) -> list[tuple[Path, str]]:
@@ -226,7 +247,9 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
         warnings.simplefilter("ignore", RuleWarning)
         out = rules.apply(ckpt, strict=False)
     out.metadata = {"format": "pt"}  # what transformers' own save_pretrained writes
-    prepared = Prepared(fam, arch, out, plan, content, file, _tokenizers(fam, ckpt))
+    tokenizers = _tokenizers(fam, ckpt)
+    prepared = Prepared(fam, arch, out, plan, content, file, tokenizers,
+                        _tokenizer_config(fam, tokenizers))
     found = _RECORDING.get()
     if found is not None:
         found.append(prepared)
@@ -333,6 +356,8 @@ def describe(prepared: Prepared) -> str:
         lines.append(f"dropped {len(p.dropped)}: {_short(p.dropped)}")
     for path, to in p.tokenizers:
         lines.append(f"tokenizer {path.name} -> {to}")
+    if p.tokenizer_config:
+        lines.append(f"tokenizer_config.json {json.dumps(p.tokenizer_config)}")
     return "\n".join(lines)
 
 

@@ -167,10 +167,13 @@ class Architecture:
 
 @dataclass(frozen=True)
 class Tokenizer:
-    """A tokenizer file: the first of ``sources`` beside the checkpoint, copied as ``to``."""
+    """A tokenizer file: the first of ``sources`` beside the checkpoint, copied as ``to``.
+    ``case``: a WordPiece vocabulary that says whether the model is cased (upper-case pieces)
+    and so the tokenizer's ``do_lower_case``, which transformers would otherwise default."""
 
     sources: tuple[str, ...]
     to: str
+    case: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,11 +360,11 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
     for i, t in enumerate(doc.get("tokenizer") or []):
-        t = _table(t, f"{where} tokenizer {i + 1}", {"from", "to"})
+        t = _table(t, f"{where} tokenizer {i + 1}", {"from", "to", "case"})
         if not isinstance(t.get("to"), str) or "/" in t["to"]:
             raise UsageError(f"{where} tokenizer {i + 1}: to must be a file name")
         tokenizers.append(Tokenizer(_strs(t.get("from"), f"{where} tokenizer {i + 1}"),
-                                    t["to"]))
+                                    t["to"], _bool(t.get("case", False), f"{where} case")))
     layers = _patterns(doc.get("layers"), f"{where} layers")
     for p in layers:
         if not Pattern(p).regex.groups:

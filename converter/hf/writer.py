@@ -64,3 +64,6 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
         out.new(path / "config.json").write_text(config_text, encoding="utf-8")
         for source, name in prepared.tokenizers:
             shutil.copyfile(source, out.new(path / name))
+        if prepared.tokenizer_config:
+            out.new(path / "tokenizer_config.json").write_text(
+                json.dumps(prepared.tokenizer_config, indent=2) + "\n", encoding="utf-8")
