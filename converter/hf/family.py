@@ -121,8 +121,7 @@ class Infer:
                 if m is not None and m.re.groups:
                     numbers.add(int(m.group(1)))
             return len(numbers) or None
-        assert self.tensor is not None
-        shape = shapes.get(self.tensor)
+        shape = shapes.get(self.tensor) if self.tensor is not None else None
         if shape is None or not -len(shape) <= self.axis < len(shape):
             return None
         n = shape[self.axis]
