@@ -96,3 +96,53 @@ def need_disk(directory: Path, nbytes: int) -> None:
     if free < nbytes + (256 << 20):
         pytest.skip(f"needs {(nbytes + (256 << 20)) / 2**30:.1f} GiB free in {directory}, "
                     f"has {free / 2**30:.1f} GiB")
+
+
+def bert_tensors(*, hidden: int, layers: int, inter: int, vocab: int, positions: int,
+                 heads: str = "pretraining", seed: int = 0, scale: float = 0.02,
+                 slots: bool = True) -> dict[str, np.ndarray]:
+    """A Google BERT checkpoint's tensors under modeling.py's names, random: ``heads`` is
+    ``pretraining`` (cls/predictions, cls/seq_relationship), ``classifier`` (run_classifier's
+    3-label output_weights/output_bias) or ``none``; ``slots`` adds AdamWeightDecay's
+    adam_m/adam_v and global_step."""
+    rng = np.random.default_rng(seed)
+    t: dict[str, np.ndarray] = {}
+
+    def w(name: str, *shape: int) -> None:
+        t[name] = (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    for kind, rows in (("word", vocab), ("position", positions), ("token_type", 2)):
+        w(f"bert/embeddings/{kind}_embeddings", rows, hidden)
+    w("bert/embeddings/LayerNorm/gamma", hidden)
+    w("bert/embeddings/LayerNorm/beta", hidden)
+    for i in range(layers):
+        p = f"bert/encoder/layer_{i}/"
+        for part, n_in, n_out in (
+                ("attention/self/query", hidden, hidden), ("attention/self/key", hidden, hidden),
+                ("attention/self/value", hidden, hidden),
+                ("attention/output/dense", hidden, hidden), ("intermediate/dense", hidden, inter),
+                ("output/dense", inter, hidden)):
+            w(p + part + "/kernel", n_in, n_out)
+            w(p + part + "/bias", n_out)
+        for part in ("attention/output/LayerNorm", "output/LayerNorm"):
+            w(p + part + "/gamma", hidden)
+            w(p + part + "/beta", hidden)
+    w("bert/pooler/dense/kernel", hidden, hidden)
+    w("bert/pooler/dense/bias", hidden)
+    if heads == "pretraining":
+        w("cls/predictions/transform/dense/kernel", hidden, hidden)
+        w("cls/predictions/transform/dense/bias", hidden)
+        w("cls/predictions/transform/LayerNorm/gamma", hidden)
+        w("cls/predictions/transform/LayerNorm/beta", hidden)
+        w("cls/predictions/output_bias", vocab)
+        w("cls/seq_relationship/output_weights", 2, hidden)
+        w("cls/seq_relationship/output_bias", 2)
+    elif heads == "classifier":
+        w("output_weights", 3, hidden)
+        w("output_bias", 3)
+    if slots:
+        for name in list(t):
+            t[name + "/adam_m"] = np.zeros_like(t[name])
+            t[name + "/adam_v"] = np.ones_like(t[name])
+        t["global_step"] = np.array(1000, np.int64)
+    return t

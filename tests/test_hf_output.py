@@ -18,52 +18,14 @@ import converter
 from converter.cli import main
 from converter.errors import UsageError
 from converter.hf import families, prepare
+from tests.helpers import bert_tensors
 
 H, LAYERS, INTER, VOCAB, POS, TYPES, HEADS = 32, 2, 37, 99, 64, 2, 4
 
 
-def _bert(heads: str = "pretraining", seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    t: dict[str, np.ndarray] = {}
-
-    def w(name: str, *shape: int) -> None:
-        t[name] = (rng.standard_normal(shape) * 0.02).astype(np.float32)
-
-    w("bert/embeddings/word_embeddings", VOCAB, H)
-    w("bert/embeddings/position_embeddings", POS, H)
-    w("bert/embeddings/token_type_embeddings", TYPES, H)
-    w("bert/embeddings/LayerNorm/gamma", H)
-    w("bert/embeddings/LayerNorm/beta", H)
-    for i in range(LAYERS):
-        p = f"bert/encoder/layer_{i}/"
-        for q in ("query", "key", "value"):
-            w(p + f"attention/self/{q}/kernel", H, H)
-            w(p + f"attention/self/{q}/bias", H)
-        for d, n_in, n_out in (("attention/output", H, H), ("intermediate", H, INTER),
-                               ("output", INTER, H)):
-            w(p + f"{d}/dense/kernel", n_in, n_out)
-            w(p + f"{d}/dense/bias", n_out)
-        for d in ("attention/output", "output"):
-            w(p + f"{d}/LayerNorm/gamma", H)
-            w(p + f"{d}/LayerNorm/beta", H)
-    w("bert/pooler/dense/kernel", H, H)
-    w("bert/pooler/dense/bias", H)
-    if heads == "pretraining":
-        w("cls/predictions/transform/dense/kernel", H, H)
-        w("cls/predictions/transform/dense/bias", H)
-        w("cls/predictions/transform/LayerNorm/gamma", H)
-        w("cls/predictions/transform/LayerNorm/beta", H)
-        w("cls/predictions/output_bias", VOCAB)
-        w("cls/seq_relationship/output_weights", 2, H)
-        w("cls/seq_relationship/output_bias", 2)
-    elif heads == "classifier":
-        w("output_weights", 3, H)
-        w("output_bias", 3)
-    for name in list(t):
-        t[name + "/adam_m"] = np.zeros_like(t[name])
-        t[name + "/adam_v"] = np.ones_like(t[name])
-    t["global_step"] = np.array(1000, np.int64)
-    return t
+def _bert(heads: str = "pretraining") -> dict[str, np.ndarray]:
+    return bert_tensors(hidden=H, layers=LAYERS, inter=INTER, vocab=VOCAB, positions=POS,
+                        heads=heads)
 
 
 CONFIG = {"hidden_size": H, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,

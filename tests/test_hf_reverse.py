@@ -14,7 +14,7 @@ from safetensors.numpy import load_file, save_file
 import converter
 from converter.cli import main
 from converter.tensor import as_checkpoint
-from tests.helpers import assert_same
+from tests.helpers import assert_same, bert_tensors
 
 H, LAYERS, INTER, VOCAB = 16, 2, 24, 40
 CONFIG = {"hidden_size": H, "num_hidden_layers": LAYERS, "num_attention_heads": 2,
@@ -23,36 +23,8 @@ CONFIG = {"hidden_size": H, "num_hidden_layers": LAYERS, "num_attention_heads": 
 
 
 def _release(root: Path, heads: bool = True) -> Path:
-    rng = np.random.default_rng(7)
-    t: dict[str, np.ndarray] = {}
-
-    def w(name: str, *shape: int) -> None:
-        t[name] = rng.standard_normal(shape).astype(np.float32)
-
-    for name, rows in (("word", VOCAB), ("position", 32), ("token_type", 2)):
-        w(f"bert/embeddings/{name}_embeddings", rows, H)
-    w("bert/embeddings/LayerNorm/gamma", H)
-    w("bert/embeddings/LayerNorm/beta", H)
-    for i in range(LAYERS):
-        p = f"bert/encoder/layer_{i}/"
-        for part, n_in, n_out in (("attention/self/query", H, H), ("attention/self/key", H, H),
-                                  ("attention/self/value", H, H), ("attention/output/dense", H, H),
-                                  ("intermediate/dense", H, INTER), ("output/dense", INTER, H)):
-            w(p + part + "/kernel", n_in, n_out)
-            w(p + part + "/bias", n_out)
-        for part in ("attention/output/LayerNorm", "output/LayerNorm"):
-            w(p + part + "/gamma", H)
-            w(p + part + "/beta", H)
-    w("bert/pooler/dense/kernel", H, H)
-    w("bert/pooler/dense/bias", H)
-    if heads:
-        w("cls/predictions/transform/dense/kernel", H, H)
-        w("cls/predictions/transform/dense/bias", H)
-        w("cls/predictions/transform/LayerNorm/gamma", H)
-        w("cls/predictions/transform/LayerNorm/beta", H)
-        w("cls/predictions/output_bias", VOCAB)
-        w("cls/seq_relationship/output_weights", 2, H)
-        w("cls/seq_relationship/output_bias", 2)
+    t = bert_tensors(hidden=H, layers=LAYERS, inter=INTER, vocab=VOCAB, positions=32,
+                     heads="pretraining" if heads else "none", seed=7, scale=1.0, slots=False)
     root.mkdir(parents=True)
     converter.write(t, root / "bert_model.ckpt")
     (root / "bert_config.json").write_text(json.dumps(CONFIG))
