@@ -240,7 +240,8 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
         rules = Rules((*hooked.rules, *rules.rules))
     plan = _plan(rules, ckpt)
     _check_names(fam, arch, plan)
-    content = hooked.config if hooked else build(fam, arch, source, shapes, where)
+    content = hooked.config if hooked else build(fam, arch, source, shapes, where,
+                                                 given_file=config is not None)
     _check_source_shapes(fam, arch, shapes, content)
     _check_shapes(fam, arch, plan, content)
     with warnings.catch_warnings():

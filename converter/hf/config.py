@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, keyword
+from ..rules import Pattern
 from .family import Architecture, Family
 
 MAX_CONFIG = 4 << 20  # a config is a few KB; refuse to parse a huge file given by mistake
@@ -65,11 +66,21 @@ def _gin(text: str, path: Path) -> dict[str, Any]:
     return out
 
 
-def translate(family: Family, source: Mapping[str, Any]) -> dict[str, Any]:
-    """The release's config under transformers' key names."""
+def translate(family: Family, source: Mapping[str, Any], where: str = "the config"
+              ) -> dict[str, Any]:
+    """The release's config under transformers' key names (and values, where
+    ``[config.values]`` maps them)."""
     out: dict[str, Any] = {}
     nested = {k: v for k in family.flatten if isinstance(v := source.get(k), Mapping)}
     for key, value in [*source.items(), *(kv for v in nested.values() for kv in v.items())]:
+        if key in family.values:
+            to, table = family.values[key]
+            said = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            if said not in table:
+                raise UsageError(f"{where}: {key} {value!r} has no transformers equivalent "
+                                 f"(known: {', '.join(table)})")
+            out[to] = table[said]
+            continue
         if key in nested or key in family.drop or (
                 family.keep is not None and key not in family.keep):
             continue
@@ -78,12 +89,16 @@ def translate(family: Family, source: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(family: Family, arch: Architecture, source: Mapping[str, Any] | None,
-          shapes: Mapping[str, tuple[int, ...]], where: str) -> dict[str, Any]:
+          shapes: Mapping[str, tuple[int, ...]], where: str, given_file: bool = False
+          ) -> dict[str, Any]:
     """config.json's content. ``source`` is the release's config (None when there is none),
-    ``where`` names it in errors. A value the shapes settle must agree with the config; one
-    they cannot settle must come from the config or the family's defaults."""
+    ``where`` names it in errors, ``given_file`` says the caller named it. A value the shapes
+    settle must agree with the config; one they cannot settle must come from the config or
+    the family's defaults; sizes are integers, heads divide what they split, and values with
+    a fixed vocabulary (activations) are among those the release's code knew."""
     ignored = arch.ignore if not arch.ignore_if or arch.ignore_if in (source or {}) else ()
-    given = {k: v for k, v in translate(family, source or {}).items() if k not in ignored}
+    given = {k: v for k, v in translate(family, source or {}, where).items()
+             if k not in ignored}
     config: dict[str, Any] = {**family.defaults, **given}
     inferred: dict[str, int] = {}
     for infer in (*family.infer, *arch.infer):
@@ -101,12 +116,50 @@ def build(family: Family, arch: Architecture, source: Mapping[str, Any] | None,
                              f"checkpoint's shapes say {value}")
         inferred[infer.key] = value
     config.update(inferred)
-    config.update(arch.config)
+    _architecture_config(arch, given, config, where)
     missing = [k for k in family.required if k not in config]
     if missing:
-        said = f"{where} does not give" if source is not None else "no config gives"
-        raise UsageError(f"{family.name}: {said} {', '.join(missing)}, which the shapes do not "
-                         f"settle; pass --config FILE with it")
+        if source is None:
+            hint = f"no config gives {', '.join(missing)}"
+            fix = f"pass {keyword('config')} FILE with it"
+        else:
+            hint = f"{where} does not give {', '.join(missing)}"
+            fix = ("add it to that file" if given_file
+                   else f"pass {keyword('config')} FILE with it")
+        raise UsageError(f"{family.name}: {hint}, which the shapes do not settle; {fix}")
+    _check_values(family, config, where)
     config["model_type"] = family.model_type
     config["architectures"] = [arch.cls]
     return dict(sorted(config.items()))
+
+
+def _architecture_config(arch: Architecture, given: Mapping[str, Any], config: dict[str, Any],
+                         where: str) -> None:
+    """The class's own values (T5's feed-forward kind, from its tensor names). Where the
+    release's config says too, it must agree: exactly, or within ``accept``'s pattern (the
+    names say "gated", the config which activation)."""
+    for key, value in arch.config.items():
+        if key not in given:
+            config[key] = value
+            continue
+        pattern = arch.accept.get(key)
+        ok = given[key] == value if pattern is None else (
+            isinstance(given[key], str) and Pattern(pattern).match(given[key]) is not None)
+        if not ok:
+            raise UsageError(f"{where}: {key} is {given[key]!r}, but the checkpoint's tensors "
+                             f"are those of {value!r}")
+
+
+def _check_values(family: Family, config: Mapping[str, Any], where: str) -> None:
+    for key in (*family.required, *(i.key for i in family.infer)):
+        value = config.get(key)
+        if key in config and (not isinstance(value, int) or isinstance(value, bool)):
+            raise UsageError(f"{where}: {key} must be an integer, not {value!r}")
+    for part, whole in family.divides.items():
+        a, b = config.get(part), config.get(whole)
+        if isinstance(a, int) and isinstance(b, int) and (a <= 0 or b % a):
+            raise UsageError(f"{where}: {part} = {a} does not divide {whole} = {b}")
+    for key, allowed in family.choices.items():
+        if key in config and config[key] not in allowed:
+            raise UsageError(f"{where}: {key} {config[key]!r} is not one the {family.name} "
+                             f"release knows ({', '.join(map(str, allowed))})")

@@ -89,8 +89,10 @@ _TOP = {"name", "description", "model_type", "detect", "config_files", "expect",
         "layers", "config", "tokenizer", "rule", "reverse", "architecture", "hook", "base",
         "auto_detect", "shapes", "source_shapes", "tied"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
-         "description", "tied", "variant", "shapes", "source_shapes", "ignore", "ignore_if"}
-_CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer", "flatten"}
+         "description", "tied", "variant", "shapes", "source_shapes", "ignore", "ignore_if",
+         "accept"}
+_CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer", "flatten", "divides",
+           "choices", "values"}
 _DIM = re.compile(r"^([A-Za-z_]\w*|\d+)(\*([A-Za-z_]\w*|\d+))*$")  # n_head*d_kv, 3*n_embd
 
 
@@ -109,6 +111,7 @@ class Infer:
     divide: int | None = None  # floor division by a constant (ELECTRA: heads = hidden // 64)
     at_least: int | None = None
     if_source: str = ""  # only when the release's config has this key
+    add: int = 0  # GPT-2's <|endoftext|> is the last id: vocabulary size - 1
 
     def value(self, shapes: Mapping[str, tuple[int, ...]], config: Mapping[str, Any]
               ) -> int | None:
@@ -134,7 +137,7 @@ class Infer:
             n //= self.divide
         if self.at_least is not None:
             n = max(n, self.at_least)
-        return n
+        return n + self.add
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ class Architecture:
     # hparams give the discriminator's sizes; the generator's follow from them).
     ignore: tuple[str, ...] = ()
     ignore_if: str = ""  # ignore them only when the release's config has this key
+    # Patterns a release's config value may match instead of equalling ``config``'s.
+    accept: Mapping[str, str] = field(default_factory=dict)
 
     def fits(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -202,6 +207,11 @@ class Family:
     shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
     source_shapes: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
     flatten: tuple[str, ...] = ()
+    divides: Mapping[str, str] = field(default_factory=dict)  # heads -> the size they split
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # A release key whose values become another key's (gin's activation list -> T5's
+    # feed_forward_proj): {key: (to, {release value, lists joined by ",": value})}.
+    values: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     def matches(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -262,7 +272,7 @@ def _infers(table: Any, where: str) -> tuple[Infer, ...]:
     for key, spec in _table(table, where).items():
         spec = _table(spec, f"{where}.{key}", {"tensor", "axis", "count", "divide_by",
                                                 "optional", "divide", "at_least",
-                                                "if_source"})
+                                                "if_source", "add"})
         for option in ("divide", "at_least"):
             if option in spec and (not isinstance(spec[option], int) or spec[option] < 1):
                 raise UsageError(f"{where}.{key}: {option} must be a positive integer")
@@ -354,7 +364,8 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
             _tied(a.get("tied"), f"{w} tied"), str(a.get("variant", "")),
             _shapes(a.get("shapes"), f"{w} shapes"),
             _shapes(a.get("source_shapes"), f"{w} source_shapes"),
-            _strs(a.get("ignore") or [], f"{w} ignore"), str(a.get("ignore_if", ""))))
+            _strs(a.get("ignore") or [], f"{w} ignore"), str(a.get("ignore_if", "")),
+            _accept(a.get("accept"), f"{w} accept")))
     if not archs and not hook:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []
@@ -390,7 +401,35 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
         auto_detect=_bool(doc.get("auto_detect", True), f"{where} auto_detect"),
         shapes=_shapes(doc.get("shapes"), f"{where} [shapes]"),
         source_shapes=_shapes(doc.get("source_shapes"), f"{where} [source_shapes]"),
-        flatten=_strs(config.get("flatten") or [], f"{where} [config] flatten"))
+        flatten=_strs(config.get("flatten") or [], f"{where} [config] flatten"),
+        divides=_tied(config.get("divides"), f"{where} [config] divides"),
+        choices=_choices(config.get("choices"), f"{where} [config] choices"),
+        values=_values(config.get("values"), f"{where} [config.values]"))
+
+
+def _accept(value: Any, what: str) -> dict[str, str]:
+    accept = _tied(value, what)
+    _patterns(list(accept.values()), what)
+    return accept
+
+
+def _values(value: Any, what: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    out = {}
+    for key, spec in _table(value, what).items():
+        spec = _table(spec, f"{what}.{key}", {"to", "map"})
+        if not isinstance(spec.get("to"), str) or not isinstance(spec.get("map"), dict):
+            raise UsageError(f"{what}.{key}: needs to = KEY and map = {{ VALUE = VALUE }}")
+        out[key] = (spec["to"], spec["map"])
+    return out
+
+
+def _choices(value: Any, what: str) -> dict[str, tuple[Any, ...]]:
+    out = {}
+    for key, allowed in _table(value, what).items():
+        if not isinstance(allowed, list) or not allowed:
+            raise UsageError(f"{what}: {key} needs a list of the values allowed")
+        out[key] = tuple(allowed)
+    return out
 
 
 def _tied(value: Any, what: str) -> dict[str, str]:
