@@ -16,6 +16,9 @@ SLOT_SUFFIX = re.compile(
     r"/(Adam|Adam_\d+|adam_m|adam_v|Momentum|RMSProp|RMSProp_\d+|Adagrad|AdagradDA\w*|Ftrl|Ftrl_\d+"
     r"|Adadelta|Adadelta_\d+|ProximalAdagrad|LazyAdam|LazyAdam_\d+|Nadam|Nadam_\d+|AdamW|AdamW_\d+)$"
 )
+# Mesh TensorFlow's Adafactor keeps a variable's state beside it: ``q_slot_vr``, ``q_slot_vc``,
+# ``embedding_slot_v`` (factored rows, columns, or unfactored), ``..._slot_m`` with momentum.
+MESH_SLOT = re.compile(r"_slot_(v|vr|vc|m)$")
 # Optimizer accumulators that are not slots of one variable.
 OPTIMIZER_SCALARS = re.compile(r"(^|/)(beta1_power|beta2_power)(_\d+)?$")
 COUNTERS = re.compile(r"(^|/)(global_step|save_counter)$")
@@ -51,6 +54,6 @@ def tf1_kind(name: str) -> Literal["variable", "slot", "counter"]:
     """``slot``, ``counter`` or ``variable`` for a TF1 variable name."""
     if COUNTERS.search(name):
         return "counter"
-    if SLOT_SUFFIX.search(name) or OPTIMIZER_SCALARS.search(name):
+    if SLOT_SUFFIX.search(name) or OPTIMIZER_SCALARS.search(name) or MESH_SLOT.search(name):
         return "slot"
     return keras_optimizer_kind(name) or "variable"

@@ -235,7 +235,7 @@ def test_dry_run_table(albert, capsys):
 
 
 @pytest.mark.parametrize("case, args, message", [
-    ("pretraining", ["--family", "bert"], "not a bert checkpoint"),
+    ("pretraining", ["--family", "bert"], "not a checkpoint of the bert family"),
     ("pretraining", ["--family", "gpt9"], "unknown model family 'gpt9'"),
     ("pretraining", ["--family", "albert:generator"], "albert has no variant 'generator'"),
     ("classifier", [], "no config gives num_attention_heads, num_hidden_layers"),

@@ -237,7 +237,7 @@ def test_generator_only_checkpoint_is_detected(electra, tmp_path):
 
 
 @pytest.mark.parametrize("case, args, message", [
-    ("small", ["--family", "albert"], "not a albert checkpoint"),
+    ("small", ["--family", "albert"], "not a checkpoint of the albert family"),
     ("small", ["--family", "electra:classifier"],
      "electra has no variant 'classifier' (variants: discriminator, generator)"),
     ("generator_only", ["--family", "electra:discriminator"],

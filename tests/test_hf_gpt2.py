@@ -195,7 +195,7 @@ def test_refuses_another_family(gpt2_release, tmp_path, capsys):
     out = tmp_path / "out"
     err = _refused(["convert", str(gpt2_release / "model.ckpt"), str(out), "--to", "hf",
                     "--family", "bert"], out, capsys)
-    assert "not a bert checkpoint" in err
+    assert "not a checkpoint of the bert family" in err
 
 
 def test_refuses_hparams_without_n_head(gpt2_release, tmp_path, capsys):

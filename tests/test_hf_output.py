@@ -174,7 +174,7 @@ def test_unknown_or_wrong_family_is_refused(tmp_path, capsys):
         capsys.readouterr().err
     assert main(["convert", str(other), str(tmp_path / "out"), "--to", "hf",
                  "--family", "bert"]) == 2
-    assert "is not a bert checkpoint" in capsys.readouterr().err
+    assert "not a checkpoint of the bert family" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -168,7 +168,7 @@ def test_refuses_another_family(tmp_path, capsys):
     out = tmp_path / "out"
     err = _refused(["convert", str(DATA / "tf_model_h5_bert_tf" / "tf_model.h5"), str(out), "--to",
                     "hf", "--family", "bert"], out, capsys)
-    assert "not a bert checkpoint" in err
+    assert "not a checkpoint of the bert family" in err
 
 
 def test_architectures_lose_a_tf_prefix(tmp_path):

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+from .. import sizes
+from ..errors import UsageError
 
 
 def parse_size(text: str) -> int:
     """``5GB`` → 5·10⁹ bytes, ``5GiB`` → 5·2³⁰ (as Hugging Face counts)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", text, re.I)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500MB, 5GB, 2GiB)")
-    value = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"size must be at least one byte: {text!r}")
-    return int(value)
+    try:
+        return sizes.parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("size: ")) from None
 
 
 def human(n: float) -> str:

@@ -19,7 +19,8 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from .. import dtypes
-from ..errors import FormatError
+from ..errors import FormatError, keyword
+from ..sizes import parse_size
 from ..tensor import Tensor
 
 
@@ -267,11 +268,13 @@ def check_shape(where: str, shape: object) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def split_by_size(tensors: list[Tensor], max_size: int | None) -> list[list[Tensor]]:
-    """Tensors in order, cut into groups of at most ``max_size`` bytes (a bigger tensor gets a
-    group of its own); one group when ``max_size`` is None."""
-    if not max_size:
+def split_by_size(tensors: list[Tensor], max_size: int | str | None) -> list[list[Tensor]]:
+    """Tensors in order, cut into groups of at most ``max_size`` bytes (an int, or a size such
+    as ``"5GB"``; a bigger tensor gets a group of its own); one group when ``max_size`` is
+    None."""
+    if max_size is None:
         return [list(tensors)]
+    max_size = parse_size(max_size, keyword("max_shard_size"))
     groups: list[list[Tensor]] = [[]]
     size = 0
     for t in tensors:

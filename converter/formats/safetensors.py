@@ -266,15 +266,15 @@ def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> b
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
-          max_shard_size: int | None = None) -> None:
+          max_shard_size: int | str | None = None) -> None:
     """Write one ``.safetensors`` file, or with ``max_shard_size`` (bytes) and more data than
     that, ``NAME-0000i-of-0000N.safetensors`` shards plus ``NAME.safetensors.index.json``."""
     with outputs(force) as out:
         write_into(out, ckpt, path, max_shard_size=max_shard_size, progress=progress)
 
 
-def write_into(out: Outputs, ckpt: Checkpoint, path: Path, *, max_shard_size: int | None = None,
-               progress: bool = False) -> list[Path]:
+def write_into(out: Outputs, ckpt: Checkpoint, path: Path, *,
+               max_shard_size: int | str | None = None, progress: bool = False) -> list[Path]:
     """:func:`write` as part of a larger output ``out`` (a Hugging Face directory); returns the
     files it adds. Every header is built, and so every tensor judged, before a byte is written."""
     groups = split_by_size(list(ckpt.values()), max_shard_size)

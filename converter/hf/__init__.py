@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ConverterWarning, UsageError
 from ..rules import Pattern, Plan, Rules, RuleWarning
 from ..tensor import Checkpoint
 from .config import build, read_config
@@ -226,8 +226,11 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     name, _, variant = (family or "").partition(":")
     fam = get(name) if name else detect(names)
     if name and not fam.matches(names):
-        raise UsageError(f"the checkpoint is not a {fam.name} checkpoint (no tensor matches "
-                         f"{', '.join(fam.detect)})")
+        where = ckpt.source.path if ckpt.source is not None else "the checkpoint"
+        looks = [f.name for f in families().values() if f.auto_detect and f.matches(names)]
+        raise UsageError(f"{where}: not a checkpoint of the {fam.name} family (no tensor "
+                         f"matches {', '.join(fam.detect)})"
+                         + (f"; it looks like {' or '.join(looks)}" if looks else ""))
     file = _config_file(fam, ckpt, config)
     source = read_config(file) if file is not None else None
     shapes = {n: t.shape for n, t in ckpt.items()}
@@ -249,6 +252,10 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
         out = rules.apply(ckpt, strict=False)
     out.metadata = {"format": "pt"}  # what transformers' own save_pretrained writes
     tokenizers = _tokenizers(fam, ckpt)
+    if fam.tokenizers and not tokenizers:
+        wanted = " or ".join(n for t in fam.tokenizers for n in t.sources)
+        warnings.warn(f"{fam.name}: no tokenizer file ({wanted}) beside the checkpoint; the "
+                      "directory has weights and config only", ConverterWarning, stacklevel=2)
     prepared = Prepared(fam, arch, out, plan, content, file, tokenizers,
                         _tokenizer_config(fam, tokenizers))
     found = _RECORDING.get()
@@ -284,6 +291,9 @@ def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = N
         family: the family, when the model type does not settle it.
     """
     fam = _family_of(config, family, where)
+    if all(fam.reverse_for(a) is None for a in fam.architectures):
+        raise UsageError(f"{where}: the {fam.name} family has no way back to the original "
+                         "names; read it as safetensors to keep transformers' names")
     classes = config.get("architectures") or []
     candidates = [a for a in fam.architectures if a.cls in classes]
     if not candidates:

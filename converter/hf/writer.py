@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import FormatError
+from ..errors import FormatError, UsageError
 from ..formats import safetensors
 from ..outputs import outputs
 from ..tensor import Checkpoint, Source
@@ -48,19 +48,24 @@ def read(path: Path, *, family: str | None = None) -> Checkpoint:
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
           family: str | None = None, config: str | Path | None = None,
-          max_shard_size: int | None = None) -> None:
+          max_shard_size: int | str | None = None) -> None:
     """Write the directory ``path`` for ``ckpt``, an original release's checkpoint.
 
     Args:
         family: the model family (detected from the names when None).
         config: the release's config file when it is not beside the checkpoint.
-        max_shard_size: bytes per weights file (transformers' own default when None).
+        max_shard_size: bytes per weights file, or a size such as ``"5GB"`` (transformers'
+            own default when None).
     """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: exists and is not a directory; a Hugging Face model is a "
+                         "directory")
     prepared = prepare(ckpt, family=family, config=config)
     config_text = json.dumps(prepared.config, indent=2, sort_keys=True) + "\n"
     with outputs(force) as out:
         safetensors.write_into(out, prepared.checkpoint, path / WEIGHTS, progress=progress,
-                               max_shard_size=max_shard_size or DEFAULT_MAX_SHARD_SIZE)
+                               max_shard_size=DEFAULT_MAX_SHARD_SIZE if max_shard_size is None
+                               else max_shard_size)
         out.new(path / "config.json").write_text(config_text, encoding="utf-8")
         for source, name in prepared.tokenizers:
             shutil.copyfile(source, out.new(path / name))

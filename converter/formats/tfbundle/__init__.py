@@ -108,7 +108,7 @@ def _read_v1(path: Path) -> Checkpoint:
 
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
-          max_shard_size: int | None = None, state_file: bool = True) -> None:
+          max_shard_size: int | str | None = None, state_file: bool = True) -> None:
     """Write ``PREFIX.index`` and ``PREFIX.data-*`` (sharded at ``max_shard_size`` bytes), then
     update the ``checkpoint`` state file beside them."""
     from .writer import write_bundle

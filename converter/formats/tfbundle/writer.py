@@ -84,7 +84,7 @@ def prefix_for(path: Path) -> Path:
 
 
 def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
-                 max_shard_size: int | None = None, state_file: bool = True) -> None:
+                 max_shard_size: int | str | None = None, state_file: bool = True) -> None:
     prefix = prefix_for(path)
     tensors = _with_object_graph(ckpt)
     enums: dict[int, int] = {}  # by id: the tensors stay alive in ``tensors`` until written
