@@ -208,9 +208,11 @@ def test_a_directory_transformers_saved_goes_back(releases, case, tmp_path):
 
 
 @pytest.mark.parametrize("case, copy, original", [
-    ("albert_pretraining", "predictions.decoder.weight", "albert.embeddings.word_embeddings.weight"),
+    ("albert_pretraining", "predictions.decoder.weight",
+     "albert.embeddings.word_embeddings.weight"),
     ("albert_masked_lm", "predictions.decoder.bias", "predictions.bias"),
-    ("electra_generator", "generator_lm_head.weight", "electra.embeddings.word_embeddings.weight"),
+    ("electra_generator", "generator_lm_head.weight",
+     "electra.embeddings.word_embeddings.weight"),
 ])
 def test_tied_copies_go_back_only_when_they_are_copies(releases, case, copy, original, tmp_path,
                                                        capsys):
