@@ -321,12 +321,21 @@ def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuleWarning)
             back = reverse.apply(ckpt, strict=False)
-        if fam.architecture(list(back)) is not arch:
+        if _architecture(fam, back) is not arch:
             problem = problem or f"the tensors do not make the {arch.cls} they are named for"
             continue
         _undone(fam, arch, reverse, ckpt, back, where)
         return back
     raise UsageError(f"{where}: {problem}")
+
+
+def _architecture(fam: Family, ckpt: Checkpoint) -> Architecture | None:
+    """The architecture the way there would take for ``ckpt``, None if none fits: on the way
+    back that is the directory's problem, not the family's."""
+    try:
+        return fam.architecture(list(ckpt))
+    except UsageError:
+        return None
 
 
 def _untied(tied: dict[str, str], ckpt: Checkpoint) -> str | None:
