@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .common import human, parse_size
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
@@ -41,7 +42,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--compress", action="store_true", help="npz: deflate members")
     p.add_argument("--max-shard-size", type=parse_size, metavar="SIZE",
-                   help="tf, safetensors: split each output into shards of at most SIZE")
+                   help="tf, safetensors, hf: split each output into shards of at most SIZE")
+    p.add_argument("--family", metavar="NAME",
+                   help="hf: the model family of every item (default: detected per item)")
+    p.add_argument("--config", metavar="FILE",
+                   help="hf: the release's config for every item that has none beside it")
     p.add_argument("--max-unpacked", type=parse_size, metavar="SIZE",
                    help="the most an archive may unpack to (default: 20 times its size, at "
                         "least 1GiB)")
@@ -67,6 +72,15 @@ def run(args: argparse.Namespace) -> int:
         options["compress"] = True
     if args.max_shard_size:
         options["max_shard_size"] = args.max_shard_size
+    for name in ("family", "config"):
+        value = getattr(args, name)
+        if value is not None:
+            if args.to != "hf":
+                from ..errors import UsageError
+
+                raise UsageError(f"--{name} is for --to hf only")
+            # Workers may run elsewhere in the tree (or on a cluster): a path, made absolute.
+            options[name] = str(Path(value).resolve()) if name == "config" else value
     with rule_warnings_to_stderr(args.quiet):
         results = batch(args.sources, to=args.to, out=args.out, rules=rules_from_args(args),
                         jobs=args.jobs, resume=args.resume, latest=args.latest, shard=shard,
