@@ -135,6 +135,13 @@ def test_dry_run_prints_the_table_and_writes_nothing(tmp_path, capsys):
                  "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["class"] == "BertForPreTraining" and len(doc["dropped"]) == 93
+    assert doc["dropped"][0] == {"name": "bert/embeddings/word_embeddings/adam_m",
+                                 "rule": "rule 1 (preset drop-optimizer)"}
+    query = next(t for t in doc["tensors"]
+                 if t["name"] == "bert.encoder.layer.0.attention.self.query.weight")
+    assert query == {"name": "bert.encoder.layer.0.attention.self.query.weight",
+                     "source": ["bert/encoder/layer_0/attention/self/query/kernel"],
+                     "shape": [H, H], "dtype": "float32", "transform": "transpose [1, 0]"}
 
 
 def test_config_from_flag_when_not_beside(tmp_path):

@@ -126,13 +126,13 @@ def _hf_dry_run(args: argparse.Namespace, src_fmt: str, rules: Rules | None,
             ckpt = rules.apply(src) if rules is not None else src
             prepared = hf.prepare(ckpt, family=opts.get("family"), config=opts.get("config"))
         if args.json:
+            # The rules' dry-run document (tensors, dropped, warnings), and what hf adds.
+            plan = prepared.plan.as_dict()
             print(json.dumps({
                 "family": prepared.family.name, "class": prepared.architecture.cls,
-                "config": prepared.config,
-                "tensors": [{"source": r.old, "name": r.name, "shape": r.shape,
-                             "transform": r.transform} for r in prepared.plan.rows],
-                "dropped": prepared.dropped,
-                "tokenizer": {str(p): to for p, to in prepared.tokenizers}}))
+                "config": prepared.config, **plan,
+                "tokenizer": {str(p): to for p, to in prepared.tokenizers},
+                "tokenizer_config": prepared.tokenizer_config}))
         else:
             print(hf.describe(prepared))
     return 0
