@@ -111,8 +111,9 @@ class _Accumulator:
         mean = total / n
         if not math.isfinite(mean):  # finite values whose sum passes float64's range
             mean = float(np.sum(x / n))
-        d = x - mean
-        m2 = float(np.dot(d, d))
+        with np.errstate(over="ignore"):  # values near float64's limit: std is inf, as numpy's
+            d = x - mean
+            m2 = float(np.dot(d, d))
         self._merge(n, mean, m2)
         self.lo = lo if self.lo is None else min(self.lo, lo)
         self.hi = hi if self.hi is None else max(self.hi, hi)
