@@ -4,8 +4,9 @@ Statistics are computed streaming: tensors stored as byte spans are read a chunk
 through ``formats.stream.chunks`` (memory-mapped, pages dropped once used, crc32c checked), and
 each chunk is widened to float64 a block at a time, so a tensor of any size costs a few MiB.
 Per block the count, mean and sum of squared deviations from the block's own mean are taken in
-float64 and merged with Chan, Golub and LeVeque's pairwise update, which keeps the variance
-accurate where a running sum of squares would cancel.
+float64 (two passes over the block, the second correcting the first's mean) and merged with
+Chan, Golub and LeVeque's pairwise update, means kept relative to the first block's; the
+variance stays accurate where a running sum of squares would cancel (values 1e8 ± 1).
 
 min, max, mean and std are over the finite values (NaN and ±Inf are counted, not averaged);
 std is the population standard deviation (``numpy.std``'s default, ``ddof=0``). Integer min
@@ -77,7 +78,8 @@ class _Accumulator:
     def __init__(self, exact: bool) -> None:
         self.exact = exact  # integers: min and max kept as Python ints
         self.n = 0  # finite values seen
-        self.mean = 0.0
+        self.shift = 0.0  # the first block's mean: means are kept relative to it
+        self.mean = 0.0  # relative to shift
         self.m2 = 0.0
         self.lo: Any = None
         self.hi: Any = None
@@ -125,7 +127,18 @@ class _Accumulator:
         with np.errstate(over="ignore"):  # values near float64's limit: std is inf, as numpy's
             np.subtract(x, mean, out=d)
             m2 = float(np.einsum("i,i->", d, d))  # not BLAS: its threads cost more here
-        self._merge(n, mean, m2)
+            # The corrected two-pass step: the rounding of sum/n, measured on the deviations,
+            # comes off the block's mean, so merging blocks' means loses nothing to it.
+            drift = float(d.sum())
+        if self.n == 0:
+            self.shift = mean
+        # The block's mean relative to the shift: computed as (mean - shift) + drift / n, it
+        # keeps digits that a running mean of magnitude 1e8 would round away at each merge.
+        offset = mean - self.shift
+        if math.isfinite(m2) and math.isfinite(drift * drift):
+            offset += drift / n
+            m2 = max(m2 - drift * drift / n, 0.0)
+        self._merge(n, offset, m2)
         self.lo = lo if self.lo is None else min(self.lo, lo)
         self.hi = hi if self.hi is None else max(self.hi, hi)
 
@@ -142,8 +155,9 @@ class _Accumulator:
     def result(self, count: int, note: str | None = None) -> Stats:
         if self.n == 0:
             return Stats(count, zeros=self.zeros, nan=self.nan, inf=self.inf, note=note)
-        return Stats(count, self.lo, self.hi, self.mean, math.sqrt(max(self.m2, 0.0) / self.n),
-                     self.zeros, self.nan, self.inf, note)
+        std = math.sqrt(max(self.m2, 0.0) / self.n)
+        return Stats(count, self.lo, self.hi, self.shift + self.mean, std, self.zeros, self.nan,
+                     self.inf, note)
 
 
 def _blocks(tensor: Tensor) -> Iterator[np.ndarray]:
