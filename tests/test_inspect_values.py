@@ -19,6 +19,7 @@ import converter
 from converter import inspection
 from converter.cli import main
 from converter.formats import stream
+from tests.helpers import HERE
 from tests.inspect_tf import PRINT_OPTIONS, PRINTED
 from tests.inspect_tf import tf_views as tf_views  # a fixture
 
@@ -258,7 +259,7 @@ def _on_terminal(argv: list[str], env: dict[str, str]) -> str:
 def test_nonfinite_summary_in_colour_on_a_terminal_unless_no_color(tf_fixtures):
     prefix = tf_fixtures["all_dtypes"]["prefix"]
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    env["PYTHONPATH"] = str(HERE.parent)  # this checkout's converter
     line = f"{len(_nonfinite(tf_fixtures))} tensors contain NaN or Inf"
     coloured = _on_terminal(["inspect", prefix, "--stats"], env)
     assert f"\033[1;31m{line}" in coloured
