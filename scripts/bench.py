@@ -15,6 +15,8 @@ What is measured, for every kind (ours vs baseline):
 
 * ``inspect``: ``ckpt inspect PREFIX`` vs ``tf.train.load_checkpoint(PREFIX)`` +
   ``get_variable_to_shape_map()``; both read only the index.
+* ``inspect --stats``: ``ckpt inspect PREFIX --stats`` (every tensor's statistics, streaming)
+  vs ``cat DATAFILES > /dev/null`` (reading the bytes once).
 * ``read``: ``converter.read(PREFIX)`` and ``t.read()`` of every tensor vs
   ``load_checkpoint`` + ``get_tensor`` of every name; both touch every element of every array
   (``np.add.reduce`` over a flat view) so lazily mapped data is really read.
@@ -273,6 +275,11 @@ def row(kind: str, task: str, ours: Measurement, name: str, base: Measurement) -
                base.peak_rss_mib, ours.error, base.error)
 
 
+def cat_command(sources: list[Path]) -> list[str]:
+    """``cat SRC... > /dev/null``: the cost of reading the bytes once."""
+    return ["sh", "-c", f"cat {shlex.join(str(s) for s in sources)} > /dev/null"]
+
+
 def copy_command(sources: list[Path], outdir: Path, tag: str) -> tuple[list[str], list[Path]]:
     """``cp SRC DST && sync DST`` for each source: the cost of moving the bytes once."""
     copies = [outdir / f"{tag}.cp{i}" for i in range(len(sources))]
@@ -310,6 +317,11 @@ def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int, with_tf: bool
     ours = measure([*ckpt, "inspect", src], repeat)
     base = measure(python_code(TF_INSPECT, src), repeat) if with_tf else skipped
     rows.append(row(kind, "inspect", ours, "tf load_checkpoint", base))
+
+    print(f"[{kind}] inspect --stats", file=sys.stderr, flush=True)
+    ours = measure([*ckpt, "inspect", src, "--stats"], repeat)
+    rows.append(row(kind, "inspect --stats", ours, "cat data", measure(cat_command(
+        data_files(prefix)), repeat)))
 
     print(f"[{kind}] read", file=sys.stderr, flush=True)
     ours = measure(python_code(OURS_READ, src), repeat)

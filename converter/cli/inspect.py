@@ -9,29 +9,37 @@ from typing import Any
 
 from .. import api, dtypes, registry
 from ..tensor import Source
+from . import inspect_values
 from .common import add_source, human, read_options
 
-HELP = "list the tensors of a checkpoint (reads no tensor data)"
+HELP = "list the tensors of a checkpoint (reads no tensor data unless asked for values)"
 EXAMPLES = """examples:
   ckpt inspect model.ckpt-1000
   ckpt inspect train_dir/            # the latest checkpoint; lists all prefixes and steps
   ckpt inspect weights.safetensors --json | jq '.tensors[].name'
+  ckpt inspect model.ckpt-1000 --stats          # min/max/mean/std, NaN and Inf per tensor
+  ckpt inspect model.ckpt-1000 --tensor 'dense/*' --precision 3
+  ckpt inspect model.ckpt-1000 --tree --depth 2
 """
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     add_source(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect_values.add_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
     fmt = registry.for_input(Path(args.src), args.source_format)
     with api.read(args.src, format=fmt.name, **read_options(args, fmt.name)) as ckpt:
+        if inspect_values.wanted(args):
+            return inspect_values.run(args, ckpt)
         rows: list[dict[str, Any]] = [
             {"name": t.name, "dtype": dtypes.name_of(t.dtype), "shape": list(t.shape),
              "nbytes": t.nbytes, "kind": t.kind, **({"attrs": t.attrs} if t.attrs else {})}
             for t in ckpt.values()
         ]
+        readable, all_stats = inspect_values.annotate(args, ckpt, rows)
         metadata = dict(ckpt.metadata)
         source = ckpt.source or Source(fmt.name, str(args.src))
     total = sum(r["nbytes"] for r in rows)
@@ -41,11 +49,14 @@ def run(args: argparse.Namespace) -> int:
                           "tensors": rows}))
         return 0
     width = max([len(r["name"]) for r in rows] + [4])
-    lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'bytes':>11}  kind"]
-    for r in rows:
+    extra = inspect_values.extra_columns(rows, readable, all_stats)
+    kind_w = max([len(r["kind"]) for r in rows] + [4]) if any(extra) else 0
+    lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'bytes':>11}  "
+             f"{'kind':<{kind_w}}{extra[0]}"]
+    for r, more in zip(rows, extra[1:], strict=True):
         shape = "[" + ", ".join(map(str, r["shape"])) + "]"
         lines.append(f"{r['name']:<{width}}  {r['dtype']:<9} {shape:<18} {r['nbytes']:>11}  "
-                     f"{r['kind']}")
+                     f"{r['kind']:<{kind_w}}{more}".rstrip())
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
     lines += _source_lines(source, Path(args.src))
@@ -53,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append("metadata:")
         lines += [f"  {key}: {value}" for key, value in metadata.items()]
     print("\n".join(lines))
+    inspect_values.print_nonfinite(all_stats)
     return 0
 
 
