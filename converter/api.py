@@ -132,11 +132,12 @@ def _portable(ckpt: Checkpoint, fmt: registry.Format) -> Checkpoint:
     if "string" not in fmt.stored_dtypes:
         # The graph is a string: the dtype test first spares judging every tensor's kind.
         graphs = [n for n, t in ckpt.items() if t.dtype.hasobject and t.kind == "object_graph"]
-        if graphs:
+        # A Hugging Face directory is a model's weights: no graph is expected there.
+        if graphs and fmt.name != "hf":
             warnings.warn(f"{fmt.name} cannot hold the TF2 object graph ({graphs[0]}); "
                           "writing the tensors without it", ConverterWarning, stacklevel=4)
-            for name in graphs:
-                del tensors[name]
+        for name in graphs:
+            del tensors[name]
     return Checkpoint(tensors, ckpt.metadata, source=ckpt.source, closers=[ckpt.close])
 
 

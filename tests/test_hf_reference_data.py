@@ -52,6 +52,15 @@ EXPECTED = {
         "tf_bert_for_pre_training/bert/encoder/layer_._1/attention/self/query/kernel",
         "tf_bert_for_pre_training/mlm___cls/predictions/bias",
         "tf_bert_for_pre_training/nsp___cls/seq_relationship/kernel"],
+    "bert_tf2": [
+        "model/layer_with_weights-0/embeddings/.ATTRIBUTES/VARIABLE_VALUE",
+        "model/layer_with_weights-5/_attention_layer/_query_dense/kernel/.ATTRIBUTES/"
+        "VARIABLE_VALUE",
+        "model/layer_with_weights-4/_attention_output_dense/kernel/.ATTRIBUTES/VARIABLE_VALUE",
+        "model/layer_with_weights-6/kernel/.ATTRIBUTES/VARIABLE_VALUE",
+        "model/layer_with_weights-0/embeddings/.OPTIMIZER_SLOT/optimizer/m/.ATTRIBUTES/"
+        "VARIABLE_VALUE",
+        "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE"],
 }
 EXPECTED["electra_generator"] = EXPECTED["electra_discriminator"]
 CASES = sorted(EXPECTED)
@@ -67,10 +76,16 @@ def test_every_case_is_there():
 
 def _checkpoint_path(case: str):
     d = DATA / case
+    if (d / "bert_model.ckpt.index").exists():  # Model Garden's name
+        return d / "bert_model.ckpt"
     return d / "tf_model.h5" if (d / "tf_model.h5").exists() else d / "model.ckpt"
 
 
-def _transformed(a: np.ndarray, how: str) -> np.ndarray:
+def _transformed(a: np.ndarray, how: str, shape: tuple[int, ...]) -> np.ndarray:
+    if how == "reshape":  # an EinsumDense tensor [heads, head_size] as [hidden]
+        return a.reshape(shape)
+    if how == "reshape_transpose":
+        return a.reshape(shape[::-1]).T
     return {"none": a, "transpose": a.T, "squeeze": a.squeeze()}[how]
 
 
@@ -97,6 +112,8 @@ def test_reference_files(case):
         assert logits.shape == (*np.asarray(ref["inputs"]["decoder_input_ids"]).shape, vocab)
     elif ref["class"] == "ElectraForPreTraining":
         assert logits.shape == ids.shape
+    elif ref["class"] == "BertModel":  # last_hidden_state
+        assert logits.shape == (*ids.shape, ref["config"]["hidden_size"])
     elif ref["class"] == "BertForSequenceClassification":
         assert logits.shape == (ids.shape[0], len(ref["config"]["id2label"]))
     else:
@@ -126,8 +143,8 @@ def test_mapped_tensors_equal_the_reference(case):
     for tf_name, m in ref["mapping"].items():
         if m is None:
             continue
-        a = _transformed(ckpt[tf_name].read(), m["transform"])
         for hf_name in m["hf"]:
+            a = _transformed(ckpt[tf_name].read(), m["transform"], state[hf_name].shape)
             assert np.array_equal(a, state[hf_name]), (tf_name, hf_name)
             taken.add(hf_name)
     assert taken | set(ref.get("unmapped_hf", [])) == set(state)

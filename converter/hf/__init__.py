@@ -269,6 +269,10 @@ def _family_of(config: dict[str, Any], family: str | None, where: str) -> Family
         return get(family)
     model_type = config.get("model_type")
     found = [f for f in families().values() if f.model_type == model_type]
+    # Of two releases of one model (Google's BERT, Model Garden's), the one with a way back.
+    back = [f for f in found if f.reverse or any(a.reverse for a in f.architectures)]
+    if len(back) == 1:
+        return back[0]
     if len(found) == 1:
         return found[0]
     if not found:

@@ -98,9 +98,10 @@ _DIM = re.compile(r"^([A-Za-z_]\w*|\d+)(\*([A-Za-z_]\w*|\d+))*$")  # n_head*d_kv
 
 @dataclass(frozen=True)
 class Infer:
-    """A config value the tensor shapes settle: one axis of one tensor (``tensor``, ``axis``),
-    divided by another config value (``divide_by``), or how many distinct numbers the first
-    group of ``count`` captures (the number of layers)."""
+    """A config value the tensor shapes settle: one axis of one tensor (``tensor``, ``axis``;
+    a ``re:`` pattern takes the first name it matches), divided by another config value
+    (``divide_by``), or how many distinct numbers the first group of ``count`` captures (the
+    number of layers)."""
 
     key: str
     tensor: str | None = None
@@ -124,7 +125,13 @@ class Infer:
                 if m is not None and m.re.groups:
                     numbers.add(int(m.group(1)))
             return len(numbers) or None
-        shape = shapes.get(self.tensor) if self.tensor is not None else None
+        if self.tensor is None:
+            return None
+        shape = shapes.get(self.tensor)
+        if shape is None and self.tensor.startswith("re:"):
+            # A release whose root object has more than one name (``model/``, ``encoder/``).
+            regex = Pattern(self.tensor)
+            shape = next((s for n, s in shapes.items() if regex.match(n)), None)
         if shape is None or not -len(shape) <= self.axis < len(shape):
             return None
         n = shape[self.axis]
@@ -279,7 +286,7 @@ def _infers(table: Any, where: str) -> tuple[Infer, ...]:
         if ("tensor" in spec) == ("count" in spec):
             raise UsageError(f"{where}.{key}: give one of tensor or count")
         infer = Infer(key, **spec)
-        for p in filter(None, (infer.count,)):
+        for p in filter(None, (infer.count, infer.tensor)):
             Pattern(p)
         out.append(infer)
     return tuple(out)

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from .core import Entry, Pattern, Rule, RuleWarning
-from .names import AddPrefix, Exclude, Map, Only, Rename, StripPrefix
+from .names import AddPrefix, Exclude, Map, Only, Rename, Renumber, StripPrefix
 from .plan import Drop, Plan, PlanRow
 from .presets import (
     PRESETS,
@@ -32,6 +32,7 @@ from .transforms import (
     AddConstant,
     Cast,
     Concat,
+    MergeAxes,
     ReorderGates,
     Reshape,
     Split,
@@ -42,7 +43,8 @@ from .transforms import (
 
 __all__ = [
     "PRESETS", "AddConstant", "AddPrefix", "Cast", "Concat", "Drop", "DropOptimizer", "Entry",
-    "Exclude", "KerasNames", "Map", "Only", "Pattern", "Plan", "PlanRow", "Preset", "Rename",
-    "ReorderGates", "Reshape", "Rule", "RuleWarning", "Rules", "Split", "Squeeze", "StripPrefix",
-    "Tf1LstmToKeras", "Tf2Names", "Transpose", "Unsqueeze", "UseEma", "preset",
+    "Exclude", "KerasNames", "Map", "MergeAxes", "Only", "Pattern", "Plan", "PlanRow", "Preset",
+    "Rename", "Renumber", "ReorderGates", "Reshape", "Rule", "RuleWarning", "Rules", "Split",
+    "Squeeze", "StripPrefix", "Tf1LstmToKeras", "Tf2Names", "Transpose", "Unsqueeze", "UseEma",
+    "preset",
 ]

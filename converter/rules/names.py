@@ -1,4 +1,5 @@
-"""Rules that change names only: regex rename, exact map, include/exclude, prefixes."""
+"""Rules that change names only: regex rename, exact map, include/exclude, prefixes,
+renumbering."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .core import (
     Entry,
     Pattern,
     Rule,
+    check_int,
     check_str,
     check_strs,
     compile_regex,
@@ -66,6 +68,44 @@ class Rename(Rule):
 
     def __str__(self) -> str:
         return f"rename {self.pattern!r} -> {self.to!r}"
+
+
+@dataclass(frozen=True)
+class Renumber(Rule):
+    """Add ``offset`` to the number the pattern's first group captures, in place: a Keras
+    functional model's ``layer_with_weights-4`` (its fifth layer with weights, the first
+    Transformer block) as block 0 with ``offset = -4``."""
+
+    key = "renumber"
+    pattern: str
+    offset: int
+
+    def __post_init__(self) -> None:
+        check_int(self.offset, "renumber offset")
+        if Pattern(self.pattern).regex.groups < 1:
+            raise RenameError(f"renumber {self.pattern!r}: the pattern must capture the number "
+                              "(a group, or a glob's *)")
+
+    def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+        pattern = Pattern(self.pattern)
+
+        def change(e: Entry) -> Entry | None:
+            m = pattern.match(e.name)
+            if m is None or m.group(1) is None:
+                return None
+            if not m.group(1).isdigit():
+                raise RenameError(f"{e.name!r}: renumber {self.pattern!r} captured "
+                                  f"{m.group(1)!r}, which is not a number")
+            n = int(m.group(1)) + self.offset
+            if n < 0:
+                raise RenameError(f"{e.name!r}: renumber {self.pattern!r} by {self.offset} "
+                                  f"gives {n}, a negative number")
+            return e.renamed(e.name[:m.start(1)] + str(n) + e.name[m.end(1):])
+
+        return each_entry(entries, change)
+
+    def __str__(self) -> str:
+        return f"renumber {self.pattern!r} by {self.offset:+d}"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Value transforms on entries: transpose, cast, reshape, split, concat, gate reordering,
-adding a constant.
+"""Value transforms on entries: transpose, cast, reshape, merging axes, split, concat, gate
+reordering, adding a constant.
 
 Each primitive works out the new shape and dtype at once, so a transform that does not fit a
 tensor fails when rules are applied or planned, not when a writer reads; the values are
@@ -89,6 +89,28 @@ def reshape(e: Entry, shape: Sequence[int]) -> Entry:
             raise RenameError(f"{_what(e)} ({size} values) cannot be reshaped to {list(wanted)}")
     return e.transformed(f"reshape {list(wanted)}", new, e.dtype,
                          lambda a: c_order(a).reshape(new))
+
+
+def _merged(shape: tuple[int, ...], lo: int, hi: int) -> tuple[int, ...]:
+    return shape[:lo] + (math.prod(shape[lo:hi + 1]),) + shape[hi + 1:]
+
+
+def merge_axes(e: Entry, first: int, last: int) -> Entry:
+    """Merge axes ``first``..``last`` (inclusive, consecutive) into one, in C order: an
+    ``EinsumDense`` kernel ``[hidden, heads, head_size]`` with axes 1..2 becomes
+    ``[hidden, heads * head_size]``, whatever the sizes (``reshape`` needs them fixed)."""
+    shape = None
+    if e.shape is not None:
+        lo, hi = _axis(e, first), _axis(e, last)
+        if lo > hi:
+            raise RenameError(f"{_what(e)}: axes {first}..{last} are not in order")
+        shape = _merged(e.shape, lo, hi)
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        lo, hi = first % a.ndim, last % a.ndim
+        return c_order(a).reshape(_merged(a.shape, lo, hi))
+
+    return e.transformed(f"merge axes {first}..{last}", shape, e.dtype, fn)
 
 
 def squeeze(e: Entry, axis: int) -> Entry:

@@ -12,13 +12,14 @@ from ..errors import RenameError
 from ..tensor import Checkpoint, Tensor, as_checkpoint
 from . import toml
 from .core import Entry, Rule, RuleWarning
-from .names import AddPrefix, Exclude, Map, Only, Rename, StripPrefix
+from .names import AddPrefix, Exclude, Map, Only, Rename, Renumber, StripPrefix
 from .plan import Plan, PlanRow, run_rules
 from .presets import preset
 from .transforms import (
     AddConstant,
     Cast,
     Concat,
+    MergeAxes,
     ReorderGates,
     Reshape,
     Split,
@@ -100,6 +101,15 @@ class Rules:
 
     def reshape(self, pattern: str, shape: Sequence[int]) -> Rules:
         return self.then(Reshape(pattern, tuple(shape)))
+
+    def merge_axes(self, pattern: str, axes: Sequence[int]) -> Rules:
+        """Merge consecutive axes ``[first, last]`` into one (``[h, heads, d]`` to
+        ``[h, heads * d]`` with ``[1, 2]``), for any sizes."""
+        return self.then(MergeAxes(pattern, tuple(axes)))
+
+    def renumber(self, pattern: str, offset: int) -> Rules:
+        """Add ``offset`` to the number the pattern's first group captures."""
+        return self.then(Renumber(pattern, offset))
 
     def squeeze(self, pattern: str, axis: int = 0) -> Rules:
         """Drop an axis of length 1 (``[1, in, out]`` conv1d weights to ``[in, out]``)."""

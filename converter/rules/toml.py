@@ -1,9 +1,9 @@
 """Rules files: TOML with one ``[[rule]]`` table per rule, in order, and an optional top-level
 ``strict = true``. Each table holds one key naming the rule kind (``rename``, ``map``,
-``map_file``, ``only``, ``exclude``, ``strip_prefix``, ``add_prefix``, ``preset``, ``cast``,
-``transpose``, ``reshape``, ``squeeze``, ``unsqueeze``, ``split``, ``concat``, ``reorder_gates``,
-``add_constant``) plus that kind's options. Reading uses ``tomllib``; writing uses the small
-emitter below (TOML writers are not in the standard library).
+``map_file``, ``only``, ``exclude``, ``strip_prefix``, ``add_prefix``, ``renumber``, ``preset``,
+``cast``, ``transpose``, ``reshape``, ``merge_axes``, ``squeeze``, ``unsqueeze``, ``split``,
+``concat``, ``reorder_gates``, ``add_constant``) plus that kind's options. Reading uses
+``tomllib``; writing uses the small emitter below (TOML writers are not in the standard library).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 
 from ..errors import RenameError
 from .core import Rule, parse_toml
-from .names import AddPrefix, Exclude, Map, Only, Rename, StripPrefix
+from .names import AddPrefix, Exclude, Map, Only, Rename, Renumber, StripPrefix
 from .presets import preset_from_table
 from .transforms import (
     AddConstant,
     Cast,
     Concat,
+    MergeAxes,
     ReorderGates,
     Reshape,
     Split,
@@ -33,8 +34,8 @@ from .transforms import (
 # The key naming a rule in its [[rule]] table -> what builds the rule from that table.
 RULE_TABLES: dict[str, Callable[[Mapping[str, Any]], Rule]] = {
     cls.key: cls.from_table for cls in (
-        Rename, Only, Exclude, StripPrefix, AddPrefix, Cast, Transpose, Reshape, Squeeze,
-        Unsqueeze, Split, Concat,
+        Rename, Only, Exclude, StripPrefix, AddPrefix, Renumber, Cast, Transpose, Reshape,
+        MergeAxes, Squeeze, Unsqueeze, Split, Concat,
         ReorderGates, AddConstant)
 }
 RULE_TABLES.update(map=Map.from_table, map_file=Map.from_table,

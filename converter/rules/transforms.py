@@ -1,6 +1,6 @@
 """Transform rules: select tensors by pattern and apply a value transform from ``ops.py``
-(``cast``, ``transpose``, ``reshape``, ``squeeze``, ``unsqueeze``, ``split``, ``concat``,
-``reorder_gates``, ``add_constant``)."""
+(``cast``, ``transpose``, ``reshape``, ``merge_axes``, ``squeeze``, ``unsqueeze``, ``split``,
+``concat``, ``reorder_gates``, ``add_constant``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from .ops import (
     cast,
     concat,
     gate_order,
+    merge_axes,
     reorder,
     reshape,
     split,
@@ -113,6 +114,32 @@ class Reshape(Rule):
 
     def __str__(self) -> str:
         return f"reshape {self.pattern!r} to {list(self.shape)}"
+
+
+@dataclass(frozen=True)
+class MergeAxes(Rule):
+    """Merge consecutive axes ``axes = [first, last]`` (inclusive) of matching tensors into one:
+    ``[hidden, heads, head_size]`` to ``[hidden, heads * head_size]`` for any sizes."""
+
+    key = "merge_axes"
+    pattern: str
+    axes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        axes = check_ints(self.axes, "merge_axes axes")
+        if len(axes) != 2:
+            raise RenameError(f"merge_axes axes must be [first, last], got {list(axes)}")
+        if (axes[0] < 0) == (axes[1] < 0) and axes[0] >= axes[1]:
+            raise RenameError(f"merge_axes axes {list(axes)}: first must come before last")
+        object.__setattr__(self, "axes", axes)
+        Pattern(self.pattern)
+
+    def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+        first, last = self.axes
+        return _each(Pattern(self.pattern), entries, lambda e, m: merge_axes(e, first, last))
+
+    def __str__(self) -> str:
+        return f"merge_axes {self.pattern!r} axes {self.axes[0]}..{self.axes[1]}"
 
 
 @dataclass(frozen=True)
