@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import api, dtypes, registry
+from .. import api, dtypes, graphs, registry
 from ..tensor import Source
 from .common import add_source, human, read_options
 
@@ -34,11 +34,13 @@ def run(args: argparse.Namespace) -> int:
         ]
         metadata = dict(ckpt.metadata)
         source = ckpt.source or Source(fmt.name, str(args.src))
+    graph = _saved_model(source)
     total = sum(r["nbytes"] for r in rows)
     if args.json:
         print(json.dumps({"path": str(args.src), "format": fmt.name, "source": source.as_dict(),
                           "metadata": metadata, "count": len(rows), "total_bytes": total,
-                          "tensors": rows}))
+                          "tensors": rows,
+                          **({"meta_graphs": graph.as_dict()["meta_graphs"]} if graph else {})}))
         return 0
     width = max([len(r["name"]) for r in rows] + [4])
     lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'bytes':>11}  kind"]
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
     lines += _source_lines(source, Path(args.src))
+    lines += graphs.describe(graph) if graph else []
     if metadata:
         lines.append("metadata:")
         lines += [f"  {key}: {value}" for key, value in metadata.items()]
@@ -73,3 +76,11 @@ def _source_lines(source: Source, given: Path) -> list[str]:
         lines += [f"  step {'-' if step is None else step:>8}  {prefix}"
                   for prefix, step in source.checkpoints]
     return lines
+
+
+def _saved_model(source: Source) -> graphs.SavedModel | None:
+    """The tags and signatures of the SavedModel whose variables were read, if it has a
+    binary ``saved_model.pb``."""
+    if not source.saved_model or not (Path(source.saved_model) / "saved_model.pb").exists():
+        return None
+    return graphs.saved_model(source.saved_model)
