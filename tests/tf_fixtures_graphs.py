@@ -48,7 +48,8 @@ def _signature_defs(directory: Path) -> dict:
                     shape = None if info.tensor_shape.unknown_rank else \
                         [d.size for d in info.tensor_shape.dim]
                     out[key] = {"name": info.name or info.coo_sparse.values_tensor_name,
-                                "dtype_enum": info.dtype, "shape": shape,
+                                "dtype": tf.as_dtype(info.dtype).name if info.dtype
+                                else "invalid", "shape": shape,
                                 "encoding": info.WhichOneof("encoding")}
                 return out
             sigs[name] = {"method": sig.method_name, "inputs": infos(sig.inputs),
