@@ -15,6 +15,8 @@ HELP = "list the tensors of a checkpoint (reads no tensor data)"
 EXAMPLES = """examples:
   ckpt inspect model.ckpt-1000
   ckpt inspect train_dir/            # the latest checkpoint; lists all prefixes and steps
+  ckpt inspect exported_model/       # a SavedModel: its variables, tags and signatures
+  ckpt inspect frozen.pb --min-size 2   # a frozen graph's constants, scalars left out
   ckpt inspect weights.safetensors --json | jq '.tensors[].name'
 """
 
