@@ -12,7 +12,9 @@ unknown; ``unknown_rank`` 3).
 
 from __future__ import annotations
 
+import mmap
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,20 +233,21 @@ def graph_file(path: Path) -> Path:
 def read_saved_model(path: str | os.PathLike[str]) -> SavedModel:
     """The tags and signatures of the SavedModel at ``path`` (its directory or its
     ``saved_model.pb``), read without TensorFlow and without copying its graphs."""
-    from ..formats._common import map_file, open_regular, release
-
     file = graph_file(Path(path))
     if not file.exists():
         text = file.with_suffix(".pbtxt")
         why = f" ({text.name} is in protobuf text format, not read)" if text.exists() else ""
         raise FormatError(f"{file}: no such file{why}")
-    with open_regular(file) as f:
-        size = os.fstat(f.fileno()).st_size
-    if size > MAX_MESSAGE:
-        raise FormatError(f"{file}: {size} bytes, over protobuf's 2 GiB limit for one message")
-    buf = map_file(file)
-    try:
-        with memoryview(buf) as view:
+    if not file.is_file():  # opening a FIFO would block
+        raise FormatError(f"{file}: not a regular file")
+    with open(file, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{file}: not a regular file")
+        if st.st_size > MAX_MESSAGE:
+            raise FormatError(f"{file}: {st.st_size} bytes, over protobuf's 2 GiB limit for "
+                              "one message")
+        if not st.st_size:
+            raise FormatError(f"{file}: not a SavedModel (empty file)")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf, memoryview(buf) as view:
             return parse(view, str(file))
-    finally:
-        release(buf)
