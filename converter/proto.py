@@ -10,7 +10,7 @@ Every length is checked against the buffer before use. ``TensorShapeProto``
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .errors import FormatError
 
@@ -200,3 +200,35 @@ def skip(buf: bytes | memoryview, pos: int, end: int, wire: int) -> int:
     raise ProtoError(f"unsupported wire type {wire}")
 
 
+
+
+def fields(buf: bytes | memoryview, pos: int = 0, end: int | None = None
+           ) -> Iterator[tuple[int, int, int, int]]:
+    """``(number, wire, a, b)`` for each field of one message, copying nothing: for a
+    length-delimited field the value is ``buf[a:b]``; for a number ``a`` is the value (fixed
+    widths as unsigned bits) and ``b`` the position after it. For messages too big to copy
+    (a GraphDef whose constants hold a model's weights)."""
+    end = len(buf) if end is None else min(end, len(buf))
+    while pos < end:
+        key, pos = read_varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ProtoError("field number 0")
+        if wire == BYTES:
+            n, pos = read_varint(buf, pos, end)
+            if n > end - pos:
+                raise ProtoError(f"field {number}: length {n} runs past the message")
+            yield number, wire, pos, pos + n
+            pos += n
+        elif wire == VARINT:
+            value, pos = read_varint(buf, pos, end)
+            yield number, wire, value, pos
+        elif wire in (FIXED32, FIXED64):
+            width = 4 if wire == FIXED32 else 8
+            if pos + width > end:
+                raise ProtoError(f"field {number}: truncated fixed{width * 8}")
+            (value,) = struct.unpack_from("<I" if width == 4 else "<Q", buf, pos)
+            pos += width
+            yield number, wire, value, pos
+        else:
+            raise ProtoError(f"field {number}: unsupported wire type {wire}")

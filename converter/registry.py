@@ -178,6 +178,9 @@ BUILTINS: tuple[Format, ...] = (
     Format("keras", (".keras",), "converter.formats.keras",
            "Keras 3 .keras archive (weights named from its config; read only)",
            requires="h5py", can_write=False),
+    Format("graphdef", (".pb",), "converter.formats.graphdef",
+           "TensorFlow frozen graph (GraphDef .pb): its Const nodes as tensors; read only",
+           dtypes=_TF_DTYPES, metadata=False, can_write=False),
 )
 
 _table: dict[str, Format] | None = None

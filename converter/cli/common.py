@@ -34,6 +34,8 @@ def add_source(p: argparse.ArgumentParser) -> None:
                    help="allow pickled .npy/.npz content (only for files you trust)")
     p.add_argument("--allow-external", action="store_true",
                    help="follow HDF5 external links and storage in other files (trusted files)")
+    p.add_argument("--min-size", type=int, default=0, metavar="N",
+                   help="frozen graphs: leave out constants of fewer than N elements")
 
 
 def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
@@ -45,6 +47,8 @@ def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
         wanted["allow_pickle"] = True
     if getattr(args, "allow_external", False):
         wanted["allow_external"] = True
+    if getattr(args, "min_size", 0):
+        wanted["min_size"] = args.min_size
     if getattr(args, "family", None) and fmt == "hf":
         wanted["family"] = args.family
     if not wanted or fmt is None:

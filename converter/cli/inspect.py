@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import api, dtypes, registry
+from .. import api, dtypes, graphs, registry
 from ..tensor import Source
 from . import inspect_values
 from .common import add_source, human, read_options
@@ -16,6 +16,8 @@ HELP = "list the tensors of a checkpoint (reads no tensor data unless asked for 
 EXAMPLES = """examples:
   ckpt inspect model.ckpt-1000
   ckpt inspect train_dir/            # the latest checkpoint; lists all prefixes and steps
+  ckpt inspect exported_model/       # a SavedModel: its variables, tags and signatures
+  ckpt inspect frozen.pb --min-size 2   # a frozen graph's constants, scalars left out
   ckpt inspect weights.safetensors --json | jq '.tensors[].name'
   ckpt inspect model.ckpt-1000 --stats          # min/max/mean/std, NaN and Inf per tensor
   ckpt inspect model.ckpt-1000 --tensor 'dense/*' --precision 3
@@ -42,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
         readable, all_stats = inspect_values.annotate(args, ckpt, rows)
         metadata = dict(ckpt.metadata)
         source = ckpt.source or Source(fmt.name, str(args.src))
+    graph = _saved_model(source)
     total = sum(r["nbytes"] for r in rows)
     if args.json:
         print(json.dumps({"path": str(args.src), "format": fmt.name, "source": source.as_dict(),
                           "metadata": metadata, "count": len(rows), "total_bytes": total,
-                          "tensors": rows}))
+                          "tensors": rows,
+                          **({"meta_graphs": graph.as_dict()["meta_graphs"]} if graph else {})}))
         return 0
     width = max([len(r["name"]) for r in rows] + [4])
     extra = inspect_values.extra_columns(rows, readable, all_stats)
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
     lines += _source_lines(source, Path(args.src))
+    lines += graphs.describe(graph) if graph else []
     if metadata:
         lines.append("metadata:")
         lines += [f"  {key}: {value}" for key, value in metadata.items()]
@@ -85,3 +90,11 @@ def _source_lines(source: Source, given: Path) -> list[str]:
         lines += [f"  step {'-' if step is None else step:>8}  {prefix}"
                   for prefix, step in source.checkpoints]
     return lines
+
+
+def _saved_model(source: Source) -> graphs.SavedModel | None:
+    """The tags and signatures of the SavedModel whose variables were read, if it has a
+    binary ``saved_model.pb``."""
+    if not source.saved_model or not (Path(source.saved_model) / "saved_model.pb").exists():
+        return None
+    return graphs.saved_model(source.saved_model)

@@ -1,0 +1,138 @@
+"""Frozen TensorFlow graphs: a serialized ``GraphDef`` (``.pb``) whose weights were folded into
+``Const`` nodes (``convert_variables_to_constants``, ``freeze_graph``), read without TensorFlow.
+
+Every ``Const`` whose value is a tensor of numbers, booleans or strings becomes a tensor named
+like its node; constants of other dtypes (resource, variant) are left out. Freezing a TF1
+graph names a variable's constant after the variable (``dense/kernel``, read by the Identity
+``dense/kernel/read`` or ``MatMul/ReadVariableOp``), so the tensor keeps the variable's name; a
+TF2 function's variables are captured handles, which freezing names after their reader
+(``MatMul/ReadVariableOp/resource``), the variable's name being nowhere in the graph. Such
+constants have kind ``variable``, other constants ``other``. ``min_size`` leaves out
+constants of fewer elements (scalars, shape vectors).
+
+Decoding is ``converter.graphs`` (a bounded wire reader, no protobuf runtime): the file is
+memory-mapped, values stored as ``tensor_content`` are handed out as file spans, and typed
+fields (``float_val`` ...) are decoded on read. A file of 2 GiB or more is refused: protobuf
+cannot parse one message that big, so TensorFlow cannot have written it as a GraphDef.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError, UsageError
+from ..graphs import graphdef, tensorproto
+from ..graphs.savedmodel import FILE as SAVED_MODEL_FILE
+from ..graphs.savedmodel import MAX_MESSAGE
+from ..proto import ProtoError
+from ..tensor import Checkpoint, Source, Tensor, too_large_for_numpy, unrepresentable
+from ._common import map_file, open_regular, release
+
+SUFFIXES = (".pb", ".graphdef")
+# First bytes of a GraphDef as TensorFlow writes it (node 1, library 2, version 3, versions 4),
+# and of a SavedModel (schema version 1), which read() points to its directory.
+_FIRST = frozenset(b"\x0a\x12\x18\x22\x08")
+_READ = re.compile(r"(?:^|/)ReadVariableOp(?:_\d+)?$")
+
+
+def sniff(path: Path) -> bool:
+    if not path.name.lower().endswith(SUFFIXES) or not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        head = f.read(1)
+    return not head or head[0] in _FIRST
+
+
+def read(path: Path, *, min_size: int = 0) -> Checkpoint:
+    """The constants of the frozen graph ``path`` as lazy tensors (see the module docstring).
+
+    Args:
+        path: a serialized ``GraphDef``.
+        min_size: leave out constants of fewer elements than this (0 keeps them all).
+    """
+    if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 0:
+        raise UsageError(f"{path}: min_size must be a whole number of elements, not "
+                         f"{min_size!r}")
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        raise FormatError(f"{path}: empty file, not a GraphDef")
+    if size > MAX_MESSAGE:
+        raise FormatError(f"{path}: {size} bytes, over protobuf's 2 GiB limit for one message "
+                          "(not a GraphDef TensorFlow could have written)")
+    buf = map_file(path)
+    try:
+        return _read(path, buf, min_size)
+    except BaseException:
+        release(buf)
+        raise
+
+
+def _read(path: Path, buf, min_size: int) -> Checkpoint:
+    if path.name == SAVED_MODEL_FILE or buf[0] == 0x08:
+        where = path.parent if path.name == SAVED_MODEL_FILE else path
+        raise FormatError(f"{path}: a SavedModel's graph, not a frozen GraphDef; read the "
+                          f"SavedModel directory ({where}) for its variables")
+    try:
+        nodes = list(graphdef.nodes(buf))
+    except ProtoError as exc:
+        raise FormatError(f"{path}: not a GraphDef ({exc})") from None
+    if not nodes:
+        raise FormatError(f"{path}: not a GraphDef (no nodes)")
+    readers: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.op == "Identity" and n.inputs:
+            readers.setdefault(n.inputs[0], []).append(n.name)
+    tensors: dict[str, Tensor] = {}
+    small = unsupported = 0
+    for node in nodes:
+        if node.value is None:
+            continue
+        name = node.name
+        try:
+            spec = tensorproto.scan(buf, *node.value)
+        except ProtoError as exc:
+            raise FormatError(f"{path}: node {name!r}: {exc}") from None
+        if spec is None:
+            unsupported += 1
+            continue
+        if math.prod(spec.shape) < min_size:
+            small += 1
+            continue
+        if name in tensors:
+            raise FormatError(f"{path}: two nodes named {name!r}")
+        if not math.prod(spec.shape) and unrepresentable(spec.shape, spec.dtype.itemsize):
+            raise FormatError(too_large_for_numpy(f"{path}: node {name!r}", spec.shape))
+        span = None
+        if spec.content is not None and not spec.dtype.hasobject:
+            span = (str(path), spec.content[0], spec.content[1] - spec.content[0])
+        tensors[name] = Tensor(name, spec.dtype, spec.shape, partial(_load, buf, spec, path, name),
+                               kind="variable" if _frozen_variable(name, readers) else "other",
+                               span=span, attrs=dict(spec.attrs))
+    facts = {"nodes": str(len(nodes))}
+    if small:
+        facts["left out"] = f"{small} constants of fewer than {min_size} elements"
+    if unsupported:
+        facts["not tensors"] = f"{unsupported} constants (resource or variant values)"
+    return Checkpoint(tensors, source=Source("graphdef", str(path), "frozen", facts=facts),
+                      closers=[partial(release, buf)])
+
+
+def _frozen_variable(name: str, readers: dict[str, list[str]]) -> bool:
+    """Whether constant ``name`` is a frozen variable: read by an Identity named
+    ``NAME/read`` (TF1 variables) or ``.../ReadVariableOp`` (what freezing makes of a resource
+    variable's reads, in TF1 graphs and TF2 functions alike)."""
+    return any(r == name + "/read" or _READ.search(r) for r in readers.get(name, ()))
+
+
+def _load(buf, spec: tensorproto.Spec, path: Path, name: str) -> np.ndarray:
+    try:
+        return tensorproto.values(buf, spec)
+    except ProtoError as exc:
+        raise FormatError(f"{path}: node {name!r}: {exc}") from None

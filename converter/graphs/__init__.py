@@ -1,0 +1,74 @@
+"""TensorFlow graphs read without TensorFlow: SavedModel signatures and frozen GraphDefs.
+
+Protocol buffers are decoded with the project's own bounded wire reader (:mod:`converter.proto`),
+not the ``protobuf`` package: the messages read here are a handful, their field numbers are
+fixed by TensorFlow's ``.proto`` files (cited in each module), and walking fields in place lets
+a 2 GiB frozen graph be listed without copying it, which generated messages cannot do. Every
+length is checked against the message holding it (and so against the file); a file of 2 GiB or
+more, which protobuf cannot parse as one message, is refused in one line.
+
+- :mod:`.savedmodel`: ``saved_model.pb`` (``SavedModel``, ``MetaGraphDef``, ``SignatureDef``,
+  ``TensorInfo``): tags and signatures, as ``saved_model_cli show --all`` lists them.
+- :mod:`.graphdef`: ``GraphDef``, ``NodeDef``, ``AttrValue``; the ``graphdef`` format
+  (:mod:`converter.formats.graphdef`) reads a frozen graph's constants with it.
+- :mod:`.tensorproto`: ``TensorProto`` values, from ``tensor_content`` or the typed fields.
+
+Example:
+    >>> from converter import graphs
+    >>> model = graphs.saved_model("exported/")
+    >>> [g.tags for g in model.meta_graphs]
+    [('serve',)]
+    >>> graphs.signatures("exported/")["serving_default"].inputs[0].shape
+    (-1, 3)
+"""
+
+from __future__ import annotations
+
+import os
+
+from .savedmodel import MetaGraph, SavedModel, Signature, TensorInfo, read_saved_model
+
+__all__ = ["MetaGraph", "SavedModel", "Signature", "TensorInfo", "describe", "saved_model",
+           "signatures"]
+
+
+def saved_model(path: str | os.PathLike[str]) -> SavedModel:
+    """The MetaGraphs (tags, TensorFlow version, signatures) of a SavedModel.
+
+    Args:
+        path: the SavedModel directory, or its ``saved_model.pb``.
+
+    Raises:
+        FormatError: no ``saved_model.pb`` there, or one that is not a SavedModel.
+    """
+    return read_saved_model(path)
+
+
+def signatures(path: str | os.PathLike[str], tags: str | list[str] | tuple[str, ...] | None = None
+               ) -> dict[str, Signature]:
+    """The signatures of a SavedModel's MetaGraph by name: the MetaGraph tagged ``tags``,
+    or without ``tags`` the only one (else the one tagged ``serve``)."""
+    graph = read_saved_model(path).meta_graph(tags)
+    return {s.name: s for s in graph.signatures}
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "unknown rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def describe(model: SavedModel) -> list[str]:
+    """Lines for ``ckpt inspect``: each MetaGraph's tags, then its signatures with their
+    method, inputs and outputs."""
+    lines = []
+    for graph in model.meta_graphs:
+        lines.append(f"MetaGraph tags: {', '.join(graph.tags) or '(none)'}"
+                     + (f" (TensorFlow {graph.tensorflow_version})"
+                        if graph.tensorflow_version else ""))
+        for sig in graph.signatures:
+            lines.append(f"  signature {sig.name!r}" + (f": {sig.method}" if sig.method else ""))
+            for what, infos in (("input ", sig.inputs), ("output", sig.outputs)):
+                for t in infos:
+                    encoding = "" if t.encoding == "name" else f", {t.encoding}"
+                    lines.append(f"    {what} {t.key}: {t.dtype} {_shape(t.shape)} "
+                                 f"({t.name}{encoding})")
+    return lines

@@ -1,0 +1,284 @@
+"""SavedModels and frozen graphs written by TensorFlow, with what TensorFlow reads back from
+them, for tests/test_graphs_savedmodel.py and tests/test_graphdef_reader.py.
+
+``python tests/tf_fixtures_graphs.py OUTDIR`` writes into OUTDIR:
+
+- ``module_sm/``: a SavedModel of a ``tf.Module`` with two signatures; ``keras_sm/``: a tf.keras
+  model saved as a SavedModel;
+- ``frozen_v2.pb`` (``convert_variables_to_constants_v2`` of the module's function) and
+  ``frozen_tf1.pb`` (TF1 ``graph_util.convert_variables_to_constants``), and ``unpacked.pb``,
+  a GraphDef whose constants use the encodings TensorFlow parses but does not write
+  (unpacked repeated fields, mixed runs, fewer values than elements);
+- ``expected.pkl``: ``{fixture: {...}}`` as TensorFlow reports it: signatures from the
+  MetaGraphDef and from ``tf.saved_model.load(dir).signatures``, variable values from
+  ``tf.train.load_checkpoint``, frozen variables ``{const name: value}`` from the variables
+  themselves, and every constant's value as a TensorFlow session computes it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+import pickle
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+SEED = 1919
+
+
+def _signature_defs(directory: Path) -> dict:
+    """Tags and signatures as the MetaGraphDefs hold them (what saved_model_cli shows)."""
+    model = saved_model_pb2.SavedModel.FromString((directory / "saved_model.pb").read_bytes())
+    graphs = []
+    for meta in model.meta_graphs:
+        sigs = {}
+        for name, sig in meta.signature_def.items():
+            def infos(m):
+                out = {}
+                for key, info in m.items():
+                    shape = None if info.tensor_shape.unknown_rank else \
+                        [d.size for d in info.tensor_shape.dim]
+                    out[key] = {"name": info.name or info.coo_sparse.values_tensor_name,
+                                "dtype": tf.as_dtype(info.dtype).name if info.dtype
+                                else "invalid", "shape": shape,
+                                "encoding": info.WhichOneof("encoding")}
+                return out
+            sigs[name] = {"method": sig.method_name, "inputs": infos(sig.inputs),
+                          "outputs": infos(sig.outputs)}
+        graphs.append({"tags": list(meta.meta_info_def.tags), "signatures": sigs,
+                       "tensorflow_version": meta.meta_info_def.tensorflow_version})
+    return {"schema_version": model.saved_model_schema_version, "meta_graphs": graphs}
+
+
+def _loaded_signatures(directory: Path) -> dict:
+    loaded = tf.saved_model.load(str(directory))
+    out = {}
+    for name, fn in loaded.signatures.items():
+        _, kwargs = fn.structured_input_signature
+        inputs = {k: (spec.dtype.name, spec.shape.as_list() if spec.shape.rank is not None
+                      else None) for k, spec in kwargs.items()}
+        outputs = {k: (spec.dtype.name, spec.shape.as_list() if spec.shape.rank is not None
+                       else None) for k, spec in fn.structured_outputs.items()}
+        out[name] = {"inputs": inputs, "outputs": outputs}
+    return out
+
+
+def _bundle(prefix: str) -> dict:
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: np.asarray(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()}
+
+
+def _session_consts(graph_def) -> dict:
+    """Every Const node's value, computed by a TensorFlow session from the GraphDef."""
+    with tf.Graph().as_default() as g:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        names = [n.name for n in graph_def.node if n.op == "Const"]
+        with tf.compat.v1.Session(graph=g) as sess:
+            values = sess.run([g.get_tensor_by_name(n + ":0") for n in names])
+    return dict(zip(names, [np.asarray(v) for v in values], strict=True))
+
+
+class Scaler(tf.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        rng = np.random.default_rng(SEED)
+        self.kernel = tf.Variable(rng.standard_normal((3, 4)).astype(np.float32),
+                                  name="dense/kernel")
+        self.half = tf.Variable(rng.standard_normal(4).astype(np.float16), name="half")
+        self.counts = tf.Variable(np.array([3, -7, 11, 2**31 - 1], np.int32), name="counts")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def __call__(self, x):
+        y = tf.matmul(x, self.kernel) + tf.cast(self.half, tf.float32)
+        y = y * tf.cast(self.counts, tf.float32) + tf.constant(0.25, shape=[4])
+        return {"y": y, "bf": tf.cast(tf.constant(np.array([1.5, -2.25], tf.bfloat16.
+                                                            as_numpy_dtype)), tf.float32)}
+
+    @tf.function(input_signature=[tf.TensorSpec([2], tf.int64, name="ids"),
+                                  tf.TensorSpec(None, tf.string, name="label")])
+    def lookup(self, ids, label):
+        return {"counts": tf.gather(self.counts, ids), "label": label}
+
+
+def module_saved_model(out: Path, expected: dict) -> Scaler:
+    module = Scaler()
+    directory = out / "module_sm"
+    tf.saved_model.save(module, str(directory), signatures={
+        "serving_default": module.__call__.get_concrete_function(),
+        "lookup": module.lookup.get_concrete_function()})
+    expected["module_sm"] = {"meta": _signature_defs(directory),
+                             "loaded": _loaded_signatures(directory),
+                             "variables": _bundle(str(directory / "variables" / "variables"))}
+    return module
+
+
+def keras_saved_model(out: Path, expected: dict) -> None:
+    inputs = tf.keras.Input((5,), name="features")
+    hidden = tf.keras.layers.Dense(3, activation="relu", name="hidden")(inputs)
+    outputs = tf.keras.layers.Dense(2, name="logits")(hidden)
+    model = tf.keras.Model(inputs, outputs)
+    directory = out / "keras_sm"
+    model.save(str(directory), save_format="tf")
+    expected["keras_sm"] = {"meta": _signature_defs(directory),
+                            "loaded": _loaded_signatures(directory),
+                            "variables": _bundle(str(directory / "variables" / "variables"))}
+
+
+def frozen_v2(out: Path, expected: dict, module: Scaler) -> None:
+    fn = module.__call__.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(fn)
+    graph_def = frozen.graph.as_graph_def()
+    (out / "frozen_v2.pb").write_bytes(graph_def.SerializeToString())
+    by_handle = {id(v.handle): v for v in module.variables}
+    variables = {}
+    for outer, inner in fn.graph.captures:
+        if id(outer) in by_handle:
+            variables[inner.op.name] = by_handle[id(outer)].numpy()
+    expected["frozen_v2"] = {"variables": variables, "consts": _session_consts(graph_def)}
+
+
+def frozen_tf1(out: Path, expected: dict) -> None:
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(SEED + 1)
+    with tf.Graph().as_default() as g:
+        x = v1.placeholder(tf.float32, [None, 4], name="x")
+        with v1.variable_scope("dense"):
+            kernel = v1.get_variable("kernel", initializer=rng.standard_normal((4, 5))
+                                     .astype(np.float32))
+            bias = v1.get_variable("bias", initializer=rng.standard_normal(5).astype(np.float32))
+        half = v1.get_variable("half", initializer=rng.standard_normal(5).astype(np.float16))
+        steps = v1.get_variable("steps", initializer=np.array([1, -2, 3, 2**40, -(2**62)],
+                                                                 np.int64))
+        res = v1.get_variable("res/w", initializer=np.arange(5, dtype=np.float32),
+                              use_resource=True)
+        ref = v1.get_variable("ref/kernel", initializer=rng.standard_normal(5)
+                              .astype(np.float32), use_resource=False)  # read by ref/kernel/read
+        y = tf.matmul(x, kernel) + bias + tf.cast(half, tf.float32) + res + ref
+        y = y + tf.cast(steps, tf.float32) * tf.constant(0.5, shape=[5])  # float_val broadcast
+        y = y + tf.cast(tf.constant(np.array(7, np.int32)), tf.float32)
+        y = y + tf.cast(tf.constant(np.float16(1.25), shape=[5]), tf.float32)  # half_val
+        y = y + tf.cast(tf.constant(np.array([0.5, 1, -3, 2.5, 8], tf.bfloat16.as_numpy_dtype)),
+                        tf.float32)
+        y = y * tf.cast(tf.constant([True, False, True, True, False]), tf.float32)
+        y = tf.identity(y + tf.cast(tf.constant(2.0, tf.float64), tf.float32), name="y")
+        tf.identity(tf.constant([b"frozen", b"graph\x00\xff"]), name="label")
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            values = dict(zip(["dense/kernel", "dense/bias", "half", "steps", "res/w",
+                               "ref/kernel"],
+                              sess.run([kernel, bias, half, steps, res, ref]), strict=True))
+            frozen = v1.graph_util.convert_variables_to_constants(
+                sess, g.as_graph_def(), ["y", "label"])
+    (out / "frozen_tf1.pb").write_bytes(frozen.SerializeToString())
+    expected["frozen_tf1"] = {"variables": values, "consts": _session_consts(frozen)}
+
+
+# --- a GraphDef in the encodings TensorFlow reads but does not write ---------------------------
+
+
+def _varint(v: int) -> bytes:
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while v > 0x7F:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes) -> bytes:
+    key = _varint(number << 3 | wire)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def _shape(dims) -> bytes:
+    return b"".join(_field(2, 2, _field(1, 0, _varint(d)) if d else b"") for d in dims)
+
+
+def _const(name: str, dtype: int, dims, values: bytes) -> bytes:
+    tensor = _field(1, 0, _varint(dtype)) + _field(2, 2, _shape(dims)) + values
+    attr_value = _field(2, 2, _field(8, 2, tensor))
+    attr_dtype = _field(2, 2, _field(6, 0, _varint(dtype)))
+    return _field(1, 2, _field(1, 2, name.encode()) + _field(2, 2, b"Const")
+                  + _field(5, 2, _field(1, 2, b"dtype") + attr_dtype)
+                  + _field(5, 2, _field(1, 2, b"value") + attr_value))
+
+
+def unpacked(out: Path, expected: dict) -> None:
+    f32 = b"".join(_field(5, 5, struct.pack("<f", v)) for v in (1.5, -2.0, 3.25))
+    f64 = _field(6, 1, struct.pack("<d", 0.1)) + _field(6, 2, struct.pack("<2d", 0.2, -0.3))
+    ints = b"".join(_field(7, 0, _varint(v)) for v in (-1, 5, -(2**31))) + \
+        _field(7, 2, _varint(9) + _varint(-4))
+    int8 = b"".join(_field(7, 0, _varint(v)) for v in (-128, 127))
+    i64 = _field(10, 0, _varint(-(2**63))) + _field(10, 2, _varint(2**63 - 1) + _varint(-5))
+    half = b"".join(_field(13, 0, _varint(int(np.float16(v).view(np.uint16))))
+                    for v in (0.5, -65504.0))
+    bf16 = _field(13, 2, _varint(0x3FC0) + _varint(0xC020))  # 1.5, -2.5
+    bools = _field(11, 0, b"\x01") + _field(11, 0, b"\x00") + _field(11, 2, b"\x01\x01")
+    strings = _field(8, 2, b"a") + _field(8, 2, b"\x00b")
+    u32 = _field(16, 0, _varint(2**32 - 1)) + _field(16, 2, _varint(7))
+    u64 = _field(17, 0, _varint(2**64 - 1))
+    c64 = _field(9, 2, struct.pack("<4f", 1, 2, 3, -4))
+    graph = b"".join([
+        _const("f32_unpacked", 1, [3], f32),
+        _const("f32_fill_last", 1, [2, 3], f32),  # three values, six elements
+        _const("f32_zeros", 1, [2, 2], b""),
+        _const("f64_mixed", 2, [3], f64),
+        _const("i32_mixed", 3, [5], ints),
+        _const("i8_unpacked", 6, [2], int8),
+        _const("i64_mixed", 9, [3], i64),
+        _const("f16_unpacked", 19, [2], half),
+        _const("bf16_packed", 14, [2], bf16),
+        _const("bool_mixed", 10, [4], bools),
+        _const("str_fill", 7, [3], strings),
+        _const("u32_mixed", 22, [2], u32),
+        _const("u64_broadcast", 23, [2, 2], u64),
+        _const("c64_packed", 8, [2], c64),
+        _const("scalar", 1, [], _field(5, 5, struct.pack("<f", 42.0))),
+    ])
+    (out / "unpacked.pb").write_bytes(graph)
+    graph_def = tf.compat.v1.GraphDef.FromString(graph)
+    expected["unpacked"] = {"consts": _session_consts(graph_def)}
+
+
+def make_all(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tf.random.set_seed(SEED)
+    expected: dict = {}
+    module = module_saved_model(out, expected)
+    keras_saved_model(out, expected)
+    frozen_v2(out, expected, module)
+    frozen_tf1(out, expected)
+    unpacked(out, expected)
+    with open(out / "expected.pkl", "wb") as f:
+        pickle.dump(expected, f)
+
+
+_built: dict[str, tuple[Path, dict]] = {}
+
+
+def built(tmp_path_factory) -> tuple[Path, dict]:
+    """The fixtures, written once per test session (in one subprocess), and what TensorFlow
+    reads from them; for session-scoped fixtures in the test modules that use them."""
+    import subprocess
+
+    if "out" not in _built:
+        out = tmp_path_factory.mktemp("tf_graphs")
+        subprocess.run([sys.executable, __file__, str(out)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out / "expected.pkl", "rb") as f:
+            _built["out"] = (out, pickle.load(f))
+    return _built["out"]
+
+
+if __name__ == "__main__":
+    make_all(Path(sys.argv[1]))
