@@ -152,6 +152,11 @@ def convert_item(item: Item, job: Job) -> Result:
     size, mtime = stat(item)
     remote_out = is_url(out)
     dst = output_for(item, Path("." if remote_out else out), to)
+    if to == "hf" and (item.members or item.remote):
+        # A release's config and tokenizer lie beside its checkpoint; an archive member or an
+        # object is fetched alone, so the directory would be built without them.
+        return failed(item, job, f"{item.key}: --to hf converts a checkpoint with the files "
+                                 "beside it; unpack the archive or copy the objects first")
     start = time.perf_counter()
     scratch, own = None, None
     _worker["busy"] = True

@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
                 raise UsageError(f"--{name} is for --to hf only")
             # Workers may run elsewhere in the tree (or on a cluster): a path, made absolute.
-            options[name] = str(Path(value).resolve()) if name == "config" else value
+            if name == "config":  # only for items without their own: the writer's fallback
+                options["default_config"] = str(Path(value).resolve())
+            else:
+                options[name] = value
     with rule_warnings_to_stderr(args.quiet):
         results = batch(args.sources, to=args.to, out=args.out, rules=rules_from_args(args),
                         jobs=args.jobs, resume=args.resume, latest=args.latest, shard=shard,

@@ -37,8 +37,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "(5GB = 5e9 bytes, 5GiB = 5*2^30; hf's default is 50GB, as "
                         "transformers')")
     p.add_argument("--family", metavar="NAME",
-                   help="hf: the model family (default: detected from the tensor names, or "
-                        "with --from hf from config.json; ckpt formats --families lists them)")
+                   help="hf: the model family, NAME or NAME:VARIANT for a checkpoint holding "
+                        "more than one model (electra:generator); default: detected from the "
+                        "tensor names, or with --from hf from config.json; ckpt formats "
+                        "--families lists them")
     p.add_argument("--config", metavar="FILE",
                    help="hf: the release's config (bert_config.json, hparams.json, "
                         "operative_config.gin, a config.json) when it is not beside SRC")

@@ -69,23 +69,31 @@ def _beside(ckpt: Checkpoint) -> Path | None:
     """The directory the checkpoint's files are in, where its release keeps its config."""
     if ckpt.source is None or not ckpt.source.path:
         return None
+    if ckpt.source.saved_model:  # its config sits beside saved_model.pb, not in variables/
+        return Path(ckpt.source.saved_model)
     path = Path(ckpt.source.path)
     return path if path.is_dir() else path.parent
 
 
-def _config_file(family: Family, ckpt: Checkpoint, given: str | Path | None) -> Path | None:
+def _given_file(given: str | Path) -> Path:
+    path = Path(given)
+    if not path.is_file():
+        raise UsageError(f"{path}: " + ("is a directory, not a config file" if path.is_dir()
+                                         else "no such config file"))
+    return path
+
+
+def _config_file(family: Family, ckpt: Checkpoint, given: str | Path | None,
+                 default: str | Path | None = None) -> Path | None:
+    """The config: ``given``; else the release's own beside the checkpoint; else ``default``."""
     if given is not None:
-        path = Path(given)
-        if not path.is_file():
-            raise UsageError(f"{path}: no such config file")
-        return path
+        return _given_file(given)
     where = _beside(ckpt)
-    if where is None:
-        return None
-    for name in family.config_files:
-        if (where / name).is_file():
-            return where / name
-    return None
+    if where is not None:
+        for name in family.config_files:
+            if (where / name).is_file():
+                return where / name
+    return _given_file(default) if default is not None else None
 
 
 MAX_VOCAB = 64 << 20  # WordPiece vocabularies are a few hundred KB
@@ -112,11 +120,12 @@ def _tokenizers(family: Family, ckpt: Checkpoint) -> list[tuple[Path, str]]:
     found: list[tuple[Path, str]] = []
     if where is None:
         return found
+    # A SavedModel (a TF Hub export) keeps its vocabulary in assets/.
+    places = [where, where / "assets"] if ckpt.source and ckpt.source.saved_model else [where]
     for tok in family.tokenizers:
-        for name in tok.sources:
-            if (where / name).is_file():
-                found.append((where / name, tok.to))
-                break
+        path = next((p / n for n in tok.sources for p in places if (p / n).is_file()), None)
+        if path is not None:
+            found.append((path, tok.to))
     return found
 
 
@@ -146,6 +155,13 @@ def _check_names(family: Family, arch: Architecture, plan: Plan, back: str | Non
             if found is not None:
                 blocks[found[0]].add(found[1])
         numbers = set().union(*blocks.values()) if blocks else set()
+        if numbers and numbers != set(range(max(numbers) + 1)):
+            # transformers numbers blocks 0..N-1: a gap would load as a block left random.
+            gap = min(set(range(max(numbers) + 1)) - numbers)
+            where = min(blocks)[len(pattern) + 1:].replace("#", str(gap))
+            raise UsageError(f"{family.name}: {where} is missing: the checkpoint has blocks "
+                             f"{', '.join(map(str, sorted(numbers)))}, not 0 to "
+                             f"{max(numbers)}")
         for shape, have in sorted(blocks.items()):
             if have != numbers:
                 gap = min(numbers - have)
@@ -209,7 +225,8 @@ def _plan(rules: Rules, ckpt: Checkpoint) -> Plan:
 
 
 def prepare(ckpt: Checkpoint, *, family: str | None = None,
-            config: str | Path | None = None) -> Prepared:
+            config: str | Path | None = None,
+            default_config: str | Path | None = None) -> Prepared:
     """Everything the Hugging Face directory for ``ckpt`` will hold, checked.
 
     Args:
@@ -218,6 +235,7 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
             ``NAME:VARIANT`` picks the architecture of that variant (``electra:generator``).
         config: the release's config file, if it is not beside the checkpoint under the name
             its release gives it (``bert_config.json``, ``hparams.json`` ...).
+        default_config: a config used only when none lies beside the checkpoint.
 
     Raises:
         UsageError: one line naming what does not fit (family, config key, tensor).
@@ -231,7 +249,8 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
         raise UsageError(f"{where}: not a checkpoint of the {fam.name} family (no tensor "
                          f"matches {', '.join(fam.detect)})"
                          + (f"; it looks like {' or '.join(looks)}" if looks else ""))
-    file = _config_file(fam, ckpt, config)
+    file = _config_file(fam, ckpt, config, default_config)
+    named = config is not None or (default_config is not None and file == Path(default_config))
     source = read_config(file) if file is not None else None
     shapes = {n: t.shape for n, t in ckpt.items()}
     where = str(file) if file else "the checkpoint"
@@ -244,7 +263,7 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
     plan = _plan(rules, ckpt)
     _check_names(fam, arch, plan)
     content = hooked.config if hooked else build(fam, arch, source, shapes, where,
-                                                 given_file=config is not None)
+                                                 given_file=named)
     _check_source_shapes(fam, arch, shapes, content)
     _check_shapes(fam, arch, plan, content)
     with warnings.catch_warnings():
@@ -266,7 +285,7 @@ def prepare(ckpt: Checkpoint, *, family: str | None = None,
 
 def _family_of(config: dict[str, Any], family: str | None, where: str) -> Family:
     if family:
-        return get(family)
+        return get(family.partition(":")[0])  # the variant is what config.json's class says
     model_type = config.get("model_type")
     found = [f for f in families().values() if f.model_type == model_type]
     # Of two releases of one model (Google's BERT, Model Garden's), the one with a way back.
@@ -299,7 +318,11 @@ def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = N
         raise UsageError(f"{where}: the {fam.name} family has no way back to the original "
                          "names; read it as safetensors to keep transformers' names")
     classes = config.get("architectures") or []
-    candidates = [a for a in fam.architectures if a.cls in classes]
+    if not isinstance(classes, list):
+        raise UsageError(f"{where}: architectures must be a list of class names, not "
+                         f"{classes!r}")
+    candidates = [a for a in fam.architectures if a.cls in classes
+                  and not any(config.get(k) == v for k, v in a.unless.items())]
     if not candidates:
         raise UsageError(f"{where}: {fam.name} has no way back from "
                          f"{', '.join(map(str, classes)) or 'an unnamed class'} (known: "

@@ -90,7 +90,7 @@ _TOP = {"name", "description", "model_type", "detect", "config_files", "expect",
         "auto_detect", "shapes", "source_shapes", "tied"}
 _ARCH = {"class", "when", "config", "infer", "expect", "require", "rule", "reverse",
          "description", "tied", "variant", "shapes", "source_shapes", "ignore", "ignore_if",
-         "accept"}
+         "accept", "unless"}
 _CONFIG = {"rename", "drop", "keep", "defaults", "required", "infer", "flatten", "divides",
            "choices", "values"}
 _DIM = re.compile(r"^([A-Za-z_]\w*|\d+)(\*([A-Za-z_]\w*|\d+))*$")  # n_head*d_kv, 3*n_embd
@@ -170,6 +170,9 @@ class Architecture:
     ignore_if: str = ""  # ignore them only when the release's config has this key
     # Patterns a release's config value may match instead of equalling ``config``'s.
     accept: Mapping[str, str] = field(default_factory=dict)
+    # The way back does not take this variant for a config.json that says any of these
+    # (``tie_word_embeddings = false``: the tied variant drops lm_head as a copy).
+    unless: Mapping[str, Any] = field(default_factory=dict)
 
     def fits(self, names: Iterable[str]) -> bool:
         names = list(names)
@@ -372,7 +375,7 @@ def parse(text: str, where: str, bases: Mapping[str, Mapping[str, Any]] | None =
             _shapes(a.get("shapes"), f"{w} shapes"),
             _shapes(a.get("source_shapes"), f"{w} source_shapes"),
             _strs(a.get("ignore") or [], f"{w} ignore"), str(a.get("ignore_if", "")),
-            _accept(a.get("accept"), f"{w} accept")))
+            _accept(a.get("accept"), f"{w} accept"), _table(a.get("unless"), f"{w} unless")))
     if not archs and not hook:
         raise UsageError(f"{where}: needs at least one [[architecture]]")
     tokenizers = []

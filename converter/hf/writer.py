@@ -48,19 +48,22 @@ def read(path: Path, *, family: str | None = None) -> Checkpoint:
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
           family: str | None = None, config: str | Path | None = None,
+          default_config: str | Path | None = None,
           max_shard_size: int | str | None = None) -> None:
     """Write the directory ``path`` for ``ckpt``, an original release's checkpoint.
 
     Args:
         family: the model family (detected from the names when None).
         config: the release's config file when it is not beside the checkpoint.
+        default_config: a config for a checkpoint with none beside it (``ckpt batch``'s
+            ``--config``, one file for a tree of releases); one beside it wins.
         max_shard_size: bytes per weights file, or a size such as ``"5GB"`` (transformers'
             own default when None).
     """
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path}: exists and is not a directory; a Hugging Face model is a "
                          "directory")
-    prepared = prepare(ckpt, family=family, config=config)
+    prepared = prepare(ckpt, family=family, config=config, default_config=default_config)
     config_text = json.dumps(prepared.config, indent=2, sort_keys=True) + "\n"
     with outputs(force) as out:
         safetensors.write_into(out, prepared.checkpoint, path / WEIGHTS, progress=progress,
