@@ -80,3 +80,20 @@ def test_drop_optimizer_drops_adafactor_slots(tmp_path):
                             rules=converter.rules.Rules().preset("drop-optimizer"))
     assert not [n for n in out if "_slot_" in n or n == "global_step"]
     out.close()
+
+
+def test_force_over_another_familys_output_leaves_none_of_its_tokenizer(tmp_path):
+    converter.convert(_case(tmp_path, "bert_pretraining"), tmp_path / "out", to="hf").close()
+    assert (tmp_path / "out" / "vocab.txt").is_file()
+    converter.convert(_case(tmp_path, "gpt2"), tmp_path / "out", to="hf", force=True).close()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "config.json", "merges.txt", "model.safetensors", "vocab.json"]
+
+
+def test_every_tokenizer_file_a_family_writes_is_swept_on_rewrite():
+    from converter.hf import families
+    from converter.hf.writer import TOKENIZER_FILES
+
+    for fam in families().values():
+        for tok in fam.tokenizers:
+            assert tok.to in TOKENIZER_FILES, (fam.name, tok.to)

@@ -9,6 +9,7 @@ and renamed into place together, after every tensor and config key was checked.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from . import DEFAULT_MAX_SHARD_SIZE, original, prepare
 from .config import read_config
 
 WEIGHTS = "model.safetensors"
+# Every tokenizer file a family may write, and the tokenizer's config.
+TOKENIZER_FILES = ("vocab.txt", "spiece.model", "vocab.json", "merges.txt",
+                   "tokenizer_config.json")
 
 
 def sniff(path: Path) -> bool:
@@ -35,7 +39,14 @@ def read(path: Path, *, family: str | None = None) -> Checkpoint:
     if not config_file.is_file():
         raise FormatError(f"{path}: not a Hugging Face model directory (no config.json)")
     config = read_config(config_file)
-    ckpt = safetensors.read(path)
+    # transformers' own choice: model.safetensors, else its index (an adapter's file beside
+    # them is another model's).
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        weights = path / (WEIGHTS + ".index.json")
+    if not weights.is_file():
+        raise FormatError(f"{path}: no {WEIGHTS} or {WEIGHTS}.index.json")
+    ckpt = safetensors.read(weights)
     try:
         back = original(ckpt, config, family=family, where=str(path))
     except BaseException:
@@ -66,6 +77,8 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
     prepared = prepare(ckpt, family=family, config=config, default_config=default_config)
     config_text = json.dumps(prepared.config, indent=2, sort_keys=True) + "\n"
     with outputs(force) as out:
+        # Tokenizer files of an earlier output (of another family) would be read as this one's.
+        out.sweep(path, "|".join(re.escape(n) for n in TOKENIZER_FILES))
         safetensors.write_into(out, prepared.checkpoint, path / WEIGHTS, progress=progress,
                                max_shard_size=DEFAULT_MAX_SHARD_SIZE if max_shard_size is None
                                else max_shard_size)
