@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {_written(files, dst, out_fmt.name)}: {summary['tensors']} tensors, "
               f"{human(summary['bytes'])} in {seconds:.2f} s", file=sys.stderr)
         for model in models:
-            dropped = (f"; dropped {len(model.dropped)} ({_names(model.dropped)})"
+            from ..hf import short_list
+
+            dropped = (f"; dropped {len(model.dropped)} ({short_list(model.dropped, 4)})"
                        if model.dropped else "")
             print(f"{model.family.name}: {model.architecture.cls}{dropped}", file=sys.stderr)
     return 0
@@ -112,10 +114,6 @@ def _hf_recording(fmt: str) -> AbstractContextManager[list]:
     from .. import hf
 
     return hf.recording()
-
-
-def _names(names: list[str], n: int = 4) -> str:
-    return ", ".join(names[:n]) + (f", ... {len(names) - n} more" if len(names) > n else "")
 
 
 def _hf_dry_run(args: argparse.Namespace, src_fmt: str, rules: Rules | None,

@@ -400,7 +400,7 @@ def describe(prepared: Prepared) -> str:
         how = f"  ({row.transform})" if row.transform else ""
         lines.append(f"  {row.old:<{width}} -> {row.name}{how}")
     if p.dropped:
-        lines.append(f"dropped {len(p.dropped)}: {_short(p.dropped)}")
+        lines.append(f"dropped {len(p.dropped)}: {short_list(p.dropped)}")
     for path, to in p.tokenizers:
         lines.append(f"tokenizer {path.name} -> {to}")
     if p.tokenizer_config:
@@ -408,7 +408,8 @@ def describe(prepared: Prepared) -> str:
     return "\n".join(lines)
 
 
-def _short(names: list[str], n: int = 6) -> str:
+def short_list(names: list[str], n: int = 6) -> str:
+    """The first ``n`` names and how many more: what a summary line has room for."""
     return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")
 
 
