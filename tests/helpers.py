@@ -146,3 +146,29 @@ def bert_tensors(*, hidden: int, layers: int, inter: int, vocab: int, positions:
             t[name + "/adam_v"] = np.ones_like(t[name])
         t["global_step"] = np.array(1000, np.int64)
     return t
+
+
+def tf_releases(root: Path, cases: dict, seed: int, beside) -> dict[str, tuple[Path, dict]]:
+    """Checkpoints written by TensorFlow under a release's names, one per case, in one
+    subprocess (tests/tf_hf_writer.py): ``cases`` maps a name to ``(shapes, with_files)``;
+    ``beside(directory)`` puts the release's config and tokenizer files beside the cases
+    that have ``with_files``. Returns ``{case: (prefix, the arrays saved)}``."""
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(seed)
+    jobs, found = [], {}
+    for case, (shapes, with_files) in cases.items():
+        d = root / case
+        d.mkdir()
+        arrays = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
+        np.savez(d / "arrays.npz", **arrays)
+        if with_files:
+            beside(d)
+        jobs.append({"npz": str(d / "arrays.npz"), "prefix": str(d / "model.ckpt")})
+        found[case] = (d / "model.ckpt", arrays)
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    subprocess.run([sys.executable, str(HERE / "tf_hf_writer.py"), str(root / "jobs.json")],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return found

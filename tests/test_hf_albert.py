@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from converter.cli import main
-from tests.helpers import HERE, tf_available
+from tests.helpers import tf_available, tf_releases
 
 V, E, H, FF, P, T = 40, 8, 16, 32, 24, 2  # vocab, embedding, hidden, intermediate, positions
 GROUPS, INNER, LAYERS, HEADS, LABELS = 2, 2, 4, 2, 3
@@ -77,22 +76,12 @@ def albert(tmp_path_factory) -> dict[str, tuple]:
     if not tf_available():
         pytest.skip("TensorFlow is not installed (pip install 'ckpt-converter[tf]')")
     root = tmp_path_factory.mktemp("albert")
-    rng = np.random.default_rng(7)
-    jobs, found = [], {}
-    for case, (shapes, beside) in CASES.items():
-        d = root / case
-        d.mkdir()
-        arrays = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
-        np.savez(d / "arrays.npz", **arrays)
-        if beside:
-            (d / "albert_config.json").write_text(json.dumps(ALBERT_CONFIG))
-            (d / "30k-clean.model").write_bytes(b"\x0a\x05piece" + bytes(range(32)))
-        jobs.append({"npz": str(d / "arrays.npz"), "prefix": str(d / "model.ckpt")})
-        found[case] = (d / "model.ckpt", arrays)
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    subprocess.run([sys.executable, str(HERE / "tf_hf_writer.py"), str(root / "jobs.json")],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return found
+
+    def beside(d: Path) -> None:
+        (d / "albert_config.json").write_text(json.dumps(ALBERT_CONFIG))
+        (d / "30k-clean.model").write_bytes(b"\x0a\x05piece" + bytes(range(32)))
+
+    return tf_releases(root, CASES, 7, beside)
 
 
 def reference_name(name: str) -> list[str]:

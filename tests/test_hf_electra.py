@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import converter
 from converter.cli import main
-from tests.helpers import HERE, tf_available
+from tests.helpers import tf_available, tf_releases
 
 V, P, T = 40, 24, 2
 
@@ -95,22 +94,12 @@ def electra(tmp_path_factory) -> dict[str, tuple]:
     if not tf_available():
         pytest.skip("TensorFlow is not installed (pip install 'ckpt-converter[tf]')")
     root = tmp_path_factory.mktemp("electra")
-    rng = np.random.default_rng(11)
-    jobs, found = [], {}
-    for case, (shapes, beside) in CASES.items():
-        d = root / case
-        d.mkdir()
-        arrays = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
-        np.savez(d / "arrays.npz", **arrays)
-        if beside:
-            (d / "hparams.json").write_text(json.dumps(HPARAMS))
-            (d / "vocab.txt").write_text("".join(f"tok{i}\n" for i in range(V)))
-        jobs.append({"npz": str(d / "arrays.npz"), "prefix": str(d / "model.ckpt")})
-        found[case] = (d / "model.ckpt", arrays)
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    subprocess.run([sys.executable, str(HERE / "tf_hf_writer.py"), str(root / "jobs.json")],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return found
+
+    def beside(d: Path) -> None:
+        (d / "hparams.json").write_text(json.dumps(HPARAMS))
+        (d / "vocab.txt").write_text("".join(f"tok{i}\n" for i in range(V)))
+
+    return tf_releases(root, CASES, 11, beside)
 
 
 def reference_state(model, arrays: dict, generator: bool) -> dict[str, np.ndarray]:
