@@ -269,6 +269,18 @@ def _mapped(file: Path, what: str) -> Iterator[memoryview]:
             yield view
 
 
+def looks_like(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a file that opens as a serialized MetaGraphDef does (field 1 or 2,
+    length-delimited: ``meta_info_def`` or ``graph_def``)."""
+    if not Path(path).is_file():  # opening a FIFO would block
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) in (b"\x0a", b"\x12")
+    except OSError:
+        return False
+
+
 def read_meta_graph(path: str | os.PathLike[str]) -> MetaGraphVariables:
     """The variables of the MetaGraphDef in ``path`` (a ``.meta`` file), read without
     TensorFlow and without copying its graph."""
