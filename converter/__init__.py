@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import convert, read, write
+from .api import convert, plan, read, write
 from .batch import batch
 from .diff import DiffReport, diff
 from .errors import (
@@ -48,6 +48,6 @@ def __getattr__(name: str):
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
     "LoadError", "LoadReport", "RenameError", "Source", "Tensor", "UsageError", "VerifyReport",
-    "as_checkpoint", "batch", "convert", "diff", "formats", "load_into", "migrate", "read",
+    "as_checkpoint", "batch", "convert", "diff", "formats", "load_into", "migrate", "plan", "read",
     "register", "rules", "tf1", "verify", "write",
 ]

@@ -144,7 +144,8 @@ def _variable_def(raw: bytes) -> tuple[str, bool, bool, Partition | None]:
 
 def _collection(buf, start: int, end: int) -> tuple[str, list[bytes]]:
     """A ``collection_def`` map entry: its key and its ``bytes_list`` values."""
-    key, values = "", []
+    key: str = ""
+    values: list = []
     for number, wire, a, b in proto.fields(buf, start, end):
         if number in (1, 2):
             _bytes_field(number, wire)
