@@ -128,15 +128,16 @@ def resolve(target: Any, tags: str | list[str] | tuple[str, ...] | None = None
         return "checkpoint", read_source(target)
     text = os.fspath(target)
     path = Path(text)
+    saved_model = path.is_dir() and (path / "saved_model.pb").is_file()
+    if tags is not None and not saved_model:
+        raise UsageError(f"{text}: tags choose a SavedModel's MetaGraph; this is not one")
     if path.name.endswith(".meta") and metagraph.looks_like(path):
         return "graph", graphs.meta_graph(path)
-    if path.is_dir() and (path / "saved_model.pb").is_file():
+    if saved_model:
         graph = metagraph.saved_model_variables(path, tags)
         if graph.has_collection:
             return "graph", graph
         return "checkpoint", read_source(path)  # TF2: the variables/ bundle's names
-    if tags is not None:
-        raise UsageError(f"{text}: tags choose a SavedModel's MetaGraph; this is not one")
     if _factory_spec(text):
         from ..migrate import load_factory
 
