@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import convert, plan, read, write
+from .api import convert, read, write
 from .batch import batch
 from .diff import DiffReport, diff
 from .errors import (
@@ -40,6 +40,8 @@ def __getattr__(name: str):
         return importlib.import_module(".rules", __name__)
     if name == "tf1":  # the TF1 graph loader, beside the other loaders
         return importlib.import_module(".loaders.tf1", __name__)
+    if name == "plan":  # restore plans (converter.loaders.plan)
+        return importlib.import_module(".loaders.plan", __name__).plan
     if name in ("LoadReport", "load_into"):
         return getattr(importlib.import_module(".loaders", __name__), name)
     raise AttributeError(f"module 'converter' has no attribute {name!r}")

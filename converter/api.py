@@ -9,14 +9,11 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import outputs, registry
 from .errors import ConverterWarning, UsageError, keyword
 from .tensor import Checkpoint, Source, as_checkpoint
-
-if TYPE_CHECKING:  # the loaders load when a plan is asked for
-    from .loaders.report import LoadReport
 
 PathLike = str | os.PathLike[str]
 
@@ -203,19 +200,3 @@ def convert(
     except BaseException:
         ckpt.close()
         raise
-
-
-def plan(src: Any, target: Any, rules: Any = None, **opts: Any) -> LoadReport:
-    """What restoring ``src`` into ``target`` would do, decided without running it: a
-    :class:`converter.LoadReport` of which tensors go into which variables, and what is
-    missing, unexpected or of the wrong shape. Targets, options and pairing:
-    :func:`converter.loaders.plan.plan`.
-
-    Example:
-        >>> converter.plan("model.ckpt-1000", "new_graph.meta").ok
-        False
-    """
-    from .loaders.plan import plan as _plan
-
-    return _plan(src, target, rules, **opts)
-
