@@ -40,6 +40,8 @@ def __getattr__(name: str):
         return importlib.import_module(".rules", __name__)
     if name == "tf1":  # the TF1 graph loader, beside the other loaders
         return importlib.import_module(".loaders.tf1", __name__)
+    if name == "plan":  # restore plans (converter.loaders.plan)
+        return importlib.import_module(".loaders.plan", __name__).plan
     if name in ("LoadReport", "load_into"):
         return getattr(importlib.import_module(".loaders", __name__), name)
     raise AttributeError(f"module 'converter' has no attribute {name!r}")
@@ -48,6 +50,6 @@ def __getattr__(name: str):
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
     "LoadError", "LoadReport", "RenameError", "Source", "Tensor", "UsageError", "VerifyReport",
-    "as_checkpoint", "batch", "convert", "diff", "formats", "load_into", "migrate", "read",
+    "as_checkpoint", "batch", "convert", "diff", "formats", "load_into", "migrate", "plan", "read",
     "register", "rules", "tf1", "verify", "write",
 ]

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import ConverterError, ConverterWarning, speaking
 from ..signals import stopping
-from . import batch, convert, diff, formats, inspect, migrate, verify
+from . import batch, convert, diff, formats, inspect, migrate, plan, verify
 
 COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
-            "migrate": migrate, "batch": batch, "formats": formats}
+            "migrate": migrate, "plan": plan, "batch": batch, "formats": formats}
 
 EPILOG = """examples:
   ckpt inspect model.ckpt-1000
@@ -31,6 +31,7 @@ EPILOG = """examples:
   ckpt convert weights.safetensors out/model.ckpt --to tf
   ckpt verify model.ckpt-1000
   ckpt diff model.ckpt-1000 model.safetensors
+  ckpt plan model.ckpt-1000 --target new_graph.meta
 """
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import api, dtypes, graphs, registry
+from ..errors import UsageError
+from ..graphs.metagraph import looks_like
 from ..tensor import Source
 from . import inspect_values
 from .common import add_source, human, read_options
@@ -17,6 +19,7 @@ EXAMPLES = """examples:
   ckpt inspect model.ckpt-1000
   ckpt inspect train_dir/            # the latest checkpoint; lists all prefixes and steps
   ckpt inspect exported_model/       # a SavedModel: its variables, tags and signatures
+  ckpt inspect model.ckpt-1000.meta  # a TF1 graph: its variables, shapes, partitions
   ckpt inspect frozen.pb --min-size 2   # a frozen graph's constants, scalars left out
   ckpt inspect weights.safetensors --json | jq '.tensors[].name'
   ckpt inspect model.ckpt-1000 --stats          # min/max/mean/std, NaN and Inf per tensor
@@ -32,6 +35,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.src.endswith(".meta") and not args.source_format and looks_like(args.src):
+        return _meta_graph(args)
     fmt = registry.for_input(Path(args.src), args.source_format)
     with api.read(args.src, format=fmt.name, **read_options(args, fmt.name)) as ckpt:
         if inspect_values.wanted(args):
@@ -70,6 +75,20 @@ def run(args: argparse.Namespace) -> int:
         lines += [f"  {key}: {value}" for key, value in metadata.items()]
     print("\n".join(lines))
     inspect_values.print_nonfinite(all_stats)
+    return 0
+
+
+def _meta_graph(args: argparse.Namespace) -> int:
+    """A MetaGraphDef holds no weights: list its variables instead."""
+    if inspect_values.wanted(args) or args.stats:
+        raise UsageError(f"{args.src}: a TensorFlow MetaGraph holds no values; inspect the "
+                         "checkpoint beside it")
+    graph = graphs.meta_graph(args.src)
+    if args.json:
+        print(json.dumps({"path": str(args.src), "format": "metagraph", **graph.as_dict(),
+                          "count": len(graph.variables)}))
+    else:
+        print("\n".join(graphs.describe_variables(graph)))
     return 0
 
 

@@ -9,6 +9,8 @@ more, which protobuf cannot parse as one message, is refused in one line.
 
 - :mod:`.savedmodel`: ``saved_model.pb`` (``SavedModel``, ``MetaGraphDef``, ``SignatureDef``,
   ``TensorInfo``): tags and signatures, as ``saved_model_cli show --all`` lists them.
+- :mod:`.metagraph`: a ``MetaGraphDef`` (a TF1 ``.meta``, or a MetaGraph of a SavedModel): its
+  variables (name, dtype, shape, trainable, partition) in creation order.
 - :mod:`.graphdef`: ``GraphDef``, ``NodeDef``, ``AttrValue``; the ``graphdef`` format
   (:mod:`converter.formats.graphdef`) reads a frozen graph's constants with it.
 - :mod:`.tensorproto`: ``TensorProto`` values, from ``tensor_content`` or the typed fields.
@@ -26,10 +28,28 @@ from __future__ import annotations
 
 import os
 
+from .metagraph import MetaGraphVariables, Partition, Variable, read_meta_graph
 from .savedmodel import MetaGraph, SavedModel, Signature, TensorInfo, read_saved_model
 
-__all__ = ["MetaGraph", "SavedModel", "Signature", "TensorInfo", "describe", "saved_model",
-           "signatures"]
+__all__ = ["MetaGraph", "MetaGraphVariables", "Partition", "SavedModel", "Signature",
+           "TensorInfo", "Variable", "describe", "describe_variables", "meta_graph",
+           "saved_model", "signatures"]
+
+
+def meta_graph(path: str | os.PathLike[str]) -> MetaGraphVariables:
+    """The variables of a MetaGraphDef file (a TF1 ``PREFIX.meta``), in creation order.
+
+    Args:
+        path: the ``.meta`` file.
+
+    Raises:
+        FormatError: no such file, or one that is not a MetaGraphDef.
+
+    Example:
+        >>> [(v.name, v.shape) for v in graphs.meta_graph("model.ckpt-1000.meta").variables]
+        [('dense/kernel', (3, 4)), ('dense/bias', (4,))]
+    """
+    return read_meta_graph(path)
 
 
 def saved_model(path: str | os.PathLike[str]) -> SavedModel:
@@ -54,6 +74,31 @@ def signatures(path: str | os.PathLike[str], tags: str | list[str] | tuple[str, 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
     return "unknown rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def describe_variables(graph: MetaGraphVariables) -> list[str]:
+    """Lines for ``ckpt inspect FILE.meta``: each variable's name, dtype, shape, whether it is
+    trainable, and where a part of a partitioned variable sits."""
+    rows = []
+    for v in graph.variables:
+        where = ""
+        if v.partition:
+            p = v.partition
+            where = (f"part of {p.full_name} {_shape(p.full_shape)} at {_shape(p.offset)}, "
+                     f"length {_shape(p.length)}")
+        rows.append((v.name, v.dtype or "?", _shape(v.shape) if v.shape is not None else "?",
+                     "trainable" if v.trainable else "", where))
+    width = max([len(r[0]) for r in rows] + [4])
+    lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'':<9}  partition"]
+    lines += [f"{n:<{width}}  {d:<9} {s:<18} {t:<9}  {w}".rstrip() for n, d, s, t, w in rows]
+    names = graph.checkpoint_names()
+    lines.append(f"{len(rows)} variables ({len(names)} checkpoint names); a TensorFlow "
+                 f"MetaGraph, which holds no weights"
+                 + (f" (TensorFlow {graph.tensorflow_version})" if graph.tensorflow_version
+                    else ""))
+    if graph.tags:
+        lines.append(f"MetaGraph tags: {', '.join(graph.tags)}")
+    return lines
 
 
 def describe(model: SavedModel) -> list[str]:

@@ -70,6 +70,21 @@ def node(buf, start: int, end: int) -> Node:
     return Node(name, op, tuple(inputs), value)
 
 
+def attrs(buf, entries: list[tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """``{key: AttrValue span}`` of a node's ``attr`` map entries (spans of ``buf``)."""
+    out: dict[str, tuple[int, int]] = {}
+    for start, end in entries:
+        key, value = "", None
+        for number, wire, a, b in proto.fields(buf, start, end):
+            if number == 1:
+                key = _text(buf, *_span(number, wire, a, b))
+            elif number == 2:
+                value = _span(number, wire, a, b)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _attr_tensor(buf, start: int, end: int, key: str) -> tuple[int, int] | None:
     """The TensorProto span of map entry ``buf[start:end]`` if its key is ``key``."""
     found_key, value = "", None

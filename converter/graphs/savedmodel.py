@@ -193,7 +193,7 @@ def _tensor_info(buf, key: str, span: tuple[int, int]) -> TensorInfo:
         if number == 1:
             name, encoding = _text(buf, a, b), "name"
         elif number == 3:
-            shape = _shape(buf, a, b)
+            shape = tensor_shape(buf, a, b)
         elif number == 4:
             encoding = "coo_sparse"
             for n, w, x, y in proto.fields(buf, a, b):
@@ -205,7 +205,9 @@ def _tensor_info(buf, key: str, span: tuple[int, int]) -> TensorInfo:
     return TensorInfo(key, name, dtype_name(dtype), shape, encoding)
 
 
-def _shape(buf, start: int, end: int) -> tuple[int, ...] | None:
+def tensor_shape(buf, start: int, end: int) -> tuple[int, ...] | None:
+    """The ``TensorShapeProto`` at ``buf[start:end]``: -1 for an unknown dimension, None for
+    an unknown rank."""
     dims: list[int] = []
     for number, wire, a, b in proto.fields(buf, start, end):
         if number == 3:

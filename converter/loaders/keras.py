@@ -140,6 +140,18 @@ def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True
             message the option that would help); a name that matches several tensors, or
             same-shape tensors nothing orders (listing them); a model that is not built yet.
     """
+    report, ckpt, variables = pairing(model, source, rules=rules, match=match, format=format)
+    check(report, strict, f"loading {source if isinstance(source, str) else 'checkpoint'} "
+                          f"into {getattr(model, 'name', 'model')}")
+    for p in report.pairings:
+        variables[p.variable].assign(np.asarray(ckpt[p.tensor].read()))
+    return report
+
+
+def pairing(model: Any, source: Any, *, rules: Any = None, match: str = "name",
+            format: str | None = None) -> tuple[LoadReport, Checkpoint, dict[str, Any]]:
+    """What :func:`load_into` would assign, assigning nothing: the report, the checkpoint with
+    the rules applied and the model's variables by target name."""
     check_built(model)
     ckpt, leaves, rank = prepare(source, rules, format)
     targets, variables = keras_targets(model)
@@ -147,9 +159,4 @@ def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True
     if leaves:
         names = {id(v): n for n, v in variables.items()}
         layers = (leaves, model_layers(model, lambda v: names.get(id(v))))
-    report = pair(targets, ckpt, match=match, layers=layers, order=rank)
-    check(report, strict, f"loading {source if isinstance(source, str) else 'checkpoint'} "
-                          f"into {getattr(model, 'name', 'model')}")
-    for p in report.pairings:
-        variables[p.variable].assign(np.asarray(ckpt[p.tensor].read()))
-    return report
+    return pair(targets, ckpt, match=match, layers=layers, order=rank), ckpt, variables

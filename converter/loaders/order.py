@@ -21,14 +21,13 @@ a :class:`LoadError` listing the candidates.
 
 from __future__ import annotations
 
-import mmap
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import proto
-from ..errors import FormatError, LoadError, option
+from ..errors import LoadError, option
 from ..tensor import Checkpoint
 from ..tfnames import natural_key
 
@@ -36,7 +35,6 @@ from ..tfnames import natural_key
 _NUMBER = re.compile(r"_?\d+")
 # Formats whose readers list tensors sorted by name (HDF5 too, but for a Keras 2 layer list).
 SORTED_FORMATS = ("tf", "safetensors", "npy")
-META_VARIABLES = "variables"  # tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
 
 
 def skeleton(name: str) -> str:
@@ -86,63 +84,11 @@ def renamed_rank(rank: dict[str, int] | None, raw: Checkpoint, rules: Any
 def meta_variables(path: Path) -> list[str] | None:
     """The checkpoint names of the graph's variables in creation order, from a MetaGraphDef
     file; None when there is no such file. Partitioned variables count once, by full name."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    with f:
-        if not f.seek(0, 2):
-            raise FormatError(f"{path}: empty MetaGraphDef")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            try:
-                return _variables(memoryview(buf))
-            except proto.ProtoError as exc:
-                raise FormatError(f"{path}: not a MetaGraphDef ({exc})") from None
+    from ..graphs.metagraph import read_meta_graph
 
-
-def _variables(buf: memoryview) -> list[str]:
-    names: list[str] = []
-    try:
-        for number, start, end in _fields(buf, 0, len(buf)):
-            if number != 4:  # collection_def; the graph itself is skipped, never copied
-                continue
-            entry = proto.decode(buf, start, end)
-            if proto.last_bytes(entry, 1) != META_VARIABLES.encode():
-                continue
-            collection = proto.decode(proto.last_bytes(entry, 2))
-            for raw in proto.decode(proto.last_bytes(collection, 2)).get(1, []):
-                variable = proto.decode(raw)
-                name = proto.last_bytes(variable, 1).decode("utf-8", "replace")
-                sliced = proto.last_bytes(variable, 4)
-                if sliced:
-                    name = proto.last_bytes(proto.decode(sliced), 1).decode("utf-8", "replace")
-                name = name[:-2] if name.endswith(":0") else name
-                if name not in names:
-                    names.append(name)
-    finally:
-        buf.release()
-    return names
-
-
-def _fields(buf: memoryview, pos: int, end: int):
-    """``(field number, start, end)`` of each length-delimited top-level field."""
-    while pos < end:
-        key, pos = proto.read_varint(buf, pos, end)
-        wire = key & 7
-        if wire == proto.BYTES:
-            n, pos = proto.read_varint(buf, pos, end)
-            if n > end - pos:
-                raise proto.ProtoError("field runs past the file")
-            yield key >> 3, pos, pos + n
-            pos += n
-        elif wire == proto.VARINT:
-            pos = proto.read_varint(buf, pos, end)[1]
-        elif wire in (proto.FIXED32, proto.FIXED64):
-            pos += 4 if wire == proto.FIXED32 else 8
-        else:
-            raise proto.ProtoError(f"unsupported wire type {wire}")
+    return read_meta_graph(path).checkpoint_names()
 
 
 def first(candidates: list[str], rank: dict[str, int] | None, variable: str,
