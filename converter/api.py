@@ -118,8 +118,9 @@ def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
                       ConverterWarning, stacklevel=3)
     module = fmt.load()
     out = _portable(ckpt, fmt)
-    _call(module.write, f"{fmt.name} writer", path, out, path, force=force, **opts)
-    return out
+    written = _call(module.write, f"{fmt.name} writer", path, out, path, force=force, **opts)
+    # A writer that maps the tensors into another model's names (hf) returns what it wrote.
+    return written if isinstance(written, Checkpoint) else out
 
 
 def _portable(ckpt: Checkpoint, fmt: registry.Format) -> Checkpoint:

@@ -25,7 +25,8 @@ The contract of a format module (:class:`FormatModule`; read-only formats,
     Write ``checkpoint`` (every writer takes ``force`` and ``progress``) through
     :mod:`converter.outputs`: temporary names in the destination directory, renamed into place
     when everything is written, existing outputs kept unless ``force``. Write only
-    ``checkpoint.metadata``, never ``checkpoint.source``.
+    ``checkpoint.metadata``, never ``checkpoint.source``. A writer that maps the tensors into
+    another model's layout (``hf``, ``roundtrip=False``) returns the Checkpoint it wrote.
 
 Errors, from every function: a bad or unsupported file raises
 :class:`~converter.errors.FormatError`, and damaged data (checksum, bounds, truncation)
@@ -70,7 +71,7 @@ class FormatReader(Protocol):
 class FormatModule(FormatReader, Protocol):
     """What the module of a format that writes provides (see the module docstring)."""
 
-    def write(self, checkpoint: Checkpoint, path: Path, **opts: Any) -> None: ...
+    def write(self, checkpoint: Checkpoint, path: Path, **opts: Any) -> Checkpoint | None: ...
 
 
 @dataclass(frozen=True)

@@ -97,3 +97,11 @@ def test_every_tokenizer_file_a_family_writes_is_swept_on_rewrite():
     for fam in families().values():
         for tok in fam.tokenizers:
             assert tok.to in TOKENIZER_FILES, (fam.name, tok.to)
+
+
+def test_convert_returns_what_it_wrote(tmp_path):
+    with converter.convert(_case(tmp_path, "bert_pretraining"), tmp_path / "out",
+                           to="hf") as written:
+        assert "bert.encoder.layer.0.attention.self.query.weight" in written
+        assert not [n for n in written if "adam" in n or n == "global_step"]
+        assert written.metadata == {"format": "pt"}

@@ -91,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
                "tensors": len(ckpt), "bytes": ckpt.nbytes, "seconds": round(seconds, 3)}
     ckpt.close()
     for model in models:  # what --to hf made of the checkpoint
-        summary.update(tensors=len(model.checkpoint), bytes=model.checkpoint.nbytes,
-                       family=model.family.name, architecture=model.architecture.cls,
+        summary.update(family=model.family.name, architecture=model.architecture.cls,
                        dropped=model.dropped)
     if args.json:
         print(json.dumps(summary))

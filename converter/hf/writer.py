@@ -60,8 +60,9 @@ def read(path: Path, *, family: str | None = None) -> Checkpoint:
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
           family: str | None = None, config: str | Path | None = None,
           default_config: str | Path | None = None,
-          max_shard_size: int | str | None = None) -> None:
-    """Write the directory ``path`` for ``ckpt``, an original release's checkpoint.
+          max_shard_size: int | str | None = None) -> Checkpoint:
+    """Write the directory ``path`` for ``ckpt``, an original release's checkpoint; returns
+    the checkpoint written (transformers' names, the optimizer state gone).
 
     Args:
         family: the model family (detected from the names when None).
@@ -88,3 +89,4 @@ def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool =
         if prepared.tokenizer_config:
             out.new(path / "tokenizer_config.json").write_text(
                 json.dumps(prepared.tokenizer_config, indent=2) + "\n", encoding="utf-8")
+    return prepared.checkpoint
