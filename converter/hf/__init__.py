@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConverterWarning, UsageError
+from ..errors import ConverterWarning, UsageError, keyword
 from ..rules import Pattern, Plan, Rules, RuleWarning
 from ..tensor import Checkpoint
 from .config import build, read_config
@@ -141,8 +141,8 @@ def _check_names(family: Family, arch: Architecture, plan: Plan, back: str | Non
                 raise UsageError(f"{back}: {row.name!r} has no place in {family.name}'s "
                                  f"{arch.cls}, so it has no original name")
             raise UsageError(f"{family.name}: {row.old!r} has no place in {arch.cls} (it "
-                             f"would be {row.name!r}); drop it with --exclude or choose "
-                             f"another --family")
+                             f"would be {row.name!r}); drop it with an exclude rule or choose "
+                             f"another {keyword('family')}")
     for p in (*family.require, *arch.require):
         if not any(Pattern(p).match(row.name) for row in plan.rows):
             raise UsageError(f"{back or family.name}: the checkpoint has nothing for "
@@ -298,7 +298,7 @@ def _family_of(config: dict[str, Any], family: str | None, where: str) -> Family
         raise UsageError(f"{where}: no model family makes model_type {model_type!r} "
                          f"(known: {', '.join(families())})")
     raise UsageError(f"{where}: model_type {model_type!r} is made by several families "
-                     f"({', '.join(f.name for f in found)}); pass --family")
+                     f"({', '.join(f.name for f in found)}); pass {keyword('family')}")
 
 
 def original(ckpt: Checkpoint, config: dict[str, Any], *, family: str | None = None,

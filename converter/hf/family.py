@@ -79,7 +79,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..errors import RenameError, UsageError
+from ..errors import RenameError, UsageError, keyword
 from ..rules import Pattern, Rules
 from ..rules.core import parse_toml
 from ..rules.toml import rule_from_table
@@ -491,9 +491,9 @@ def detect(names: Iterable[str]) -> Family:
     if not found:
         sample = ", ".join(sorted(names)[:3])
         raise UsageError(f"cannot tell the model family from the tensor names ({sample}, ...); "
-                         f"pass --family (one of: {', '.join(families())})")
+                         f"pass {keyword('family')} (one of: {', '.join(families())})")
     raise UsageError(f"the tensor names fit several model families "
-                     f"({', '.join(f.name for f in found)}); pass --family")
+                     f"({', '.join(f.name for f in found)}); pass {keyword('family')}")
 
 
 def layer_number(patterns: tuple[str, ...], name: str) -> tuple[str, int] | None:
