@@ -132,7 +132,8 @@ def save_model_file(model: Any, out: Path, *, force: bool = False) -> None:
 
 def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any = None,
             strict: bool = True, match: str = "name", force: bool = False,
-            with_optimizer: bool = False) -> LoadReport:
+            with_optimizer: bool = False, order_from: str | os.PathLike[str] | None = None
+            ) -> LoadReport:
     """Load ``source`` into ``model`` (or ``model()`` when given a factory) and save it to
     ``out``; returns the load report. Nothing is written when a strict load fails.
 
@@ -141,7 +142,7 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
         model: a built Keras model, or a function returning one.
         out: ``.keras``, ``.weights.h5`` (Keras 3), ``.h5`` (tf.keras) or a TF2 checkpoint
             prefix.
-        rules, strict, match: as for :func:`converter.load_into`.
+        rules, strict, match, order_from: as for :func:`converter.load_into`.
         force: overwrite existing outputs.
         with_optimizer: also carry the source's optimizer state (slots and step counter) into
             the compiled model's Keras 3 optimizer (``out`` must be a ``.keras`` file); see
@@ -171,7 +172,8 @@ def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any 
     # all come from this one checkpoint (closed here unless the caller handed it in).
     ckpt = read_source(source)
     try:
-        report = load_into(model, ckpt, rules=rules, strict=strict, match=match)
+        report = load_into(model, ckpt, rules=rules, strict=strict, match=match,
+                           order_from=order_from)
         if with_optimizer:
             from .loaders.optimizer import load_optimizer
 

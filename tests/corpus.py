@@ -48,6 +48,7 @@ from converter.formats.tfbundle.slices import slice_key
 from converter.formats.tfbundle.strings import write_strings
 from converter.formats.tfbundle.table import MAGIC, BlockBuilder, read_table
 from converter.tfnames import GRAPH_KEY
+from tests import corpus_graphs
 from tests.samples import array_for, sample
 
 # The worker runs as ``python -m tests.corpus`` from here, where ``tests`` is importable.
@@ -57,6 +58,9 @@ SEED = 20240607
 ALARM = 5.0  # seconds per mutant (inspect + full read + verify)
 MEMORY_CAP = 3 << 29  # 1.5 GiB of address space per worker
 GRACE = 10.0  # extra seconds the parent waits before it kills a worker stuck in C code
+# Graph files that hold no tensors of their own, checked by what every reader makes of them.
+GRAPH_FORMATS = ("saved_model", "metagraph")
+FACTS = "facts"
 
 # ---------------------------------------------------------------------------------------------
 # Originals
@@ -158,7 +162,7 @@ def build_originals(root: Path) -> dict[str, Original]:
          lambda d: converter.write(NPYDIR_DATA, d / "m", format="npy")),
         ("hdf5", "hdf5", "m.h5", H5_DATA, lambda d: converter.write(H5_DATA, d / "m.h5")),
     ]
-    out = {}
+    out = graph_originals(root)
     for key, fmt, target, data, write in specs:
         d = root / key
         d.mkdir(parents=True)
@@ -172,6 +176,23 @@ def build_originals(root: Path) -> dict[str, Original]:
             if not _values_equal(back[name], value):
                 raise AssertionError(f"{key}: {name!r} does not round-trip")
         out[key] = Original(key, fmt, d, target, back)
+    return out
+
+
+def graph_originals(root: Path) -> dict[str, Original]:
+    """The TensorFlow graph seeds (tests/corpus_graphs.py): a frozen graph's constants are its
+    data; for a SavedModel's graph and a ``.meta``, what every reader path makes of them."""
+    out = {}
+    for seed in corpus_graphs.SEEDS:
+        d = root / seed.key
+        d.mkdir(parents=True)
+        seed.write(d)
+        if seed.format in GRAPH_FORMATS:
+            data = {FACTS: corpus_graphs.graph_facts(seed.format, d / seed.target)}
+        else:
+            with converter.read(d / seed.target) as ckpt:
+                data = {n: np.array(t.read(), copy=True) for n, t in ckpt.items()}
+        out[seed.key] = Original(seed.key, seed.format, d, seed.target, data)
     return out
 
 
@@ -1000,6 +1021,7 @@ GENERATORS: dict[str, Callable[..., Gen]] = {
     "tf": _tf_mutants, "tf2": _tf2_mutants, "tf-partitioned": _partitioned_mutants,
     "safetensors": _safetensors_mutants, "npz": _npz_mutants, "npz-deflate": _npz_mutants,
     "npy": _npy_mutants, "npydir": _npydir_mutants, "hdf5": _hdf5_mutants,
+    **corpus_graphs.GENERATORS,
 }
 
 
@@ -1093,6 +1115,8 @@ def _oracle(m: Mutant) -> dict[str, np.ndarray]:
                     out[name.decode() if isinstance(name, bytes) else str(name)] = obj[()]
             f.visititems(visit)
         return out
+    if m.format == "graphdef":
+        return corpus_graphs.graphdef_oracle(path)
     raise AssertionError(f"no independent reader for {m.format}")
 
 
@@ -1101,7 +1125,8 @@ def _same_raw(ours: np.ndarray, theirs: np.ndarray) -> bool:
     if ours.shape != theirs.shape or ours.dtype.itemsize != theirs.dtype.itemsize:
         return False
     if ours.dtype.hasobject or theirs.dtype.hasobject:
-        return False
+        return ours.dtype.hasobject and theirs.dtype.hasobject and \
+            [bytes(x) for x in ours.reshape(-1)] == [bytes(x) for x in theirs.reshape(-1)]
     return np.array_equal(ours, theirs.astype(ours.dtype)) or \
         np.ascontiguousarray(ours).tobytes() == np.ascontiguousarray(theirs).tobytes()
 
@@ -1216,6 +1241,43 @@ def check_mutant(m: Mutant, expected: dict[str, np.ndarray]) -> dict[str, Any]:
             "error": open_error or next(iter(tensor_errors.values()), None)}
 
 
+def check_graph_mutant(m: Mutant, expected: dict[str, str]) -> dict[str, Any]:
+    """A SavedModel's graph or a ``.meta``: every reader path gives the original's answer or a
+    clean one-line ConverterError naming the file; other answers only where the damage can
+    make a valid message (``may_differ``)."""
+    problems: list[str] = []
+    error = None
+    try:
+        facts = corpus_graphs.graph_facts(m.format, Path(m.target))
+    except converter.ConverterError as exc:
+        error, facts = str(exc), None
+        if "\n" in error:
+            problems.append(f"message spans lines: {error[:200]!r}")
+        if m.dir not in error:
+            problems.append(f"message does not name the file: {error[:200]!r}")
+    except Exception as exc:
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        problems.append(f"{type(exc).__name__}: {str(exc)[:200]}{where}")
+        facts = None
+    if error is not None:
+        outcome = "error"
+    elif facts == expected[FACTS].replace(expected_dir(m), m.dir):
+        outcome = "equal"
+    else:
+        outcome = "changed"
+        if facts is not None and not m.may_differ:
+            problems.append("read without error but differs from the original")
+    if problems:
+        outcome = "other"
+    return {"id": m.id, "outcome": outcome, "problems": problems, "error": error}
+
+
+def expected_dir(m: Mutant) -> str:
+    """Where the original of ``m`` was (its facts name its files)."""
+    return str(Path(m.dir).parent.parent.parent / "originals" / m.original)
+
+
 def _cap_memory() -> None:
     import resource
 
@@ -1260,11 +1322,15 @@ def worker(manifest: Path) -> None:
     spec = json.loads(manifest.read_text())
     import h5py  # noqa: F401  (imported before the cap, as every format module)
 
+    import converter.formats.graphdef  # noqa: F401
     import converter.formats.hdf5  # noqa: F401
     import converter.formats.npy  # noqa: F401
     import converter.formats.npz  # noqa: F401
     import converter.formats.safetensors  # noqa: F401
     import converter.formats.tfbundle  # noqa: F401
+    import converter.graphs  # noqa: F401
+    import converter.loaders.plan  # noqa: F401
+    corpus_graphs._message_classes()  # the protobuf runtime, loaded before the cap too
 
     expected: dict[str, dict[str, np.ndarray]] = {}
     for key, path in spec["expected"].items():
@@ -1286,6 +1352,8 @@ def worker(manifest: Path) -> None:
             signal.setitimer(signal.ITIMER_REAL, spec.get("alarm", ALARM))
             if m.label.startswith("selftest:"):
                 result = _selftest(m)
+            elif m.format in GRAPH_FORMATS:
+                result = check_graph_mutant(m, expected[m.original])
             else:
                 result = check_mutant(m, expected[m.original])
             signal.setitimer(signal.ITIMER_REAL, 0)

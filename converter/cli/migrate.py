@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   ckpt migrate tfkeras/ckpt --model models.py:build model.weights.h5    # tf.keras save_weights
   ckpt migrate saved_model_dir/ --model new_arch.keras model.keras      # a SavedModel
   ckpt migrate old.h5 --model models.py:build_v2 --no-strict --match order out/ckpt
+  ckpt migrate moved/model.ckpt --model m.py:build --match order --order-from g.meta out.keras
   ckpt migrate train/model.ckpt-500 --model models.py:compiled --with-optimizer resume.keras
 """
 
@@ -34,6 +35,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="'order' also pairs what names leave, in creation order where "
                         "shapes agree (a .meta beside the checkpoint, the file's own order, "
                         "numbered names: layer2 before layer10)")
+    p.add_argument("--order-from", metavar="FILE.meta",
+                   help="with --match order: the .meta graph whose variables give the "
+                        "checkpoint's creation order (default: PREFIX.meta beside SRC)")
     p.add_argument("--with-optimizer", action="store_true",
                    help="carry the optimizer state (slots, step counter) into the compiled "
                         "model's optimizer; OUT must be a .keras file")
@@ -51,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
     rules = rules_from_args(args)
     with rule_warnings_to_stderr(args.quiet):
         if args.dry_run:
-            report = load_into(factory(), args.src, rules=rules, strict=False, match=args.match)
+            report = load_into(factory(), args.src, rules=rules, strict=False, match=args.match,
+                               order_from=args.order_from)
         else:
             report = migrate(args.src, factory, Path(args.out), rules=rules, strict=args.strict,
                              match=args.match, force=args.force,
-                             with_optimizer=args.with_optimizer)
+                             with_optimizer=args.with_optimizer, order_from=args.order_from)
     if args.json:
         print(report.to_json())
     elif not args.quiet or not report.ok:

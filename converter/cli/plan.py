@@ -32,6 +32,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="'exact' pairs as tf.compat.v1.train.Saver.restore does (default for "
                         "graphs and checkpoints); 'name' and 'order' as converter's loaders "
                         "(ckpt migrate, converter.tf1.restore) do (default 'name' for Keras)")
+    p.add_argument("--order-from", metavar="FILE.meta",
+                   help="with --match order: the .meta graph whose variables give SRC's "
+                        "creation order (default: PREFIX.meta beside SRC)")
     p.add_argument("--tags", metavar="TAG[,TAG...]",
                    help="the MetaGraph of a SavedModel target with several (default: serve)")
     p.add_argument("--from", dest="source_format", metavar="FORMAT",
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     rules = rules_from_args(args)
     with rule_warnings_to_stderr(args.quiet):
         report = plan(args.src, args.target, rules, match=args.match,
-                      format=args.source_format, tags=tags)
+                      format=args.source_format, tags=tags, order_from=args.order_from)
     if args.json:
         print(report.to_json())
     elif not args.quiet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ from ..errors import LoadError
 from ..formats.keras_names import named_path
 from ..tensor import Checkpoint
 from .match import Target, pair
+from .order import check_order_from
 from .report import LoadReport, check
 from .source import open_source
 from .structure import Leaf, checkpoint_layers, model_layers
@@ -99,11 +101,12 @@ def check_built(model: Any) -> None:
                         "yet): give it an Input or input_shape, or call it on a batch, first")
 
 
-def prepare(source: Any, rules: Any = None, format: str | None = None
+def prepare(source: Any, rules: Any = None, format: str | None = None,
+            order_from: str | os.PathLike[str] | None = None
             ) -> tuple[Checkpoint, list[Leaf] | None, dict[str, int] | None]:
     """The checkpoint with rules applied, its layer structure in the new names and its
     tensors' creation order (both taken before the rules, which may drop the object graph)."""
-    ckpt, rank, raw = open_source(source, rules, format)
+    ckpt, rank, raw = open_source(source, rules, format, order_from)
     leaves = checkpoint_layers(raw)
     if leaves and rules is not None:
         new_of = {r.sources[0]: r.name for r in rules.plan(raw) if len(r.sources) == 1}
@@ -113,7 +116,8 @@ def prepare(source: Any, rules: Any = None, format: str | None = None
 
 
 def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True,
-              match: str = "name", format: str | None = None) -> LoadReport:
+              match: str = "name", format: str | None = None,
+              order_from: str | os.PathLike[str] | None = None) -> LoadReport:
     """Assign checkpoint tensors to a Keras model's variables and report what happened.
 
     Sources include tf.keras TF-format ``save_weights`` checkpoints and SavedModel
@@ -131,6 +135,8 @@ def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True
             where names misfit, a single candidate left by shape) or ``"order"`` to also pair
             the rest in creation order where shapes agree (see :mod:`.order`).
         format: source format when it cannot be detected.
+        order_from: a ``.meta`` graph whose variables give the tensors' creation order for
+            ``match="order"`` (default: the ``.meta`` beside a TF1 checkpoint, if any).
 
     Returns:
         A :class:`LoadReport`.
@@ -140,7 +146,8 @@ def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True
             message the option that would help); a name that matches several tensors, or
             same-shape tensors nothing orders (listing them); a model that is not built yet.
     """
-    report, ckpt, variables = pairing(model, source, rules=rules, match=match, format=format)
+    report, ckpt, variables = pairing(model, source, rules=rules, match=match, format=format,
+                                      order_from=order_from)
     check(report, strict, f"loading {source if isinstance(source, str) else 'checkpoint'} "
                           f"into {getattr(model, 'name', 'model')}")
     for p in report.pairings:
@@ -149,11 +156,13 @@ def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True
 
 
 def pairing(model: Any, source: Any, *, rules: Any = None, match: str = "name",
-            format: str | None = None) -> tuple[LoadReport, Checkpoint, dict[str, Any]]:
+            format: str | None = None, order_from: str | os.PathLike[str] | None = None
+            ) -> tuple[LoadReport, Checkpoint, dict[str, Any]]:
     """What :func:`load_into` would assign, assigning nothing: the report, the checkpoint with
     the rules applied and the model's variables by target name."""
     check_built(model)
-    ckpt, leaves, rank = prepare(source, rules, format)
+    check_order_from(order_from, match)
+    ckpt, leaves, rank = prepare(source, rules, format, order_from)
     targets, variables = keras_targets(model)
     layers = None
     if leaves:

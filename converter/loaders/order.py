@@ -5,9 +5,10 @@ the two can be paired one after the other. A tensor bundle sorts its keys (``lay
 ``layer2``), and so does safetensors, so their key order says nothing. The order comes from,
 best first:
 
-1. the ``.meta`` beside a TF1 checkpoint (``tf.compat.v1.train.Saver`` writes one): the
-   MetaGraphDef's ``variables`` collection lists the graph's variables as they were created
-   (``tensorflow/core/protobuf/meta_graph.proto``, ``variable.proto``);
+1. a ``.meta`` graph: the one given as ``order_from`` (``--order-from``), for a source of any
+   format, else the ``PREFIX.meta`` beside a TF1 checkpoint (``tf.compat.v1.train.Saver``
+   writes one); the MetaGraphDef's ``variables`` collection lists the graph's variables as
+   they were created (``tensorflow/core/protobuf/meta_graph.proto``, ``variable.proto``);
 2. the source's own order where the format keeps it: a dict of arrays, npz members (unless
    they are sorted by name, as an npz converted from a bundle is), a Keras 2 ``.h5`` file's
    layer list;
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError, option
+from ..errors import FormatError, LoadError, UsageError, keyword, option
 from ..tensor import Checkpoint
 from ..tfnames import natural_key
 
@@ -51,9 +52,30 @@ def _facts(ckpt: Checkpoint) -> tuple[str | None, str | None, str | None]:
     return source.format, source.layout, source.path
 
 
+def check_order_from(order_from: str | os.PathLike[str] | None, match: str | None) -> None:
+    """A ``.meta`` given for the creation order orders nothing but ``match="order"``'s last
+    stage: refuse it with any other match rather than ignore it."""
+    if order_from is not None and match != "order":
+        raise UsageError(f"{keyword('order_from')} gives the creation order for "
+                         f"{option('match-order')}; match is {match or 'exact'!r}")
+
+
+def given_order(path: str | os.PathLike[str]) -> list[str]:
+    """The checkpoint names of the variables of the ``.meta`` in ``path``, in creation order;
+    FormatError when it is missing, not a MetaGraphDef or lists no variables."""
+    from ..graphs.metagraph import read_meta_graph
+
+    graph = read_meta_graph(path)
+    if not graph.has_collection or not graph.variables:
+        raise FormatError(f"{path}: the MetaGraphDef lists no variables to take their creation "
+                          f"order from ({keyword('order_from')})")
+    return graph.checkpoint_names()
+
+
 def creation_rank(raw: Checkpoint) -> dict[str, int] | None:
     """``{tensor name: position}`` in creation order, from a ``.meta`` beside the checkpoint or
-    the source's own order; None when neither is known (names decide, see :func:`first`)."""
+    the source's own order; None when neither is known (names decide, see :func:`first`).
+    A ``.meta`` given as ``order_from`` comes before both (:func:`given_order`)."""
     fmt, layout, prefix = _facts(raw)
     if fmt == "tf" and prefix:
         names = meta_variables(Path(prefix + ".meta"))

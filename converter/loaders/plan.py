@@ -34,6 +34,7 @@ from .. import dtypes
 from ..errors import FormatError, UsageError
 from ..tensor import Checkpoint
 from .match import Target, pair
+from .order import check_order_from
 from .report import How, LoadReport, Misfit, Pairing
 from .source import open_source, read_source
 
@@ -149,8 +150,8 @@ def resolve(target: Any, tags: str | list[str] | tuple[str, ...] | None = None
 
 
 def plan(src: Any, target: Any, rules: Any = None, *, match: str | None = None,
-         format: str | None = None, tags: str | list[str] | tuple[str, ...] | None = None
-         ) -> LoadReport:
+         format: str | None = None, tags: str | list[str] | tuple[str, ...] | None = None,
+         order_from: str | os.PathLike[str] | None = None) -> LoadReport:
     """What restoring ``src`` into ``target`` would do, decided without running it.
 
     Args:
@@ -165,6 +166,8 @@ def plan(src: Any, target: Any, rules: Any = None, *, match: str | None = None,
             ``load_into`` pair; ``"name"`` is the default for Keras models).
         format: ``src``'s format when it cannot be detected.
         tags: the MetaGraph of a SavedModel target with several.
+        order_from: a ``.meta`` whose variables give ``src``'s creation order for
+            ``match="order"`` (default: the ``.meta`` beside a TF1 checkpoint, if any).
 
     Returns:
         A :class:`LoadReport`; ``.ok`` says whether the restore is clean.
@@ -180,6 +183,7 @@ def plan(src: Any, target: Any, rules: Any = None, *, match: str | None = None,
     """
     if match is not None and match not in MATCHES:
         raise UsageError(f"match must be one of {', '.join(MATCHES)}, not {match!r}")
+    check_order_from(order_from, match)
     kind, what = resolve(target, tags)
     if kind == "keras":
         if match == "exact":
@@ -187,9 +191,10 @@ def plan(src: Any, target: Any, rules: Any = None, *, match: str | None = None,
                              "name (ckpt migrate, load_into): use match 'name' or 'order'")
         from .keras import pairing
 
-        return pairing(what, src, rules=rules, match=match or "name", format=format)[0]
+        return pairing(what, src, rules=rules, match=match or "name", format=format,
+                       order_from=order_from)[0]
     targets = graph_targets(what) if kind == "graph" else checkpoint_targets(what)
-    ckpt, order, _ = open_source(src, rules, format)
+    ckpt, order, _ = open_source(src, rules, format, order_from)
     if match in (None, "exact"):
         return exact(targets, ckpt)
     return pair(targets, ckpt, match=match, state=True, order=order)

@@ -11,6 +11,7 @@ after restore wiped the weights" cannot happen.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .match import Target, pair
+from .order import check_order_from
 from .report import LoadReport, check
 from .source import open_source
 
@@ -34,7 +36,8 @@ def _scratch_dir() -> Path:
 
 def restore(source: Any, *, rules: Any = None, var_list: list | None = None,
             strict: bool = True, session: Any = None, match: str = "name",
-            format: str | None = None) -> LoadReport:
+            format: str | None = None, order_from: str | os.PathLike[str] | None = None
+            ) -> LoadReport:
     """Restore ``source`` into the default graph's variables.
 
     Every variable in ``var_list`` pairs with a checkpoint tensor, optimizer state included
@@ -51,6 +54,8 @@ def restore(source: Any, *, rules: Any = None, var_list: list | None = None,
             restore what matches and report the rest (e.g. a new branch's variables as missing).
         session: if given, run the matched variables' (new) initializers in it now.
         match: ``"name"`` or ``"order"`` (see :func:`converter.load_into`).
+        order_from: a ``.meta`` whose variables give the tensors' creation order for
+            ``match="order"`` (default: the ``.meta`` beside a TF1 checkpoint, if any).
 
     Returns:
         A :class:`converter.loaders.LoadReport`; optimizer state the graph does not hold (an
@@ -59,6 +64,7 @@ def restore(source: Any, *, rules: Any = None, var_list: list | None = None,
     Raises:
         LoadError: strict and the checkpoint does not fit (``.report`` says how).
     """
+    check_order_from(order_from, match)
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -67,7 +73,7 @@ def restore(source: Any, *, rules: Any = None, var_list: list | None = None,
     targets = [Target(name, [name], tuple(v.shape.as_list()),
                       np.dtype(v.dtype.base_dtype.as_numpy_dtype))
                for name, v in by_name.items()]
-    ckpt, order, _ = open_source(source, rules, format)
+    ckpt, order, _ = open_source(source, rules, format, order_from)
     report = pair(targets, ckpt, match=match, state=True, order=order)
     check(report, strict, "restoring into the graph", narrowed=var_list is not None)
     if not report.pairings:
