@@ -158,6 +158,29 @@ model = BertForPreTraining(config)
 load_tf_weights_in_bert(model, config, sys.argv[1])
 model.save_pretrained(sys.argv[3])
 """
+# A frozen graph's constants read by TensorFlow: its protobuf parse and every Const's values.
+TF_GRAPHDEF = TOUCH + """
+import sys, tensorflow as tf
+graph = tf.compat.v1.GraphDef.FromString(open(sys.argv[1], "rb").read())
+for node in graph.node:
+    if node.op == "Const":
+        touch(tf.make_ndarray(node.attr["value"].tensor))
+"""
+# A SavedModel with two signatures, written by TensorFlow (the graphs row's fixture).
+MAKE_SAVED_MODEL = """
+import sys, tensorflow as tf
+class M(tf.Module):
+    def __init__(self):
+        self.w = tf.Variable(tf.random.normal([512, 512]))
+    @tf.function(input_signature=[tf.TensorSpec([None, 512], tf.float32)])
+    def serve(self, x):
+        return {"y": tf.matmul(x, self.w)}
+    @tf.function(input_signature=[tf.TensorSpec([None, 512], tf.float32, name="z")])
+    def other(self, z):
+        return {"out": tf.nn.relu(tf.matmul(z, self.w))}
+m = M()
+tf.saved_model.save(m, sys.argv[1], signatures={"serving_default": m.serve, "other": m.other})
+"""
 BERT_BASE_CONFIG = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                     "intermediate_size": 3072, "vocab_size": 30522,
                     "max_position_embeddings": 512, "type_vocab_size": 2}
@@ -308,6 +331,66 @@ def bench_hf(prefix: Path, outdir: Path, repeat: int, old_python: Path | None) -
     return [row("bert", "to-hf (encoder; Adam slots dropped)", ours, "tf + transformers 4.x", base)]
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def make_frozen_graph(path: Path, constants: int = 25, side: int = 1024) -> None:
+    """A frozen GraphDef of ``constants`` float32 ``side`` x ``side`` Const nodes (100 MiB by
+    default), encoded here (GraphDef.node = 1; NodeDef name 1, op 2, attr 5; AttrValue type 6,
+    tensor 8; TensorProto dtype 1, shape 2, tensor_content 4), so ours needs no TensorFlow."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with open(path, "wb") as f:
+        for i in range(constants):
+            content = rng.standard_normal((side, side)).astype("<f4").tobytes()
+            shape = _field(2, _field(1, side)) + _field(2, _field(1, side))
+            tensor = _field(1, 1) + _field(2, shape) + _field(4, content)
+            attrs = (_field(5, _field(1, b"dtype") + _field(2, _field(6, 1)))
+                     + _field(5, _field(1, b"value") + _field(2, _field(8, tensor))))
+            f.write(_field(1, _field(1, f"layer_{i}/kernel".encode()) + _field(2, b"Const")
+                           + attrs))
+
+
+def bench_graphs(workdir: Path, repeat: int) -> list[Row]:
+    """``ckpt inspect`` of a SavedModel against ``saved_model_cli show --all``, and reading a
+    100 MiB frozen graph's constants against TensorFlow's GraphDef parse and make_ndarray."""
+    rows = []
+    pb = workdir / "frozen-100mib.pb"
+    if not pb.is_file():
+        make_frozen_graph(pb)
+    print("[graphs] frozen graph", file=sys.stderr, flush=True)
+    ours = measure(python_code(OURS_READ, str(pb)), repeat)
+    base = measure(python_code(TF_GRAPHDEF, str(pb)), repeat)
+    rows.append(row("frozen 100 MiB", "read every constant", ours, "tf GraphDef + make_ndarray",
+                    base))
+    ours = measure([*ckpt_command(), "inspect", str(pb)], repeat)
+    rows.append(row("frozen 100 MiB", "inspect", ours, "tf GraphDef + make_ndarray", base))
+    sm = workdir / "saved_model"
+    if not (sm / "saved_model.pb").is_file():
+        subprocess.run(python_code(MAKE_SAVED_MODEL, str(sm)), check=True, env=child_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print("[graphs] saved model", file=sys.stderr, flush=True)
+    ours = measure([*ckpt_command(), "inspect", str(sm)], repeat)
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    base = measure([str(cli), "show", "--all", "--dir", str(sm)], repeat)
+    rows.append(row("SavedModel", "inspect (signatures)", ours, "saved_model_cli show --all",
+                    base))
+    return rows
+
+
 def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int, with_tf: bool) -> list[Row]:
     ckpt = ckpt_command()
     src = str(prefix)
@@ -412,7 +495,7 @@ def print_table(rows: list[Row]) -> None:
 
 
 def parse_kinds(text: str) -> list[str]:
-    if text == "none":  # only the batch rows
+    if text == "none":  # only the batch (or --graphs) rows
         return []
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]
@@ -504,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the Python of an environment with TensorFlow and transformers "
                              "4.x (scripts/hf_reference/make_env.sh makes one): the baseline "
                              "of the bert to-hf row")
+    parser.add_argument("--graphs", action="store_true",
+                        help="also the graph rows: a SavedModel's signatures and a 100 MiB "
+                             "frozen graph, against TensorFlow's own tools")
     parser.add_argument("--hf-only", action="store_true",
                         help="only the to-hf row (with --kinds bert)")
     parser.add_argument("--make-ckpt", type=Path,
@@ -540,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
                                      args.hf_reference_python))
         if args.batch:
             rows.extend(bench_batch(workdir, outdir, args.repeat, args.batch))
+        if args.graphs:
+            rows.extend(bench_graphs(workdir, args.repeat))
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
 
