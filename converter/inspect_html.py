@@ -92,6 +92,12 @@ class _Sampler:
         self.files: dict[str, int] = {}
         self.bytes_read = 0
 
+    def __enter__(self) -> _Sampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for fd in self.files.values():
             os.close(fd)
@@ -256,10 +262,9 @@ def page(checkpoint: Checkpoint | Mapping[str, Any], *, title: str = "checkpoint
     ckpt = as_checkpoint(checkpoint)
     source = source if source is not None else ckpt.source
     chosen = _chosen(ckpt, max_histograms)
-    sampler = _Sampler()
     figures: list[str] = []
     index: dict[str, int] = {}
-    try:
+    with _Sampler() as sampler:
         for key in chosen:
             h = sampler.histogram(ckpt[key])
             if h is None:
@@ -270,8 +275,6 @@ def page(checkpoint: Checkpoint | Mapping[str, Any], *, title: str = "checkpoint
                 f"<figcaption>{html.escape(key)}</figcaption>{h.svg()}"
                 f'<div class="ax"><span>{_num(h.lo)}</span><span>{_num(h.hi)}</span></div>'
                 f"<small>{html.escape(h.summary())}</small></figure>")
-    finally:
-        sampler.close()
     root = inspection.tree(ckpt)
     encoder = _Encoder(ckpt, index)
     encoded, _ = encoder.encode(root)
@@ -402,19 +405,21 @@ function regex(text){
     s+=c==="*"?".*":c==="?"?".":c.replace(/[\\^$.|+(){}\[\]]/g,"\\$&");}
   return new RegExp("^"+s+"$","i");
 }
-function mark(node,path,test,out){
-  var kids=node[6],hit=0,x=node[5];
-  if(path&&(test(path)||(x&&x.r&&test(x.r))))hit=node[4]||1;
-  if(kids)for(var i=0;i<kids.length;i++)hit+=mark(kids[i],pathOf(path,kids[i][0]),test,out);
-  if(hit)out.set(node,hit);
-  return hit;
+// A scope that matches brings all it holds; hits count tensors, each once.
+function mark(node,path,test,out,inherited){
+  var kids=node[6],x=node[5],sum=0;
+  var hit=inherited||(path!==""&&(test(path)||!!(x&&x.r&&test(x.r))));
+  if(kids)for(var i=0;i<kids.length;i++)sum+=mark(kids[i],pathOf(path,kids[i][0]),test,out,hit);
+  var n=hit?(node[4]||1):sum;
+  if(n)out.set(node,n);
+  return n;
 }
 function setFilter(text){
   text=text.trim();
   if(!text){match=null;count.textContent="";render();return;}
   var re=regex(text),low=text.toLowerCase();
   var test=re?function(p){return re.test(p);}:function(p){return p.toLowerCase().indexOf(low)>=0;};
-  match=new Map();var n=mark(D.tree,"",test,match);
+  match=new Map();var n=mark(D.tree,"",test,match,false);
   count.textContent=fmt(n)+" matching";
   open=new Set([""]);
   // Few matches: open every scope down to them; many: the first level only.
