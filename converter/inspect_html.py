@@ -435,10 +435,10 @@ function row(node,path,depth){
   var first=el("span","nm");first.style.paddingLeft=(depth*1.1)+"em";
   var tg=el("span","tg",kids?"\u25b8":"\u00b7");first.appendChild(tg);
   first.appendChild(el("b",null,path?node[0]:"(all)"));
-  if(x.r)first.appendChild(el("span","raw",x.r));
   if(x.h!==undefined){var f=document.getElementById("h"+x.h);
     if(f){var s=f.querySelector("svg").cloneNode(true);s.classList.add("mini");
       first.appendChild(s);}}
+  if(x.r)first.appendChild(el("span","raw",x.r));
   r.appendChild(first);
   r.appendChild(el("span",null,fmt(node[1])));
   r.appendChild(el("span",null,hb(node[2])));
