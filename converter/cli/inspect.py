@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import api, dtypes, graphs, registry
+from .. import api, dtypes, graphs, inspect_html, outputs, registry
 from ..errors import UsageError
 from ..graphs.metagraph import looks_like
-from ..tensor import Source
+from ..tensor import Checkpoint, Source
 from . import inspect_values
 from .common import add_source, human, read_options
 
@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   ckpt inspect model.ckpt-1000 --stats          # min/max/mean/std, NaN and Inf per tensor
   ckpt inspect model.ckpt-1000 --tensor 'dense/*' --precision 3
   ckpt inspect model.ckpt-1000 --tree --depth 2
+  ckpt inspect exported_model/ --html model.html   # a page: scope tree, histograms, signatures
 """
 
 
@@ -32,13 +33,23 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_source(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     inspect_values.add_args(p)
+    g = p.add_argument_group("page")
+    g.add_argument("--html", metavar="OUT.html",
+                   help="write one self-contained page: the scope tree with a search box, "
+                        "histograms of sampled values, metadata and signatures")
+    g.add_argument("--force", action="store_true", help="with --html: overwrite OUT.html")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.src.endswith(".meta") and not args.source_format and looks_like(args.src):
         return _meta_graph(args)
     fmt = registry.for_input(Path(args.src), args.source_format)
+    if args.html is not None and (args.json or args.stats or inspect_values.wanted(args)):
+        raise UsageError("--html writes a page; it does not go with --json, --stats, --tree, "
+                         "--tensor or --all-tensors")
     with api.read(args.src, format=fmt.name, **read_options(args, fmt.name)) as ckpt:
+        if args.html is not None:
+            return _html(args, ckpt, ckpt.source or Source(fmt.name, str(args.src)))
         if inspect_values.wanted(args):
             return inspect_values.run(args, ckpt)
         rows: list[dict[str, Any]] = [
@@ -78,9 +89,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _html(args: argparse.Namespace, ckpt: Checkpoint, source: Source) -> int:
+    graph = _saved_model(source)
+    with outputs.from_source(Path(args.src), api.source_files(ckpt, args.src), Path(args.html)):
+        size = inspect_html.write(ckpt, args.html, force=args.force, title=str(args.src),
+                                  source=source,
+                                  signatures=graphs.describe(graph) if graph else None)
+    print(f"wrote {args.html} ({len(ckpt)} tensors, {human(size)})")
+    return 0
+
+
 def _meta_graph(args: argparse.Namespace) -> int:
     """A MetaGraphDef holds no weights: list its variables instead."""
-    if inspect_values.wanted(args) or args.stats:
+    if inspect_values.wanted(args) or args.stats or args.html is not None:
         raise UsageError(f"{args.src}: a TensorFlow MetaGraph holds no values; inspect the "
                          "checkpoint beside it")
     graph = graphs.meta_graph(args.src)
