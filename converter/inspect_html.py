@@ -114,7 +114,7 @@ class _Sampler:
     def sample(self, tensor: Tensor, n: int = SAMPLE) -> np.ndarray | None:
         """At most ``n`` of the tensor's values as float64, or None for strings, complex
         values, and tensors that cannot be sampled without reading more than a bound."""
-        kind = inspection._kind(tensor.dtype)
+        kind = inspection.value_kind(tensor.dtype)
         if kind in "Sc" or tensor.size == 0:
             return None
         dtype = tensor.dtype.newbyteorder("<") if tensor.dtype.byteorder == ">" \
@@ -154,7 +154,7 @@ class _Sampler:
         if finite.size == 0:
             return Histogram([0], math.nan, math.nan, values.size, tensor.size, nan, inf)
         lo, hi = float(finite.min()), float(finite.max())
-        integer = inspection._kind(tensor.dtype) in "biu" and hi - lo < bins
+        integer = inspection.value_kind(tensor.dtype) in "biu" and hi - lo < bins
         if integer:
             counts, _ = np.histogram(finite, bins=int(hi - lo) + 1, range=(lo - 0.5, hi + 0.5))
         elif lo == hi:
@@ -181,7 +181,7 @@ def _pread(fd: int, n: int, offset: int) -> bytes:
 def _chosen(ckpt: Checkpoint, limit: int) -> list[str]:
     """The ``limit`` largest numeric tensors, in checkpoint order."""
     numeric = [(t.size, i, k) for i, (k, t) in enumerate(ckpt.items())
-               if t.size and inspection._kind(t.dtype) not in "Sc"]
+               if t.size and inspection.value_kind(t.dtype) not in "Sc"]
     numeric.sort(key=lambda x: (-x[0], x[1]))
     return [k for _, _, k in sorted(numeric[:limit], key=lambda x: x[1])]
 
@@ -281,7 +281,7 @@ def page(checkpoint: Checkpoint | Mapping[str, Any], *, title: str = "checkpoint
     names = [n for _, n in root.walk() if n.path]
     sep = "/" if any("/" in n.path for n in names) else "."
     data = {"tree": encoded, "dtypes": list(encoder.table), "sep": sep}
-    numeric = sum(1 for t in ckpt.values() if t.size and inspection._kind(t.dtype) not in "Sc")
+    numeric = sum(1 for t in ckpt.values() if t.size and inspection.value_kind(t.dtype) not in "Sc")
     if len(figures) < numeric:
         note = (f"Histograms of the {len(figures):,} largest of {numeric:,} numeric tensors"
                 if len(chosen) < numeric else

@@ -194,7 +194,7 @@ def _widen(block: np.ndarray, kind: str) -> np.ndarray:
     return block
 
 
-def _kind(dtype: np.dtype) -> str:
+def value_kind(dtype: np.dtype) -> str:
     """``b``, ``i``/``u``, ``f``, ``c`` or ``S`` (no statistics); ml_dtypes' bfloat16 and
     float8 types count as ``f``, int4/uint4 as ``i``."""
     if dtype.kind in "biufc":
@@ -216,7 +216,7 @@ def stats(tensor: Tensor | np.ndarray) -> Stats:
     """
     if not isinstance(tensor, Tensor):
         tensor = Tensor.from_array("array", tensor)
-    kind = _kind(tensor.dtype)
+    kind = value_kind(tensor.dtype)
     if kind == "S":
         return Stats(tensor.size, note="strings have no statistics")
     if tensor.size == 0:
