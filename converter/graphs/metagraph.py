@@ -15,11 +15,7 @@ A variable's dtype and shape are its node's ``dtype`` and ``shape`` attrs (``Var
 
 from __future__ import annotations
 
-import mmap
 import os
-import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +24,7 @@ from .. import proto
 from ..errors import FormatError
 from ..proto import BYTES, VARINT, ProtoError
 from .graphdef import attrs
-from .savedmodel import MAX_MESSAGE, graph_file, parse, tensor_shape
+from .savedmodel import graph_file, mapped_message, parse, tensor_shape
 from .tensorproto import dtype_name
 
 GLOBAL = "variables"  # tf.compat.v1.GraphKeys.GLOBAL_VARIABLES
@@ -247,29 +243,6 @@ def _meta_graph_variables(buf, start: int, end: int, where: str) -> MetaGraphVar
                               GLOBAL in collections)
 
 
-@contextmanager
-def _mapped(file: Path, what: str) -> Iterator[memoryview]:
-    """The file's bytes, mapped; FormatError for what cannot be a ``what``."""
-    if not file.is_file():  # opening a FIFO would block
-        why = "no such file" if not os.path.lexists(file) else "not a regular file"
-        raise FormatError(f"{file}: {why}")
-    try:
-        f = open(file, "rb")
-    except OSError as exc:
-        raise FormatError(f"{file}: cannot read ({exc.strerror or exc})") from None
-    with f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(f"{file}: not a regular file")
-        if st.st_size > MAX_MESSAGE:
-            raise FormatError(f"{file}: {st.st_size} bytes, over protobuf's 2 GiB limit for "
-                              "one message")
-        if not st.st_size:
-            raise FormatError(f"{file}: not a {what} (empty file)")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf, memoryview(buf) as view:
-            yield view
-
-
 def looks_like(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a file that opens as a serialized MetaGraphDef does (field 1 or 2,
     length-delimited: ``meta_info_def`` or ``graph_def``)."""
@@ -286,7 +259,7 @@ def read_meta_graph(path: str | os.PathLike[str]) -> MetaGraphVariables:
     """The variables of the MetaGraphDef in ``path`` (a ``.meta`` file), read without
     TensorFlow and without copying its graph."""
     file = Path(path)
-    with _mapped(file, "MetaGraphDef") as view:
+    with mapped_message(file, "MetaGraphDef") as view:
         return meta_graph_variables(view, 0, len(view), str(file))
 
 
@@ -297,7 +270,7 @@ def saved_model_variables(path: str | os.PathLike[str],
     :meth:`SavedModel.meta_graph` chooses). TF2 SavedModels keep no ``variables`` collection:
     ``has_collection`` is then False and the variables are the ``variables/`` bundle's."""
     file = graph_file(Path(path))
-    with _mapped(file, "SavedModel") as view:
+    with mapped_message(file, "SavedModel") as view:
         model = parse(view, str(file))
         index = model.meta_graphs.index(model.meta_graph(tags))
         spans = [(a, b) for number, wire, a, b in proto.fields(view)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import mmap
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,6 +229,30 @@ def tensor_shape(buf, start: int, end: int) -> tuple[int, ...] | None:
     return tuple(dims)
 
 
+@contextmanager
+def mapped_message(file: Path, what: str) -> Iterator[memoryview]:
+    """A file holding one protobuf message, mapped; FormatError (naming the file) for what
+    cannot be a ``what``: missing, not a regular file, empty, or over protobuf's 2 GiB."""
+    if not file.is_file():  # opening a FIFO would block
+        why = "no such file" if not os.path.lexists(file) else "not a regular file"
+        raise FormatError(f"{file}: {why}")
+    try:
+        f = open(file, "rb")
+    except OSError as exc:
+        raise FormatError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    with f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{file}: not a regular file")
+        if st.st_size > MAX_MESSAGE:
+            raise FormatError(f"{file}: {st.st_size} bytes, over protobuf's 2 GiB limit for "
+                              "one message")
+        if not st.st_size:
+            raise FormatError(f"{file}: not a {what} (empty file)")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf, memoryview(buf) as view:
+            yield view
+
+
 def graph_file(path: Path) -> Path:
     """``saved_model.pb`` of a SavedModel directory (or the file itself)."""
     return path / FILE if path.is_dir() else path
@@ -240,16 +266,5 @@ def read_saved_model(path: str | os.PathLike[str]) -> SavedModel:
         text = file.with_suffix(".pbtxt")
         why = f" ({text.name} is in protobuf text format, not read)" if text.exists() else ""
         raise FormatError(f"{file}: no such file{why}")
-    if not file.is_file():  # opening a FIFO would block
-        raise FormatError(f"{file}: not a regular file")
-    with open(file, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(f"{file}: not a regular file")
-        if st.st_size > MAX_MESSAGE:
-            raise FormatError(f"{file}: {st.st_size} bytes, over protobuf's 2 GiB limit for "
-                              "one message")
-        if not st.st_size:
-            raise FormatError(f"{file}: not a SavedModel (empty file)")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf, memoryview(buf) as view:
-            return parse(view, str(file))
+    with mapped_message(file, "SavedModel") as view:
+        return parse(view, str(file))
