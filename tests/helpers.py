@@ -172,3 +172,23 @@ def tf_releases(root: Path, cases: dict, seed: int, beside) -> dict[str, tuple[P
     subprocess.run([sys.executable, str(HERE / "tf_hf_writer.py"), str(root / "jobs.json")],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return found
+
+
+_WRITTEN: dict[str, tuple[Path, dict]] = {}
+
+
+def written_once(script: str, tmp_path_factory) -> tuple[Path, dict]:
+    """Run the fixture script ``script`` (``python SCRIPT OUT``, which writes its files and
+    ``OUT/expected.pkl``) once per test session, in a subprocess; its directory and what it
+    recorded TensorFlow reading or doing."""
+    import pickle
+    import subprocess
+    import sys
+
+    if script not in _WRITTEN:
+        out = tmp_path_factory.mktemp(Path(script).stem)
+        subprocess.run([sys.executable, script, str(out)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out / "expected.pkl", "rb") as f:
+            _WRITTEN[script] = (out, pickle.load(f))
+    return _WRITTEN[script]

@@ -263,21 +263,12 @@ def make_all(out: Path) -> None:
         pickle.dump(expected, f)
 
 
-_built: dict[str, tuple[Path, dict]] = {}
-
-
 def built(tmp_path_factory) -> tuple[Path, dict]:
     """The fixtures, written once per test session (in one subprocess), and what TensorFlow
     reads from them; for session-scoped fixtures in the test modules that use them."""
-    import subprocess
+    from tests.helpers import written_once
 
-    if "out" not in _built:
-        out = tmp_path_factory.mktemp("tf_graphs")
-        subprocess.run([sys.executable, __file__, str(out)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(out / "expected.pkl", "rb") as f:
-            _built["out"] = (out, pickle.load(f))
-    return _built["out"]
+    return written_once(__file__, tmp_path_factory)
 
 
 if __name__ == "__main__":
