@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import storage
 from ..errors import UsageError
 from .archive import MAX_DEPTH
 from .items import INDEX, Item, bundle_parts, is_bundle_index, is_checkpoint_name
@@ -55,20 +56,7 @@ def remote_items(url: str, latest: bool = False) -> list[Item]:
 
 
 def key_problem(root: str, path: str) -> str | None:
-    """Why an object under ``root`` cannot be mirrored under DIR: object keys are strings the
-    bucket's writer chose, so ``..``, ``.`` or empty parts (``a//b``, a leading ``/``) get the
-    containment archive members get."""
-    if path == root:
-        return None
-    if not path.startswith(root + "/"):
-        return f"object key {path!r} is not under {root!r}"
-    tail = path[len(root) + 1:]
-    parts = tail.split("/")
-    if any(p in ("", ".", "..") for p in parts) or "\\" in tail:
-        return f"object key {path!r} points outside {root!r}"
-    if len(parts) > MAX_DEPTH:
-        return f"object key {path[:80]!r}... is nested more than {MAX_DEPTH} levels deep"
-    return None
+    return storage.key_problem(root, path, MAX_DEPTH)
 
 
 def _item(protocol: str, root: str, label: str, path: str, parts: list[str],

@@ -67,12 +67,14 @@ def failed(item: Item, job: Job, message: str, seconds: float = 0.0) -> Result:
                   conversion=job.conversion)
 
 
-def _outputs_of(committed: list[Path], to: str) -> list[Path]:
-    """The files that make up the output among those the conversion committed: not a TF
-    bundle's state file, which names this scratch directory's prefixes only."""
+def _outputs_of(committed: list[Path | str], to: str) -> list[Path]:
+    """The files that make up the output among those the conversion committed (local files:
+    a batch writes into its scratch directory): not a TF bundle's state file, which names this
+    scratch directory's prefixes only."""
+    files = [Path(p) for p in committed]
     if to == "tf":
-        return [p for p in committed if p.name != "checkpoint"]
-    return committed
+        return [p for p in files if p.name != "checkpoint"]
+    return files
 
 
 def _digest(paths: list[Path]) -> str:

@@ -43,7 +43,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.src.endswith(".meta") and not args.source_format and looks_like(args.src):
         return _meta_graph(args)
-    fmt = registry.for_input(Path(args.src), args.source_format)
+    fmt = registry.for_input(args.src, args.source_format)
     if args.html is not None and (args.json or args.stats or inspect_values.wanted(args)):
         raise UsageError("--html writes a page; it does not go with --json, --stats, --tree, "
                          "--tensor or --all-tensors")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                      f"{r['kind']:<{kind_w}}{more}".rstrip())
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
-    lines += _source_lines(source, Path(args.src))
+    lines += _source_lines(source, args.src)
     lines += graphs.describe(graph) if graph else []
     if metadata:
         lines.append("metadata:")
@@ -113,10 +113,10 @@ def _meta_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source_lines(source: Source, given: Path) -> list[str]:
+def _source_lines(source: Source, given: str) -> list[str]:
     """What the reader found, one fact a line; the path only where it is not what was given."""
     lines = []
-    if source.path != str(given):
+    if source.path not in (given, str(Path(given))):
         lines.append(f"read from: {source.path}")
     if source.saved_model:
         lines.append(f"SavedModel: {source.saved_model}")

@@ -12,11 +12,14 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from functools import partial
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 
-from .. import dtypes
+import numpy as np
+
+from .. import dtypes, storage
 from ..errors import FormatError
 from ..outputs import Outputs, outputs
 from ..progress import tracked
@@ -73,13 +76,43 @@ def read(path: Path) -> Checkpoint:
 def _read_file(path: Path) -> Checkpoint:
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise FormatError(f"{path}: truncated safetensors file ({size} bytes)")
-        (n,) = struct.unpack("<Q", head)
-        if n > min(size - 8, MAX_HEADER):
-            raise FormatError(f"{path}: header length {n} exceeds the file size {size}")
-        raw = f.read(n)
+        def pread(offset: int, n: int) -> bytes:
+            f.seek(offset)
+            return f.read(n)
+
+        header, metadata, start = _header(str(path), size, pread)
+    buf = map_file(path)
+    tensors = _tensors(str(path), header, start, size,
+                       lambda dtype, shape, at: partial(frombuffer, buf, dtype, shape, at))
+    return Checkpoint(tensors, metadata, source=Source("safetensors", str(path)),
+                      closers=[lambda: release(buf)])
+
+
+@gc_paused()
+def read_url(url: str) -> Checkpoint:
+    """A ``.safetensors`` object on remote storage: its header by two ranged reads, each
+    tensor's bytes by a ranged read of its own when asked for."""
+    obj = storage.open_file(url)
+    header, metadata, start = _header(url, obj.size, obj.pread)
+
+    def load(dtype: np.dtype, shape: tuple[int, ...], at: int) -> Callable[[], np.ndarray]:
+        n = math.prod(shape) * dtype.itemsize
+        return lambda: frombuffer(obj.pread(at, n), dtype, shape, 0)
+
+    tensors = _tensors(url, header, start, obj.size, load)
+    return Checkpoint(tensors, metadata, source=Source("safetensors", url))
+
+
+def _header(path: str, size: int, pread: Callable[[int, int], bytes]
+            ) -> tuple[dict, dict[str, str], int]:
+    """The header's tensor entries, its ``__metadata__`` and where the data starts."""
+    head = pread(0, 8) if size >= 8 else b""
+    if len(head) < 8:
+        raise FormatError(f"{path}: truncated safetensors file ({size} bytes)")
+    (n,) = struct.unpack("<Q", head)
+    if n > min(size - 8, MAX_HEADER):
+        raise FormatError(f"{path}: header length {n} exceeds the file size {size}")
+    raw = pread(8, n)
     try:
         header = json.loads(raw, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
@@ -96,9 +129,15 @@ def _read_file(path: Path) -> Checkpoint:
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise FormatError(f"{path}: __metadata__ must map strings to strings")
-    start = 8 + n
+    return header, metadata, 8 + n
+
+
+def _tensors(path: str, header: dict, start: int, size: int,
+             load: Callable[[np.dtype, tuple[int, ...], int], Callable[[], np.ndarray]]
+             ) -> dict[str, Tensor]:
+    """The header's tensors, checked against the data's ``size - start`` bytes; ``load``
+    makes the function that reads one (dtype, shape, file offset)."""
     data_size = size - start
-    buf = map_file(path)
     tensors: dict[str, Tensor] = {}
     ranges = []
     for name, info in header.items():
@@ -127,11 +166,8 @@ def _read_file(path: Path) -> Checkpoint:
                 f"{nbytes} expected for shape {list(shape)} {CODES[code]}"
             )
         ranges.append((offsets[0], offsets[1], name))
-        tensors[name] = Tensor(
-            name, dtype, shape,
-            partial(frombuffer, buf, dtype, shape, start + offsets[0]),
-            span=(str(path), start + offsets[0], nbytes),
-        )
+        tensors[name] = Tensor(name, dtype, shape, load(dtype, shape, start + offsets[0]),
+                               span=(path, start + offsets[0], nbytes))
     ranges.sort()
     for (_, e0, n0), (b1, _, n1) in zip(ranges, ranges[1:], strict=False):
         if b1 < e0:
@@ -148,8 +184,7 @@ def _read_file(path: Path) -> Checkpoint:
     if end != data_size:
         raise FormatError(f"{path}: the tensors end at data offset {end} but the file holds "
                           f"{data_size} bytes of data (truncated header or extra bytes)")
-    return Checkpoint(tensors, metadata, source=Source("safetensors", str(path)),
-                      closers=[lambda: release(buf)])
+    return tensors
 
 
 class _DuplicateKey(Exception):
