@@ -166,10 +166,6 @@ def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
     return written if isinstance(written, Checkpoint) else out
 
 
-# Files a reader opens first to find the others: uploaded after everything they name.
-_INDEXES = (".index", ".index.json", "converter-index.json", "config.json")
-
-
 def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
                opts: Mapping[str, Any], sources: set[str]) -> Checkpoint:
     """Write ``ckpt`` to remote storage: the writer's output is made in a private local
@@ -201,15 +197,7 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
         targets = [(os.path.join(scratch, rel), storage.join(base, rel.replace(os.sep, "/")))
                    for rel in made]
         _refuse_existing([t for _, t in targets], force, sources)
-
-        def order(item: tuple[str, str]) -> tuple[int, str]:
-            leaf = storage.name(item[1])
-            return (2 if leaf == "checkpoint" else 1 if leaf.endswith(_INDEXES) else 0,
-                    item[1])
-
-        for local_file, target in sorted(targets, key=order):
-            storage.upload(local_file, target)
-        outputs.note_committed([t for _, t in sorted(targets, key=order)])
+        outputs.note_committed(storage.upload_all(targets))
         return written
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -166,7 +166,7 @@ class RemoteFile:
             return b""
         if offset + n > self.size:
             raise CorruptionError(f"{self.url}: {what}data at {offset}+{n} runs past the end of "
-                                  f"the object ({self.size} bytes); it is truncated")
+                                  f"the file ({self.size} bytes); the file is truncated")
         try:
             data = self.fs.cat_file(self.path, start=offset, end=offset + n)
         except FileNotFoundError:
@@ -175,7 +175,7 @@ class RemoteFile:
             raise FormatError(f"{self.url}: read failed ({_quiet(exc)})") from None
         if len(data) != n:
             raise CorruptionError(f"{self.url}: {what}data at {offset}+{n}: {len(data)} bytes "
-                                  "came back; the object is truncated")
+                                  "came back; the file is truncated")
         return data
 
     def read_all(self, max_size: int | None = None) -> bytes:
@@ -190,7 +190,7 @@ class RemoteFile:
         their sizes, not by the span's."""
         if end > self.size:
             raise CorruptionError(f"{self.url}: {what}data ends at byte {self.size}, before "
-                                  f"byte {end}; the object is truncated")
+                                  f"byte {end}; the file is truncated")
         offsets = list(range(start, end, PIECE))
         if len(offsets) <= 1:
             if end > start:
@@ -297,11 +297,31 @@ def upload(local_path: str, url: str, *, block: int = 64 << 20) -> None:
     forget(url)
 
 
+# Files a reader opens first to find the others: uploaded after everything they name.
+_INDEXES = (".index", ".index.json", "converter-index.json", "config.json")
+
+
+def upload_all(pairs: list[tuple[str, str]]) -> list[str]:
+    """Upload each ``(local file, URL)``: data first, then the index files that name it, a TF
+    ``checkpoint`` state file last, so that a reader never finds an index naming objects that
+    are not there yet. Returns the URLs in upload order."""
+    def order(pair: tuple[str, str]) -> tuple[int, str]:
+        leaf = name(pair[1])
+        return (2 if leaf == "checkpoint" else 1 if leaf.endswith(_INDEXES) else 0, pair[1])
+
+    done = []
+    for local_file, url in sorted(pairs, key=order):
+        upload(local_file, url)
+        done.append(url)
+    return done
+
+
 def _abort(out: Any, fs: Any, path: str) -> None:
     discard = getattr(out, "discard", None)
     try:
         if discard is not None:
             discard()  # S3: aborts the multipart upload; nothing was committed
+            out.closed = True  # else its finaliser would try to complete the upload
         else:
             out.close()  # file systems without multipart: remove what close() committed
             fs.rm(path)

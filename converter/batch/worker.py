@@ -20,7 +20,7 @@ from .archive import extract
 from .items import Item, is_url
 from .manifest import Result
 from .plan import conversion_key, output_for, shown
-from .remote import fetch, upload
+from .remote import upload
 from .scratch import Scratch
 
 PR_SET_PDEATHSIG = 1
@@ -167,7 +167,8 @@ def convert_item(item: Item, job: Job) -> Result:
         if (item.members and not item.unpacked) or remote_out:
             scratch, own = _item_scratch(job)
         if item.remote:
-            source = str(fetch(item, _made(scratch, item)))
+            # Read where it lies, by ranges: only the bytes of its tensors cross the network.
+            source = item.source
         elif item.unpacked:
             source = str(Path(item.unpacked) / item.read_as)
         elif item.members:  # not unpacked by the parent (a Dask worker elsewhere): just these

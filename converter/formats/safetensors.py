@@ -90,8 +90,11 @@ def _read_file(path: Path) -> Checkpoint:
 
 @gc_paused()
 def read_url(url: str) -> Checkpoint:
-    """A ``.safetensors`` object on remote storage: its header by two ranged reads, each
-    tensor's bytes by a ranged read of its own when asked for."""
+    """A ``.safetensors`` object on remote storage (or a sharded checkpoint by its
+    ``*.safetensors.index.json``): its header by two ranged reads, each tensor's bytes by a
+    ranged read of its own when asked for."""
+    if url.endswith(INDEX_SUFFIX):
+        return _read_sharded_url(url)
     obj = storage.open_file(url)
     header, metadata, start = _header(url, obj.size, obj.pread)
 
@@ -217,8 +220,38 @@ def _read_sharded(path: Path) -> Checkpoint:
     index = _index_of(path)
     if not index.name.endswith(INDEX_SUFFIX):
         return _read_file(index)
+    weight_map = _weight_map(str(index), index.read_bytes())
+    root = index.parent.resolve()
+
+    def part(name: str) -> Checkpoint:
+        shard = (index.parent / name).resolve()
+        if root not in shard.parents:
+            raise FormatError(f"{index}: shard {name!r} lies outside the directory")
+        if not shard.is_file():
+            raise FormatError(f"{index}: shard {name!r} is missing")
+        return _read_file(shard)
+
+    return _assemble(str(index), index.name, weight_map, part)
+
+
+def _read_sharded_url(url: str) -> Checkpoint:
+    weight_map = _weight_map(url, storage.open_file(url).read_all(MAX_HEADER))
+    base = storage.parent(url)
+
+    def part(name: str) -> Checkpoint:
+        shard = storage.join(base, name)
+        if storage.key_problem(base, shard) is not None or "/" in name:
+            raise FormatError(f"{url}: shard {name!r} lies outside the directory")
+        if not storage.exists(shard):
+            raise FormatError(f"{url}: shard {name!r} is missing")
+        return read_url(shard)
+
+    return _assemble(url, storage.name(url), weight_map, part)
+
+
+def _weight_map(index: str, raw: bytes) -> dict[str, str]:
     try:
-        doc = json.loads(index.read_text(encoding="utf-8"))
+        doc = json.loads(raw.decode("utf-8"))
         weight_map = doc["weight_map"]
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise FormatError(f"{index}: not a safetensors index "
@@ -230,30 +263,32 @@ def _read_sharded(path: Path) -> Checkpoint:
         if not isinstance(value, str) or not value or "\0" in value:
             raise FormatError(f"{index}: weight_map[{key!r:.80}] must name a shard file, found "
                               f"{value!r:.80}")
+    return weight_map
+
+
+def _assemble(index: str, index_name: str, weight_map: dict[str, str],
+              part: Callable[[str], Checkpoint]) -> Checkpoint:
+    """The shards ``weight_map`` names, opened by ``part``, as one checkpoint; every tensor
+    must be in the shard the index says."""
     files = list(dict.fromkeys(weight_map.values()))
     tensors: dict[str, Tensor] = {}
     metadata: dict[str, str] = {}
     closers = []
-    root = index.parent.resolve()
     for name in files:
-        shard = (index.parent / str(name)).resolve()
-        if root not in shard.parents:
-            raise FormatError(f"{index}: shard {name!r} lies outside the directory")
-        if not shard.is_file():
-            raise FormatError(f"{index}: shard {name!r} is missing")
-        part = _read_file(shard)
-        closers.append(part.close)
-        metadata.update(part.metadata)
-        for key, tensor in part.items():
+        shard = part(name)
+        closers.append(shard.close)
+        metadata.update(shard.metadata)
+        where = shard.source.path if shard.source is not None else name
+        for key, tensor in shard.items():
             if weight_map.get(key) != name:
-                raise FormatError(f"{shard}: tensor {key!r} is not listed for this shard "
-                                  f"in {index.name}")
+                raise FormatError(f"{where}: tensor {key!r} is not listed for this shard "
+                                  f"in {index_name}")
             tensors[key] = tensor
     missing = set(weight_map) - set(tensors)
     if missing:
         raise FormatError(f"{index}: tensor {sorted(missing)[0]!r} is not in its shard")
     return Checkpoint(tensors, metadata, closers=closers,
-                      source=Source("safetensors", str(index), shards=len(files)))
+                      source=Source("safetensors", index, shards=len(files)))
 
 
 def shard_names(path: Path, n: int) -> list[Path]:
