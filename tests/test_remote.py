@@ -461,3 +461,18 @@ def test_batch_reads_remote_items_by_ranges(tmp_path, bucket, capsys):
     with converter.read(out) as back:
         assert list(back) == ["layer3/kernel"]
         assert_same(back["layer3/kernel"].read(), tensors["layer3/kernel"])
+
+
+def test_a_saved_model_on_s3_lists_its_signatures(tf_fixtures, bucket, capsys):
+    fs, b, _, _ = bucket
+    local = Path(tf_fixtures["savedmodel"]["prefix"]).parent.parent
+    assert (local / "saved_model.pb").is_file()
+    _put(fs, local, f"{b}/sm")
+    code, out, err = _run(capsys, "inspect", f"s3://{b}/sm", "--json")
+    assert code == 0, err
+    remote = json.loads(out)
+    code, out, _ = _run(capsys, "inspect", str(local), "--json")
+    want = json.loads(out)
+    assert remote["tensors"] == want["tensors"]
+    assert remote["meta_graphs"] == want["meta_graphs"] and remote["meta_graphs"]
+    assert remote["source"]["saved_model"] == f"s3://{b}/sm"

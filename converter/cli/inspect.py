@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import api, dtypes, graphs, inspect_html, outputs, registry
+from .. import api, dtypes, graphs, inspect_html, outputs, registry, storage
 from ..errors import UsageError
 from ..graphs.metagraph import looks_like
 from ..tensor import Checkpoint, Source
@@ -135,6 +136,14 @@ def _source_lines(source: Source, given: str) -> list[str]:
 def _saved_model(source: Source) -> graphs.SavedModel | None:
     """The tags and signatures of the SavedModel whose variables were read, if it has a
     binary ``saved_model.pb``."""
-    if not source.saved_model or not (Path(source.saved_model) / "saved_model.pb").exists():
+    if not source.saved_model:
+        return None
+    if storage.is_url(source.saved_model):  # one object, fetched whole as a local one is read
+        pb = storage.join(source.saved_model, "saved_model.pb")
+        if not storage.exists(pb):
+            return None
+        with tempfile.TemporaryDirectory(prefix="ckpt-saved-model-") as scratch:
+            return graphs.saved_model(storage.stage(pb, scratch))
+    if not (Path(source.saved_model) / "saved_model.pb").exists():
         return None
     return graphs.saved_model(source.saved_model)
