@@ -22,12 +22,13 @@ import json
 import os
 import re
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .errors import CorruptionError, FormatError, UsageError
+from .errors import ConverterWarning, CorruptionError, FormatError, UsageError
 
 # scheme://... with a scheme of two letters or more: C:\x on Windows is a path.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -158,7 +159,7 @@ class RemoteFile:
         if not isinstance(size, int) or size < 0:
             raise FormatError(f"{url}: the storage does not say how big it is")
         self.size = size
-        self.lock = threading.Lock()
+        self.whole = False  # the server was seen to ignore range requests
 
     def pread(self, offset: int, n: int, what: str = "") -> bytes:
         """Exactly ``n`` bytes at ``offset``; CorruptionError where the object ends first."""
@@ -173,6 +174,12 @@ class RemoteFile:
             raise FormatError(f"{self.url}: the object went away while it was read") from None
         except OSError as exc:
             raise FormatError(f"{self.url}: read failed ({_quiet(exc)})") from None
+        if len(data) == self.size > n:  # a server that ignores Range sends it all
+            if not self.whole:
+                self.whole = True
+                warnings.warn(f"{self.url}: the server ignores range requests; every read "
+                              "fetches the whole object", ConverterWarning, stacklevel=2)
+            data = data[offset:offset + n]
         if len(data) != n:
             raise CorruptionError(f"{self.url}: {what}data at {offset}+{n}: {len(data)} bytes "
                                   "came back; the file is truncated")
