@@ -535,3 +535,23 @@ def test_https_and_http_urls_read_a_checkpoint(tmp_path, ranges, capsys):
     finally:
         server.shutdown()
 
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify", "diff", "convert"])
+def test_storage_option_flag_reaches_every_command(tmp_path, bucket, monkeypatch, capsys,
+                                                   command):
+    import fsspec.config
+
+    fs, b, endpoint, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    monkeypatch.delitem(fsspec.config.conf, "s3")  # only the flag says where the server is
+    url = f"s3://{b}/mlp/model.ckpt-1000"
+    args = {"inspect": [url], "verify": [url], "diff": [url, "examples/mlp"],
+            "convert": [url, str(tmp_path / "o.safetensors")]}[command]
+    code, _, err = _run(capsys, command, *args, "--storage-option", f"endpoint_url={endpoint}")
+    assert code == 0, err
+    if command == "convert":
+        with converter.read(tmp_path / "o.safetensors") as out, \
+                converter.read("examples/mlp") as src:
+            for k in src:
+                assert_same(out[k].read(), src[k].read(), k)
