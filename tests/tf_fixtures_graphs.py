@@ -9,10 +9,15 @@ them, for tests/test_graphs_savedmodel.py and tests/test_graphdef_reader.py.
   ``frozen_tf1.pb`` (TF1 ``graph_util.convert_variables_to_constants``), and ``unpacked.pb``,
   a GraphDef whose constants use the encodings TensorFlow parses but does not write
   (unpacked repeated fields, mixed runs, fewer values than elements);
+- ``keras/CASE.pb``: the Keras models of :func:`keras_models` (tf.keras and Keras 3) frozen
+  from a ``tf.function`` with ``convert_variables_to_constants_v2``, and ``keras/tf1.pb``, a
+  tf.keras model built in a TF1 graph and frozen with ``convert_variables_to_constants``;
 - ``expected.pkl``: ``{fixture: {...}}`` as TensorFlow reports it: signatures from the
   MetaGraphDef and from ``tf.saved_model.load(dir).signatures``, variable values from
   ``tf.train.load_checkpoint``, frozen variables ``{const name: value}`` from the variables
-  themselves, and every constant's value as a TensorFlow session computes it.
+  themselves, and every constant's value as a TensorFlow session computes it; for the Keras
+  models, ``{CASE: {"weights": {variable path: value}, "consts": [constant names], "truth":
+  {constant name: the path of the variable it froze}}}`` (from the function's captures).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import struct
 import sys
 from pathlib import Path
 
+import keras  # Keras 3; tf.keras is tf-keras 2 (TF_USE_LEGACY_KERAS)
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
@@ -182,6 +188,77 @@ def frozen_tf1(out: Path, expected: dict) -> None:
     expected["frozen_tf1"] = {"variables": values, "consts": _session_consts(frozen)}
 
 
+# --- Keras models frozen by TensorFlow -------------------------------------------------------
+
+
+def keras_models(tf_keras, keras3) -> dict:
+    """``{case: model}``: the models frozen in ``keras/CASE.pb``, built with explicit names so
+    that the tests can build the same architecture again (with other weights).
+
+    ``dense`` pairs by shape, ``dense`` for tf.keras also by layer name (two 3-wide biases);
+    ``same`` (Keras 3) has two layers of one shape whose name scopes in the function are
+    ``hidden_1`` and ``hidden_1_2``; ``bn`` has four normalization vectors of one shape.
+    """
+    def dense(k, widths, inputs=4):
+        return k.Sequential([k.Input((inputs,))] + [
+            k.layers.Dense(w, name=n, bias_initializer="random_normal")
+            for n, w in widths], name="net")
+
+    def bn(k):
+        return k.Sequential([k.Input((4,)), k.layers.Dense(3, name="hidden"),
+                             k.layers.BatchNormalization(name="norm"),
+                             k.layers.Dense(2, name="head")], name="net")
+
+    return {"tfk_dense": dense(tf_keras, [("hidden", 3), ("mid", 3), ("head", 2)]),
+            "tfk_bn": bn(tf_keras),
+            "k3_dense": dense(keras3, [("hidden", 5), ("mid", 3), ("head", 2)]),
+            "k3_same": dense(keras3, [("hidden", 3), ("hidden_1", 3)], inputs=3),
+            "k3_bn": bn(keras3)}
+
+
+def _path(v) -> str:
+    name = getattr(v, "path", None) or v.name
+    return name[:-2] if name.endswith(":0") else name
+
+
+def _randomize(model, rng) -> None:
+    # Batch normalization starts at ones and zeros: give every weight a value of its own.
+    for v in model.weights:
+        v.assign(rng.standard_normal(tuple(v.shape)).astype(np.float32) + 2)
+
+
+def keras_frozen(out: Path, expected: dict) -> None:
+    (out / "keras").mkdir()
+    rng = np.random.default_rng(SEED + 2)
+    for case, model in keras_models(tf.keras, keras).items():
+        _randomize(model, rng)
+        spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+        fn = tf.function(lambda x, m=model: m(x, training=False)).get_concrete_function(spec)
+        graph_def = convert_variables_to_constants_v2(fn).graph.as_graph_def()
+        (out / "keras" / f"{case}.pb").write_bytes(graph_def.SerializeToString())
+        handles = {id((v if isinstance(v, tf.Variable) else v.value).handle): _path(v)
+                   for v in model.weights}
+        expected[f"keras/{case}"] = {
+            "weights": {_path(v): np.asarray(v.numpy()) for v in model.weights},
+            "consts": [n.name for n in graph_def.node if n.op == "Const"],
+            "truth": {inner.op.name: handles[id(outer)] for outer, inner in fn.graph.captures
+                      if id(outer) in handles}}
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as g:
+        model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3, name="hidden"),
+                                     tf.keras.layers.Dense(2, name="head")], name="net")
+        sess = v1.keras.backend.get_session()
+        for v in model.weights:
+            sess.run(v.assign(rng.standard_normal(tuple(v.shape)).astype(np.float32)))
+        weights = {_path(v): sess.run(v) for v in model.weights}
+        frozen = v1.graph_util.convert_variables_to_constants(
+            sess, g.as_graph_def(), [model.outputs[0].op.name])
+    (out / "keras" / "tf1.pb").write_bytes(frozen.SerializeToString())
+    expected["keras/tf1"] = {"weights": weights,
+                             "consts": [n.name for n in frozen.node if n.op == "Const"],
+                             "truth": {n: n for n in weights}}
+
+
 # --- a GraphDef in the encodings TensorFlow reads but does not write ---------------------------
 
 
@@ -258,6 +335,7 @@ def make_all(out: Path) -> None:
     keras_saved_model(out, expected)
     frozen_v2(out, expected, module)
     frozen_tf1(out, expected)
+    keras_frozen(out, expected)
     unpacked(out, expected)
     with open(out / "expected.pkl", "wb") as f:
         pickle.dump(expected, f)
