@@ -9,6 +9,12 @@ them, for tests/test_graphs_savedmodel.py and tests/test_graphdef_reader.py.
   ``frozen_tf1.pb`` (TF1 ``graph_util.convert_variables_to_constants``), and ``unpacked.pb``,
   a GraphDef whose constants use the encodings TensorFlow parses but does not write
   (unpacked repeated fields, mixed runs, fewer values than elements);
+- ``cond_functions.pb`` and ``cond_lowered.pb``: a ``tf.Module`` whose function reads its
+  variables inside a ``tf.cond`` and a ``tf.while_loop``, frozen with
+  ``lower_control_flow=False`` (the branches and the loop body stay library functions, with
+  their constants) and with the default lowering; ``nested.pb``: a variable read in a nested
+  ``tf.function`` (inlined: its constant is named by a number); ``defun.pb``: a TF1 graph
+  calling a ``Defun`` that holds a constant;
 - ``keras/CASE.pb``: the Keras models of :func:`keras_models` (tf.keras and Keras 3) frozen
   from a ``tf.function`` with ``convert_variables_to_constants_v2``, and ``keras/tf1.pb``, a
   tf.keras model built in a TF1 graph and frozen with ``convert_variables_to_constants``;
@@ -188,6 +194,96 @@ def frozen_tf1(out: Path, expected: dict) -> None:
     expected["frozen_tf1"] = {"variables": values, "consts": _session_consts(frozen)}
 
 
+# --- frozen graphs with library functions --------------------------------------------------
+
+
+def _proto_consts(graph_def) -> dict:
+    """The Const nodes of the graph and of its library functions (``FUNCTION/NODE``), as
+    TensorFlow's own protobuf messages and ``tf.make_ndarray`` read them (a session cannot
+    run a constant under a loop's control inputs, nor one inside a function)."""
+    nodes = [(n.name, n) for n in graph_def.node] + [
+        (f"{f.signature.name}/{n.name}", n) for f in graph_def.library.function
+        for n in f.node_def]
+    return {name: np.asarray(tf.make_ndarray(n.attr["value"].tensor)) for name, n in nodes
+            if n.op == "Const"}
+
+
+def _in_functions(graph_def) -> list[str]:
+    return [f"{f.signature.name}/{n.name}" for f in graph_def.library.function
+            for n in f.node_def if n.op == "Const"]
+
+
+class Branches(tf.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        rng = np.random.default_rng(SEED + 3)
+        self.w = tf.Variable(rng.standard_normal((2, 3)).astype(np.float32), name="w")
+        self.b = tf.Variable(rng.standard_normal(3).astype(np.float32), name="b")
+        self.decay = tf.Variable(np.float32(0.75), name="decay")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def __call__(self, x):
+        y = tf.cond(tf.reduce_sum(x) > 0,
+                    lambda: tf.matmul(x, self.w) + tf.constant([1.0, 2.0, 3.0]),
+                    lambda: tf.matmul(x, self.w) - self.b)
+
+        def body(i, acc):
+            return i + 1, acc * self.decay + tf.constant(0.25, shape=[3])
+
+        return tf.while_loop(lambda i, acc: i < 3, body, [tf.constant(0), y])[1]
+
+
+def library_graphs(out: Path, expected: dict) -> None:
+    module = Branches()
+    fn = module.__call__.get_concrete_function()
+    values = [v.numpy() for v in module.variables]
+    for name, lower in (("cond_functions", False), ("cond_lowered", True)):
+        graph_def = convert_variables_to_constants_v2(fn, lower_control_flow=lower) \
+            .graph.as_graph_def()
+        (out / f"{name}.pb").write_bytes(graph_def.SerializeToString())
+        consts = _proto_consts(graph_def)
+        # The variables' values are drawn apart: each is the one constant holding it.
+        variables = {k: c for v in values for k, c in consts.items()
+                     if c.shape == v.shape and c.dtype == v.dtype and np.array_equal(c, v)}
+        assert len(variables) == len(values), variables
+        expected[name] = {"consts": consts, "variables": variables,
+                          "in_functions": _in_functions(graph_def)}
+
+    w = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5, name="w")
+
+    @tf.function
+    def inner(x):
+        return tf.matmul(x, w) + tf.constant([1.0, 2.0, 3.0])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def outer(x):
+        return inner(x) * 2.0
+
+    graph_def = convert_variables_to_constants_v2(outer.get_concrete_function()) \
+        .graph.as_graph_def()
+    (out / "nested.pb").write_bytes(graph_def.SerializeToString())
+    consts = _session_consts(graph_def)
+    expected["nested"] = {"consts": consts, "variables": {
+        k: c for k, c in consts.items() if c.shape == (2, 3) and np.array_equal(c, w.numpy())}}
+
+    from tensorflow.python.framework import function
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as g:
+        x = v1.placeholder(tf.float32, [None, 2], name="x")
+
+        @function.Defun(tf.float32)
+        def scale(a):
+            return a * tf.constant([3.0, -4.5])
+
+        tf.identity(scale(x), name="y")
+        with v1.Session(graph=g) as sess:
+            frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+    (out / "defun.pb").write_bytes(frozen.SerializeToString())
+    expected["defun"] = {"consts": _proto_consts(frozen), "variables": {},
+                         "in_functions": _in_functions(frozen)}
+
+
 # --- Keras models frozen by TensorFlow -------------------------------------------------------
 
 
@@ -336,6 +432,7 @@ def make_all(out: Path) -> None:
     frozen_v2(out, expected, module)
     frozen_tf1(out, expected)
     keras_frozen(out, expected)
+    library_graphs(out, expected)
     unpacked(out, expected)
     with open(out / "expected.pkl", "wb") as f:
         pickle.dump(expected, f)

@@ -11,8 +11,9 @@ more, which protobuf cannot parse as one message, is refused in one line.
   ``TensorInfo``): tags and signatures, as ``saved_model_cli show --all`` lists them.
 - :mod:`.metagraph`: a ``MetaGraphDef`` (a TF1 ``.meta``, or a MetaGraph of a SavedModel): its
   variables (name, dtype, shape, trainable, partition) in creation order.
-- :mod:`.graphdef`: ``GraphDef``, ``NodeDef``, ``AttrValue``; the ``graphdef`` format
-  (:mod:`converter.formats.graphdef`) reads a frozen graph's constants with it.
+- :mod:`.graphdef`: ``GraphDef``, ``NodeDef``, ``AttrValue``, ``FunctionDef``; the
+  ``graphdef`` format (:mod:`converter.formats.graphdef`) reads a frozen graph's constants
+  with it.
 - :mod:`.tensorproto`: ``TensorProto`` values, from ``tensor_content`` or the typed fields.
 
 Example:
