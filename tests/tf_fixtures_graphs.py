@@ -4,7 +4,9 @@ them, for tests/test_graphs_savedmodel.py and tests/test_graphdef_reader.py.
 ``python tests/tf_fixtures_graphs.py OUTDIR`` writes into OUTDIR:
 
 - ``module_sm/``: a SavedModel of a ``tf.Module`` with two signatures; ``keras_sm/``: a tf.keras
-  model saved as a SavedModel;
+  model saved as a SavedModel; ``tf1_sm/``: a TF1 export as Estimators wrote them
+  (``tf.compat.v1.saved_model.Builder``: predict, classification and regression signatures
+  and a sparse input, tagged ``serve``, and a second MetaGraph tagged ``eval``);
 - ``frozen_v2.pb`` (``convert_variables_to_constants_v2`` of the module's function) and
   ``frozen_tf1.pb`` (TF1 ``graph_util.convert_variables_to_constants``), and ``unpacked.pb``,
   a GraphDef whose constants use the encodings TensorFlow parses but does not write
@@ -20,7 +22,8 @@ them, for tests/test_graphs_savedmodel.py and tests/test_graphdef_reader.py.
   tf.keras model built in a TF1 graph and frozen with ``convert_variables_to_constants``;
 - ``expected.pkl``: ``{fixture: {...}}`` as TensorFlow reports it: signatures from the
   MetaGraphDef and from ``tf.saved_model.load(dir).signatures``, variable values from
-  ``tf.train.load_checkpoint``, frozen variables ``{const name: value}`` from the variables
+  ``tf.train.load_checkpoint``, what ``saved_model_cli show --all`` prints (``cli``), frozen
+  variables ``{const name: value}`` from the variables
   themselves, and every constant's value as a TensorFlow session computes it; for the Keras
   models, ``{CASE: {"weights": {variable path: value}, "consts": [constant names], "truth":
   {constant name: the path of the variable it froze}}}`` (from the function's captures).
@@ -84,6 +87,20 @@ def _loaded_signatures(directory: Path) -> dict:
     return out
 
 
+def _saved_model_cli(directory: Path) -> str:
+    """What ``saved_model_cli show --all --dir DIRECTORY`` prints (its own function, run here
+    rather than in a process of its own)."""
+    import contextlib
+    import io
+
+    from tensorflow.python.tools import saved_model_cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        saved_model_cli._show_all(str(directory))
+    return out.getvalue()
+
+
 def _bundle(prefix: str) -> dict:
     reader = tf.train.load_checkpoint(prefix)
     return {k: np.asarray(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()}
@@ -129,6 +146,7 @@ def module_saved_model(out: Path, expected: dict) -> Scaler:
         "lookup": module.lookup.get_concrete_function()})
     expected["module_sm"] = {"meta": _signature_defs(directory),
                              "loaded": _loaded_signatures(directory),
+                             "cli": _saved_model_cli(directory),
                              "variables": _bundle(str(directory / "variables" / "variables"))}
     return module
 
@@ -142,7 +160,50 @@ def keras_saved_model(out: Path, expected: dict) -> None:
     model.save(str(directory), save_format="tf")
     expected["keras_sm"] = {"meta": _signature_defs(directory),
                             "loaded": _loaded_signatures(directory),
+                            "cli": _saved_model_cli(directory),
                             "variables": _bundle(str(directory / "variables" / "variables"))}
+
+
+def tf1_saved_model(out: Path, expected: dict) -> None:
+    """A TF1 export: ``saved_model.Builder`` with the signature helpers Estimators used."""
+    v1 = tf.compat.v1
+    build = v1.saved_model.signature_def_utils
+    info = v1.saved_model.build_tensor_info
+    rng = np.random.default_rng(SEED + 4)
+    directory = out / "tf1_sm"
+    with tf.Graph().as_default() as g:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        examples = v1.placeholder(tf.string, [None], name="examples")
+        ids = v1.sparse_placeholder(tf.int64, [None, 5], name="ids")
+        kernel = v1.get_variable("dense/kernel", initializer=rng.standard_normal((3, 4))
+                                 .astype(np.float32))
+        bias = v1.get_variable("dense/bias", initializer=rng.standard_normal(4)
+                               .astype(np.float32))
+        half = v1.get_variable("half", initializer=rng.standard_normal(4).astype(np.float16))
+        v1.train.get_or_create_global_step()
+        logits = tf.matmul(x, kernel) + bias + tf.cast(half, tf.float32)
+        scores = tf.nn.softmax(logits, name="scores")
+        classes = tf.tile(tf.constant([[b"a", b"b", b"c", b"d"]]), [tf.shape(x)[0], 1],
+                          name="classes")
+        value = tf.reduce_sum(logits, axis=1, keepdims=True, name="value")
+        counted = tf.sparse.reduce_sum(ids, axis=1, name="counted")
+        serving = build.predict_signature_def({"x": x}, {"scores": scores, "logits": logits})
+        signatures = {
+            "serving_default": serving,
+            "classification": build.classification_signature_def(examples, classes, scores),
+            "regression": build.regression_signature_def(examples, value),
+            "sparse": build.build_signature_def({"ids": info(ids)}, {"counted": info(counted)},
+                                                "tensorflow/serving/predict"),
+        }
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(directory))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map=signatures)
+            builder.add_meta_graph(["eval"], signature_def_map={"predict": serving})
+            builder.save()
+    expected["tf1_sm"] = {"meta": _signature_defs(directory),
+                          "cli": _saved_model_cli(directory),
+                          "variables": _bundle(str(directory / "variables" / "variables"))}
 
 
 def frozen_v2(out: Path, expected: dict, module: Scaler) -> None:
@@ -429,6 +490,7 @@ def make_all(out: Path) -> None:
     expected: dict = {}
     module = module_saved_model(out, expected)
     keras_saved_model(out, expected)
+    tf1_saved_model(out, expected)
     frozen_v2(out, expected, module)
     frozen_tf1(out, expected)
     keras_frozen(out, expected)

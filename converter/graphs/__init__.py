@@ -104,9 +104,11 @@ def describe_variables(graph: MetaGraphVariables) -> list[str]:
 
 def describe(model: SavedModel) -> list[str]:
     """Lines for ``ckpt inspect``: each MetaGraph's tags, then its signatures with their
-    method, inputs and outputs."""
+    method, inputs and outputs, in the order ``saved_model_cli show --all`` lists them
+    (MetaGraphs by tag-set, signatures and their tensors by key). A sparse tensor is named by
+    its values tensor, marked ``coo_sparse`` (saved_model_cli leaves its name blank)."""
     lines = []
-    for graph in model.meta_graphs:
+    for graph in sorted(model.meta_graphs, key=lambda g: list(g.tags)):
         lines.append(f"MetaGraph tags: {', '.join(graph.tags) or '(none)'}"
                      + (f" (TensorFlow {graph.tensorflow_version})"
                         if graph.tensorflow_version else ""))
