@@ -322,8 +322,11 @@ def _frozen_readers(p: _Pairing) -> None:
     classes: dict[tuple[tuple[int, ...], np.dtype], list[Target]] = {}
     for target in p.pending:
         classes.setdefault((tuple(target.shape), target.dtype), []).append(target)
-    for targets in classes.values():
-        tensors = [n for n in p.free_variables() if p.fits(targets[0], n)]
+    free: dict[tuple[tuple[int, ...], np.dtype], list[str]] = {}
+    for n in p.free_variables():
+        free.setdefault((tuple(p.ckpt[n].shape), p.ckpt[n].dtype), []).append(n)
+    for key, targets in classes.items():
+        tensors = free.get(key, [])
         if not tensors or not all(_reader_named(p.ckpt[n]) for n in tensors):
             continue
         if len(targets) == len(tensors) == 1:
