@@ -68,7 +68,8 @@ def packed_varints(values) -> bytes:
 
 def frozen_nodes() -> list[tuple[int, bytes]]:
     """The nodes of a small frozen TF1 graph: a variable folded into a Const and read by
-    ``NAME/read``, and constants in each encoding TensorFlow writes."""
+    ``NAME/read``, and constants in each encoding TensorFlow writes (the seed adds
+    :func:`library_nodes` and a library function, :func:`function_def`)."""
     half = np.array([0.5, -65504.0], np.float16).view(np.uint16)
     return [
         node("x", "Placeholder", attr("dtype", e([(6, 1)]))),
@@ -85,10 +86,40 @@ def frozen_nodes() -> list[tuple[int, bytes]]:
     ]
 
 
-def frozen_graph(nodes: list | None = None, tail: list | None = None) -> bytes:
-    """A GraphDef (``node`` 1, ``versions`` 4: ``producer`` 1)."""
-    return e((nodes if nodes is not None else frozen_nodes()) + (tail or [])
-             + [(4, e([(1, 1882)]))])
+def func_attr(key: str, function: str) -> tuple[int, bytes]:
+    return attr(key, e([(10, e([(1, function)]))]))
+
+
+def library_nodes() -> list[tuple[int, bytes]]:
+    """An If of TF2 freezing with ``lower_control_flow=False``: a variable's constant passed to
+    the branches (``cond/input_1``), which read it and hold a constant of their own."""
+    return [
+        const("pred", 10, [], (11, b"\x01")),
+        const("cond/input_1", 1, [2], (4, np.array([1.5, -2.5], np.float32).tobytes())),
+        node("cond", "If", (3, "pred"), (3, "cond/input_1"), func_attr("then_branch", "branch"),
+             func_attr("else_branch", "branch")),
+    ]
+
+
+def function_def(name: str = "branch", nodes: list | None = None,
+                 args: tuple = ("cond_mul_readvariableop_resource",)) -> tuple[int, bytes]:
+    """A FunctionDef (``signature`` 1: an OpDef of ``name`` 1 and ``input_arg`` 2;
+    ``node_def`` 3) reading its argument as a variable and scaling it by a constant."""
+    if nodes is None:
+        nodes = [(3, e([(1, "cond/mul/ReadVariableOp"), (2, "Identity"), (3, args[0])])),
+                 (3, const("cond/scale", 1, [2], (5, struct.pack("<2f", 0.5, 4.0)))[1]),
+                 (3, e([(1, "cond/mul"), (2, "Mul"), (3, "cond/mul/ReadVariableOp:output:0"),
+                        (3, "cond/scale:output:0")]))]
+    signature = e([(1, name), *((2, e([(1, a), (3, 1)])) for a in args)])
+    return 1, e([(1, signature), *nodes])
+
+
+def frozen_graph(nodes: list | None = None, tail: list | None = None,
+                 functions: list | None = None) -> bytes:
+    """A GraphDef (``node`` 1, ``library`` 2, ``versions`` 4: ``producer`` 1)."""
+    functions = [function_def()] if functions is None else functions
+    return e((nodes if nodes is not None else frozen_nodes() + library_nodes()) + (tail or [])
+             + ([(2, e(functions))] if functions else []) + [(4, e([(1, 1882)]))])
 
 
 def variable_def(name: str, *, resource: bool = False, trainable: bool = True,
@@ -240,7 +271,10 @@ def graph_facts(fmt: str, target: Path) -> str:
 
 # Which fields hold messages, by message: {message: {field: message}}.
 SCHEMA: dict[str, dict[int, str]] = {
-    "GraphDef": {1: "NodeDef", 4: "-"},
+    "GraphDef": {1: "NodeDef", 2: "Library", 4: "-"},
+    "Library": {1: "FunctionDef"},
+    "FunctionDef": {1: "OpDef", 3: "NodeDef"},
+    "OpDef": {2: "-"},
     "NodeDef": {5: "AttrEntry"},
     "AttrEntry": {2: "AttrValue"},
     "AttrValue": {7: "Shape", 8: "Tensor"},
@@ -336,6 +370,7 @@ def wire_mutants(name: str, raw: bytes, message: str, rng: random.Random) -> Ite
 # Rebuilt messages that are valid protobuf of other contents, which TensorFlow parses too: they
 # must read as what they say (the frozen graph's by the independent parser) or fail cleanly.
 VALID = {"one float broadcast to 64 MiB", "more values than elements", "a bool of 2**64 - 1",
+         "no functions", "10000 functions",
          "a name that is not UTF-8", "dimension -2**62", "dtype 999", "name not UTF-8",
          "no signatures", "10000 signatures", "a variable listed twice", "no variables",
          "a variable not in the graph", "30000 variables", "the same node twice"}
@@ -391,8 +426,30 @@ def graphdef_mutants(o: Any, rng: random.Random) -> Iterator[tuple]:
     yield from wire_mutants(name, raw, "GraphDef", rng)
     for label, bad in _bad_consts():
         yield f"node: {label}", {name: frozen_graph(tail=[bad])}, _valid(label)
-    yield "no nodes, only versions", {name: frozen_graph([])}
+    yield "no nodes, only versions", {name: frozen_graph([], functions=[])}
     yield "library as a number", {name: frozen_graph(tail=[(2, 5)])}
+    f32 = struct.pack("<f", 1.0)
+    for label, functions in [
+        ("a function without a name", [function_def(""), function_def()]),
+        ("a function listed twice", [function_def(), function_def()]),
+        ("a constant named like a graph node", [function_def("cond", [
+            (3, const("input_1", 1, [1], (5, f32))[1])])]),
+        ("signature as a number", [(1, e([(1, 5)]))]),
+        ("function as a number", [(1, 7)]),
+        ("node_def as a number", [(1, e([(1, e([(1, "f")])), (3, 9)]))]),
+        ("argument name as a number", [(1, e([(1, e([(1, "f"), (2, e([(1, 4)]))]))]))]),
+        ("a node without an op", [function_def("f", [(3, e([(1, "c")]))])]),
+        ("a constant of 2**40 x 2**40, 4 bytes of content", [function_def("f", [
+            (3, const("c", 1, [2**40, 2**40], (4, f32))[1])])]),
+        ("more arguments than inputs", [function_def(args=("a", "b", "c"))]),
+        ("no functions", []),
+        ("10000 functions", [function_def(f"f{i}", []) for i in range(10000)]),
+    ]:
+        yield f"library: {label}", {name: frozen_graph(functions=functions)}, _valid(label)
+    yield "an If naming no function", {name: frozen_graph(tail=[node(
+        "if2", "If", (3, "pred"), (3, "cond/input_1"), func_attr("then_branch", "nowhere"))])}
+    yield "func attr as a number", {name: frozen_graph(tail=[node(
+        "if3", "If", (3, "pred"), attr("then_branch", e([(10, 3)])))])}
     yield "the first byte of a SavedModel", {name: b"\x08\x01" + raw}
 
 
@@ -526,7 +583,14 @@ def _message_classes() -> dict[str, Any]:
     message("Node", [("name", 1, opt, F.TYPE_BYTES, ""), ("op", 2, opt, F.TYPE_BYTES, ""),
                      ("input", 3, rep, F.TYPE_BYTES, ""), ("device", 4, opt, F.TYPE_BYTES, ""),
                      ("attr", 5, rep, F.TYPE_MESSAGE, ".corpus.AttrEntry")])
-    message("Graph", [("node", 1, rep, F.TYPE_MESSAGE, ".corpus.Node")])
+    message("Arg", [("name", 1, opt, F.TYPE_BYTES, "")])
+    message("OpDef", [("name", 1, opt, F.TYPE_BYTES, ""),
+                      ("input_arg", 2, rep, F.TYPE_MESSAGE, ".corpus.Arg")])
+    message("Function", [("signature", 1, opt, F.TYPE_MESSAGE, ".corpus.OpDef"),
+                         ("node_def", 3, rep, F.TYPE_MESSAGE, ".corpus.Node")])
+    message("Library", [("function", 1, rep, F.TYPE_MESSAGE, ".corpus.Function")])
+    message("Graph", [("node", 1, rep, F.TYPE_MESSAGE, ".corpus.Node"),
+                      ("library", 2, opt, F.TYPE_MESSAGE, ".corpus.Library")])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
     return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"corpus.{name}"))
@@ -573,11 +637,15 @@ def _oracle_values(t: Any) -> np.ndarray | None:
 
 def graphdef_oracle(path: Path) -> dict[str, np.ndarray]:
     """Every Const node's value, from the independent parser, filled to its shape as
-    TensorFlow's ``Tensor::FromProto`` fills it (the first values; fewer repeat the last)."""
+    TensorFlow's ``Tensor::FromProto`` fills it (the first values; fewer repeat the last);
+    those of library functions named ``FUNCTION/NODE``."""
     classes = _message_classes()
     graph = classes["Graph"].FromString(path.read_bytes())
     out = {}
-    for n in graph.node:
+    nodes = [(n.name, n) for n in graph.node] + [
+        (f.signature.name + b"/" + n.name, n) for f in graph.library.function
+        for n in f.node_def]
+    for name, n in nodes:
         if n.op != b"Const":
             continue
         values = {a.key: a.value for a in n.attr}
@@ -592,5 +660,5 @@ def graphdef_oracle(path: Path) -> dict[str, np.ndarray]:
         if len(raw) < count:
             fill = raw[-1] if len(raw) else (b"" if t.dtype == 7 else 0)
             raw = np.concatenate([raw, np.full(count - len(raw), fill, raw.dtype)])
-        out[n.name.decode("utf-8", "surrogateescape")] = raw[:count].reshape(dims)
+        out[name.decode("utf-8", "surrogateescape")] = raw[:count].reshape(dims)
     return out

@@ -27,6 +27,10 @@ def test_frozen_seed_reads_as_tensorflow_reads_it(tf, seeds):
     graph_def = tf.compat.v1.GraphDef.FromString(raw)
     theirs = {n.name: tf.make_ndarray(n.attr["value"].tensor) for n in graph_def.node
               if n.op == "Const"}
+    inside = {f"{f.signature.name}/{n.name}": tf.make_ndarray(n.attr["value"].tensor)
+              for f in graph_def.library.function for n in f.node_def if n.op == "Const"}
+    assert list(inside) == ["branch/cond/scale"]
+    theirs.update(inside)
     oracle = corpus_graphs.graphdef_oracle(seeds / "frozen.pb")
     with converter.read(seeds / "frozen.pb") as ckpt:
         assert sorted(ckpt) == sorted(theirs) == sorted(oracle)
@@ -38,6 +42,11 @@ def test_frozen_seed_reads_as_tensorflow_reads_it(tf, seeds):
             else:
                 assert oracle[name].tobytes() == value.tobytes(), name
         assert ckpt["dense/kernel"].kind == "variable"
+        # Passed to the If's branches, which read it as a variable.
+        assert ckpt["cond/input_1"].kind == "variable"
+        assert ckpt["cond/input_1"].attrs["named_after"] == "reader"
+        assert ckpt["branch/cond/scale"].kind == "other"
+        assert ckpt["branch/cond/scale"].attrs["function"] == "branch"
 
 
 def test_meta_seed_is_what_tensorflow_parses(tf, seeds):

@@ -18,7 +18,9 @@ from converter.cli import main
 from converter.errors import FormatError, UsageError
 from tests.helpers import assert_same, tf_available
 
-GRAPHS = ["frozen_tf1", "frozen_v2", "unpacked"]
+GRAPHS = ["frozen_tf1", "frozen_v2", "unpacked", "cond_functions", "cond_lowered", "nested",
+          "defun"]
+WITH_VARIABLES = ["frozen_tf1", "frozen_v2", "cond_functions", "cond_lowered", "nested"]
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +53,7 @@ def test_every_constant_equals_what_tensorflow_computes(written, name):
                 assert np.array_equal(_bits(ours), _bits(value)), key
 
 
-@pytest.mark.parametrize("name", ["frozen_tf1", "frozen_v2"])
+@pytest.mark.parametrize("name", WITH_VARIABLES)
 def test_frozen_variables_equal_the_variables_bit_for_bit(written, name):
     out, expected = written
     variables = expected[name]["variables"]
@@ -76,6 +78,48 @@ def test_tf1_variables_keep_their_names_and_dtypes(written):
     broadcast = [k for k, v in consts.items() if v.shape == (5,) and v.dtype == np.float32
                  and np.all(v == 0.5)]
     assert broadcast  # tf.constant(0.5, shape=[5]) stores one float_val
+
+
+@pytest.mark.parametrize("name", ["cond_functions", "defun"])
+def test_library_constants_are_named_after_their_function(written, name):
+    out, expected = written
+    wanted = expected[name]["in_functions"]
+    with converter.read(out / f"{name}.pb") as ckpt:
+        inside = {k: t for k, t in ckpt.items() if "function" in t.attrs}
+        assert sorted(inside) == sorted(wanted)
+        assert all(k.startswith(t.attrs["function"] + "/") for k, t in inside.items())
+        assert all(t.kind == "other" for t in inside.values())
+        assert int(ckpt.source.facts["functions"]) >= 1
+    if name == "cond_functions":  # the then-branch and the loop body keep their constants
+        assert any(k.startswith("cond_true_") and k.endswith("/cond/Const") for k in wanted)
+        assert any(k.startswith("while_body_") and k.endswith("/while/Const") for k in wanted)
+
+
+def test_a_library_constant_named_like_a_graph_node_is_refused(written, tmp_path, capsys):
+    from converter.proto import encode
+
+    out, expected = written
+    data = (out / "defun.pb").read_bytes()
+    [inside] = expected["defun"]["in_functions"]
+    value = encode([(1, b"value"), (2, encode([(8, encode([(1, 1), (5, ("fixed32", 0))]))]))])
+    clash = tmp_path / "clash.pb"
+    clash.write_bytes(data + encode([(1, encode([(1, inside.encode()), (2, b"Const"),
+                                                 (5, value)]))]))
+    err = _one_line_error(capsys, ["inspect", str(clash)])
+    assert f"two nodes named {inside!r}" in err and "clash.pb" in err
+    twice = tmp_path / "twice.pb"  # the same library twice: each function listed twice
+    library = next(v for k, v in _fields(data) if k == 2)
+    twice.write_bytes(data + encode([(2, library)]))
+    assert "two nodes named" in _one_line_error(capsys, ["inspect", str(twice)])
+    nameless = tmp_path / "nameless.pb"
+    nameless.write_bytes(data + encode([(2, encode([(1, b"")]))]))
+    assert "without a name" in _one_line_error(capsys, ["inspect", str(nameless)])
+
+
+def _fields(data: bytes) -> list[tuple[int, bytes]]:
+    from converter import proto
+
+    return [(k, v) for k, values in proto.decode(data).items() for v in values]
 
 
 def test_content_constants_are_file_spans(written):
@@ -113,7 +157,7 @@ def test_sniffed_by_suffix_and_content(written, tmp_path):
 
 @pytest.mark.parametrize("to,suffix", [("npz", ".npz"), ("safetensors", ".safetensors"),
                                        ("hdf5", ".h5"), ("tf", "")])
-@pytest.mark.parametrize("name", ["frozen_v2", "frozen_tf1"])
+@pytest.mark.parametrize("name", ["frozen_v2", "frozen_tf1", "cond_functions"])
 def test_every_writer_converts_a_frozen_graph(written, tmp_path, capsys, to, suffix, name):
     out, expected = written
     consts = expected[name]["consts"]

@@ -4,6 +4,7 @@ against what TensorFlow reports for SavedModels it wrote (tests/tf_fixtures_grap
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from converter.cli import main
 from converter.errors import FormatError, UsageError
 from tests.helpers import assert_same, tf_available
 
-SAVED_MODELS = ["module_sm", "keras_sm"]
+SAVED_MODELS = ["module_sm", "keras_sm", "tf1_sm"]
+TF2_SAVED_MODELS = ["module_sm", "keras_sm"]
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +56,7 @@ def test_signatures_are_those_of_the_meta_graph_def(written, name):
     assert _ours(graphs.saved_model(out / name / "saved_model.pb")) == meta["meta_graphs"]
 
 
-@pytest.mark.parametrize("name", SAVED_MODELS)
+@pytest.mark.parametrize("name", TF2_SAVED_MODELS)
 def test_signatures_match_what_tensorflow_loads(written, name):
     out, expected = written
     ours = graphs.signatures(out / name)
@@ -69,6 +71,79 @@ def test_signatures_match_what_tensorflow_loads(written, name):
                 assert infos[key].dtype == _TF_NAMES.get(dtype, dtype)
                 assert infos[key].shape == (None if shape is None else
                                             tuple(-1 if d is None else d for d in shape))
+
+
+def _cli_listing(text: str) -> list:
+    """``saved_model_cli show --all``'s MetaGraphs, signatures and tensors, in its order:
+    ``[(tags, [(signature, method, [(what, key, dtype, shape, name)])])]``."""
+    graphs, tensor = [], None
+    for line in text.splitlines():
+        if m := re.match(r"MetaGraphDef with tag-set: '(.*)' contains", line):
+            graphs.append((m[1], []))
+        elif m := re.match(r"signature_def\['(.*)'\]:$", line):
+            graphs[-1][1].append([m[1], None, []])
+        elif m := re.match(r"    (input|output)s\['(.*)'\] tensor_info:$", line):
+            tensor = [m[1], m[2]]
+            graphs[-1][1][-1][2].append(tensor)
+        elif m := re.match(r" {8}(dtype|shape|name): ?(.*)$", line):
+            tensor.append(m[2])
+        elif m := re.match(r"  Method name is: (.*)$", line):
+            graphs[-1][1][-1][1] = m[1]
+    return [(tags, [(n, method, [tuple(t) for t in ts]) for n, method, ts in sigs])
+            for tags, sigs in graphs]
+
+
+def _our_listing(text: str) -> list:
+    """The same from ``ckpt inspect DIR``, in saved_model_cli's spelling: DT_ dtypes (through
+    TensorFlow's enum), shapes as tuples, a sparse tensor's name blank."""
+    from tensorflow.core.framework import types_pb2
+
+    from converter.graphs.tensorproto import DT_NAMES, OTHER_NAMES
+
+    enum = {name: e for e, name in {**DT_NAMES, **OTHER_NAMES}.items()}
+    graphs = []
+    for line in text.splitlines():
+        if m := re.match(r"MetaGraph tags: (.*?)(?: \(TensorFlow .*\))?$", line):
+            graphs.append((m[1], []))
+        elif m := re.match(r"  signature '(.*)'(?:: (.*))?$", line):
+            graphs[-1][1].append((m[1], m[2] or "", []))
+        elif m := re.match(r"    (input|output) +(\S+): (\S+) (\[.*\]|unknown rank) \((.*)\)$",
+                           line):
+            what, key, dtype, shape, name = m.groups()
+            shape = "unknown_rank" if shape == "unknown rank" else \
+                "(" + shape[1:-1] + ")"
+            name = "" if name.endswith(", coo_sparse") else name
+            graphs[-1][1][-1][2].append((what, key, types_pb2.DataType.Name(enum[dtype]),
+                                         shape, name))
+    return graphs
+
+
+@pytest.mark.parametrize("name", SAVED_MODELS)
+def test_inspect_lists_what_saved_model_cli_shows(written, capsys, name):
+    out, expected = written
+    theirs = _cli_listing(expected[name]["cli"])
+    assert theirs and all(sigs for _, sigs in theirs)
+    assert main(["inspect", str(out / name)]) == 0
+    assert _our_listing(capsys.readouterr().out) == theirs
+
+
+def test_tf1_export_lists_its_tag_sets_and_estimator_signatures(written, capsys):
+    out, expected = written
+    model = graphs.saved_model(out / "tf1_sm")
+    assert [g.tags for g in model.meta_graphs] == [("serve",), ("eval",)]  # as written
+    sigs = graphs.signatures(out / "tf1_sm")  # the serve MetaGraph's
+    assert {n: s.method for n, s in sigs.items()} == {
+        "classification": "tensorflow/serving/classify",
+        "regression": "tensorflow/serving/regress",
+        "serving_default": "tensorflow/serving/predict", "sparse": "tensorflow/serving/predict"}
+    [ids] = sigs["sparse"].inputs
+    assert (ids.encoding, ids.dtype, ids.shape) == ("coo_sparse", "int64", (-1, 5))
+    assert [t.name for t in sigs["classification"].inputs] == ["examples:0"]
+    assert list(graphs.signatures(out / "tf1_sm", tags="eval")) == ["predict"]
+    with converter.read(out / "tf1_sm") as ckpt:
+        kinds = {k: t.kind for k, t in ckpt.items()}
+    assert kinds == {"dense/kernel": "variable", "dense/bias": "variable", "half": "variable",
+                     "global_step": "counter"}
 
 
 def test_module_with_two_signatures(written):

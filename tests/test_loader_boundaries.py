@@ -19,7 +19,8 @@ PACKAGE = Path(converter.__file__).parent
 # The labels reports printed and wrote before they were an enum, in stage order.
 LABELS = ["name", "object graph", "scope suffix",
           "shape (auto-named variables in another order)", "layer structure",
-          "shape (names misfit)", "shape (only candidate)", "order+shape"]
+          "shape (names misfit)", "shape (only candidate)", "shape (frozen graph)",
+          "layer name + shape (frozen graph)", "order+shape"]
 
 
 def test_tf1_is_the_loader_beside_the_others():

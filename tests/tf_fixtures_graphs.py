@@ -4,15 +4,29 @@ them, for tests/test_graphs_savedmodel.py and tests/test_graphdef_reader.py.
 ``python tests/tf_fixtures_graphs.py OUTDIR`` writes into OUTDIR:
 
 - ``module_sm/``: a SavedModel of a ``tf.Module`` with two signatures; ``keras_sm/``: a tf.keras
-  model saved as a SavedModel;
+  model saved as a SavedModel; ``tf1_sm/``: a TF1 export as Estimators wrote them
+  (``tf.compat.v1.saved_model.Builder``: predict, classification and regression signatures
+  and a sparse input, tagged ``serve``, and a second MetaGraph tagged ``eval``);
 - ``frozen_v2.pb`` (``convert_variables_to_constants_v2`` of the module's function) and
   ``frozen_tf1.pb`` (TF1 ``graph_util.convert_variables_to_constants``), and ``unpacked.pb``,
   a GraphDef whose constants use the encodings TensorFlow parses but does not write
   (unpacked repeated fields, mixed runs, fewer values than elements);
+- ``cond_functions.pb`` and ``cond_lowered.pb``: a ``tf.Module`` whose function reads its
+  variables inside a ``tf.cond`` and a ``tf.while_loop``, frozen with
+  ``lower_control_flow=False`` (the branches and the loop body stay library functions, with
+  their constants) and with the default lowering; ``nested.pb``: a variable read in a nested
+  ``tf.function`` (inlined: its constant is named by a number); ``defun.pb``: a TF1 graph
+  calling a ``Defun`` that holds a constant;
+- ``keras/CASE.pb``: the Keras models of :func:`keras_models` (tf.keras and Keras 3) frozen
+  from a ``tf.function`` with ``convert_variables_to_constants_v2``, and ``keras/tf1.pb``, a
+  tf.keras model built in a TF1 graph and frozen with ``convert_variables_to_constants``;
 - ``expected.pkl``: ``{fixture: {...}}`` as TensorFlow reports it: signatures from the
   MetaGraphDef and from ``tf.saved_model.load(dir).signatures``, variable values from
-  ``tf.train.load_checkpoint``, frozen variables ``{const name: value}`` from the variables
-  themselves, and every constant's value as a TensorFlow session computes it.
+  ``tf.train.load_checkpoint``, what ``saved_model_cli show --all`` prints (``cli``), frozen
+  variables ``{const name: value}`` from the variables
+  themselves, and every constant's value as a TensorFlow session computes it; for the Keras
+  models, ``{CASE: {"weights": {variable path: value}, "consts": [constant names], "truth":
+  {constant name: the path of the variable it froze}}}`` (from the function's captures).
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import struct
 import sys
 from pathlib import Path
 
+import keras  # Keras 3; tf.keras is tf-keras 2 (TF_USE_LEGACY_KERAS)
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
@@ -70,6 +85,20 @@ def _loaded_signatures(directory: Path) -> dict:
                        else None) for k, spec in fn.structured_outputs.items()}
         out[name] = {"inputs": inputs, "outputs": outputs}
     return out
+
+
+def _saved_model_cli(directory: Path) -> str:
+    """What ``saved_model_cli show --all --dir DIRECTORY`` prints (its own function, run here
+    rather than in a process of its own)."""
+    import contextlib
+    import io
+
+    from tensorflow.python.tools import saved_model_cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        saved_model_cli._show_all(str(directory))
+    return out.getvalue()
 
 
 def _bundle(prefix: str) -> dict:
@@ -117,6 +146,7 @@ def module_saved_model(out: Path, expected: dict) -> Scaler:
         "lookup": module.lookup.get_concrete_function()})
     expected["module_sm"] = {"meta": _signature_defs(directory),
                              "loaded": _loaded_signatures(directory),
+                             "cli": _saved_model_cli(directory),
                              "variables": _bundle(str(directory / "variables" / "variables"))}
     return module
 
@@ -130,7 +160,50 @@ def keras_saved_model(out: Path, expected: dict) -> None:
     model.save(str(directory), save_format="tf")
     expected["keras_sm"] = {"meta": _signature_defs(directory),
                             "loaded": _loaded_signatures(directory),
+                            "cli": _saved_model_cli(directory),
                             "variables": _bundle(str(directory / "variables" / "variables"))}
+
+
+def tf1_saved_model(out: Path, expected: dict) -> None:
+    """A TF1 export: ``saved_model.Builder`` with the signature helpers Estimators used."""
+    v1 = tf.compat.v1
+    build = v1.saved_model.signature_def_utils
+    info = v1.saved_model.build_tensor_info
+    rng = np.random.default_rng(SEED + 4)
+    directory = out / "tf1_sm"
+    with tf.Graph().as_default() as g:
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        examples = v1.placeholder(tf.string, [None], name="examples")
+        ids = v1.sparse_placeholder(tf.int64, [None, 5], name="ids")
+        kernel = v1.get_variable("dense/kernel", initializer=rng.standard_normal((3, 4))
+                                 .astype(np.float32))
+        bias = v1.get_variable("dense/bias", initializer=rng.standard_normal(4)
+                               .astype(np.float32))
+        half = v1.get_variable("half", initializer=rng.standard_normal(4).astype(np.float16))
+        v1.train.get_or_create_global_step()
+        logits = tf.matmul(x, kernel) + bias + tf.cast(half, tf.float32)
+        scores = tf.nn.softmax(logits, name="scores")
+        classes = tf.tile(tf.constant([[b"a", b"b", b"c", b"d"]]), [tf.shape(x)[0], 1],
+                          name="classes")
+        value = tf.reduce_sum(logits, axis=1, keepdims=True, name="value")
+        counted = tf.sparse.reduce_sum(ids, axis=1, name="counted")
+        serving = build.predict_signature_def({"x": x}, {"scores": scores, "logits": logits})
+        signatures = {
+            "serving_default": serving,
+            "classification": build.classification_signature_def(examples, classes, scores),
+            "regression": build.regression_signature_def(examples, value),
+            "sparse": build.build_signature_def({"ids": info(ids)}, {"counted": info(counted)},
+                                                "tensorflow/serving/predict"),
+        }
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(directory))
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map=signatures)
+            builder.add_meta_graph(["eval"], signature_def_map={"predict": serving})
+            builder.save()
+    expected["tf1_sm"] = {"meta": _signature_defs(directory),
+                          "cli": _saved_model_cli(directory),
+                          "variables": _bundle(str(directory / "variables" / "variables"))}
 
 
 def frozen_v2(out: Path, expected: dict, module: Scaler) -> None:
@@ -180,6 +253,167 @@ def frozen_tf1(out: Path, expected: dict) -> None:
                 sess, g.as_graph_def(), ["y", "label"])
     (out / "frozen_tf1.pb").write_bytes(frozen.SerializeToString())
     expected["frozen_tf1"] = {"variables": values, "consts": _session_consts(frozen)}
+
+
+# --- frozen graphs with library functions --------------------------------------------------
+
+
+def _proto_consts(graph_def) -> dict:
+    """The Const nodes of the graph and of its library functions (``FUNCTION/NODE``), as
+    TensorFlow's own protobuf messages and ``tf.make_ndarray`` read them (a session cannot
+    run a constant under a loop's control inputs, nor one inside a function)."""
+    nodes = [(n.name, n) for n in graph_def.node] + [
+        (f"{f.signature.name}/{n.name}", n) for f in graph_def.library.function
+        for n in f.node_def]
+    return {name: np.asarray(tf.make_ndarray(n.attr["value"].tensor)) for name, n in nodes
+            if n.op == "Const"}
+
+
+def _in_functions(graph_def) -> list[str]:
+    return [f"{f.signature.name}/{n.name}" for f in graph_def.library.function
+            for n in f.node_def if n.op == "Const"]
+
+
+class Branches(tf.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        rng = np.random.default_rng(SEED + 3)
+        self.w = tf.Variable(rng.standard_normal((2, 3)).astype(np.float32), name="w")
+        self.b = tf.Variable(rng.standard_normal(3).astype(np.float32), name="b")
+        self.decay = tf.Variable(np.float32(0.75), name="decay")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def __call__(self, x):
+        y = tf.cond(tf.reduce_sum(x) > 0,
+                    lambda: tf.matmul(x, self.w) + tf.constant([1.0, 2.0, 3.0]),
+                    lambda: tf.matmul(x, self.w) - self.b)
+
+        def body(i, acc):
+            return i + 1, acc * self.decay + tf.constant(0.25, shape=[3])
+
+        return tf.while_loop(lambda i, acc: i < 3, body, [tf.constant(0), y])[1]
+
+
+def library_graphs(out: Path, expected: dict) -> None:
+    module = Branches()
+    fn = module.__call__.get_concrete_function()
+    values = [v.numpy() for v in module.variables]
+    for name, lower in (("cond_functions", False), ("cond_lowered", True)):
+        graph_def = convert_variables_to_constants_v2(fn, lower_control_flow=lower) \
+            .graph.as_graph_def()
+        (out / f"{name}.pb").write_bytes(graph_def.SerializeToString())
+        consts = _proto_consts(graph_def)
+        # The variables' values are drawn apart: each is the one constant holding it.
+        variables = {k: c for v in values for k, c in consts.items()
+                     if c.shape == v.shape and c.dtype == v.dtype and np.array_equal(c, v)}
+        assert len(variables) == len(values), variables
+        expected[name] = {"consts": consts, "variables": variables,
+                          "in_functions": _in_functions(graph_def)}
+
+    w = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5, name="w")
+
+    @tf.function
+    def inner(x):
+        return tf.matmul(x, w) + tf.constant([1.0, 2.0, 3.0])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def outer(x):
+        return inner(x) * 2.0
+
+    graph_def = convert_variables_to_constants_v2(outer.get_concrete_function()) \
+        .graph.as_graph_def()
+    (out / "nested.pb").write_bytes(graph_def.SerializeToString())
+    consts = _session_consts(graph_def)
+    expected["nested"] = {"consts": consts, "variables": {
+        k: c for k, c in consts.items() if c.shape == (2, 3) and np.array_equal(c, w.numpy())}}
+
+    from tensorflow.python.framework import function
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as g:
+        x = v1.placeholder(tf.float32, [None, 2], name="x")
+
+        @function.Defun(tf.float32)
+        def scale(a):
+            return a * tf.constant([3.0, -4.5])
+
+        tf.identity(scale(x), name="y")
+        with v1.Session(graph=g) as sess:
+            frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+    (out / "defun.pb").write_bytes(frozen.SerializeToString())
+    expected["defun"] = {"consts": _proto_consts(frozen), "variables": {},
+                         "in_functions": _in_functions(frozen)}
+
+
+# --- Keras models frozen by TensorFlow -------------------------------------------------------
+
+
+def keras_models(tf_keras, keras3) -> dict:
+    """``{case: model}``: the models frozen in ``keras/CASE.pb``, built with explicit names so
+    that the tests can build the same architecture again (with other weights).
+
+    ``dense`` pairs by shape, ``dense`` for tf.keras also by layer name (two 3-wide biases);
+    ``same`` (Keras 3) has two layers of one shape whose name scopes in the function are
+    ``hidden_1`` and ``hidden_1_2``; ``bn`` has four normalization vectors of one shape.
+    """
+    def dense(k, widths, inputs=4):
+        return k.Sequential([k.Input((inputs,))] + [
+            k.layers.Dense(w, name=n, bias_initializer="random_normal")
+            for n, w in widths], name="net")
+
+    def bn(k):
+        return k.Sequential([k.Input((4,)), k.layers.Dense(3, name="hidden"),
+                             k.layers.BatchNormalization(name="norm"),
+                             k.layers.Dense(2, name="head")], name="net")
+
+    return {"tfk_dense": dense(tf_keras, [("hidden", 3), ("mid", 3), ("head", 2)]),
+            "tfk_bn": bn(tf_keras),
+            "k3_dense": dense(keras3, [("hidden", 5), ("mid", 3), ("head", 2)]),
+            "k3_same": dense(keras3, [("hidden", 3), ("hidden_1", 3)], inputs=3),
+            "k3_bn": bn(keras3)}
+
+
+def _path(v) -> str:
+    name = getattr(v, "path", None) or v.name
+    return name[:-2] if name.endswith(":0") else name
+
+
+def _randomize(model, rng) -> None:
+    # Batch normalization starts at ones and zeros: give every weight a value of its own.
+    for v in model.weights:
+        v.assign(rng.standard_normal(tuple(v.shape)).astype(np.float32) + 2)
+
+
+def keras_frozen(out: Path, expected: dict) -> None:
+    (out / "keras").mkdir()
+    rng = np.random.default_rng(SEED + 2)
+    for case, model in keras_models(tf.keras, keras).items():
+        _randomize(model, rng)
+        spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+        fn = tf.function(lambda x, m=model: m(x, training=False)).get_concrete_function(spec)
+        graph_def = convert_variables_to_constants_v2(fn).graph.as_graph_def()
+        (out / "keras" / f"{case}.pb").write_bytes(graph_def.SerializeToString())
+        handles = {id((v if isinstance(v, tf.Variable) else v.value).handle): _path(v)
+                   for v in model.weights}
+        expected[f"keras/{case}"] = {
+            "weights": {_path(v): np.asarray(v.numpy()) for v in model.weights},
+            "consts": [n.name for n in graph_def.node if n.op == "Const"],
+            "truth": {inner.op.name: handles[id(outer)] for outer, inner in fn.graph.captures
+                      if id(outer) in handles}}
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as g:
+        model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3, name="hidden"),
+                                     tf.keras.layers.Dense(2, name="head")], name="net")
+        sess = v1.keras.backend.get_session()
+        for v in model.weights:
+            sess.run(v.assign(rng.standard_normal(tuple(v.shape)).astype(np.float32)))
+        weights = {_path(v): sess.run(v) for v in model.weights}
+        frozen = v1.graph_util.convert_variables_to_constants(
+            sess, g.as_graph_def(), [model.outputs[0].op.name])
+    (out / "keras" / "tf1.pb").write_bytes(frozen.SerializeToString())
+    expected["keras/tf1"] = {"weights": weights,
+                             "consts": [n.name for n in frozen.node if n.op == "Const"],
+                             "truth": {n: n for n in weights}}
 
 
 # --- a GraphDef in the encodings TensorFlow reads but does not write ---------------------------
@@ -256,8 +490,11 @@ def make_all(out: Path) -> None:
     expected: dict = {}
     module = module_saved_model(out, expected)
     keras_saved_model(out, expected)
+    tf1_saved_model(out, expected)
     frozen_v2(out, expected, module)
     frozen_tf1(out, expected)
+    keras_frozen(out, expected)
+    library_graphs(out, expected)
     unpacked(out, expected)
     with open(out / "expected.pkl", "wb") as f:
         pickle.dump(expected, f)

@@ -3,12 +3,29 @@
 
 Every ``Const`` whose value is a tensor of numbers, booleans or strings becomes a tensor named
 like its node; constants of other dtypes (resource, variant) are left out. Freezing a TF1
-graph names a variable's constant after the variable (``dense/kernel``, read by the Identity
-``dense/kernel/read`` or ``MatMul/ReadVariableOp``), so the tensor keeps the variable's name; a
-TF2 function's variables are captured handles, which freezing names after their reader
-(``MatMul/ReadVariableOp/resource``), the variable's name being nowhere in the graph. Such
-constants have kind ``variable``, other constants ``other``. ``min_size`` leaves out
-constants of fewer elements (scalars, shape vectors).
+graph (``graph_util.convert_variables_to_constants``) names a variable's constant after the
+variable (``dense/kernel``, read by the Identity ``dense/kernel/read`` or a
+``.../ReadVariableOp``), so the tensor keeps the variable's name. A TF2 function's variables
+are captured handles, and ``convert_variables_to_constants_v2`` names each constant after the
+placeholder that captured it, in the name scope of the op that first read the variable:
+``sequential/dense/MatMul/ReadVariableOp/resource`` (tf.keras),
+``sequential_1/dense_1/Cast/ReadVariableOp/resource`` (Keras 3, whose name scopes in a
+function are numbered apart from its layers' names: that one is layer ``dense``),
+``cond/input_0``, or a number (``15``, a handle passed into an inlined function). The
+variable's name is nowhere in the graph, nor is the order the variables were created in, and
+the reader does not guess it: those tensors keep their node's name and carry
+``attrs["named_after"] == "reader"``; loaders pair them by shape where the shapes decide it
+(:mod:`converter.loaders.match`). Constants read as variables (by an Identity named
+``NAME/read`` or ``.../ReadVariableOp``, what freezing makes of a variable read, possibly
+through the Identities of an inlined function's inputs or the Switch of a lowered ``tf.cond``,
+or passed to a library function that reads it so) have kind ``variable``, other
+constants ``other`` and ``attrs["constant"] == "graph"`` (an epsilon, a shape: loaders
+ignore them when no variable takes them). The constants of the graph's library functions
+(the branches of an ``If`` and the body of a ``While`` frozen with
+``lower_control_flow=False``, a TF1 ``Defun``) are tensors too, named ``FUNCTION/NODE``
+(``cond_true_frozen_315/cond/Const``) with ``attrs["function"]``; a name that two constants
+would share is refused. ``min_size`` leaves out constants of fewer elements (scalars, shape
+vectors).
 
 Decoding is ``converter.graphs`` (a bounded wire reader, no protobuf runtime): the file is
 memory-mapped, values stored as ``tensor_content`` are handed out as file spans, and typed
@@ -39,6 +56,11 @@ SUFFIXES = (".pb", ".graphdef")
 # and of a SavedModel (schema version 1), which read() points to its directory.
 _FIRST = frozenset(b"\x0a\x12\x18\x22\x08")
 _READ = re.compile(r"(?:^|/)ReadVariableOp(?:_\d+)?$")
+# The last part of a captured handle's placeholder: the reading op's input name (``resource``),
+# an input of a control-flow op (``input_0``) or a unique number (``179``).
+_CAPTURED = re.compile(r"(?:^|/)(?:resource|input_\d+|\d+)$")
+MAX_IDENTITIES = 64  # Identities followed from a constant to the op that reads it
+_PASS_ON = frozenset({"Identity", "Switch", "Enter"})
 
 
 def sniff(path: Path) -> bool:
@@ -80,21 +102,22 @@ def _read(path: Path, buf, min_size: int) -> Checkpoint:
         raise FormatError(f"{path}: a SavedModel's graph, not a frozen GraphDef; read the "
                           f"SavedModel directory ({where}) for its variables")
     try:
-        nodes = list(graphdef.nodes(buf))
+        graph = graphdef.graph(buf)
     except ProtoError as exc:
         raise FormatError(f"{path}: not a GraphDef ({exc})") from None
-    if not nodes:
+    if not graph.nodes:
         raise FormatError(f"{path}: not a GraphDef (no nodes)")
-    readers: dict[str, list[str]] = {}
-    for n in nodes:
-        if n.op == "Identity" and n.inputs:
-            readers.setdefault(n.inputs[0], []).append(n.name)
+    readers = _readers(graph.nodes)
+    called = _passed_as_variables(graph)
     tensors: dict[str, Tensor] = {}
     small = unsupported = 0
-    for node in nodes:
+    consts = [(n.name, n, n.name in called, readers) for n in graph.nodes]
+    for f in graph.functions:
+        inner = _readers(f.nodes)
+        consts += [(f"{f.name}/{n.name}", n, False, inner) for n in f.nodes]
+    for name, node, passed, read_by in consts:
         if node.value is None:
             continue
-        name = node.name
         try:
             spec = tensorproto.scan(buf, *node.value)
         except ProtoError as exc:
@@ -112,10 +135,19 @@ def _read(path: Path, buf, min_size: int) -> Checkpoint:
         span = None
         if spec.content is not None and not spec.dtype.hasobject:
             span = (str(path), spec.content[0], spec.content[1] - spec.content[0])
+        attrs = dict(spec.attrs)
+        if name != node.name:
+            attrs["function"] = name[: -len(node.name) - 1]
+        variable = passed or _frozen_variable(node.name, read_by)
+        if variable and _CAPTURED.search(name):
+            attrs["named_after"] = "reader"
+        elif not variable:
+            attrs["constant"] = "graph"
         tensors[name] = Tensor(name, spec.dtype, spec.shape, partial(_load, buf, spec, path, name),
-                               kind="variable" if _frozen_variable(name, readers) else "other",
-                               span=span, attrs=dict(spec.attrs))
-    facts = {"nodes": str(len(nodes))}
+                               kind="variable" if variable else "other", span=span, attrs=attrs)
+    facts = {"nodes": str(len(graph.nodes))}
+    if graph.functions:
+        facts["functions"] = str(len(graph.functions))
     if small:
         facts["left out"] = f"{small} constants of fewer than {min_size} elements"
     if unsupported:
@@ -124,11 +156,55 @@ def _read(path: Path, buf, min_size: int) -> Checkpoint:
                       closers=[partial(release, buf)])
 
 
+def _base(name: str) -> str:
+    """The node an input names: ``x`` of ``x:1`` (a graph's) or ``x:output:0`` (a function's)."""
+    return name.split(":", 1)[0]
+
+
+def _readers(nodes) -> dict[str, list[str]]:
+    """``{node: [the nodes passing its value on]}``: Identities, and the Switch and Enter
+    nodes of lowered control flow (``cond/input_0`` reaches its reader through a Switch)."""
+    readers: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.op in _PASS_ON and n.inputs:
+            readers.setdefault(_base(n.inputs[0]), []).append(n.name)
+    return readers
+
+
+def _passed_as_variables(graph: graphdef.Graph) -> set[str]:
+    """The nodes passed to a library function (an If's branches, a While's body, a call) as
+    an argument the function reads as a variable (freezing with ``lower_control_flow=False``
+    leaves ``cond/input_0`` so)."""
+    functions = {f.name: f for f in graph.functions}
+    read_in = {name: _readers(f.nodes) for name, f in functions.items()}
+    out: set[str] = set()
+    for n in graph.nodes:
+        data = [i for i in n.inputs if not i.startswith("^")]
+        for called, first in n.calls:
+            f = functions.get(called)
+            if f is None:
+                continue
+            for arg, given in zip(f.args, data[first:], strict=False):
+                if _frozen_variable(arg, read_in[called]):
+                    out.add(_base(given))
+    return out
+
+
 def _frozen_variable(name: str, readers: dict[str, list[str]]) -> bool:
     """Whether constant ``name`` is a frozen variable: read by an Identity named
     ``NAME/read`` (TF1 variables) or ``.../ReadVariableOp`` (what freezing makes of a resource
-    variable's reads, in TF1 graphs and TF2 functions alike)."""
-    return any(r == name + "/read" or _READ.search(r) for r in readers.get(name, ()))
+    variable's reads, in TF1 graphs and TF2 functions alike), directly or through the
+    Identities that pass an inlined function its inputs (``Func/.../input/_1``) and the Switch
+    and Enter nodes of lowered control flow."""
+    seen, todo = {name}, [name]
+    while todo and len(seen) <= MAX_IDENTITIES:
+        for r in readers.get(todo.pop(), ()):
+            if r == name + "/read" or _READ.search(r):
+                return True
+            if r not in seen:
+                seen.add(r)
+                todo.append(r)
+    return False
 
 
 def _load(buf, spec: tensorproto.Spec, path: Path, name: str) -> np.ndarray:

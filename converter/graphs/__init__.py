@@ -11,8 +11,9 @@ more, which protobuf cannot parse as one message, is refused in one line.
   ``TensorInfo``): tags and signatures, as ``saved_model_cli show --all`` lists them.
 - :mod:`.metagraph`: a ``MetaGraphDef`` (a TF1 ``.meta``, or a MetaGraph of a SavedModel): its
   variables (name, dtype, shape, trainable, partition) in creation order.
-- :mod:`.graphdef`: ``GraphDef``, ``NodeDef``, ``AttrValue``; the ``graphdef`` format
-  (:mod:`converter.formats.graphdef`) reads a frozen graph's constants with it.
+- :mod:`.graphdef`: ``GraphDef``, ``NodeDef``, ``AttrValue``, ``FunctionDef``; the
+  ``graphdef`` format (:mod:`converter.formats.graphdef`) reads a frozen graph's constants
+  with it.
 - :mod:`.tensorproto`: ``TensorProto`` values, from ``tensor_content`` or the typed fields.
 
 Example:
@@ -103,9 +104,11 @@ def describe_variables(graph: MetaGraphVariables) -> list[str]:
 
 def describe(model: SavedModel) -> list[str]:
     """Lines for ``ckpt inspect``: each MetaGraph's tags, then its signatures with their
-    method, inputs and outputs."""
+    method, inputs and outputs, in the order ``saved_model_cli show --all`` lists them
+    (MetaGraphs by tag-set, signatures and their tensors by key). A sparse tensor is named by
+    its values tensor, marked ``coo_sparse`` (saved_model_cli leaves its name blank)."""
     lines = []
-    for graph in model.meta_graphs:
+    for graph in sorted(model.meta_graphs, key=lambda g: list(g.tags)):
         lines.append(f"MetaGraph tags: {', '.join(graph.tags) or '(none)'}"
                      + (f" (TensorFlow {graph.tensorflow_version})"
                         if graph.tensorflow_version else ""))

@@ -21,12 +21,22 @@ Stages (:data:`STAGES`, in order), each pairing labelled with how it was made
 5. ``shape (names misfit)`` — when names paired a variable with a tensor of another shape
    (auto names shift when a model grows a layer): each variable left without a fitting tensor
    takes the one left-over tensor of its shape and dtype that fits no other such variable;
-6. ``shape (only candidate)`` — when exactly one variable is left and exactly one unused
+6. ``shape (frozen graph)`` and ``layer name + shape (frozen graph)`` — for the constants of
+   a TF2 frozen graph, which are named after the ops that read the variables
+   (``sequential/dense/MatMul/ReadVariableOp/resource``, ``attrs["named_after"] ==
+   "reader"``, :mod:`converter.formats.graphdef`): a shape and dtype that one variable left
+   and one such constant have pair them; among several variables and as many constants of
+   one shape and dtype, each constant whose name holds the layer of exactly one of the
+   variables (``/dense/`` for ``dense/bias``) goes to it, when that pairs all of them one to
+   one. Anything else about them is left unpaired: their names are not the variables' and
+   their order is not the order the variables were created in;
+7. ``shape (only candidate)`` — when exactly one variable is left and exactly one unused
    checkpoint variable has its shape and dtype;
-7. ``order+shape`` with ``match="order"``: what remains, variables in creation order, each
+8. ``order+shape`` with ``match="order"``: what remains, variables in creation order, each
    with the first unused tensor of its shape and dtype in the tensors' creation order
    (:mod:`.order`: a ``.meta``, the source's own order, numbered names — never a bundle's
-   sorted keys); several candidates that nothing orders are an error listing them.
+   sorted keys); several candidates that nothing orders are an error listing them, and so are
+   a frozen graph's constants named after their readers that the shapes do not decide.
 
 A name that picks several tensors is an error listing them; tensors of a SavedModel's metrics
 (``keras_api/...``) are ignored like optimizer state.
@@ -99,6 +109,17 @@ def _is_metric(tensor: Tensor) -> bool:
     return path.startswith("keras_api/") or "/keras_api/" in path
 
 
+def unexpected_if_left(tensor: Tensor) -> bool:
+    """Whether a tensor no variable took is unexpected (else ignored): model weights are,
+    optimizer state, object graphs and a frozen graph's constants that were never variables
+    (an epsilon, a shape) are not."""
+    return tensor.kind in ("variable", "other") and tensor.attrs.get("constant") != "graph"
+
+
+def _reader_named(tensor: Tensor) -> bool:
+    return tensor.attrs.get("named_after") == "reader"
+
+
 def _fits(tensor: Tensor, target: Target) -> bool:
     return tuple(tensor.shape) == tuple(target.shape) and tensor.dtype == target.dtype
 
@@ -160,10 +181,11 @@ class _Pairing:
             report.matched.append(target.name)
             report.pairings.append(Pairing(target.name, tensor_name, how))
         # Optimizer state nothing took is not the model's business (an inference graph, a
-        # Keras model): it stays ignored, as it is when state does not pair at all.
-        kinds = ("variable", "other")
-        report.unexpected = [n for n in self.free if self.ckpt[n].kind in kinds]
-        report.ignored += [n for n in self.free if self.ckpt[n].kind not in kinds]
+        # Keras model): it stays ignored, as it is when state does not pair at all; so do a
+        # frozen graph's constants that were never variables.
+        report.unexpected = [n for n in self.free if unexpected_if_left(self.ckpt[n])]
+        taken = set(report.unexpected)
+        report.ignored += [n for n in self.free if n not in taken]
         return report
 
 
@@ -291,6 +313,57 @@ def _only_candidate(p: _Pairing) -> None:
         p.pending = []
 
 
+def _frozen_readers(p: _Pairing) -> None:
+    """A TF2 frozen graph's constants carry the names of the ops that read the variables, never
+    the variables' names, and come in no creation order: pair them where the shapes decide it,
+    with the layer names only to tell apart those of one shape (see the module docstring)."""
+    if not p.pending:
+        return
+    classes: dict[tuple[tuple[int, ...], np.dtype], list[Target]] = {}
+    for target in p.pending:
+        classes.setdefault((tuple(target.shape), target.dtype), []).append(target)
+    free: dict[tuple[tuple[int, ...], np.dtype], list[str]] = {}
+    for n in p.free_variables():
+        free.setdefault((tuple(p.ckpt[n].shape), p.ckpt[n].dtype), []).append(n)
+    for key, targets in classes.items():
+        tensors = free.get(key, [])
+        if not tensors or not all(_reader_named(p.ckpt[n]) for n in tensors):
+            continue
+        if len(targets) == len(tensors) == 1:
+            pairs, how = {targets[0].name: tensors[0]}, How.FROZEN_SHAPE
+        elif len(targets) == len(tensors):
+            pairs, how = _by_layer(targets, tensors), How.FROZEN_LAYER
+        else:
+            continue
+        for name, tensor in pairs.items():
+            p.chosen[name] = (tensor, how)
+            del p.free[tensor]
+    p.pending = [t for t in p.pending if t.name not in p.chosen]
+
+
+def _holds_layer(tensor: str, layer: str) -> bool:
+    """Whether the scopes of ``tensor`` (its name without the reading op and the captured
+    input: ``.../MatMul/ReadVariableOp/resource``) hold the whole ``/``-parts of ``layer``."""
+    parts, want = tensor.split("/")[:-2], layer.split("/")
+    return any(parts[i:i + len(want)] == want for i in range(len(parts) - len(want) + 1))
+
+
+def _by_layer(targets: list[Target], tensors: list[str]) -> dict[str, str]:
+    """``{target: tensor}`` when each target's layer is in exactly one tensor's scopes and that
+    pairs them all one to one; else nothing. Keras 3 numbers its name scopes in a function
+    apart from its layers' names (layer ``dense`` reads under ``dense_1``, layer ``dense_1``
+    under ``dense_1_2``): such scopes leave some target without a tensor, so nothing pairs,
+    rather than the layers pairing one off."""
+    wanted = {}
+    for target in targets:
+        layers = {a.rpartition("/")[0] for a in target.aliases if "/" in a}
+        hits = [n for n in tensors if any(_holds_layer(n, layer) for layer in layers)]
+        if len(hits) != 1:
+            return {}
+        wanted[target.name] = hits[0]
+    return wanted if len(set(wanted.values())) == len(tensors) else {}
+
+
 def _by_order(p: _Pairing) -> None:
     """With ``match="order"``: the rest in creation order, each variable with the first free
     tensor of its shape and dtype (:func:`.order.first`)."""
@@ -301,6 +374,10 @@ def _by_order(p: _Pairing) -> None:
         fits = [n for n in remaining if p.fits(target, n)]
         if not fits:
             continue
+        if any(_reader_named(p.ckpt[n]) for n in fits):
+            rivals = [t.name for t in p.pending if t is not target and p.fits(t, fits[0])]
+            if len(fits) > 1 or rivals:
+                _refuse_frozen(p, target, fits, rivals)
         n = fits[0] if len(fits) == 1 else first(
             fits, p.order, target.name, lambda c: f"{c} {list(p.ckpt[c].shape)}")
         p.chosen[target.name] = (n, How.ORDER)
@@ -309,9 +386,24 @@ def _by_order(p: _Pairing) -> None:
         p.pending.remove(target)
 
 
+def _refuse_frozen(p: _Pairing, target: Target, fits: list[str], rivals: list[str]) -> None:
+    """Order pairs nothing among a frozen graph's reader-named constants: the graph keeps no
+    creation order (its nodes are in an order to run them in, and ``Cast``, ``Cast_1`` number
+    reads, not variables)."""
+    shown = ", ".join(f"{c} {list(p.ckpt[c].shape)}" for c in fits[:8]) + (
+        f" (+{len(fits) - 8} more)" if len(fits) > 8 else "")
+    raise LoadError(
+        f"{option('match-order')}: variable {target.name!r} fits {len(fits)} constant"
+        f"{'s' if len(fits) > 1 else ''} of a frozen graph ({shown})"
+        + (f", which {', '.join(repr(r) for r in rivals[:5])} fit too" if rivals else "")
+        + "; freezing a TF2 function names its constants after the ops that read the "
+          "variables and keeps no creation order, so nothing tells which is which: pair them "
+          f"by name with rename rules ({option('rename')})")
+
+
 STAGES: tuple[Callable[[_Pairing], None], ...] = (
     _by_name, _by_object_graph, _by_scope_suffix, _auto_names, _by_structure, _misfits,
-    _only_candidate, _by_order)
+    _frozen_readers, _only_candidate, _by_order)
 
 
 def pair(targets: list[Target], ckpt: Checkpoint, *, match: str = "name",

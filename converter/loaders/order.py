@@ -11,7 +11,7 @@ best first:
    they were created (``tensorflow/core/protobuf/meta_graph.proto``, ``variable.proto``);
 2. the source's own order where the format keeps it: a dict of arrays, npz members (unless
    they are sorted by name, as an npz converted from a bundle is), a Keras 2 ``.h5`` file's
-   layer list;
+   layer list (a frozen graph's node order is not one: see :func:`creation_rank`);
 3. numbered names, compared in natural order: ``layer2`` < ``layer10``, ``dense`` <
    ``dense_1`` < ``dense_2`` < ``dense_10``. Names that differ in more than their numbers
    (``gamma`` and ``beta``, ``encoder`` and ``decoder``) give no order.
@@ -81,7 +81,9 @@ def creation_rank(raw: Checkpoint) -> dict[str, int] | None:
         names = meta_variables(Path(prefix + ".meta"))
         if names is not None:
             return {n: i for i, n in enumerate(names)}
-    if fmt in SORTED_FORMATS or fmt == "hdf5" and layout != "keras2":
+    if fmt in SORTED_FORMATS or fmt == "graphdef" or fmt == "hdf5" and layout != "keras2":
+        # A frozen graph's nodes are in an order to run them in (TF2 freezing, graph
+        # transforms), not the order its variables were created in.
         return None
     names = list(raw)
     if fmt == "npz" and len(names) > 1 and names == sorted(names):

@@ -33,7 +33,7 @@ from typing import Any
 from .. import dtypes
 from ..errors import FormatError, UsageError
 from ..tensor import Checkpoint
-from .match import Target, pair
+from .match import Target, pair, unexpected_if_left
 from .order import check_order_from
 from .report import How, LoadReport, Misfit, Pairing
 from .source import open_source, read_source
@@ -101,8 +101,7 @@ def exact(targets: list[Target], ckpt: Checkpoint) -> LoadReport:
         report.pairings.append(Pairing(target.name, tensor_name, how))
     for n in usable:
         if n not in taken:
-            (report.unexpected if ckpt[n].kind in ("variable", "other")
-             else report.ignored).append(n)
+            (report.unexpected if unexpected_if_left(ckpt[n]) else report.ignored).append(n)
     return report
 
 

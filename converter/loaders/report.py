@@ -23,6 +23,8 @@ class How(str, enum.Enum):
     STRUCTURE = "layer structure"
     MISFIT = "shape (names misfit)"
     ONLY = "shape (only candidate)"
+    FROZEN_SHAPE = "shape (frozen graph)"
+    FROZEN_LAYER = "layer name + shape (frozen graph)"
     ORDER = "order+shape"
 
     # The value, never "How.NAME", on every Python version.
@@ -56,9 +58,9 @@ class LoadReport:
     """Like PyTorch's ``load_state_dict(strict=False)`` result, with how each match was made.
 
     ``ignored`` holds optimizer slots, counters and object graphs that no variable took (a
-    Keras model never takes them; a TF1 graph takes those it has); they never make a load
-    fail. ``optimizer`` says what optimizer state was carried
-    over (``--with-optimizer``), else None.
+    Keras model never takes them; a TF1 graph takes those it has), and the constants of a
+    frozen graph that are not variables (an epsilon, a shape); they never make a load fail.
+    ``optimizer`` says what optimizer state was carried over (``--with-optimizer``), else None.
     """
 
     matched: list[str] = field(default_factory=list)
@@ -102,7 +104,8 @@ class LoadReport:
                          f"iterations {o['iterations']}")
         lines.append(f"{len(self.matched)} matched, {len(self.missing)} missing, "
                      f"{len(self.unexpected)} unexpected, {len(self.shape_mismatch)} shape "
-                     f"mismatch, {len(self.ignored)} ignored (optimizer state, counters)")
+                     f"mismatch, {len(self.ignored)} ignored (optimizer state, counters, "
+                     "graph constants)")
         return "\n".join(lines)
 
     def summary(self) -> str:
