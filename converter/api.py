@@ -6,6 +6,7 @@ import dataclasses
 import glob
 import inspect
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -70,8 +71,17 @@ def read(path: PathLike, *, format: str | None = None,
         >>> kernel = ckpt["dense/kernel"].read()
     """
     if storage.is_url(path):
-        with storage.options(storage_options, scope=str(path)):
-            ckpt, fmt = _read_url(str(path), format, opts)
+        url = storage.check(str(path))
+        storage.forget_under(url)  # sizes and listings as they are now
+        forget_options = storage.remember(url, storage_options)
+        try:
+            with storage.options(storage_options):
+                ckpt, fmt = _read_url(url, format, opts)
+        except BaseException:
+            forget_options()
+            raise
+        ckpt = Checkpoint(dict(ckpt), ckpt.metadata, source=ckpt.source,
+                          closers=[ckpt.close, forget_options])
     else:
         p = Path(storage.local(path))
         fmt = registry.for_input(p, format)
@@ -133,7 +143,7 @@ def write(
     """
     fmt = registry.for_output(Path(path), format)
     if storage.is_url(path):
-        with storage.options(storage_options, scope=str(path)):
+        with storage.options(storage_options):
             _write_url(as_checkpoint(checkpoint), str(path), fmt, force, opts, set())
         return
     _write(as_checkpoint(checkpoint), _output_path(storage.local(path), fmt), fmt, force, opts)
@@ -170,37 +180,62 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
                opts: Mapping[str, Any], sources: set[str]) -> Checkpoint:
     """Write ``ckpt`` to remote storage: the writer's output is made in a private local
     directory (fsynced and complete, as any output), then each file is uploaded as one object
-    (:func:`storage.upload`), data before the index that names it and the ``checkpoint``
-    state file last, so that a reader never finds an index naming objects not there yet.
-    Objects that exist are refused before anything is written unless ``force``; ``sources``
-    are the URLs being read, which an output may not replace."""
+    (:func:`storage.upload_all`: data before the index that names it, the ``checkpoint`` state
+    file last, so that a reader never finds an index naming objects not there yet). Objects
+    that exist are refused before anything is written unless ``force``; with ``force``, the
+    earlier output's shards that the new one does not write are removed, as locally.
+    ``sources`` are the URLs being read, which an output may not replace."""
+    storage.check(url)
     if storage.protocol(url) in storage.READ_ONLY:
         raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
+    _output_path(url, fmt)  # refuses a directory for a one-file format, naming the URL
     directory = url.endswith("/")
-    leaf = storage.name(url)
-    if not leaf:
-        raise UsageError(f"{url}: names no object")
     base = storage.parent(url)
     scratch = tempfile.mkdtemp(prefix="ckpt-upload-")
     try:
-        local = os.path.join(scratch, leaf) + ("/" if directory else "")
+        root = os.path.join(scratch, "out")
+        local = os.path.join(root, storage.name(url)) + ("/" if directory else "")
         opts = dict(opts)
         if fmt.name == "tf" and not directory:
             # The state file beside a bucket's prefix belongs to the run that wrote it.
             opts.setdefault("state_file", False)
         first = [url + ".index" if fmt.name == "tf" and not directory else url.rstrip("/")]
         _refuse_existing(first, force, sources)
-        with outputs.recording():  # the scratch files are not what was written
+        # The scratch files are not what was written; their sweeps show the earlier shards.
+        with outputs.recording(), outputs.recording_sweeps() as sweeps:
             written = _write(ckpt, _output_path(local, fmt), fmt, True, opts)
-        made = sorted(os.path.relpath(os.path.join(d, f), scratch)
-                      for d, _, files in os.walk(scratch) for f in files)
-        targets = [(os.path.join(scratch, rel), storage.join(base, rel.replace(os.sep, "/")))
+        made = sorted(os.path.relpath(os.path.join(d, f), root)
+                      for d, _, files in os.walk(root) for f in files)
+        if not made:
+            raise UsageError(f"{url}: the {fmt.name} writer made no file to upload")
+        targets = [(os.path.join(root, rel), storage.join(base, rel.replace(os.sep, "/")))
                    for rel in made]
         _refuse_existing([t for _, t in targets], force, sources)
-        outputs.note_committed(storage.upload_all(targets))
+        stale = _stale_objects(sweeps, root, base, {t for _, t in targets})
+        for target in stale:
+            if target in sources:
+                raise UsageError(f"{target}: rewriting this output would remove the "
+                                 "checkpoint being converted; choose another output")
+            if not force:
+                raise UsageError(f"{target}: already exists (use --force to overwrite)")
+        outputs.note_committed(storage.upload_all(targets, replace=force, stale=stale))
         return written
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stale_objects(sweeps: list[tuple[Path, str]], root: str, base: str,
+                   written: set[str]) -> list[str]:
+    """Objects beside the remote output that a writer's sweep pattern claims (an earlier
+    output's shards) and this output does not write."""
+    stale = []
+    for directory, pattern in sweeps:
+        rel = os.path.relpath(directory, root)
+        where = base if rel == "." else storage.join(base, rel.replace(os.sep, "/"))
+        claimed = re.compile(pattern)
+        stale += [storage.join(where, n) for n in storage.listing(where)
+                  if claimed.fullmatch(n) and storage.join(where, n) not in written]
+    return sorted(set(stale))
 
 
 def _refuse_existing(urls: list[str], force: bool, sources: set[str]) -> None:
@@ -282,9 +317,9 @@ def convert(
         such as a TF2 object graph in npz), still lazily readable; close it when done.
     """
     fmt = registry.for_output(Path(dst), to)
-    with storage.options(storage_options, scope=str(src) if storage.is_url(src) else None), \
-            storage.options(storage_options, scope=str(dst) if storage.is_url(dst) else None):
-        ckpt = read(src, format=source_format, **dict(read_options or {}))
+    with storage.options(storage_options):
+        ckpt = read(src, format=source_format, storage_options=storage_options,
+                    **dict(read_options or {}))
         try:
             files = source_files(ckpt, src)
             if rules is not None:

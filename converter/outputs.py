@@ -189,6 +189,9 @@ class Outputs:
         outputs of this one (the shards of a larger checkpoint): with ``force`` those this
         group does not write are removed after it commits, so an index never sits beside
         shards it does not name; without, any of them existing refuses the output."""
+        seen = _sweeps_seen.get()
+        if seen is not None:
+            seen.append((Path(directory), pattern))
         entry = _Sweep(Path(directory), re.compile(pattern), self.force,
                        {_where(e.dst) for e in self._pending})
         source = _SOURCE.get()
@@ -397,6 +400,21 @@ def recording() -> Iterator[list[Path | str]]:
         yield paths
     finally:
         _committed.reset(token)
+
+
+_sweeps_seen: ContextVar[list[tuple[Path, str]] | None] = ContextVar("sweeps", default=None)
+
+
+@contextmanager
+def recording_sweeps() -> Iterator[list[tuple[Path, str]]]:
+    """Collect the ``(directory, pattern)`` of every :meth:`Outputs.sweep` inside the block:
+    an output made in scratch space and uploaded elsewhere has its earlier shards there."""
+    seen: list[tuple[Path, str]] = []
+    token = _sweeps_seen.set(seen)
+    try:
+        yield seen
+    finally:
+        _sweeps_seen.reset(token)
 
 
 def note_committed(paths: Sequence[Path | str]) -> None:

@@ -317,6 +317,7 @@ def detect_url(url: str) -> Format:
     or under it, or its first bytes; a few small requests, never a download."""
     from .formats.tfbundle.layout import DATA_RE
 
+    storage.filesystem(url)  # the URL's checks, and the protocol's package, before anything
     leaf = storage.name(url)
     named = by_suffix(Path(leaf)) if leaf and not url.endswith("/") else None
     if named is not None:

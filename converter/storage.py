@@ -21,12 +21,15 @@ import contextvars
 import json
 import os
 import re
+import tempfile
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConverterWarning, CorruptionError, FormatError, UsageError
 
@@ -53,29 +56,69 @@ def is_url(text: str | os.PathLike[str]) -> bool:
 
 
 def local(text: str | os.PathLike[str]) -> str:
-    """``text`` as a local path: a ``file://`` URL loses its scheme."""
+    """``text`` as a local path: a ``file://`` URL loses its scheme (and a ``localhost``
+    host, as RFC 8089 allows)."""
     s = os.fspath(text)
-    return s[len("file://"):] if isinstance(s, str) and s.startswith("file://") else s
+    if not (isinstance(s, str) and s.startswith("file://")):
+        return s
+    rest = s[len("file://"):]
+    if rest.startswith("localhost/"):
+        rest = rest[len("localhost"):]
+    return rest
+
+
+def check(url: str) -> str:
+    """``url`` if it names an object or prefix plainly: refused (UsageError) with ``.``, ``..``
+    or empty parts (which fsspec would resolve away from what was named, or into another
+    directory when staged), credentials in the URL (they would be echoed in every message:
+    give them as storage options) or a query string or fragment (object names here are
+    paths)."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise UsageError(f"{protocol(url)}://{parts.hostname or ''}/...: credentials in the URL "
+                         "would be shown in messages; give them with --storage-option (or "
+                         "storage_options=) or the environment")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise UsageError(f"{url.split('?')[0].split('#')[0]}: a URL with a query string or "
+                         "fragment is not supported (name the object by its path)")
+    segments = parts.path.split("/")[1:]
+    if segments and segments[-1] == "":
+        segments = segments[:-1]  # a trailing / names a prefix
+    if any(seg in ("", ".", "..") for seg in segments) or not parts.netloc:
+        raise UsageError(f"{url}: '.', '..' or empty parts in a URL are refused (name the "
+                         "object by its plain path)")
+    return url
 
 
 def protocol(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
-# Options given for a URL, kept for the objects under it that are opened later: a lazy
-# tensor read after read() returned still needs the credentials read() was given.
+# Options given with a URL, kept for the objects under it opened later (a lazy tensor read
+# after read() returned still needs them), until the checkpoint read with them is closed.
 _scoped: dict[str, Mapping[str, Any]] = {}
+_scoped_lock = threading.Lock()
+
+
+def scope_of(url: str) -> str:
+    """The prefix options given with ``url`` cover: its parent, never above its bucket or
+    host (``s3://bucket``, ``https://host``)."""
+    parts = urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}"
+    up = parent(url)
+    return up if len(up) > len(root) and up.startswith(root + "/") else root
+
+
+def _covers(scope: str, url: str) -> bool:
+    return url == scope or url.startswith(scope + "/")
 
 
 @contextlib.contextmanager
-def options(opts: Mapping[str, Any] | None, scope: str | None = None) -> Iterator[None]:
-    """Use ``opts`` as fsspec ``storage_options`` for the URLs opened inside the block, and,
-    with ``scope`` (a URL), for every URL under ``scope``'s parent opened later."""
+def options(opts: Mapping[str, Any] | None) -> Iterator[None]:
+    """Use ``opts`` as fsspec ``storage_options`` for the URLs opened inside the block."""
     if not opts:
         yield
         return
-    if scope is not None:
-        _scoped[parent(scope) or scope] = dict(opts)
     token = _options.set({**(_options.get() or {}), **opts})
     try:
         yield
@@ -83,13 +126,31 @@ def options(opts: Mapping[str, Any] | None, scope: str | None = None) -> Iterato
         _options.reset(token)
 
 
+def remember(url: str, opts: Mapping[str, Any] | None) -> Callable[[], None]:
+    """Keep ``opts`` for the URLs under :func:`scope_of` ``url`` opened later, outside any
+    :func:`options` block; returns the function that forgets them."""
+    if not opts:
+        return lambda: None
+    scope = scope_of(url)
+    kept = dict(opts)
+    with _scoped_lock:
+        _scoped[scope] = kept
+
+    def forget_options() -> None:
+        with _scoped_lock:
+            if _scoped.get(scope) is kept:
+                del _scoped[scope]
+
+    return forget_options
+
+
 def _options_for(url: str) -> Mapping[str, Any]:
     current = _options.get()
     if current is not None:
         return current
-    best = max((k for k in _scoped if url == k or url.startswith(k.rstrip("/") + "/")),
-               key=len, default=None)
-    return _scoped[best] if best is not None else {}
+    with _scoped_lock:
+        best = max((k for k in _scoped if _covers(k, url)), key=len, default=None)
+        return _scoped[best] if best is not None else {}
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -112,7 +173,7 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise UsageError(f'{url}: remote storage needs fsspec: pip install '
                          '"ckpt-converter[remote]"') from None
     try:
-        return url_to_fs(url, **_options_for(url))
+        return url_to_fs(check(url), **_options_for(url))
     except ImportError:
         package = PACKAGES.get(protocol(url))
         hint = f"pip install {package}" if package else "install its fsspec implementation"
@@ -122,10 +183,28 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise UsageError(f"{url}: cannot open ({_quiet(exc)})") from None
 
 
+def call(url: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """``fn(*args, **kw)`` on ``url``'s storage with its errors in one line: FileNotFoundError
+    as it is; anything else the storage library raises (botocore's, a bad option's TypeError,
+    a refused connection) as FormatError, or UsageError for options the file system does not
+    take. Interruptions pass."""
+    try:
+        return fn(*args, **kw)
+    except FileNotFoundError:
+        raise
+    except TypeError as exc:
+        raise UsageError(f"{url}: {what} failed ({_quiet(exc)}; check --storage-option)"
+                         ) from None
+    except Exception as exc:
+        raise FormatError(f"{url}: {what} failed ({_quiet(exc)})") from None
+
+
 def _quiet(exc: BaseException) -> str:
-    """An fsspec or botocore error in one line, without what the call was given."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    """An fsspec or botocore error in one line, without what the call was given: its type
+    and the first line of its text, cut short."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    kind = type(exc).__name__
+    return f"{kind}: {text[:200]}" if text else kind
 
 
 def join(url: str, name: str) -> str:
@@ -147,19 +226,22 @@ class RemoteFile:
     def __init__(self, url: str) -> None:
         self.url = url
         self.fs, self.path = filesystem(url)
+        _fresh(self.fs, self.path)
         try:
-            info = self.fs.info(self.path)
+            info = call(url, "looking it up", self.fs.info, self.path)
         except FileNotFoundError:
             raise FormatError(f"{url}: no such object") from None
-        except OSError as exc:
-            raise FormatError(f"{url}: cannot open ({_quiet(exc)})") from None
         if info.get("type") == "directory":
             raise FormatError(f"{url}: a directory (prefix), not an object")
         size = info.get("size")
         if not isinstance(size, int) or size < 0:
             raise FormatError(f"{url}: the storage does not say how big it is")
         self.size = size
-        self.whole = False  # the server was seen to ignore range requests
+        # Whether the server honours range requests is known after the first read; until
+        # then reads take turns, so a server that sends the whole object each time is met once.
+        self._ranges: bool | None = None if protocol(url) in READ_ONLY else True
+        self._first = threading.Lock()
+        self._copy: Any = None  # the whole object, spilled to a temporary file
 
     def pread(self, offset: int, n: int, what: str = "") -> bytes:
         """Exactly ``n`` bytes at ``offset``; CorruptionError where the object ends first."""
@@ -168,22 +250,41 @@ class RemoteFile:
         if offset + n > self.size:
             raise CorruptionError(f"{self.url}: {what}data at {offset}+{n} runs past the end of "
                                   f"the file ({self.size} bytes); the file is truncated")
+        if self._ranges is None:
+            with self._first:
+                if self._ranges is None:
+                    return self._probe(offset, n, what)
+        if self._copy is not None:
+            return os.pread(self._copy.fileno(), n, offset)
+        return self._check(self._get(offset, n), offset, n, what)
+
+    def _get(self, offset: int, n: int) -> bytes:
         try:
-            data = self.fs.cat_file(self.path, start=offset, end=offset + n)
+            return call(self.url, "read", self.fs.cat_file, self.path, start=offset,
+                        end=offset + n)
         except FileNotFoundError:
             raise FormatError(f"{self.url}: the object went away while it was read") from None
-        except OSError as exc:
-            raise FormatError(f"{self.url}: read failed ({_quiet(exc)})") from None
-        if len(data) == self.size > n:  # a server that ignores Range sends it all
-            if not self.whole:
-                self.whole = True
-                warnings.warn(f"{self.url}: the server ignores range requests; every read "
-                              "fetches the whole object", ConverterWarning, stacklevel=2)
-            data = data[offset:offset + n]
+
+    def _check(self, data: bytes, offset: int, n: int, what: str) -> bytes:
         if len(data) != n:
             raise CorruptionError(f"{self.url}: {what}data at {offset}+{n}: {len(data)} bytes "
                                   "came back; the file is truncated")
         return data
+
+    def _probe(self, offset: int, n: int, what: str) -> bytes:
+        data = self._get(offset, n)
+        if len(data) == self.size > n:  # the server ignores Range and sent it all
+            warnings.warn(f"{self.url}: the server ignores range requests; the object is "
+                          "fetched once into a temporary file", ConverterWarning, stacklevel=3)
+            copy = tempfile.TemporaryFile(prefix="ckpt-remote-")
+            weakref.finalize(self, copy.close)
+            copy.write(data)
+            copy.flush()
+            self._copy = copy
+            self._ranges = False
+            return data[offset:offset + n]
+        self._ranges = True
+        return self._check(data, offset, n, what)
 
     def read_all(self, max_size: int | None = None) -> bytes:
         if max_size is not None and self.size > max_size:
@@ -199,9 +300,9 @@ class RemoteFile:
             raise CorruptionError(f"{self.url}: {what}data ends at byte {self.size}, before "
                                   f"byte {end}; the file is truncated")
         offsets = list(range(start, end, PIECE))
-        if len(offsets) <= 1:
-            if end > start:
-                yield start, self.pread(start, end - start, what)
+        if len(offsets) <= 1 or not self._ranges:
+            for at in offsets:  # one at a time until ranges are known to work
+                yield at, self.pread(at, min(PIECE, end - at), what)
             return
         with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="ckpt-range") as pool:
             ahead: list[Future[bytes]] = []
@@ -218,21 +319,39 @@ class RemoteFile:
                     f.cancel()
 
 
-_open: OrderedDict[str, RemoteFile] = OrderedDict()
+def _fresh(fs: Any, path: str) -> None:
+    """Drop what the file system cached of ``path`` (s3fs keeps listings): another writer may
+    have changed it since, and a stale listing would name an older checkpoint."""
+    invalidate = getattr(fs, "invalidate_cache", None)
+    if invalidate is not None:
+        try:
+            invalidate(path)
+        except Exception:  # a cache that cannot be dropped is only a cache
+            pass
+
+
+# Opened objects by (URL, options): a tensor's span names its object by URL, and streaming it
+# later needs the same file system and options. Reading a checkpoint again looks objects up
+# afresh (:func:`forget_under`).
+_open: OrderedDict[tuple[str, str], RemoteFile] = OrderedDict()
 _open_lock = threading.Lock()
 
 
+def _key(url: str) -> tuple[str, str]:
+    return url, json.dumps(_options_for(url), sort_keys=True, default=repr)
+
+
 def open_file(url: str) -> RemoteFile:
-    """The :class:`RemoteFile` at ``url``, kept for later lookups by URL (a tensor's span names
-    its object by URL, and streaming it later needs the same file system and options)."""
+    """The :class:`RemoteFile` at ``url`` with the current options, kept for later lookups."""
+    key = _key(url)
     with _open_lock:
-        found = _open.get(url)
+        found = _open.get(key)
         if found is not None:
-            _open.move_to_end(url)
+            _open.move_to_end(key)
             return found
     opened = RemoteFile(url)
     with _open_lock:
-        _open[url] = opened
+        _open[key] = opened
         while len(_open) > _MAX_OPEN:
             _open.popitem(last=False)
     return opened
@@ -241,27 +360,35 @@ def open_file(url: str) -> RemoteFile:
 def forget(url: str) -> None:
     """Drop what :func:`open_file` remembers of ``url`` (after writing it)."""
     with _open_lock:
-        _open.pop(url, None)
+        for key in [k for k in _open if k[0] == url]:
+            del _open[key]
+
+
+def forget_under(url: str) -> None:
+    """Drop what :func:`open_file` remembers of ``url`` and the objects beside or under it,
+    so that a new read sees their current sizes."""
+    scope = scope_of(url)
+    with _open_lock:
+        for key in [k for k in _open if _covers(scope, k[0])]:
+            del _open[key]
 
 
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
-    try:
-        return bool(fs.exists(path))
-    except OSError as exc:
-        raise FormatError(f"{url}: cannot look it up ({_quiet(exc)})") from None
+    _fresh(fs, path)
+    return bool(call(url, "looking it up", fs.exists, path))
 
 
 def listing(url: str) -> dict[str, int]:
     """``{name: size}`` of the objects directly under the prefix ``url`` (empty when there are
     none)."""
     fs, path = filesystem(url)
+    path = path.rstrip("/")
+    _fresh(fs, path)
     try:
-        entries = fs.ls(path.rstrip("/"), detail=True)
+        entries = call(url, "listing", fs.ls, path, detail=True)
     except FileNotFoundError:
         return {}
-    except OSError as exc:
-        raise FormatError(f"{url}: cannot list ({_quiet(exc)})") from None
     out = {}
     for e in entries:
         if e.get("type") != "directory":
@@ -272,35 +399,27 @@ def listing(url: str) -> dict[str, int]:
 def is_prefix_dir(url: str) -> bool:
     """Whether ``url`` names a prefix ("directory") with objects under it."""
     fs, path = filesystem(url)
-    try:
-        return bool(fs.isdir(path.rstrip("/")))
-    except OSError as exc:
-        raise FormatError(f"{url}: cannot look it up ({_quiet(exc)})") from None
+    _fresh(fs, path.rstrip("/"))
+    return bool(call(url, "looking it up", fs.isdir, path.rstrip("/")))
 
 
 def upload(local_path: str, url: str, *, block: int = 64 << 20) -> None:
     """Copy the local file to ``url`` as one object: a single request, or a multipart upload
     for big files, completed only once every byte is sent. Anything that stops it (an error,
-    Ctrl-C, SIGTERM) aborts the upload, so no partial object and no open multipart upload is
-    left behind."""
+    Ctrl-C, SIGTERM), while sending or while completing, aborts the upload, so no partial
+    object and no open multipart upload is left behind."""
     if protocol(url) in READ_ONLY:
         raise UsageError(f"{url}: {protocol(url)}:// is read-only")
     fs, path = filesystem(url)
     with open(local_path, "rb") as src:
-        try:
-            out = fs.open(path, "wb", block_size=block)
-        except OSError as exc:
-            raise FormatError(f"{url}: cannot write ({_quiet(exc)})") from None
+        out = call(url, "opening for writing", fs.open, path, "wb", block_size=block)
         try:
             while data := src.read(block):
-                out.write(data)
+                call(url, "upload", out.write, data)
+            call(url, "upload", out.close)
         except BaseException:
             _abort(out, fs, path)
             raise
-        try:
-            out.close()
-        except OSError as exc:
-            raise FormatError(f"{url}: upload failed ({_quiet(exc)})") from None
     forget(url)
 
 
@@ -308,18 +427,44 @@ def upload(local_path: str, url: str, *, block: int = 64 << 20) -> None:
 _INDEXES = (".index", ".index.json", "converter-index.json", "config.json")
 
 
-def upload_all(pairs: list[tuple[str, str]]) -> list[str]:
+def _is_index(url: str) -> bool:
+    return name(url).endswith(_INDEXES) or name(url) == "checkpoint"
+
+
+def upload_all(pairs: list[tuple[str, str]], *, replace: bool = False,
+               stale: list[str] | None = None) -> list[str]:
     """Upload each ``(local file, URL)``: data first, then the index files that name it, a TF
     ``checkpoint`` state file last, so that a reader never finds an index naming objects that
-    are not there yet. Returns the URLs in upload order."""
+    are not there yet. With ``replace``, the index objects being replaced are removed before
+    any data is sent, so an interruption leaves no checkpoint rather than an old index over
+    new data; ``stale`` objects (an earlier output's shards) are removed once the new output
+    is complete. If an upload fails or is interrupted, the objects this call created are
+    removed again. Returns the URLs in upload order."""
     def order(pair: tuple[str, str]) -> tuple[int, str]:
         leaf = name(pair[1])
         return (2 if leaf == "checkpoint" else 1 if leaf.endswith(_INDEXES) else 0, pair[1])
 
-    done = []
-    for local_file, url in sorted(pairs, key=order):
-        upload(local_file, url)
-        done.append(url)
+    ordered = sorted(pairs, key=order)
+    existed = {url for _, url in ordered if exists(url)}
+    if replace:
+        for _, url in ordered:
+            if url in existed and _is_index(url):
+                remove(url)
+                existed.discard(url)
+    done: list[str] = []
+    try:
+        for local_file, url in ordered:
+            upload(local_file, url)
+            done.append(url)
+    except BaseException:
+        for url in done:
+            if url not in existed:
+                with contextlib.suppress(Exception):
+                    remove(url)
+        raise
+    for url in stale or ():
+        with contextlib.suppress(FileNotFoundError):
+            remove(url)
     return done
 
 
@@ -339,7 +484,7 @@ def _abort(out: Any, fs: Any, path: str) -> None:
 def remove(url: str) -> None:
     fs, path = filesystem(url)
     with contextlib.suppress(FileNotFoundError):
-        fs.rm(path)
+        call(url, "removing it", fs.rm, path)
     forget(url)
 
 
@@ -364,30 +509,29 @@ def stage(url: str, into: str) -> str:
     """Download the object, or every object under the prefix, at ``url`` into the local
     directory ``into``; returns the local path that stands for ``url``. For formats that are
     read from local files only."""
-    import os.path
-
-    fs, root = filesystem(url)
+    fs, root = filesystem(url)  # check(): no '.', '..' or empty parts in the URL
     root = root.rstrip("/")
-    leaf = name(url) or "object"
+    _fresh(fs, root)
+    leaf = name(url)
+    local_path = os.path.join(into, "object", leaf)
     try:
-        if fs.isfile(root):
-            local_path = os.path.join(into, leaf)
-            fs.get_file(root, local_path)
+        if call(url, "looking it up", fs.isfile, root):
+            os.makedirs(os.path.dirname(local_path), exist_ok=True)
+            call(url, "download", fs.get_file, root, local_path)
             return local_path
-        found = fs.find(root)
-    except OSError as exc:
-        raise FormatError(f"{url}: cannot read ({_quiet(exc)})") from None
+        found = call(url, "listing", fs.find, root)
+    except FileNotFoundError:
+        raise FormatError(f"{url}: no such object or prefix") from None
     if not found:
         raise FormatError(f"{url}: no such object or prefix")
-    base = os.path.join(into, leaf)
     for path in found:
         problem = key_problem(root, path)
         if problem is not None:
             raise FormatError(f"{url}: {problem}")
-        target = os.path.join(base, *path[len(root) + 1:].split("/"))
+        target = os.path.join(local_path, *path[len(root) + 1:].split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
-            fs.get_file(path, target)
-        except OSError as exc:
-            raise FormatError(f"{url}: cannot read {name(path)} ({_quiet(exc)})") from None
-    return base
+            call(url, f"download of {name(path)}", fs.get_file, path, target)
+        except FileNotFoundError:
+            raise FormatError(f"{url}: {name(path)} went away while it was read") from None
+    return local_path

@@ -555,3 +555,141 @@ def test_storage_option_flag_reaches_every_command(tmp_path, bucket, monkeypatch
                 converter.read("examples/mlp") as src:
             for k in src:
                 assert_same(out[k].read(), src[k].read(), k)
+
+
+@pytest.mark.parametrize("url", ["s3://{b}/x/../", "s3://{b}/pre/..", "s3://{b}/a//b.npz",
+                                 "s3://{b}/./w.npz"])
+def test_dot_segments_in_urls_are_refused_both_ways(tmp_path, bucket, capsys, monkeypatch, url):
+    fs, b, _, _ = bucket
+    url = url.format(b=b)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    for argv in (["convert", "examples/mlp", url, "--to", "tf"], ["inspect", url]):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, argv
+        assert "'.', '..' or empty parts" in err and len(err.strip().splitlines()) == 1
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert fs.find(b) == []
+
+
+def test_options_stay_with_their_bucket_or_host_and_go_when_closed():
+    secret = {"key": "A", "secret": "B"}
+    forget = storage.remember("s3://bucket-a/run/model.ckpt", secret)
+    try:
+        assert storage._options_for("s3://bucket-a/run/model.ckpt.data-00000-of-00001") == secret
+        assert storage._options_for("s3://bucket-ab/run/x") == {}
+        assert storage._options_for("s3://bucket-a/other/x") == {}
+    finally:
+        forget()
+    assert storage._options_for("s3://bucket-a/run/model.ckpt.index") == {}
+    forget = storage.remember("https://private.example/w.safetensors", {"headers": {"a": "b"}})
+    try:
+        assert storage._options_for("https://private.example/x")
+        assert storage._options_for("https://evil.example/x") == {}
+        assert storage._options_for("https://private.example.evil/x") == {}
+    finally:
+        forget()
+    assert storage._key("s3://b/x") != storage._key("s3://c/x")
+    with storage.options({"endpoint_url": "http://a"}):
+        a = storage._key("s3://b/x")
+    with storage.options({"endpoint_url": "http://b"}):
+        assert storage._key("s3://b/x") != a  # two servers' objects are never mixed up
+
+
+def test_a_second_read_sees_checkpoints_written_since(tmp_path, bucket):
+    fs, b, _, _ = bucket
+    for step in (9, 10):
+        converter.write({"w": np.full(3, step, np.float32)},
+                        tmp_path / f"s{step}" / f"model.ckpt-{step}", format="tf",
+                        state_file=False)
+    _put_bundle(fs, str(tmp_path / "s9" / "model.ckpt-9"), f"{b}/run")
+    with converter.read(f"s3://{b}/run/") as first:
+        assert first.source.step == 9
+    _put_bundle(fs, str(tmp_path / "s10" / "model.ckpt-10"), f"{b}/run")
+    with converter.read(f"s3://{b}/run/") as second:
+        assert second.source.step == 10
+        assert_same(second["w"].read(), np.full(3, 10, np.float32))
+
+
+def test_an_upload_that_fails_while_completing_is_aborted(tmp_path, bucket, monkeypatch):
+    fs, b, _, _ = bucket
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 << 20))
+    real = s3fs.core.S3File._upload_chunk
+
+    def failing(self, final=False):
+        if final:
+            raise KeyboardInterrupt
+        return real(self, final)
+
+    monkeypatch.setattr(s3fs.core.S3File, "_upload_chunk", failing)
+    with pytest.raises(KeyboardInterrupt):
+        storage.upload(str(big), f"s3://{b}/c/big.bin", block=5 << 20)
+    monkeypatch.undo()
+    fs.invalidate_cache()
+    assert not fs.exists(f"{b}/c/big.bin")
+    assert _open_uploads(fs, b) == []
+
+
+def test_force_removes_the_shards_of_the_output_it_replaces(tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    target = f"s3://{b}/sh/model.safetensors"
+    assert _run(capsys, "convert", "examples/mlp", target, "--max-shard-size", "5KB")[0] == 0
+    shards = sorted(p.rpartition("/")[2] for p in fs.find(f"{b}/sh"))
+    assert "model.safetensors.index.json" in shards and len(shards) > 2
+    code, _, err = _run(capsys, "convert", "examples/mlp", target)
+    assert code == 2 and "already exists" in err  # the earlier shards, as locally
+    assert _run(capsys, "convert", "examples/mlp", target, "--force")[0] == 0
+    fs.invalidate_cache()
+    assert sorted(p.rpartition("/")[2] for p in fs.find(f"{b}/sh")) == ["model.safetensors"]
+
+
+def test_an_interrupted_replacement_leaves_no_old_index_over_new_data(tmp_path, bucket,
+                                                                     monkeypatch):
+    fs, b, _, _ = bucket
+    converter.convert("examples/mlp", f"s3://{b}/r/model.ckpt")
+    real = storage.upload
+
+    def failing(local_path: str, url: str, **kw) -> None:
+        if url.endswith(".index"):
+            raise KeyboardInterrupt
+        real(local_path, url, **kw)
+
+    monkeypatch.setattr(storage, "upload", failing)
+    changed = {"w": np.ones(3, np.float32)}
+    with pytest.raises(KeyboardInterrupt):
+        converter.write(changed, f"s3://{b}/r/model.ckpt", format="tf", force=True)
+    monkeypatch.setattr(storage, "upload", real)
+    with pytest.raises(FormatError, match="not found"):
+        converter.read(f"s3://{b}/r/model.ckpt", verify=False)
+
+
+@pytest.mark.parametrize("option", ["endpoint_url=http://127.0.0.1:1", "bogus=1"])
+def test_storage_errors_are_one_line(bucket, capsys, option):
+    _, b, _, _ = bucket
+    code, out, err = _run(capsys, "inspect", f"s3://{b}/x.safetensors", "--storage-option",
+                          option)
+    assert code == 2, err
+    assert err.startswith("ckpt: error: ") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("url", ["s3://user:s3cr3t@bucket/x.npz",
+                                 "https://host.invalid/x.safetensors?X-Amz-Signature=s3cr3t"])
+def test_credentials_in_a_url_are_refused_without_echoing_them(capsys, url):
+    code, out, err = _run(capsys, "inspect", url)
+    assert code == 2
+    assert "s3cr3t" not in out + err and len(err.strip().splitlines()) == 1
+
+
+def test_a_safetensors_prefix_reads_as_a_local_directory_does(tmp_path, bucket):
+    fs, b, _, _ = bucket
+    tensors = {f"t{i}": np.full(300, i, np.float32) for i in range(4)}
+    converter.write(tensors, tmp_path / "hf" / "model.safetensors", max_shard_size=1000)
+    _put(fs, tmp_path / "hf", f"{b}/hf")
+    for url in (f"s3://{b}/hf", f"s3://{b}/hf/"):
+        with converter.read(url) as back:
+            assert back.source.path == f"s3://{b}/hf/model.safetensors.index.json"
+            for k, v in tensors.items():
+                assert_same(back[k].read(), v, k)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from .. import registry, storage
 from ..formats.tfbundle.layout import DATA_RE, STEP_RE
 
 INDEX = ".index"  # a bundle's index: PREFIX.index beside PREFIX.data-NNNNN-of-NNNNN
@@ -59,7 +59,7 @@ class Item:
 
 def is_url(text: str | Path) -> bool:
     """A remote (fsspec) source or output; ``file://`` names a local path."""
-    return "://" in str(text) and not str(text).startswith("file://")
+    return storage.is_url(text)
 
 
 def _is_tf(fmt: registry.Format | None) -> bool:

@@ -95,6 +95,8 @@ def read_url(url: str) -> Checkpoint:
     ranged read of its own when asked for."""
     if url.endswith(INDEX_SUFFIX):
         return _read_sharded_url(url)
+    if url.endswith("/") or not url.endswith(".safetensors") and storage.is_prefix_dir(url):
+        return read_url(_index_under(url))
     obj = storage.open_file(url)
     header, metadata, start = _header(url, obj.size, obj.pread)
 
@@ -232,6 +234,20 @@ def _read_sharded(path: Path) -> Checkpoint:
         return _read_file(shard)
 
     return _assemble(str(index), index.name, weight_map, part)
+
+
+def _index_under(url: str) -> str:
+    """The one ``*.safetensors.index.json`` (or lone ``.safetensors``) under a prefix, as
+    :func:`_index_of` finds it in a directory."""
+    names = storage.listing(url)
+    found = sorted(n for n in names if n.endswith(INDEX_SUFFIX))
+    files = sorted(n for n in names if n.endswith(".safetensors"))
+    if len(found) == 1:
+        return storage.join(url, found[0])
+    if not found and len(files) == 1:
+        return storage.join(url, files[0])
+    raise FormatError(f"{url}: expected one *{INDEX_SUFFIX} (or one .safetensors file), found "
+                      f"{len(found)} index files and {len(files)} .safetensors files")
 
 
 def _read_sharded_url(url: str) -> Checkpoint:

@@ -44,6 +44,9 @@ def resolve_url(url: str) -> tuple[str, dict[str, Any]]:
 
 def _in_directory(url: str, meta: dict[str, Any]) -> str:
     names = storage.listing(url)
+    if not names:
+        raise FormatError(f"{url}: no such checkpoint ({storage.name(url)}.index not found, "
+                          "and no objects under it)")
     directory = url
     if NAME not in names and "saved_model.pb" in names:
         directory = storage.join(url, "variables")
