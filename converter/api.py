@@ -224,6 +224,36 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = False) -> Any:
+    """For commands whose writer takes a local path (``migrate``, ``inspect --html``): run
+    ``make(LOCAL)`` with a path in a private scratch directory standing for ``url``, then
+    upload every file it made beside ``url``'s parent as one object each (indexes last, see
+    :func:`storage.upload_all`); existing objects are refused unless ``force``. Returns what
+    ``make`` returned."""
+    storage.check(url)
+    if storage.protocol(url) in storage.READ_ONLY:
+        raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
+    base = storage.parent(url)
+    _refuse_existing([url.rstrip("/")], force, set())
+    scratch = tempfile.mkdtemp(prefix="ckpt-upload-")
+    try:
+        root = os.path.join(scratch, "out")
+        os.makedirs(root)
+        with outputs.recording():
+            result = make(Path(root) / storage.name(url))
+        made = sorted(os.path.relpath(os.path.join(d, f), root)
+                      for d, _, files in os.walk(root) for f in files)
+        if not made:
+            raise UsageError(f"{url}: nothing was made to upload")
+        targets = [(os.path.join(root, rel), storage.join(base, rel.replace(os.sep, "/")))
+                   for rel in made]
+        _refuse_existing([t for _, t in targets], force, set())
+        outputs.note_committed(storage.upload_all(targets, replace=force))
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _stale_objects(sweeps: list[tuple[Path, str]], root: str, base: str,
                    written: set[str]) -> list[str]:
     """Objects beside the remote output that a writer's sweep pattern claims (an earlier

@@ -693,3 +693,30 @@ def test_a_safetensors_prefix_reads_as_a_local_directory_does(tmp_path, bucket):
             assert back.source.path == f"s3://{b}/hf/model.safetensors.index.json"
             for k, v in tensors.items():
                 assert_same(back[k].read(), v, k)
+
+
+def test_migrate_reads_from_and_writes_to_s3(tf, tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    shutil.copy("examples/mlp/models.py", tmp_path / "models.py")
+    code, out, err = _run(capsys, "migrate", f"s3://{b}/mlp/model.ckpt-1000", "--model",
+                          f"{tmp_path / 'models.py'}:build", "--preset", "keras-names",
+                          f"s3://{b}/keras/out.weights.h5")
+    assert code == 0, err
+    assert "8 matched" in out
+    assert not Path("s3:").exists()  # nothing written under a local path named after the URL
+    fs.get_file(f"{b}/keras/out.weights.h5", str(tmp_path / "out.weights.h5"))
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("example_models", tmp_path / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build()
+    model.load_weights(str(tmp_path / "out.weights.h5"))  # Keras reads what was uploaded
+    reader = tf.train.load_checkpoint("examples/mlp/model.ckpt-1000")
+    for layer, name in zip(model.layers, ["hidden1", "hidden2", "hidden3", "softmax_linear"],
+                           strict=True):
+        assert_same(np.asarray(layer.kernel), reader.get_tensor(f"{name}/weights"), name)
+    code, _, err = _run(capsys, "migrate", f"s3://{b}/mlp/model.ckpt-1000", "--model",
+                        f"{tmp_path / 'models.py'}:build", "--preset", "keras-names",
+                        f"s3://{b}/keras/out.weights.h5")
+    assert code == 2 and "exists" in err

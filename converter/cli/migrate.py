@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
+from .. import api, storage
 from .common import add_storage
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
@@ -60,9 +62,14 @@ def run(args: argparse.Namespace) -> int:
             report = load_into(factory(), args.src, rules=rules, strict=False, match=args.match,
                                order_from=args.order_from)
         else:
-            report = migrate(args.src, factory, Path(args.out), rules=rules, strict=args.strict,
-                             match=args.match, force=args.force,
-                             with_optimizer=args.with_optimizer, order_from=args.order_from)
+            def make(out: Path) -> Any:
+                return migrate(args.src, factory, out, rules=rules, strict=args.strict,
+                               match=args.match, force=args.force,
+                               with_optimizer=args.with_optimizer, order_from=args.order_from)
+
+            # A Keras writer takes a local path: a URL's file is made in scratch space.
+            report = api.made_then_uploaded(args.out, make, force=args.force) \
+                if storage.is_url(args.out) else make(Path(args.out))
     if args.json:
         print(report.to_json())
     elif not args.quiet or not report.ok:
