@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, inspection
-from .inspection import Node
+from . import dtypes, inspection, scopes
 from .outputs import outputs
+from .scopes import Node
 from .tensor import Checkpoint, Source, Tensor, as_checkpoint
 
 SAMPLE = 4096  # values read per tensor for its histogram
@@ -211,7 +211,7 @@ class _Encoder:
         self.table: dict[str, int] = {}
 
     def _dtypes(self, counts: Mapping[str, int]) -> int:
-        return self.table.setdefault(inspection.dtype_summary(counts), len(self.table))
+        return self.table.setdefault(scopes.dtype_summary(counts), len(self.table))
 
     def encode(self, node: Node) -> tuple[list[Any], Counter[str]]:
         kinds: Counter[str] = Counter()

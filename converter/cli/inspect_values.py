@@ -14,9 +14,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .. import dtypes, inspection
+from .. import dtypes, inspection, scopes
 from ..errors import UsageError
-from ..inspection import Node, Stats
+from ..inspection import Stats
+from ..scopes import Node
 from ..tensor import Checkpoint, Tensor
 from .common import human
 
@@ -208,7 +209,7 @@ def _run_tree(args: argparse.Namespace, ckpt: Checkpoint) -> int:
         if not note and n.slot_nbytes and n.children:
             note = f"+{human(n.slot_nbytes)} optimizer slots"
         lines.append(f"{label:<{width}}  {n.params:>12,} {human(n.nbytes):>10}  "
-                     f"{inspection.dtype_summary(n.dtypes)}" + (f"  {note}" if note else ""))
+                     f"{scopes.dtype_summary(n.dtypes)}" + (f"  {note}" if note else ""))
     lines.append(_tree_total(root))
     print("\n".join(lines))
     return 0
