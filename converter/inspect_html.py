@@ -33,6 +33,7 @@ import numpy as np
 from . import dtypes, inspection, scopes
 from .outputs import outputs
 from .scopes import Node
+from .sizes import human
 from .tensor import Checkpoint, Source, Tensor, as_checkpoint
 
 SAMPLE = 4096  # values read per tensor for its histogram
@@ -192,14 +193,6 @@ def _json_for_script(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
 class _Encoder:
     """The tree as nested arrays: ``[name, params, nbytes, dtypes, tensors, extra, children?]``,
     dtypes as an index into a shared table and ``extra`` (kind, shape, raw key, slots,
@@ -233,7 +226,7 @@ class _Encoder:
             extra["k"] = ", ".join(k for k, _ in kinds.most_common())
         label = node.slot_label()
         if not label and node.slot_nbytes and node.children:
-            label = f"+{_human(node.slot_nbytes)} optimizer slots"
+            label = f"+{human(node.slot_nbytes)} optimizer slots"
         if label:
             extra["l"] = label
         out: list[Any] = [node.name, node.params, node.nbytes, self._dtypes(node.dtypes),
@@ -325,9 +318,9 @@ def page(checkpoint: Checkpoint | Mapping[str, Any], *, title: str = "checkpoint
 
 def _facts(ckpt: Checkpoint, source: Source | None, root: Node) -> list[tuple[str, str]]:
     total = sum(t.nbytes for t in ckpt.values())
-    line = f"{len(ckpt):,} tensors, {root.params + root.slot_params:,} values, {_human(total)}"
+    line = f"{len(ckpt):,} tensors, {root.params + root.slot_params:,} values, {human(total)}"
     if root.slot_params:
-        line += f" (optimizer slots: {root.slot_params:,} values, {_human(root.slot_nbytes)})"
+        line += f" (optimizer slots: {root.slot_params:,} values, {human(root.slot_nbytes)})"
     out = [("summary", line)]
     if source is not None:
         out.append(("format", source.format + (f" ({source.layout})" if source.layout else "")))

@@ -18,8 +18,8 @@ from .. import dtypes, inspection, scopes
 from ..errors import UsageError
 from ..inspection import Stats
 from ..scopes import Node
+from ..sizes import human
 from ..tensor import Checkpoint, Tensor
-from .common import human
 
 SHOWN_NONFINITE = 10  # names listed on the NaN/Inf line before "and N more"
 
