@@ -55,7 +55,8 @@ CASES = {
     "--atol": (["1e-6"], {"net/dense/kernel": K + np.float32(2**-22),
                           "net/dense/kernel/Adam": S, "global_step": STEP}),
 }
-OTHER_FLAGS = {"-h", "--help", "--json", "--strict-rules"}  # tested below
+OTHER_FLAGS = {"-h", "--help", "--json", "--strict-rules",  # tested below
+               "--html", "--force"}  # tests/test_diff_html.py
 
 
 def _help() -> str:
