@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes, html_page, inspection, scopes
+from . import display, dtypes, html_page, inspection, scopes
 from .scopes import Node
 from .sizes import human
 from .tensor import Checkpoint, Source, Tensor, as_checkpoint
@@ -215,9 +215,7 @@ class _Encoder:
                 extra["h"] = self.histograms[node.tensor]
         if set(kinds) != {"variable"}:
             extra["k"] = ", ".join(k for k, _ in kinds.most_common())
-        label = node.slot_label()
-        if not label and node.slot_nbytes and node.children:
-            label = f"+{human(node.slot_nbytes)} optimizer slots"
+        label = display.slot_note(node)
         if label:
             extra["l"] = label
         out: list[Any] = [node.name, node.params, node.nbytes, self._dtypes(node.dtypes),

@@ -47,7 +47,7 @@ def readable_names(tensors: Mapping[str, TensorLike]) -> dict[str, str]:
     return {k: n for k, n in zip(keys, names, strict=True) if n is not None and n != k}
 
 
-@dataclass(slots=True)
+@dataclass
 class Node:
     """One scope (or variable) of the tree.
 
