@@ -6,12 +6,14 @@ import dataclasses
 import glob
 import inspect
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import outputs, registry
+from . import outputs, registry, storage
 from .errors import ConverterWarning, UsageError, keyword
 from .tensor import Checkpoint, Source, as_checkpoint
 
@@ -42,14 +44,21 @@ def reader_options(format: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if k in names}
 
 
-def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoint:
+def read(path: PathLike, *, format: str | None = None,
+         storage_options: Mapping[str, Any] | None = None, **opts: Any) -> Checkpoint:
     """Open a checkpoint lazily: only its header/index is read.
 
     Args:
         path: file, directory or TF checkpoint prefix.
         format: a registry name (``tf``, ``safetensors``, ``npz``, ``npy``, ``hdf5``); detected
             from the content (and suffix) when omitted.
+        storage_options: fsspec options for a URL (credentials, ``endpoint_url`` ...), also
+            used for the tensors read later.
         **opts: format options, e.g. ``verify=False`` for the TF reader.
+
+    A URL (``s3://bucket/run/model.ckpt-100``, ``gs://``, ``hf://``, ``https://`` ...) is read
+    on its storage: TF bundles and safetensors by ranged reads (listing fetches the index or
+    header only), other formats downloaded into a private temporary directory first.
 
     Returns:
         A :class:`Checkpoint` whose tensors read their data when asked; its ``source`` says
@@ -60,9 +69,13 @@ def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoin
         >>> ckpt = converter.read("model.ckpt-1000")
         >>> kernel = ckpt["dense/kernel"].read()
     """
-    p = Path(path)
-    fmt = registry.for_input(p, format)
-    ckpt = _call(fmt.load().read, f"{fmt.name} reader", p, p, **opts)
+    if storage.is_url(path):
+        with storage.options(storage_options, scope=str(path)):
+            ckpt, fmt = _read_url(str(path), format, opts)
+    else:
+        p = Path(storage.local(path))
+        fmt = registry.for_input(p, format)
+        ckpt = _call(fmt.load().read, f"{fmt.name} reader", p, p, **opts)
     # Every checkpoint read through the registry says which format read it, whatever the
     # reader (a plugin's may record nothing) put there.
     if ckpt.source is None:
@@ -72,12 +85,35 @@ def read(path: PathLike, *, format: str | None = None, **opts: Any) -> Checkpoin
     return ckpt
 
 
+def _read_url(url: str, format: str | None, opts: dict[str, Any]
+              ) -> tuple[Checkpoint, registry.Format]:
+    fmt = registry.for_input(url, format)
+    module = fmt.load()
+    reader = getattr(module, "read_url", None)
+    if reader is not None:
+        return _call(reader, f"{fmt.name} reader", Path(storage.name(url)), url, **opts), fmt
+    # A format read from local files only: the object (or the prefix's objects) is fetched
+    # into a private directory that closing the checkpoint removes.
+    scratch = tempfile.mkdtemp(prefix="ckpt-remote-")
+    try:
+        local = Path(storage.stage(url, scratch))
+        ckpt = _call(module.read, f"{fmt.name} reader", local, local, **opts)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    source = ckpt.source
+    source = Source(fmt.name, url) if source is None else dataclasses.replace(source, path=url)
+    return Checkpoint(dict(ckpt), ckpt.metadata, source=source, closers=[
+        ckpt.close, lambda: shutil.rmtree(scratch, ignore_errors=True)]), fmt
+
+
 def write(
     checkpoint: Checkpoint | Mapping[str, Any],
     path: PathLike,
     *,
     format: str | None = None,
     force: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
     **opts: Any,
 ) -> None:
     """Write a checkpoint (or a dict of arrays) atomically.
@@ -87,13 +123,20 @@ def write(
         path: destination; its suffix picks the format unless ``format`` is given.
         format: registry name of the destination format.
         force: overwrite existing outputs.
+        storage_options: fsspec options when ``path`` is a URL.
         **opts: writer options (``compress=True`` for npz, ``progress=True`` ...).
+
+    A URL is written as one object per file (see :func:`_write_url`).
 
     Example:
         >>> converter.write({"w": np.zeros(3)}, "weights.safetensors")
     """
     fmt = registry.for_output(Path(path), format)
-    _write(as_checkpoint(checkpoint), _output_path(path, fmt), fmt, force, opts)
+    if storage.is_url(path):
+        with storage.options(storage_options, scope=str(path)):
+            _write_url(as_checkpoint(checkpoint), str(path), fmt, force, opts, set())
+        return
+    _write(as_checkpoint(checkpoint), _output_path(storage.local(path), fmt), fmt, force, opts)
 
 
 def _output_path(path: PathLike, fmt: registry.Format) -> Path:
@@ -121,6 +164,52 @@ def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
     written = _call(module.write, f"{fmt.name} writer", path, out, path, force=force, **opts)
     # A writer that maps the tensors into another model's names (hf) returns what it wrote.
     return written if isinstance(written, Checkpoint) else out
+
+
+def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
+               opts: Mapping[str, Any], sources: set[str]) -> Checkpoint:
+    """Write ``ckpt`` to remote storage: the writer's output is made in a private local
+    directory (fsynced and complete, as any output), then each file is uploaded as one object
+    (:func:`storage.upload`), data before the index that names it and the ``checkpoint``
+    state file last, so that a reader never finds an index naming objects not there yet.
+    Objects that exist are refused before anything is written unless ``force``; ``sources``
+    are the URLs being read, which an output may not replace."""
+    if storage.protocol(url) in storage.READ_ONLY:
+        raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
+    directory = url.endswith("/")
+    leaf = storage.name(url)
+    if not leaf:
+        raise UsageError(f"{url}: names no object")
+    base = storage.parent(url)
+    scratch = tempfile.mkdtemp(prefix="ckpt-upload-")
+    try:
+        local = os.path.join(scratch, leaf) + ("/" if directory else "")
+        opts = dict(opts)
+        if fmt.name == "tf" and not directory:
+            # The state file beside a bucket's prefix belongs to the run that wrote it.
+            opts.setdefault("state_file", False)
+        first = [url + ".index" if fmt.name == "tf" and not directory else url.rstrip("/")]
+        _refuse_existing(first, force, sources)
+        with outputs.recording():  # the scratch files are not what was written
+            written = _write(ckpt, _output_path(local, fmt), fmt, True, opts)
+        made = sorted(os.path.relpath(os.path.join(d, f), scratch)
+                      for d, _, files in os.walk(scratch) for f in files)
+        targets = [(os.path.join(scratch, rel), storage.join(base, rel.replace(os.sep, "/")))
+                   for rel in made]
+        _refuse_existing([t for _, t in targets], force, sources)
+        outputs.note_committed(storage.upload_all(targets))
+        return written
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _refuse_existing(urls: list[str], force: bool, sources: set[str]) -> None:
+    for target in urls:
+        if target in sources:
+            raise UsageError(f"{target}: is the checkpoint being converted; choose another "
+                             "output")
+        if not force and storage.exists(target):
+            raise UsageError(f"{target}: exists (use --force to replace it)")
 
 
 def _portable(ckpt: Checkpoint, fmt: registry.Format) -> Checkpoint:
@@ -170,6 +259,7 @@ def convert(
     rules: Any = None,
     force: bool = False,
     read_options: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     **opts: Any,
 ) -> Checkpoint:
     """Read ``src`` and write it to ``dst``, tensor by tensor.
@@ -182,22 +272,30 @@ def convert(
         rules: an object with ``apply(checkpoint) -> Checkpoint`` (rename rules), or None.
         force: overwrite existing outputs.
         read_options: options for the reader (``verify=False`` ...).
+        storage_options: fsspec options for ``src`` and ``dst`` when they are URLs.
         **opts: writer options.
+
+    Either may be a URL on remote storage (see :func:`read` and :func:`write`).
 
     Returns:
         The checkpoint that was written (after rules; without what the format cannot hold,
         such as a TF2 object graph in npz), still lazily readable; close it when done.
     """
     fmt = registry.for_output(Path(dst), to)
-    out = _output_path(dst, fmt)
-    ckpt = read(src, format=source_format, **dict(read_options or {}))
-    try:
-        files = source_files(ckpt, src)
-        if rules is not None:
-            ckpt = rules.apply(ckpt)
-        # Outputs may not overwrite what they are read from, nor be readable by more people.
-        with outputs.from_source(Path(src), files, out):
-            return _write(ckpt, out, fmt, force, opts)
-    except BaseException:
-        ckpt.close()
-        raise
+    with storage.options(storage_options, scope=str(src) if storage.is_url(src) else None), \
+            storage.options(storage_options, scope=str(dst) if storage.is_url(dst) else None):
+        ckpt = read(src, format=source_format, **dict(read_options or {}))
+        try:
+            files = source_files(ckpt, src)
+            if rules is not None:
+                ckpt = rules.apply(ckpt)
+            if storage.is_url(dst):
+                return _write_url(ckpt, str(dst), fmt, force, opts, files)
+            out = _output_path(storage.local(dst), fmt)
+            # Outputs may not overwrite what they are read from, nor be readable by more
+            # people.
+            with outputs.from_source(Path(storage.local(src)), files, out):
+                return _write(ckpt, out, fmt, force, opts)
+        except BaseException:
+            ckpt.close()
+            raise

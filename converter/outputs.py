@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -278,7 +278,7 @@ class Outputs:
                 _fsync_file(d)
             for e in self._pending:
                 _tempfiles.release(e.lock)
-            _note_committed([e.dst for e in self._pending])
+            note_committed([e.dst for e in self._pending])
             self._pending = []
             self._made = []
 
@@ -383,14 +383,15 @@ def _locked(dirs: set[Path]) -> Iterator[None]:
             os.close(fd)
 
 
-_committed: ContextVar[list[Path] | None] = ContextVar("committed", default=None)
+_committed: ContextVar[list[Path | str] | None] = ContextVar("committed", default=None)
 
 
 @contextmanager
-def recording() -> Iterator[list[Path]]:
+def recording() -> Iterator[list[Path | str]]:
     """Collect the destinations committed (in this thread) inside the block, in commit order:
-    what a command names as written, whatever files the format splits an output into."""
-    paths: list[Path] = []
+    what a command names as written, whatever files the format splits an output into (URLs,
+    as strings, for objects uploaded to remote storage)."""
+    paths: list[Path | str] = []
     token = _committed.set(paths)
     try:
         yield paths
@@ -398,7 +399,7 @@ def recording() -> Iterator[list[Path]]:
         _committed.reset(token)
 
 
-def _note_committed(paths: list[Path]) -> None:
+def note_committed(paths: Sequence[Path | str]) -> None:
     record = _committed.get()
     if record is not None:
         record.extend(paths)

@@ -50,6 +50,7 @@ from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import dtypes as _dtypes
+from . import storage
 from .errors import FormatError, UsageError
 
 if TYPE_CHECKING:
@@ -296,10 +297,51 @@ def detect(path: Path) -> Format:
     )
 
 
-def for_input(path: Path, name: str | None = None) -> Format:
-    """The format to read ``path`` in: the one called ``name`` if given (``--from``,
-    ``format=``), else the one detected from its content."""
-    return get(name) if name else detect(path)
+def for_input(path: Path | str, name: str | None = None) -> Format:
+    """The format to read ``path`` (a path, or a URL on remote storage) in: the one called
+    ``name`` if given (``--from``, ``format=``), else the one detected from its content."""
+    if name:
+        return get(name)
+    if storage.is_url(path):
+        return detect_url(str(path))
+    return detect(Path(storage.local(path)))
+
+
+# Magic bytes of the formats a single remote object may be in, for an object whose name has
+# no suffix the registry knows.
+_MAGIC = ((b"\x93NUMPY", "npy"), (b"\x89HDF\r\n\x1a\n", "hdf5"), (b"PK\x03\x04", "npz"))
+
+
+def detect_url(url: str) -> Format:
+    """The format of what ``url`` names on remote storage, from its name, the objects beside
+    or under it, or its first bytes; a few small requests, never a download."""
+    from .formats.tfbundle.layout import DATA_RE
+
+    leaf = storage.name(url)
+    named = by_suffix(Path(leaf)) if leaf and not url.endswith("/") else None
+    if named is not None:
+        return named
+    if DATA_RE.match(leaf) or (not url.endswith("/") and storage.exists(url + ".index")):
+        return get("tf")
+    under = storage.listing(url)
+    if under:
+        if "checkpoint" in under or "saved_model.pb" in under or \
+                any(n.endswith(".index") for n in under):
+            return get("tf")
+        if any(n.endswith((".safetensors", ".safetensors.index.json")) for n in under):
+            return get("safetensors")
+        if "converter-index.json" in under or any(n.endswith(".npy") for n in under):
+            return get("npy")
+        raise FormatError(f"{url}: no checkpoint of a known format under this prefix")
+    obj = storage.open_file(url)
+    head = obj.pread(0, min(obj.size, 16))
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return get(fmt)
+    if len(head) >= 9 and head[8:9] == b"{":
+        return get("safetensors")
+    raise FormatError(f"{url}: not a checkpoint of any known format (known: "
+                      f"{', '.join(formats())})")
 
 
 def detect_or_none(path: Path) -> Format | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,15 +50,31 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
         >>> report = converter.verify("model.ckpt-1000")
         >>> report.ok, [t.name for t in report.bad]
     """
-    from . import api, registry
+    from . import api, registry, storage
 
     report = VerifyReport(str(path), format)
+    if storage.is_url(path):
+        try:
+            fmt = registry.for_input(path, format)
+        except ConverterError as exc:
+            report.error = str(exc)
+            return report
+        if fmt.integrity is not None:
+            # The format's own check reads a local file: verify a copy, reported as the URL.
+            with tempfile.TemporaryDirectory(prefix="ckpt-verify-") as scratch:
+                try:
+                    local = storage.stage(str(path), scratch)
+                except ConverterError as exc:
+                    report.error = str(exc)
+                    return report
+                staged = verify(local, format=fmt.name, **opts)
+                return _as_url(staged, local, str(path))
     try:
-        fmt = registry.for_input(Path(path), format)
+        fmt = registry.for_input(path, format)
         report.format = fmt.name
         ckpt = api.read(path, format=fmt.name, **opts)
         # A format may check more than reading does (npz: each member's zip CRC-32).
-        problems = fmt.check_integrity(Path(path))
+        problems = {} if storage.is_url(path) else fmt.check_integrity(Path(path))
     except ConverterError as exc:
         report.error = str(exc)
         return report
@@ -77,3 +95,12 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
             except (ConverterError, OSError) as exc:
                 report.tensors.append(TensorStatus(tensor.name, False, tensor.nbytes, str(exc)))
     return report
+
+
+def _as_url(report: VerifyReport, local: str, url: str) -> VerifyReport:
+    """A report on a local copy, naming the URL it was copied from."""
+    def named(text: str | None) -> str | None:
+        return text.replace(local, url) if text else text
+
+    return VerifyReport(url, report.format, named(report.error),
+                        [dataclasses.replace(t, error=named(t.error)) for t in report.tensors])

@@ -23,6 +23,10 @@ What is measured, for every kind (ours vs baseline):
 * ``to-hf`` (bert): ``ckpt convert PREFIX DIR --to hf`` vs transformers 4.x's own route
   (TensorFlow, ``load_tf_weights_in_bert``, ``save_pretrained``) in the environment
   ``--hf-reference-python`` names.
+* ``remote`` (``--remote``): against a moto S3 server on 127.0.0.1 in the bench process,
+  ``ckpt convert s3://.../model.ckpt OUT.safetensors`` of a 512 MiB bundle vs fsspec's
+  ``get_file`` of its objects (each fsynced), and the bytes the server sent for
+  ``ckpt inspect s3://...``.
 * ``to-safetensors``, ``to-npz``: ``ckpt convert PREFIX OUT -q --force`` vs ``cp DATAFILE OUT &&
   sync OUT`` (the cost of copying the bytes once); for safetensors also the plain TF path:
   ``load_checkpoint`` + ``get_tensor`` of every name + ``safetensors.numpy.save_file`` + fsync
@@ -557,6 +561,85 @@ def bench_batch(workdir: Path, outdir: Path, repeat: int, count: int) -> list[Ro
     return rows
 
 
+# The remote baseline: fsspec's get of the bundle's objects into a directory, each file
+# fsynced (as ckpt convert fsyncs its output) — the cost of downloading the bytes once.
+FSSPEC_GET = """
+import os, sys, fsspec
+fs, _ = fsspec.core.url_to_fs(sys.argv[1])
+out = sys.argv[2]
+os.makedirs(out, exist_ok=True)
+for path in sys.argv[3:]:
+    target = os.path.join(out, path.rpartition("/")[2])
+    fs.get_file(path, target)
+    fd = os.open(target, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+"""
+
+
+def bench_remote(workdir: Path, outdir: Path, repeat: int) -> list[Row]:
+    """Against a moto S3 server in this process on 127.0.0.1: ``ckpt convert s3://...`` of
+    a 512 MiB bundle to a local safetensors file vs downloading its objects with fsspec, and
+    the bytes the server sent for ``ckpt inspect s3://...`` (counted as they leave it)."""
+    try:
+        import s3fs
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+    except ImportError as exc:
+        missing = Measurement(None, None, [], f"skipped ({exc.name} is not installed)")
+        return [row("remote 512 MiB", "convert s3:// to safetensors", missing, "fsspec get",
+                    missing)]
+    import threading
+
+    prefix, _ = make_bundle(workdir, "mid", None, "converter")
+    sent = [0]
+
+    def counting(environ, start_response, app=DomainDispatcherApplication(create_backend_app)):
+        for chunk in app(environ, start_response):
+            sent[0] += len(chunk)
+            yield chunk
+
+    server = make_server("127.0.0.1", 0, counting, True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    saved = dict(os.environ)
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1", FSSPEC_S3_ENDPOINT_URL=endpoint)
+    rows = []
+    try:
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint)
+        fs.mkdir("bench")
+        files = [prefix.with_name(prefix.name + ".index"), *data_files(prefix)]
+        for f in files:
+            fs.put_file(str(f), f"bench/mid/{f.name}")
+        size = sum(f.stat().st_size for f in files)
+        url = "s3://bench/mid/model.ckpt"
+        ckpt = ckpt_command()
+        print("[remote] 512 MiB bundle on a local S3 server", file=sys.stderr, flush=True)
+        out = outdir / "remote.safetensors"
+        got = outdir / "remote-get"
+        ours = measure([*ckpt, "convert", url, str(out), "-q", "--force"], repeat, [out])
+        base = measure(python_code(FSSPEC_GET, url, str(got),
+                                   *[f"bench/mid/{f.name}" for f in files]), repeat, [got])
+        rows.append(row("remote 512 MiB", "convert s3:// to safetensors", ours, "fsspec get",
+                        base))
+        sent[0] = 0
+        listed = measure([*ckpt, "inspect", url], 1)
+        fetched = sent[0] // 2  # the warm-up run and the timed one
+        rows.append(row("remote 512 MiB", f"inspect s3:// (fetched {fetched} of {size} "
+                        f"bytes, {100 * fetched / size:.3f}%)", listed, "-",
+                        Measurement(None, None, [], "skipped (not a baseline)")))
+    finally:
+        server.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+    return rows
+
+
 def compile_package() -> None:
     """Byte-compile converter as ``pip install`` does. A checkout installed in editable mode
     under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module in every timed run,
@@ -590,6 +673,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graphs", action="store_true",
                         help="also the graph rows: a SavedModel's signatures and a 100 MiB "
                              "frozen graph, against TensorFlow's own tools")
+    parser.add_argument("--remote", action="store_true",
+                        help="also the remote rows: a 512 MiB bundle on a local moto S3 "
+                             "server, converted from s3:// and inspected (bytes fetched)")
+    parser.add_argument("--remote-only", action="store_true",
+                        help="only the remote rows")
     parser.add_argument("--hf-only", action="store_true",
                         help="only the to-hf row (with --kinds bert)")
     parser.add_argument("--make-ckpt", type=Path,
@@ -606,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     bundles: dict[str, Path] = {}
     make_seconds: dict[str, float | None] = {}
+    if args.remote_only:
+        args.kinds, args.batch, args.remote = [], 0, True
     for kind in args.kinds:
         if kind != QUICK and not bundle_ready(workdir / kind / "model.ckpt") \
                 and args.make_ckpt is not None and not args.make_ckpt.is_file():
@@ -628,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(bench_batch(workdir, outdir, args.repeat, args.batch))
         if args.graphs:
             rows.extend(bench_graphs(workdir, args.repeat))
+        if args.remote:
+            rows.extend(bench_remote(workdir, outdir, args.repeat))
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
 

@@ -8,6 +8,7 @@ KIND:
   bert   BERT-base names with BERT's adam_m/adam_v slots and global_step (1.25 GiB)
   big    16 tensors, 8 kernels up to 8192x8192 with their biases (1.375 GiB)
   quick  201 tensors, 2.8 MiB: a smoke test
+  mid    16 tensors of 8192x1024 (512 MiB): the remote rows
 
 Values are standard normal float32 from a fixed seed, so a kind is the same bundle whichever
 writer made it. ``--writer tf`` (the default for every kind but ``quick``) needs TensorFlow.
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-KINDS = ("many", "bert", "big", "quick")
+KINDS = ("many", "bert", "big", "quick", "mid")
 WRITERS = ("tf", "converter")
 
 
@@ -47,6 +48,8 @@ def layout(kind: str) -> list[Entry]:
             entries.append(Entry((f"model/layer_{i}/kernel",), (8192, width)))
             entries.append(Entry((f"model/layer_{i}/bias",), (width,)))
         return entries
+    if kind == "mid":  # 512 MiB in 16 tensors: the remote rows' bundle
+        return [Entry((f"model/layer_{i}/kernel",), (8192, 1024)) for i in range(16)]
     if kind == "quick":
         return [*(Entry((f"scope_{i // 10}/var_{i}",), (64, 16)) for i in range(200)),
                 Entry(("big/kernel",), (512, 1024))]

@@ -56,6 +56,7 @@ CASES = {
                           "net/dense/kernel/Adam": S, "global_step": STEP}),
 }
 OTHER_FLAGS = {"-h", "--help", "--json", "--strict-rules",  # tested below
+               "--storage-option",  # tests/test_remote.py
                "--html", "--force"}  # tests/test_diff_html.py
 
 

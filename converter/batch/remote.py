@@ -1,7 +1,7 @@
 """Batch sources and outputs on remote storage through fsspec (``s3://``, ``gs://`` ...).
 
-A remote checkpoint is downloaded into a temporary directory (a TF bundle as its ``.index`` and
-``.data-*`` objects), converted there, and the outputs uploaded under the remote DIR.
+A remote checkpoint is read where it lies, by ranged reads (:mod:`converter.storage`); outputs
+for a remote DIR are written in a scratch directory and uploaded under it.
 """
 
 from __future__ import annotations
@@ -9,21 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import storage
 from ..errors import UsageError
 from .archive import MAX_DEPTH
 from .items import INDEX, Item, bundle_parts, is_bundle_index, is_checkpoint_name
 
 
 def filesystem(url: str) -> tuple[Any, str]:
-    try:
-        from fsspec.core import url_to_fs
-    except ImportError:
-        raise UsageError(f'{url}: remote storage needs fsspec: pip install '
-                         '"ckpt-converter[remote]"') from None
-    try:
-        return url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise UsageError(f"{url}: {exc}") from None
+    return storage.filesystem(url)
 
 
 def remote_items(url: str, latest: bool = False) -> list[Item]:
@@ -55,20 +48,7 @@ def remote_items(url: str, latest: bool = False) -> list[Item]:
 
 
 def key_problem(root: str, path: str) -> str | None:
-    """Why an object under ``root`` cannot be mirrored under DIR: object keys are strings the
-    bucket's writer chose, so ``..``, ``.`` or empty parts (``a//b``, a leading ``/``) get the
-    containment archive members get."""
-    if path == root:
-        return None
-    if not path.startswith(root + "/"):
-        return f"object key {path!r} is not under {root!r}"
-    tail = path[len(root) + 1:]
-    parts = tail.split("/")
-    if any(p in ("", ".", "..") for p in parts) or "\\" in tail:
-        return f"object key {path!r} points outside {root!r}"
-    if len(parts) > MAX_DEPTH:
-        return f"object key {path[:80]!r}... is nested more than {MAX_DEPTH} levels deep"
-    return None
+    return storage.key_problem(root, path, MAX_DEPTH)
 
 
 def _item(protocol: str, root: str, label: str, path: str, parts: list[str],
@@ -85,23 +65,20 @@ def _item(protocol: str, root: str, label: str, path: str, parts: list[str],
                 problem=f"{protocol}://{path}: {problem}" if problem else None)
 
 
-def fetch(item: Item, into: Path) -> Path:
-    """Download the item's objects into ``into``; returns the path to read."""
-    fs, _ = filesystem(item.source)
-    for url in item.members:
-        _, path = filesystem(url)
-        fs.get(path, str(into / Path(path).name))
-    return into / item.read_as
-
-
 def upload(local: list[Path], out_url: str, rel_parent: str) -> None:
-    fs, root = filesystem(out_url)
-    target = f"{root.rstrip('/')}/{rel_parent}".rstrip("/")
+    """Upload the files (and directories) of one output under ``out_url/rel_parent``, one
+    object per file, indexes after the data they name (:func:`storage.upload_all`)."""
+    _, root = filesystem(out_url)
+    protocol = out_url.split("://", 1)[0]
+    target = f"{protocol}://{root.rstrip('/')}/{rel_parent}".rstrip("/")
+    pairs = []
     for path in local:
         if path.is_dir():
-            fs.put(str(path), f"{target}/{path.name}", recursive=True)
-        else:  # put() would take a name holding [ or * for a pattern
-            fs.put_file(str(path), f"{target}/{path.name}")
+            pairs += [(str(f), f"{target}/{path.name}/{f.relative_to(path).as_posix()}")
+                      for f in sorted(path.rglob("*")) if f.is_file()]
+        else:
+            pairs.append((str(path), f"{target}/{path.name}"))
+    storage.upload_all(pairs)
 
 
 def read_bytes(url: str) -> bytes | None:

@@ -20,7 +20,7 @@ from .archive import extract
 from .items import Item, is_url
 from .manifest import Result
 from .plan import conversion_key, output_for, shown
-from .remote import fetch, upload
+from .remote import upload
 from .scratch import Scratch
 
 PR_SET_PDEATHSIG = 1
@@ -67,12 +67,14 @@ def failed(item: Item, job: Job, message: str, seconds: float = 0.0) -> Result:
                   conversion=job.conversion)
 
 
-def _outputs_of(committed: list[Path], to: str) -> list[Path]:
-    """The files that make up the output among those the conversion committed: not a TF
-    bundle's state file, which names this scratch directory's prefixes only."""
+def _outputs_of(committed: list[Path | str], to: str) -> list[Path]:
+    """The files that make up the output among those the conversion committed (local files:
+    a batch writes into its scratch directory): not a TF bundle's state file, which names this
+    scratch directory's prefixes only."""
+    files = [Path(p) for p in committed]
     if to == "tf":
-        return [p for p in committed if p.name != "checkpoint"]
-    return committed
+        return [p for p in files if p.name != "checkpoint"]
+    return files
 
 
 def _digest(paths: list[Path]) -> str:
@@ -165,7 +167,8 @@ def convert_item(item: Item, job: Job) -> Result:
         if (item.members and not item.unpacked) or remote_out:
             scratch, own = _item_scratch(job)
         if item.remote:
-            source = str(fetch(item, _made(scratch, item)))
+            # Read where it lies, by ranges: only the bytes of its tensors cross the network.
+            source = item.source
         elif item.unpacked:
             source = str(Path(item.unpacked) / item.read_as)
         elif item.members:  # not unpacked by the parent (a Dask worker elsewhere): just these

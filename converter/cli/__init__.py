@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .. import __version__
+from .. import __version__, storage
 from ..errors import ConverterError, ConverterWarning, speaking
 from ..signals import stopping
 from . import batch, convert, diff, formats, inspect, migrate, plan, verify
@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        with speaking("cli"), stopping():  # messages name --flags, not keywords
+        with speaking("cli"), stopping(), \
+                storage.options(dict(getattr(args, "storage_options", None) or [])):
             try:
                 code = int(args.run(args) or 0)
                 sys.stdout.flush()  # a reader that has gone shows here, not at exit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import sizes
+from .. import sizes, storage
 from ..errors import UsageError
 
 
@@ -16,8 +16,20 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("size: ")) from None
 
 
+def add_storage(p: argparse.ArgumentParser) -> None:
+    """``--storage-option KEY=VALUE`` for commands that take URLs (s3://, gs://, hf:// ...)."""
+    p.add_argument("--storage-option", dest="storage_options", action="append",
+                   type=storage.parse_option, default=[], metavar="KEY=VALUE",
+                   help="fsspec option for URLs on remote storage (repeatable; VALUE is JSON "
+                        "where it parses, e.g. anon=true, endpoint_url=http://host:9000); "
+                        "credentials also come from the environment as usual")
+
+
 def add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", metavar="SRC", help="checkpoint file, directory or TF prefix")
+    p.add_argument("src", metavar="SRC",
+                   help="checkpoint file, directory or TF prefix, or a URL (s3://, gs://, "
+                        "az://, hf://, https:// ...)")
+    add_storage(p)
     p.add_argument("--from", dest="source_format", metavar="FORMAT",
                    help="source format (default: detected)")
     p.add_argument("--no-verify", dest="verify", action="store_false",

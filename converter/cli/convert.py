@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from .. import api, outputs, registry
+from .. import api, outputs, registry, storage
 from ..errors import UsageError
 from ..rules import Rules
 from ..sizes import human
@@ -53,7 +53,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     dst = Path(args.dst)
     out_fmt = registry.for_output(dst, args.to)
-    src_fmt = registry.for_input(Path(args.src), args.source_format)
+    src_fmt = registry.for_input(args.src, args.source_format)
     opts: dict = {}
     if args.compress:
         opts["compress"] = True
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     # What the writer was given (after rules, without what the format cannot hold), and the
     # files it committed: a sharded output is its shards and index, not DST itself.
     summary: dict[str, Any]
-    summary = {"source": str(args.src), "source_format": src_fmt.name, "output": str(dst),
+    summary = {"source": str(args.src), "source_format": src_fmt.name, "output": args.dst,
                "format": out_fmt.name, "files": [str(f) for f in files],
                "tensors": len(ckpt), "bytes": ckpt.nbytes, "seconds": round(seconds, 3)}
     ckpt.close()
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     elif not args.quiet:
-        print(f"wrote {_written(files, dst, out_fmt.name)}: {summary['tensors']} tensors, "
+        print(f"wrote {_written(files, args.dst, out_fmt.name)}: {summary['tensors']} tensors, "
               f"{human(summary['bytes'])} in {seconds:.2f} s", file=sys.stderr)
         for model in models:
             from ..hf import short_list
@@ -138,13 +138,14 @@ def _hf_dry_run(args: argparse.Namespace, src_fmt: str, rules: Rules | None,
     return 0
 
 
-def _written(files: list[Path], dst: Path, fmt: str) -> str:
-    """``out/m.npz (npz)``; ``3 safetensors files in out (m-00001-of-00002.safetensors, ...)``."""
+def _written(files: list[Path | str], dst: str, fmt: str) -> str:
+    """``out/m.npz (npz)``; ``3 safetensors files in out (m-00001-of-00002.safetensors, ...)``
+    (URLs of uploaded objects alike)."""
     if len(files) <= 1:
         return f"{files[0] if files else dst} ({fmt})"
-    names = [f.name for f in files]
+    names = [storage.name(f) if isinstance(f, str) else f.name for f in files]
     if len(names) > 5:
         names = [*names[:2], "...", *names[-2:]]
-    parents = {f.parent for f in files}
+    parents = {storage.parent(f) if isinstance(f, str) else str(f.parent) for f in files}
     where = f" in {parents.pop()}" if len(parents) == 1 else ""
     return f"{len(files)} {fmt} files{where} ({', '.join(names)})"

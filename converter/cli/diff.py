@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import api, diff_html, outputs
 from ..diff import diff
 from ..sizes import human
+from .common import add_storage
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 HELP = "compare two checkpoints (exit 1 if they differ)"
@@ -29,6 +30,7 @@ EXAMPLES = """examples:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="first checkpoint (the rename rules apply to it)")
+    add_storage(p)
     p.add_argument("b", metavar="B", help="second checkpoint")
     p.add_argument("--rtol", type=float, default=0.0,
                    help="relative tolerance: |a - b| <= atol + rtol * |b|, NaN equal to NaN "

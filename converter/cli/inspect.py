@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import api, dtypes, graphs, inspect_html, outputs, registry
+from .. import api, dtypes, graphs, inspect_html, outputs, registry, storage
 from ..errors import UsageError
 from ..graphs.metagraph import looks_like
 from ..sizes import human
@@ -44,7 +45,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.src.endswith(".meta") and not args.source_format and looks_like(args.src):
         return _meta_graph(args)
-    fmt = registry.for_input(Path(args.src), args.source_format)
+    fmt = registry.for_input(args.src, args.source_format)
     if args.html is not None and (args.json or args.stats or inspect_values.wanted(args)):
         raise UsageError("--html writes a page; it does not go with --json, --stats, --tree, "
                          "--tensor or --all-tensors")
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                      f"{r['kind']:<{kind_w}}{more}".rstrip())
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
-    lines += _source_lines(source, Path(args.src))
+    lines += _source_lines(source, args.src)
     lines += graphs.describe(graph) if graph else []
     if metadata:
         lines.append("metadata:")
@@ -114,10 +115,10 @@ def _meta_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source_lines(source: Source, given: Path) -> list[str]:
+def _source_lines(source: Source, given: str) -> list[str]:
     """What the reader found, one fact a line; the path only where it is not what was given."""
     lines = []
-    if source.path != str(given):
+    if source.path not in (given, str(Path(given))):
         lines.append(f"read from: {source.path}")
     if source.saved_model:
         lines.append(f"SavedModel: {source.saved_model}")
@@ -136,6 +137,14 @@ def _source_lines(source: Source, given: Path) -> list[str]:
 def _saved_model(source: Source) -> graphs.SavedModel | None:
     """The tags and signatures of the SavedModel whose variables were read, if it has a
     binary ``saved_model.pb``."""
-    if not source.saved_model or not (Path(source.saved_model) / "saved_model.pb").exists():
+    if not source.saved_model:
+        return None
+    if storage.is_url(source.saved_model):  # one object, fetched whole as a local one is read
+        pb = storage.join(source.saved_model, "saved_model.pb")
+        if not storage.exists(pb):
+            return None
+        with tempfile.TemporaryDirectory(prefix="ckpt-saved-model-") as scratch:
+            return graphs.saved_model(storage.stage(pb, scratch))
+    if not (Path(source.saved_model) / "saved_model.pb").exists():
         return None
     return graphs.saved_model(source.saved_model)

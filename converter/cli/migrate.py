@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import add_storage
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 HELP = "load a checkpoint into a Keras model and save it (.keras, .weights.h5, TF2 checkpoint)"
@@ -23,6 +24,7 @@ EXAMPLES = """examples:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="checkpoint to load (any readable format)")
+    add_storage(p)
     p.add_argument("out", metavar="OUT", help=".keras or .weights.h5 (Keras 3), .h5 (tf.keras) "
                                               "or a TF2 checkpoint prefix")
     p.add_argument("--model", required=True, metavar="MODULE:FUNCTION|FILE.keras",

@@ -11,6 +11,7 @@ from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 if TYPE_CHECKING:
     from ..loaders.report import LoadReport
+from .common import add_storage
 
 HELP = "show what restoring a checkpoint into a graph, checkpoint or Keras model would do"
 EXAMPLES = """examples:
@@ -25,6 +26,7 @@ exit status: 0 a clean restore, 1 something missing, unexpected or misfit, 2 an 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="checkpoint to restore (any readable format)")
+    add_storage(p)
     p.add_argument("--target", required=True, metavar="TARGET",
                    help="a TF1 .meta graph, a SavedModel directory, another checkpoint, or "
                         "MODULE:FACTORY / FILE.py:FACTORY building a Keras model")

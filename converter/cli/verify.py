@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from .. import registry
 from ..errors import FormatError
@@ -26,7 +25,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        fmt: str | None = registry.for_input(Path(args.src), args.source_format).name
+        fmt: str | None = registry.for_input(args.src, args.source_format).name
     except FormatError:
         fmt = None  # the report says why the file does not open
     report = verify(args.src, format=args.source_format, **read_options(args, fmt))

@@ -12,11 +12,14 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from functools import partial
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 
-from .. import dtypes
+import numpy as np
+
+from .. import dtypes, storage
 from ..errors import FormatError
 from ..outputs import Outputs, outputs
 from ..progress import tracked
@@ -73,13 +76,46 @@ def read(path: Path) -> Checkpoint:
 def _read_file(path: Path) -> Checkpoint:
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise FormatError(f"{path}: truncated safetensors file ({size} bytes)")
-        (n,) = struct.unpack("<Q", head)
-        if n > min(size - 8, MAX_HEADER):
-            raise FormatError(f"{path}: header length {n} exceeds the file size {size}")
-        raw = f.read(n)
+        def pread(offset: int, n: int) -> bytes:
+            f.seek(offset)
+            return f.read(n)
+
+        header, metadata, start = _header(str(path), size, pread)
+    buf = map_file(path)
+    tensors = _tensors(str(path), header, start, size,
+                       lambda dtype, shape, at: partial(frombuffer, buf, dtype, shape, at))
+    return Checkpoint(tensors, metadata, source=Source("safetensors", str(path)),
+                      closers=[lambda: release(buf)])
+
+
+@gc_paused()
+def read_url(url: str) -> Checkpoint:
+    """A ``.safetensors`` object on remote storage (or a sharded checkpoint by its
+    ``*.safetensors.index.json``): its header by two ranged reads, each tensor's bytes by a
+    ranged read of its own when asked for."""
+    if url.endswith(INDEX_SUFFIX):
+        return _read_sharded_url(url)
+    obj = storage.open_file(url)
+    header, metadata, start = _header(url, obj.size, obj.pread)
+
+    def load(dtype: np.dtype, shape: tuple[int, ...], at: int) -> Callable[[], np.ndarray]:
+        n = math.prod(shape) * dtype.itemsize
+        return lambda: frombuffer(obj.pread(at, n), dtype, shape, 0)
+
+    tensors = _tensors(url, header, start, obj.size, load)
+    return Checkpoint(tensors, metadata, source=Source("safetensors", url))
+
+
+def _header(path: str, size: int, pread: Callable[[int, int], bytes]
+            ) -> tuple[dict, dict[str, str], int]:
+    """The header's tensor entries, its ``__metadata__`` and where the data starts."""
+    head = pread(0, 8) if size >= 8 else b""
+    if len(head) < 8:
+        raise FormatError(f"{path}: truncated safetensors file ({size} bytes)")
+    (n,) = struct.unpack("<Q", head)
+    if n > min(size - 8, MAX_HEADER):
+        raise FormatError(f"{path}: header length {n} exceeds the file size {size}")
+    raw = pread(8, n)
     try:
         header = json.loads(raw, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
@@ -96,9 +132,15 @@ def _read_file(path: Path) -> Checkpoint:
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise FormatError(f"{path}: __metadata__ must map strings to strings")
-    start = 8 + n
+    return header, metadata, 8 + n
+
+
+def _tensors(path: str, header: dict, start: int, size: int,
+             load: Callable[[np.dtype, tuple[int, ...], int], Callable[[], np.ndarray]]
+             ) -> dict[str, Tensor]:
+    """The header's tensors, checked against the data's ``size - start`` bytes; ``load``
+    makes the function that reads one (dtype, shape, file offset)."""
     data_size = size - start
-    buf = map_file(path)
     tensors: dict[str, Tensor] = {}
     ranges = []
     for name, info in header.items():
@@ -127,11 +169,8 @@ def _read_file(path: Path) -> Checkpoint:
                 f"{nbytes} expected for shape {list(shape)} {CODES[code]}"
             )
         ranges.append((offsets[0], offsets[1], name))
-        tensors[name] = Tensor(
-            name, dtype, shape,
-            partial(frombuffer, buf, dtype, shape, start + offsets[0]),
-            span=(str(path), start + offsets[0], nbytes),
-        )
+        tensors[name] = Tensor(name, dtype, shape, load(dtype, shape, start + offsets[0]),
+                               span=(path, start + offsets[0], nbytes))
     ranges.sort()
     for (_, e0, n0), (b1, _, n1) in zip(ranges, ranges[1:], strict=False):
         if b1 < e0:
@@ -148,8 +187,7 @@ def _read_file(path: Path) -> Checkpoint:
     if end != data_size:
         raise FormatError(f"{path}: the tensors end at data offset {end} but the file holds "
                           f"{data_size} bytes of data (truncated header or extra bytes)")
-    return Checkpoint(tensors, metadata, source=Source("safetensors", str(path)),
-                      closers=[lambda: release(buf)])
+    return tensors
 
 
 class _DuplicateKey(Exception):
@@ -182,8 +220,38 @@ def _read_sharded(path: Path) -> Checkpoint:
     index = _index_of(path)
     if not index.name.endswith(INDEX_SUFFIX):
         return _read_file(index)
+    weight_map = _weight_map(str(index), index.read_bytes())
+    root = index.parent.resolve()
+
+    def part(name: str) -> Checkpoint:
+        shard = (index.parent / name).resolve()
+        if root not in shard.parents:
+            raise FormatError(f"{index}: shard {name!r} lies outside the directory")
+        if not shard.is_file():
+            raise FormatError(f"{index}: shard {name!r} is missing")
+        return _read_file(shard)
+
+    return _assemble(str(index), index.name, weight_map, part)
+
+
+def _read_sharded_url(url: str) -> Checkpoint:
+    weight_map = _weight_map(url, storage.open_file(url).read_all(MAX_HEADER))
+    base = storage.parent(url)
+
+    def part(name: str) -> Checkpoint:
+        shard = storage.join(base, name)
+        if storage.key_problem(base, shard) is not None or "/" in name:
+            raise FormatError(f"{url}: shard {name!r} lies outside the directory")
+        if not storage.exists(shard):
+            raise FormatError(f"{url}: shard {name!r} is missing")
+        return read_url(shard)
+
+    return _assemble(url, storage.name(url), weight_map, part)
+
+
+def _weight_map(index: str, raw: bytes) -> dict[str, str]:
     try:
-        doc = json.loads(index.read_text(encoding="utf-8"))
+        doc = json.loads(raw.decode("utf-8"))
         weight_map = doc["weight_map"]
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise FormatError(f"{index}: not a safetensors index "
@@ -195,30 +263,32 @@ def _read_sharded(path: Path) -> Checkpoint:
         if not isinstance(value, str) or not value or "\0" in value:
             raise FormatError(f"{index}: weight_map[{key!r:.80}] must name a shard file, found "
                               f"{value!r:.80}")
+    return weight_map
+
+
+def _assemble(index: str, index_name: str, weight_map: dict[str, str],
+              part: Callable[[str], Checkpoint]) -> Checkpoint:
+    """The shards ``weight_map`` names, opened by ``part``, as one checkpoint; every tensor
+    must be in the shard the index says."""
     files = list(dict.fromkeys(weight_map.values()))
     tensors: dict[str, Tensor] = {}
     metadata: dict[str, str] = {}
     closers = []
-    root = index.parent.resolve()
     for name in files:
-        shard = (index.parent / str(name)).resolve()
-        if root not in shard.parents:
-            raise FormatError(f"{index}: shard {name!r} lies outside the directory")
-        if not shard.is_file():
-            raise FormatError(f"{index}: shard {name!r} is missing")
-        part = _read_file(shard)
-        closers.append(part.close)
-        metadata.update(part.metadata)
-        for key, tensor in part.items():
+        shard = part(name)
+        closers.append(shard.close)
+        metadata.update(shard.metadata)
+        where = shard.source.path if shard.source is not None else name
+        for key, tensor in shard.items():
             if weight_map.get(key) != name:
-                raise FormatError(f"{shard}: tensor {key!r} is not listed for this shard "
-                                  f"in {index.name}")
+                raise FormatError(f"{where}: tensor {key!r} is not listed for this shard "
+                                  f"in {index_name}")
             tensors[key] = tensor
     missing = set(weight_map) - set(tensors)
     if missing:
         raise FormatError(f"{index}: tensor {sorted(missing)[0]!r} is not in its shard")
     return Checkpoint(tensors, metadata, closers=closers,
-                      source=Source("safetensors", str(index), shards=len(files)))
+                      source=Source("safetensors", index, shards=len(files)))
 
 
 def shard_names(path: Path, n: int) -> list[Path]:

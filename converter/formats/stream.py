@@ -24,7 +24,7 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-from .. import crc32c
+from .. import crc32c, storage
 from ..errors import CorruptionError
 from ..tensor import Span, Tensor
 from ._common import contiguous_le, release
@@ -102,6 +102,8 @@ class _Copy:
     def source(self, path: str) -> tuple[int, int]:
         """``(descriptor, size)`` of a source file, opened once per copy."""
         found = self._files.get(path)
+        if found is None and storage.is_url(path):  # no descriptor: read by ranges
+            return -1, storage.open_file(path).size
         if found is None:
             fd = os.open(path, os.O_RDONLY)
             found = self._files[path] = (fd, os.fstat(fd).st_size)
@@ -119,6 +121,9 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
     ``(file offset, bytes or uint8 array over a mapping)``; each piece is valid until the next
     one is requested. With an output (``copy.f``), each piece is appended to it first."""
     fd, size = copy.source(path)
+    if fd < 0:
+        yield from _remote_pieces(copy, path, start, end, name)
+        return
     if size < end:  # touching mapped pages past the end would kill the process (SIGBUS)
         raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {size}, before "
                               f"byte {end}; the file is truncated")
@@ -167,6 +172,15 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
         view = piece = None
         if mapping is not None:
             release(mapping)
+
+
+def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
+                   ) -> Iterator[tuple[int, bytes]]:
+    """:func:`_pieces` for an object on remote storage: large ranged reads, a few in flight."""
+    for pos, data in storage.open_file(url).pieces(start, end, f"tensor {name!r}: "):
+        if copy.f is not None:
+            copy.f.write(data)
+        yield pos, data
 
 
 def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:

@@ -63,6 +63,14 @@ def read(path: Path, *, verify: bool = True) -> Checkpoint:
         return _read_v1(Path(old.path))
 
 
+def read_url(url: str, *, verify: bool = True) -> Checkpoint:
+    """A checkpoint on remote storage (see :mod:`.remote`): the index is fetched, each
+    tensor's bytes are read by range when asked for."""
+    from .remote import read_url as read_remote
+
+    return read_remote(url, verify=verify)
+
+
 def _is_prefix(prefix: Path) -> bool:
     return prefix.with_name(prefix.name + ".index").is_file()
 

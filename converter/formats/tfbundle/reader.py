@@ -41,7 +41,7 @@ def supported(dtype_enum: int) -> bool:
     return dtype_enum in DT_NAMES or dtype_enum in QUANTIZED
 
 
-def _check_representable(index: Path, name: str, shape: tuple[int, ...], dtype: np.dtype
+def _check_representable(index: Path | str, name: str, shape: tuple[int, ...], dtype: np.dtype
                          ) -> None:
     # TensorFlow saves a (0, 2**62) tensor; numpy cannot make an array of that shape at all.
     if not math.prod(shape) and unrepresentable(shape, dtype.itemsize):
@@ -54,8 +54,8 @@ class Bundle:
     def __init__(self, prefix: str, verify: bool) -> None:
         self.prefix = prefix
         self.verify = verify
-        self.index_path = Path(prefix + ".index")
-        data = read_regular(self.index_path)
+        self.index_path: Path | str = self._index_name()
+        data = self._index_bytes()
         where = str(self.index_path)
         rows = read_table(data, where, verify=verify)
         if not rows or rows[0][0] != b"":
@@ -83,6 +83,12 @@ class Bundle:
             self.entries[name] = self._entry(name, value)
         self._maps: dict[int, mmap.mmap | bytes] = {}
         self._files: dict[int, str] = {}
+
+    def _index_name(self) -> Path | str:
+        return Path(self.prefix + ".index")
+
+    def _index_bytes(self) -> bytes:
+        return read_regular(self.index_path)
 
     def _entry(self, name: str, value: bytes) -> BundleEntry:
         try:
@@ -235,7 +241,13 @@ def read_bundle(path: Path, verify: bool = True) -> Checkpoint:
 
 def _read_bundle(path: Path, verify: bool) -> Checkpoint:
     prefix, meta = resolve(path)
-    bundle = Bundle(prefix, verify)
+    return checkpoint_of(Bundle(prefix, verify), meta)
+
+
+def checkpoint_of(bundle: Bundle, meta: dict) -> Checkpoint:
+    """The lazy checkpoint of an opened bundle (local or remote); ``meta`` holds the
+    ``Source`` fields of how its prefix was found."""
+    prefix = bundle.prefix
     graph_attrs: dict[str, dict[str, str]] = {}
     graph_entry = bundle.entries.get(GRAPH_KEY)
     if graph_entry is not None and (graph_entry.dtype_enum != 7 or graph_entry.shape != ()):
@@ -286,7 +298,7 @@ def _read_bundle(path: Path, verify: bool) -> Checkpoint:
             # whose size matches its shape and dtype gets one; read() reports the others.
             if size * dtype.itemsize == entry.size and not dtype.hasobject and known:
                 span = (bundle.shard_file(entry.shard), entry.offset, entry.size)
-                checksum = unmask(entry.crc32c) if verify else None
+                checksum = unmask(entry.crc32c) if bundle.verify else None
         tensors[name] = make(name, dtype, shape, size, load, kind, span, checksum, attrs)
     source = Source("tf", str(prefix), layout, shards=bundle.num_shards, **meta)
     return Checkpoint(tensors, source=source, closers=[bundle.close])

@@ -1,0 +1,557 @@
+"""Checkpoints on object storage: every command on ``s3://`` URLs against a moto server on
+127.0.0.1, bit-exact with the same commands on local files, reading only the bytes needed.
+
+The server counts the bytes of every response, so "inspect reads the index only" is measured
+where the bytes leave the storage, not asserted from our side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import converter
+from converter import storage
+from converter.cli import main
+from converter.errors import FormatError
+
+from .helpers import assert_same
+
+moto_server = pytest.importorskip("moto.server")
+s3fs = pytest.importorskip("s3fs")
+
+_buckets = iter(range(10**6))
+
+
+class _Counting:
+    """WSGI middleware: the bytes of every response body, and the requests."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.sent = 0
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")))
+        for chunk in self.app(environ, start_response):
+            with self.lock:
+                self.sent += len(chunk)
+            yield chunk
+
+    def reset(self) -> None:
+        with self.lock:
+            self.sent = 0
+            self.requests = []
+
+
+class _Server(moto_server.ThreadedMotoServer):
+    def _server_entry(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        self.counter = _Counting(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, self.counter, True,
+                                   request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = _Server(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def bucket(server, monkeypatch):
+    """``(fs, bucket name, endpoint, counter)``: a fresh bucket, credentials in the
+    environment and the endpoint in fsspec's configuration (as a user's would be)."""
+    import fsspec.config
+
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+    name = f"ckpt-{next(_buckets)}-{os.getpid()}"
+    fs.mkdir(name)
+    yield fs, name, endpoint, server.counter
+    fs.invalidate_cache()
+
+
+def _put(fs, local: Path, remote: str) -> None:
+    if local.is_dir():
+        for p in sorted(local.rglob("*")):
+            if p.is_file():
+                fs.put_file(str(p), f"{remote}/{p.relative_to(local).as_posix()}")
+    else:
+        fs.put_file(str(local), remote)
+
+
+def _put_bundle(fs, prefix: str, remote_dir: str) -> str:
+    """Upload a TF checkpoint's index and shards; returns the remote prefix (no scheme)."""
+    p = Path(prefix)
+    for f in sorted(p.parent.iterdir()):
+        if f.name.startswith(p.name + "."):
+            fs.put_file(str(f), f"{remote_dir}/{f.name}")
+    return f"{remote_dir}/{p.name}"
+
+
+def _expected(fixture: dict) -> dict:
+    with open(fixture["expected"], "rb") as f:
+        return pickle.load(f)
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("name", ["tf1_adam", "tf2_keras", "sharded", "tf1_partitioned",
+                                  "tf1_strings"])
+def test_tf_written_checkpoints_read_from_s3_equal_what_tensorflow_reads(
+        tf_fixtures, bucket, name):
+    fs, b, _, _ = bucket
+    fixture = tf_fixtures[name]
+    remote = _put_bundle(fs, fixture["prefix"], f"{b}/run")
+    expected = _expected(fixture)
+    with converter.read(f"s3://{remote}") as ckpt:
+        assert ckpt.source.path == f"s3://{remote}"
+        assert sorted(ckpt) == sorted(expected)
+        for key, value in expected.items():
+            assert_same(ckpt[key].read(), value, key)
+        with converter.read(fixture["prefix"]) as local:
+            assert [(t.name, t.kind, t.attrs) for t in ckpt.values()] == \
+                [(t.name, t.kind, t.attrs) for t in local.values()]
+
+
+def test_a_prefix_directory_names_its_latest_checkpoint(bucket):
+    fs, b, _, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    for url in (f"s3://{b}/mlp", f"s3://{b}/mlp/", f"s3://{b}/mlp/model.ckpt-1000.index",
+                f"s3://{b}/mlp/model.ckpt-1000.data-00000-of-00001"):
+        with converter.read(url) as ckpt:
+            assert ckpt.source.path == f"s3://{b}/mlp/model.ckpt-1000", url
+            assert ckpt.source.step == 1000
+
+
+def test_inspect_of_a_200_mb_bundle_fetches_under_one_percent(tmp_path, bucket, capsys):
+    fs, b, _, counter = bucket
+    rng = np.random.default_rng(0)
+    tensors = {f"layer{i}/kernel": rng.standard_normal((1250, 1000), dtype=np.float32)
+               for i in range(40)}  # 40 x 5 MB
+    tensors.update({f"layer{i}/bias": np.zeros(1000, np.float32) for i in range(40)})
+    converter.write(tensors, tmp_path / "big" / "model.ckpt", format="tf")
+    prefix = _put_bundle(fs, str(tmp_path / "big" / "model.ckpt"), f"{b}/big")
+    size = sum(fs.size(p) for p in fs.find(f"{b}/big"))
+    assert size > 200e6
+    counter.reset()
+    code, out, err = _run(capsys, "inspect", f"s3://{prefix}", "--json")
+    served = counter.sent
+    assert code == 0, err
+    assert served < 0.01 * size, (served, counter.requests)
+    remote = json.loads(out)
+    code, out, _ = _run(capsys, "inspect", str(tmp_path / "big" / "model.ckpt"), "--json")
+    local = json.loads(out)
+    assert remote["tensors"] == local["tensors"]
+    assert remote["count"] == 80 and remote["total_bytes"] == local["total_bytes"]
+
+
+def test_convert_s3_to_local_local_to_s3_and_s3_to_s3_give_the_local_bytes(
+        tmp_path, tf_fixtures, bucket, capsys):
+    fs, b, _, _ = bucket
+    prefix = tf_fixtures["tf1_adam"]["prefix"]
+    remote = _put_bundle(fs, prefix, f"{b}/src")
+    local_out = tmp_path / "local.safetensors"
+    assert _run(capsys, "convert", prefix, str(local_out))[0] == 0
+    want = local_out.read_bytes()
+
+    from_s3 = tmp_path / "from_s3.safetensors"
+    assert _run(capsys, "convert", f"s3://{remote}", str(from_s3))[0] == 0
+    assert from_s3.read_bytes() == want
+
+    code, _, err = _run(capsys, "convert", prefix, f"s3://{b}/out/up.safetensors")
+    assert code == 0, err
+    assert "s3://" + b + "/out/up.safetensors" in err
+    assert fs.cat_file(f"{b}/out/up.safetensors") == want
+
+    code, _, err = _run(capsys, "convert", f"s3://{remote}", f"s3://{b}/out/s2s.safetensors")
+    assert code == 0, err
+    assert fs.cat_file(f"{b}/out/s2s.safetensors") == want
+
+
+def test_a_bundle_written_to_s3_is_read_back_by_tensorflow(tmp_path, tf, tf_fixtures, bucket,
+                                                           capsys):
+    fs, b, _, _ = bucket
+    fixture = tf_fixtures["tf1_adam"]
+    code, _, err = _run(capsys, "convert", fixture["prefix"], f"s3://{b}/tf/model.ckpt",
+                        "--max-shard-size", "100")
+    assert code == 0, err
+    names = sorted(p.rpartition("/")[2] for p in fs.find(f"{b}/tf"))
+    assert "model.ckpt.index" in names and "checkpoint" not in names
+    shards = [n for n in names if ".data-" in n]
+    assert len(shards) > 1
+    fs.get(f"{b}/tf", str(tmp_path / "back"), recursive=True)
+    reader = tf.train.load_checkpoint(str(tmp_path / "back" / "model.ckpt"))
+    for key, value in _expected(fixture).items():
+        assert_same(np.asarray(reader.get_tensor(key)), value, key)
+
+
+def test_uploads_put_the_index_after_the_shards_it_names(tmp_path, bucket, monkeypatch):
+    fs, b, _, _ = bucket
+    order: list[str] = []
+    real = storage.upload
+
+    def recorded(local_path: str, url: str, **kw) -> None:
+        order.append(url.rpartition("/")[2])
+        real(local_path, url, **kw)
+
+    monkeypatch.setattr(storage, "upload", recorded)
+    tensors = {f"t{i}": np.full(300, i, np.float32) for i in range(4)}
+    converter.write(tensors, f"s3://{b}/sharded/", format="tf", max_shard_size=1000)
+    assert order[-2:] == ["model.ckpt.index", "checkpoint"]
+    assert all(".data-" in n for n in order[:-2]) and len(order) == 6
+    order.clear()
+    converter.write(tensors, f"s3://{b}/st/model.safetensors", max_shard_size=1000)
+    assert order[-1] == "model.safetensors.index.json"
+    assert len(order) == 5
+    with converter.read(f"s3://{b}/st/model.safetensors.index.json") as back:
+        for k, v in tensors.items():
+            assert_same(back[k].read(), v, k)
+
+
+def test_existing_objects_are_kept_without_force(tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    fs.pipe_file(f"{b}/o/w.npz", b"keep me")
+    code, _, err = _run(capsys, "convert", "examples/mlp", f"s3://{b}/o/w.npz")
+    assert code == 2
+    assert err.strip() == f"ckpt: error: s3://{b}/o/w.npz: exists (use --force to replace it)"
+    assert fs.cat_file(f"{b}/o/w.npz") == b"keep me"
+    code, _, err = _run(capsys, "convert", "examples/mlp", f"s3://{b}/o/w.npz", "--force")
+    assert code == 0, err
+    with converter.read(f"s3://{b}/o/w.npz") as back, converter.read("examples/mlp") as src:
+        for k in src:
+            assert_same(back[k].read(), src[k].read(), k)
+
+
+def test_an_output_may_not_replace_its_remote_source(bucket, capsys):
+    fs, b, _, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    src = f"s3://{b}/mlp/model.ckpt-1000"
+    before = fs.cat_file(f"{b}/mlp/model.ckpt-1000.index")
+    code, _, err = _run(capsys, "convert", src, src, "--to", "tf", "--force")
+    assert code == 2
+    assert "is the checkpoint being converted" in err
+    assert fs.cat_file(f"{b}/mlp/model.ckpt-1000.index") == before
+
+
+def _open_uploads(fs, b: str) -> list:
+    return fs.call_s3("list_multipart_uploads", Bucket=b).get("Uploads", [])
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, OSError])
+def test_an_interrupted_upload_leaves_no_object_and_no_open_multipart_upload(
+        tmp_path, bucket, monkeypatch, stop):
+    fs, b, _, _ = bucket
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 << 20))
+    real_open = open
+    reads = {"n": 0}
+
+    class Failing:
+        def __init__(self, f) -> None:
+            self.f = f
+
+        def read(self, n: int) -> bytes:
+            reads["n"] += 1
+            if reads["n"] == 3:  # two 5 MiB parts sent, the upload under way
+                raise stop("stopped")
+            return self.f.read(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.f.close()
+
+    def opening(path, mode="r", *a, **kw):
+        f = real_open(path, mode, *a, **kw)
+        return Failing(f) if str(path) == str(big) else f
+
+    monkeypatch.setattr("builtins.open", opening)
+    with pytest.raises(stop):
+        storage.upload(str(big), f"s3://{b}/up/big.bin", block=5 << 20)
+    monkeypatch.undo()
+    assert reads["n"] == 3
+    fs.invalidate_cache()
+    assert not fs.exists(f"{b}/up/big.bin")
+    assert _open_uploads(fs, b) == []
+
+
+def test_a_conversion_interrupted_while_uploading_leaves_no_index(tmp_path, bucket,
+                                                                  monkeypatch):
+    fs, b, _, _ = bucket
+    real = storage.upload
+
+    def failing(local_path: str, url: str, **kw) -> None:
+        if url.endswith(".index"):
+            raise KeyboardInterrupt
+        real(local_path, url, **kw)
+
+    monkeypatch.setattr(storage, "upload", failing)
+    with pytest.raises(KeyboardInterrupt):
+        converter.convert("examples/mlp", f"s3://{b}/cut/model.ckpt")
+    fs.invalidate_cache()
+    assert not fs.exists(f"{b}/cut/model.ckpt.index")
+    with pytest.raises(FormatError):
+        converter.read(f"s3://{b}/cut/model.ckpt")
+
+
+def test_verify_and_diff_on_s3(tmp_path, tf_fixtures, bucket, capsys):
+    fs, b, _, _ = bucket
+    prefix = tf_fixtures["sharded"]["prefix"]
+    remote = _put_bundle(fs, prefix, f"{b}/v")
+    code, out, err = _run(capsys, "verify", f"s3://{remote}", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ok"] and len(report["tensors"]) == len(tf_fixtures["sharded"]["shapes"])
+    assert _run(capsys, "diff", f"s3://{remote}", prefix)[0] == 0
+    # One byte changed in a shard: verify names the tensor and the URL, diff finds it.
+    shard = next(p for p in fs.find(f"{b}/v") if ".data-" in p)
+    data = bytearray(fs.cat_file(shard))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe_file(shard, bytes(data))
+    storage.forget("s3://" + shard)
+    code, out, _ = _run(capsys, "verify", f"s3://{remote}")
+    assert code == 1
+    assert f"s3://{shard}: tensor" in out and "checksum mismatch" in out
+    # A value changed in a valid file: diff on S3 finds it, as it does locally.
+    with converter.read(prefix) as src:
+        changed = {k: np.array(t.read()) for k, t in src.items() if not t.dtype.hasobject}
+    key = next(k for k, v in changed.items() if v.size and v.dtype.kind == "f")
+    changed[key].reshape(-1)[0] += 1
+    converter.write(changed, tmp_path / "changed.safetensors")
+    fs.put_file(str(tmp_path / "changed.safetensors"), f"{b}/v/changed.safetensors")
+    code, out, _ = _run(capsys, "diff", f"s3://{b}/v/changed.safetensors", prefix)
+    local = _run(capsys, "diff", str(tmp_path / "changed.safetensors"), prefix)
+    assert code == local[0] == 1
+    assert out == local[1]
+
+
+def test_a_truncated_remote_object_gives_the_local_error(tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    local_dir = tmp_path / "t"
+    shutil.copytree("examples/mlp", local_dir)
+    shard = local_dir / "model.ckpt-1000.data-00000-of-00001"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    _put(fs, local_dir, f"{b}/t")
+    storage.forget(f"s3://{b}/t/{shard.name}")
+    local = _run(capsys, "verify", str(local_dir / "model.ckpt-1000"))
+    remote = _run(capsys, "verify", f"s3://{b}/t/model.ckpt-1000")
+    assert local[0] == remote[0] == 1
+    assert remote[1] == local[1].replace(str(local_dir), f"s3://{b}/t")
+    code, _, err = _run(capsys, "convert", f"s3://{b}/t/model.ckpt-1000",
+                        str(tmp_path / "o.npz"))
+    assert code == 2
+    assert "the file is truncated" in err and f"s3://{b}/t/" in err
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".npy-dir"])
+def test_formats_read_from_local_files_only_are_fetched_then_removed(tmp_path, bucket, suffix):
+    fs, b, _, _ = bucket
+    tensors = {"a/w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(3, np.int64)}
+    if suffix == ".npy-dir":
+        converter.write(tensors, tmp_path / "d", format="npy")
+        _put(fs, tmp_path / "d", f"{b}/d")
+        url = f"s3://{b}/d"
+    else:
+        converter.write(tensors, tmp_path / f"w{suffix}")
+        _put(fs, tmp_path / f"w{suffix}", f"{b}/w{suffix}")
+        url = f"s3://{b}/w{suffix}"
+    ckpt = converter.read(url)
+    assert ckpt.source.path == url
+    staged = {t.span[0] for t in ckpt.values() if t.span}
+    for k, v in tensors.items():
+        assert_same(ckpt[k].read(), v, k)
+    ckpt.close()
+    assert not any(os.path.exists(p) for p in staged)
+
+
+def test_storage_options_reach_lazy_reads(tmp_path, bucket, monkeypatch):
+    import fsspec.config
+
+    fs, b, endpoint, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    monkeypatch.delitem(fsspec.config.conf, "s3")
+    url = f"s3://{b}/mlp/model.ckpt-1000"
+    for known in [k for k in list(storage._scoped) if k.startswith("s3://")]:
+        monkeypatch.delitem(storage._scoped, known)
+    ckpt = converter.read(url, storage_options={"endpoint_url": endpoint})
+    with converter.read("examples/mlp") as local:
+        for k in local:  # read after read() returned: the options were kept for the prefix
+            assert_same(ckpt[k].read(), local[k].read(), k)
+    ckpt.close()
+
+
+def test_credentials_never_appear_in_messages(bucket, capsys):
+    _, b, endpoint, _ = bucket
+    secret = "sEcReT-" + "x" * 20
+    code, out, err = _run(capsys, "inspect", f"s3://{b}-missing/x.safetensors",
+                          "--storage-option", f"secret={secret}",
+                          "--storage-option", "key=AKIDEXAMPLE",
+                          "--storage-option", f"endpoint_url={endpoint}")
+    assert code == 2
+    assert secret not in out + err and "AKIDEXAMPLE" not in out + err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_protocol_without_its_package_is_one_line_naming_it(capsys):
+    pytest.importorskip("fsspec")
+    try:
+        import gcsfs  # noqa: F401
+        pytest.skip("gcsfs is installed")
+    except ImportError:
+        pass
+    code, _, err = _run(capsys, "inspect", "gs://bucket/model.ckpt")
+    assert code == 2
+    assert err.strip().endswith("(pip install gcsfs)"), err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_http_is_read_only(capsys):
+    code, _, err = _run(capsys, "convert", "examples/mlp", "https://example.invalid/w.npz")
+    assert code == 2
+    assert "read-only" in err
+
+
+def test_batch_reads_remote_items_by_ranges(tmp_path, bucket, capsys):
+    fs, b, _, counter = bucket
+    rng = np.random.default_rng(1)
+    tensors = {f"layer{i}/kernel": rng.standard_normal((500, 1000), dtype=np.float32)
+               for i in range(10)}  # 10 x 2 MB
+    converter.write(tensors, tmp_path / "run" / "model.ckpt-5", format="tf")
+    _put_bundle(fs, str(tmp_path / "run" / "model.ckpt-5"), f"{b}/runs/a")
+    size = sum(fs.size(p) for p in fs.find(f"{b}/runs"))
+    counter.reset()
+    code, _, err = _run(capsys, "batch", f"s3://{b}/runs", "--to", "safetensors", "--out",
+                        str(tmp_path / "out"), "--only", "layer3/*", "--jobs", "1", "-q")
+    assert code == 0, err
+    # One tensor of ten crossed the network, not the whole item.
+    assert counter.sent < 0.2 * size, (counter.sent, size)
+    out = next((tmp_path / "out").rglob("*.safetensors"))
+    with converter.read(out) as back:
+        assert list(back) == ["layer3/kernel"]
+        assert_same(back["layer3/kernel"].read(), tensors["layer3/kernel"])
+
+
+def test_a_saved_model_on_s3_lists_its_signatures(tf_fixtures, bucket, capsys):
+    fs, b, _, _ = bucket
+    local = Path(tf_fixtures["savedmodel"]["prefix"]).parent.parent
+    assert (local / "saved_model.pb").is_file()
+    _put(fs, local, f"{b}/sm")
+    code, out, err = _run(capsys, "inspect", f"s3://{b}/sm", "--json")
+    assert code == 0, err
+    remote = json.loads(out)
+    code, out, _ = _run(capsys, "inspect", str(local), "--json")
+    want = json.loads(out)
+    assert remote["tensors"] == want["tensors"]
+    assert remote["meta_graphs"] == want["meta_graphs"] and remote["meta_graphs"]
+    assert remote["source"]["saved_model"] == f"s3://{b}/sm"
+
+
+def _http_server(root: Path, ranges: bool):
+    """A static file server on 127.0.0.1 that honours ``Range: bytes=A-B`` (or ignores it)."""
+    import functools
+    import http.server
+    import re
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def send_head(self):
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            path = Path(self.translate_path(self.path))
+            if not ranges or match is None or not path.is_file():
+                return super().send_head()
+            data = path.read_bytes()
+            start = int(match.group(1))
+            end = int(match.group(2)) + 1 if match.group(2) else len(data)
+            body = data[start:end]
+            self.send_response(206)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            import io
+            return io.BytesIO(body)
+
+    handler = functools.partial(Handler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_https_and_http_urls_read_a_checkpoint(tmp_path, ranges, capsys):
+    pytest.importorskip("aiohttp")
+    shutil.copytree("examples/mlp", tmp_path / "mlp")
+    converter.write({"w": np.arange(6, dtype=np.float32)}, tmp_path / "mlp" / "w.safetensors")
+    server = _http_server(tmp_path, ranges)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/mlp"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with converter.read(f"{base}/model.ckpt-1000") as remote, \
+                    converter.read("examples/mlp") as local:
+                for k in local:
+                    assert_same(remote[k].read(), local[k].read(), k)
+            with converter.read(f"{base}/w.safetensors") as st:
+                assert_same(st["w"].read(), np.arange(6, dtype=np.float32))
+        ignored = [w for w in caught if "ignores range requests" in str(w.message)]
+        assert len(ignored) == (0 if ranges else 2)  # once per object
+        code, _, err = _run(capsys, "convert", "examples/mlp", f"{base}/out.npz")
+        assert code == 2 and "read-only" in err
+    finally:
+        server.shutdown()
+
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify", "diff", "convert"])
+def test_storage_option_flag_reaches_every_command(tmp_path, bucket, monkeypatch, capsys,
+                                                   command):
+    import fsspec.config
+
+    fs, b, endpoint, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    monkeypatch.delitem(fsspec.config.conf, "s3")  # only the flag says where the server is
+    url = f"s3://{b}/mlp/model.ckpt-1000"
+    args = {"inspect": [url], "verify": [url], "diff": [url, "examples/mlp"],
+            "convert": [url, str(tmp_path / "o.safetensors")]}[command]
+    code, _, err = _run(capsys, command, *args, "--storage-option", f"endpoint_url={endpoint}")
+    assert code == 0, err
+    if command == "convert":
+        with converter.read(tmp_path / "o.safetensors") as out, \
+                converter.read("examples/mlp") as src:
+            for k in src:
+                assert_same(out[k].read(), src[k].read(), k)
