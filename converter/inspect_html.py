@@ -19,20 +19,18 @@ state: ``#expand=dense&expand=dense/kernel&filter=kernel`` opens those scopes an
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import dtypes, inspection
-from .inspection import Node
-from .outputs import outputs
+from . import display, dtypes, html_page, inspection, scopes
+from .scopes import Node
+from .sizes import human
 from .tensor import Checkpoint, Source, Tensor, as_checkpoint
 
 SAMPLE = 4096  # values read per tensor for its histogram
@@ -186,20 +184,6 @@ def _chosen(ckpt: Checkpoint, limit: int) -> list[str]:
     return [k for _, _, k in sorted(numeric[:limit], key=lambda x: x[1])]
 
 
-def _json_for_script(value: Any) -> str:
-    """JSON that an HTML parser cannot end early: ``<``, ``>`` and ``&`` as escapes."""
-    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
 class _Encoder:
     """The tree as nested arrays: ``[name, params, nbytes, dtypes, tensors, extra, children?]``,
     dtypes as an index into a shared table and ``extra`` (kind, shape, raw key, slots,
@@ -211,7 +195,7 @@ class _Encoder:
         self.table: dict[str, int] = {}
 
     def _dtypes(self, counts: Mapping[str, int]) -> int:
-        return self.table.setdefault(inspection.dtype_summary(counts), len(self.table))
+        return self.table.setdefault(scopes.dtype_summary(counts), len(self.table))
 
     def encode(self, node: Node) -> tuple[list[Any], Counter[str]]:
         kinds: Counter[str] = Counter()
@@ -231,9 +215,7 @@ class _Encoder:
                 extra["h"] = self.histograms[node.tensor]
         if set(kinds) != {"variable"}:
             extra["k"] = ", ".join(k for k, _ in kinds.most_common())
-        label = node.slot_label()
-        if not label and node.slot_nbytes and node.children:
-            label = f"+{_human(node.slot_nbytes)} optimizer slots"
+        label = display.slot_note(node)
         if label:
             extra["l"] = label
         out: list[Any] = [node.name, node.params, node.nbytes, self._dtypes(node.dtypes),
@@ -295,13 +277,7 @@ def page(checkpoint: Checkpoint | Mapping[str, Any], *, title: str = "checkpoint
                    for k, v in ckpt.metadata.items())
     sig = "\n".join(signatures or [])
     esc = html.escape
-    return "".join([
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        # No network: nothing may be fetched, whatever a name in the page says.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">",
-        f"<title>ckpt inspect: {esc(title)}</title><style>{_CSS}</style></head><body>",
+    body = [
         f"<header><h1>{esc(title)}</h1><p class=\"sum\">{esc(facts[0][1])}</p></header>",
         "<section id=\"facts\"><table>",
         "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts[1:]),
@@ -310,24 +286,19 @@ def page(checkpoint: Checkpoint | Mapping[str, Any], *, title: str = "checkpoint
         if meta else "",
         f"<section id=\"signatures\"><h2>Signatures</h2><pre>{esc(sig)}</pre></section>"
         if sig else "",
-        "<section id=\"scopes\"><h2>Scopes</h2>",
-        "<input id=\"q\" type=\"search\" placeholder=\"filter: part of a name, or a glob "
-        "(dense/*/kernel)\" autocomplete=\"off\"> <span id=\"count\"></span>",
-        "<div class=\"hd\"><span class=\"nm\">scope</span><span>params</span><span>bytes</span>"
-        "<span>dtypes</span><span>kind</span><span>shape / slots</span></div>",
-        "<div id=\"tree\"></div></section>",
+        html_page.tree_section("Scopes", ["scope", "params", "bytes", "dtypes", "kind",
+                                          "shape / slots"],
+                               "filter: part of a name, or a glob (dense/*/kernel)"),
         f"<section id=\"hist\"><h2>Histograms</h2><p>{esc(note)}</p>",
         f"<div class=\"hg\">{''.join(figures)}</div></section>",
-        f"<script type=\"application/json\" id=\"data\">{_json_for_script(data)}</script>",
-        f"<script>{_JS}</script></body></html>\n",
-    ])
-
+    ]
+    return html_page.document(f"ckpt inspect: {title}", body, data=data, script=_JS, css=_CSS)
 
 def _facts(ckpt: Checkpoint, source: Source | None, root: Node) -> list[tuple[str, str]]:
     total = sum(t.nbytes for t in ckpt.values())
-    line = f"{len(ckpt):,} tensors, {root.params + root.slot_params:,} values, {_human(total)}"
+    line = f"{len(ckpt):,} tensors, {root.params + root.slot_params:,} values, {human(total)}"
     if root.slot_params:
-        line += f" (optimizer slots: {root.slot_params:,} values, {_human(root.slot_nbytes)})"
+        line += f" (optimizer slots: {root.slot_params:,} values, {human(root.slot_nbytes)})"
     out = [("summary", line)]
     if source is not None:
         out.append(("format", source.format + (f" ({source.layout})" if source.layout else "")))
@@ -350,29 +321,14 @@ def write(checkpoint: Checkpoint | Mapping[str, Any], path: str | os.PathLike[st
           force: bool = False, **options: Any) -> int:
     """Write :func:`page` to ``path`` atomically (temporary name, then rename); an existing
     file is replaced only with ``force``. Returns the page's size in bytes."""
-    text = page(checkpoint, **options).encode("utf-8", "backslashreplace")
-    with outputs(force) as out:
-        out.new(Path(path)).write_bytes(text)
-    return len(text)
+    return html_page.write(page(checkpoint, **options), path, force=force)
 
 
+# The shared style (html_page.CSS) plus this page's columns and histograms.
 _CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
-h1{font-size:1.3em;margin:0;word-break:break-all}h2{font-size:1.1em;margin:1.2em 0 .4em}
-.sum{margin:.2em 0 1em;color:#444}table{border-collapse:collapse}
-th,td{text-align:left;padding:2px 10px 2px 0;vertical-align:top}th{color:#555;font-weight:600}
-pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto}
-#q{width:26em;padding:4px 6px;font:inherit}#count{color:#666}
-.hd,.r{display:grid;grid-template-columns:minmax(16em,2.4fr) 7em 6em 9em 6em minmax(8em,1.4fr);
-gap:8px;align-items:center}
-.hd{font-weight:600;color:#555;border-bottom:1px solid #ccc;margin-top:8px;padding:2px 0}
-.r{padding:1px 0;border-bottom:1px solid #eee}.r:hover{background:#eef4ff}
-.r>span{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.hd,.r{grid-template-columns:minmax(16em,2.4fr) 7em 6em 9em 6em minmax(8em,1.4fr)}
 .r>span:nth-child(2),.r>span:nth-child(3),.hd>span:nth-child(2),.hd>span:nth-child(3)
 {text-align:right}
-.tg{display:inline-block;width:1.1em;cursor:pointer;color:#36c;user-select:none}
-.leaf .tg{cursor:default;color:#bbb}.nm b{font-weight:600}.raw{color:#888;margin-left:.5em}
-.sl{color:#a60}.k{color:#666}.more{color:#888;font-style:italic;padding:2px 0}
 svg.hist{width:100%;height:48px;background:#fff;border:1px solid #ddd}
 svg.hist path{fill:#4a7fd0}svg.mini{width:80px;height:16px;vertical-align:middle;
 margin-left:6px;border:0}
@@ -380,115 +336,35 @@ margin-left:6px;border:0}
 figure{margin:0;background:#fff;border:1px solid #e3e3e3;padding:6px}
 figcaption{font-size:12px;word-break:break-all;margin-bottom:3px}
 .ax{display:flex;justify-content:space-between;font-size:11px;color:#666}
-small{color:#777;font-size:11px}.hide{display:none}
 """
 
-# Rows are made on demand: opening a scope renders its children only. Names go in through
-# textContent, never innerHTML.
+# Nodes: [name, params, nbytes, dtypes (index), tensors, extra, children?] (_Encoder).
 _JS = r"""
-(function(){
-"use strict";
-var D=JSON.parse(document.getElementById("data").textContent),SEP=D.sep,DT=D.dtypes;
-var tree=document.getElementById("tree"),q=document.getElementById("q"),
-count=document.getElementById("count");
-var LIMIT=2000,match=null,open=new Set([""]);
-function fmt(n){return n.toLocaleString("en-US");}
-function hb(n){var u=["B","KiB","MiB","GiB","TiB"],i=0;while(n>=1024&&i<4){n/=1024;i++;}
-return i?n.toFixed(1)+" "+u[i]:n+" B";}
-function pathOf(parent,name){return parent?parent+SEP+name:name;}
-function el(tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;
-if(text!==undefined)e.textContent=text;return e;}
-function regex(text){
-  // A glob when it has * or ?: * and ? match any characters, "/" included.
-  if(!/[*?]/.test(text))return null;
-  var s="";for(var i=0;i<text.length;i++){var c=text[i];
-    s+=c==="*"?".*":c==="?"?".":c.replace(/[\\^$.|+(){}\[\]]/g,"\\$&");}
-  return new RegExp("^"+s+"$","i");
-}
-// A scope that matches brings all it holds; hits count tensors, each once.
-function mark(node,path,test,out,inherited){
-  var kids=node[6],x=node[5],sum=0;
-  var hit=inherited||(path!==""&&(test(path)||!!(x&&x.r&&test(x.r))));
-  if(kids)for(var i=0;i<kids.length;i++)sum+=mark(kids[i],pathOf(path,kids[i][0]),test,out,hit);
-  var n=hit?(node[4]||1):sum;
-  if(n)out.set(node,n);
-  return n;
-}
-function setFilter(text){
-  text=text.trim();
-  if(!text){match=null;count.textContent="";render();return;}
-  var re=regex(text),low=text.toLowerCase();
-  var test=re?function(p){return re.test(p);}:function(p){return p.toLowerCase().indexOf(low)>=0;};
-  match=new Map();var n=mark(D.tree,"",test,match,false);
-  count.textContent=fmt(n)+" matching";
-  open=new Set([""]);
-  // Few matches: open every scope down to them; many: the first level only.
-  if(n<=LIMIT)match.forEach(function(v,node){open.add(node);});
-  render();
-  var figs=document.querySelectorAll("#hist figure");
-  for(var i=0;i<figs.length;i++){var nm=figs[i].getAttribute("data-name");
-    figs[i].classList.toggle("hide",!test(nm));}
-}
-function row(node,path,depth){
-  var x=node[5]||{},kids=node[6],r=el("div","r"+(kids?"":" leaf"));
-  r.setAttribute("data-path",path);
-  var first=el("span","nm");first.style.paddingLeft=(depth*1.1)+"em";
-  var tg=el("span","tg",kids?"\u25b8":"\u00b7");first.appendChild(tg);
-  first.appendChild(el("b",null,path?node[0]:"(all)"));
+treeView(function(D,h){
+var DT=D.dtypes,el=h.el,fmt=h.fmt;
+return {
+own:function(node){var x=node[5];return !!(x&&x.s);},
+cells:function(r,first,node,x){
   if(x.h!==undefined){var f=document.getElementById("h"+x.h);
     if(f){var s=f.querySelector("svg").cloneNode(true);s.classList.add("mini");
       first.appendChild(s);}}
   if(x.r)first.appendChild(el("span","raw",x.r));
-  r.appendChild(first);
   r.appendChild(el("span",null,fmt(node[1])));
-  r.appendChild(el("span",null,hb(node[2])));
+  r.appendChild(el("span",null,h.hb(node[2])));
   r.appendChild(el("span",null,DT[node[3]]||""));
   r.appendChild(el("span","k",x.k||"variable"));
   var last=el("span");
   if(x.s)last.appendChild(el("span",null,"["+x.s.join(", ")+"] "));
-  if(kids&&!x.s)last.appendChild(el("span",null,fmt(node[4])+
+  if(node[6]&&!x.s)last.appendChild(el("span",null,fmt(node[4])+
     (node[4]===1?" tensor ":" tensors ")));
   if(x.l)last.appendChild(el("span","sl",x.l));
   r.appendChild(last);
-  var wrap=el("div","s");wrap.appendChild(r);
-  if(kids){
-    var box=el("div","kids");wrap.appendChild(box);
-    var isOpen=open.has(path)||(match&&open.has(node));
-    function toggle(){
-      if(box.childNodes.length){box.textContent="";tg.textContent="\u25b8";open.delete(path);
-        open.delete(node);return;}
-      tg.textContent="\u25be";open.add(path);fill(box,node,path,depth+1);
-    }
-    tg.addEventListener("click",toggle);first.querySelector("b").addEventListener("click",toggle);
-    if(isOpen){tg.textContent="\u25be";fill(box,node,path,depth+1);}
-  }
-  return wrap;
+},
+filtered:function(test){
+  var figs=document.querySelectorAll("#hist figure");
+  for(var i=0;i<figs.length;i++){var nm=figs[i].getAttribute("data-name");
+    figs[i].classList.toggle("hide",!!test&&!test(nm));}
 }
-function fill(box,node,path,depth){
-  var kids=node[6]||[],shown=0,frag=document.createDocumentFragment();
-  for(var i=0;i<kids.length;i++){
-    if(match&&!match.has(kids[i]))continue;
-    if(shown===LIMIT){frag.appendChild(el("div","more",fmt(kids.length-i)+
-      " more not shown; filter to find them"));break;}
-    frag.appendChild(row(kids[i],pathOf(path,kids[i][0]),depth));shown++;
-  }
-  box.appendChild(frag);
-}
-function render(){
-  var t0=performance.now();tree.textContent="";
-  if(!match||match.has(D.tree))tree.appendChild(row(D.tree,"",0));
-  document.body.setAttribute("data-render-ms",(performance.now()-t0).toFixed(1));
-}
-var args=new URLSearchParams(location.hash.slice(1));
-args.getAll("expand").forEach(function(p){
-  var parts=p.split(SEP),acc="";
-  for(var i=0;i<parts.length;i++){acc=pathOf(acc,parts[i]);open.add(acc);}
+};
 });
-var f=args.get("filter");
-if(f){q.value=f;setFilter(f);}else render();
-var timer=0;
-q.addEventListener("input",function(){clearTimeout(timer);
-  timer=setTimeout(function(){setFilter(q.value);},150);});
-document.body.setAttribute("data-ready","1");
-})();
 """

@@ -26,3 +26,12 @@ def parse_size(value: int | str, what: str = "size") -> int:
     if size < 1:
         raise UsageError(f"{what} must be at least one byte: {value!r}")
     return int(size)
+
+
+def human(n: float) -> str:
+    """``512 B``, ``1.5 KiB``, ``3.2 GiB``: bytes in binary units, one decimal."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError

@@ -260,6 +260,24 @@ class Checkpoint(Mapping[str, Tensor]):
         return (f"Checkpoint({len(self)} tensors, metadata={self.metadata!r}, "
                 f"source={self.source!r})")
 
+    # Notebooks and IPython show the scope tree in small (converter.display), from the index
+    # alone: no tensor is read.
+    def _repr_html_(self) -> str:
+        from . import display
+
+        return display.html_view(self, self._heading())
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from . import display
+
+        display.pretty(p, self, self._heading(), cycle)
+
+    def _heading(self) -> str:
+        s = self.source
+        if s is None:
+            return "Checkpoint"
+        return f"Checkpoint ({s.format}{', ' + s.layout if s.layout else ''}) {s.path}"
+
 
 def as_checkpoint(obj: Checkpoint | Mapping[str, Any]) -> Checkpoint:
     """Accept a Checkpoint, or a mapping of names to arrays/Tensors, as a Checkpoint."""

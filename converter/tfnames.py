@@ -11,6 +11,8 @@ not by text.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -26,3 +28,35 @@ def natural_key(name: str) -> tuple[tuple[Any, ...], ...]:
     ``dense_10``, ``layers/dense_2/vars/0`` < ``layers/dense_10/vars/0``."""
     return tuple(tuple(int(c) if i % 2 else c for i, c in enumerate(_DIGITS.split(part)))
                  for part in name.split("/"))
+
+
+def plain_key(key: str) -> str:
+    """``a/b/.ATTRIBUTES/VARIABLE_VALUE`` → ``a/b``; a slot key → ``<variable path>/<slot>``."""
+    path = key[:-len(ATTR_SUFFIX)] if key.endswith(ATTR_SUFFIX) else key
+    if SLOT_MARK in path:
+        var_path, _, rest = path.partition(SLOT_MARK)
+        path = f"{var_path}/{rest.rsplit('/', 1)[-1]}"
+    return path
+
+
+def readable_names(entries: Sequence[tuple[str, str, Mapping[str, str]]]) -> list[str | None]:
+    """The readable name of each ``(source key, current name, attrs)`` of a TF2 checkpoint's
+    values (the object graph left out), or None where it keeps its name: the variable's
+    ``full_name`` when the reader found one and it is unique, else the key without
+    ``/.ATTRIBUTES/VARIABLE_VALUE``; slots become ``<variable>/<slot name>``."""
+    counts = Counter(attrs.get("full_name") for _, _, attrs in entries)
+    readable: dict[str, str] = {}
+    for source, name, attrs in entries:
+        full = attrs.get("full_name")
+        if full and counts[full] == 1:
+            readable[source] = full
+        elif name.endswith(ATTR_SUFFIX) or full:
+            readable[source] = plain_key(name)
+    out: list[str | None] = []
+    for source, _, attrs in entries:
+        slot_of, slot = attrs.get("slot_of"), attrs.get("slot_name")
+        if slot_of and slot:
+            out.append(f"{readable.get(slot_of, plain_key(slot_of))}/{slot}")
+        else:
+            out.append(readable.get(source))
+    return out

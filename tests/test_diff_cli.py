@@ -56,7 +56,8 @@ CASES = {
                           "net/dense/kernel/Adam": S, "global_step": STEP}),
 }
 OTHER_FLAGS = {"-h", "--help", "--json", "--strict-rules",  # tested below
-               "--storage-option"}  # tests/test_remote.py
+               "--storage-option",  # tests/test_remote.py
+               "--html", "--force"}  # tests/test_diff_html.py
 
 
 def _help() -> str:

@@ -1,6 +1,8 @@
 """``ckpt inspect SRC --html OUT.html``: the page opened in headless Chromium (tree, expanding a
 scope, filtering, histograms, escaping, a screenshot), its size for 20 000 tensors, the bounded
-sample its histograms are read from, and a SavedModel written by TensorFlow."""
+sample its histograms are read from, and a SavedModel written by TensorFlow. Also the page of
+``ckpt diff A B --html`` in Chromium, built on the same tree (the rest of it:
+tests/test_diff_html.py)."""
 
 from __future__ import annotations
 
@@ -330,3 +332,37 @@ def test_saved_model_page_has_tensorflows_signatures_and_values(written, tmp_pat
         shown = dom(tmp_path, page, "expand=dense")
         assert "dense/kernel" in shown.rows()  # the readable name, raw key beside it
         assert "kernel/.ATTRIBUTES/VARIABLE_VALUE" in shown.text
+
+
+@needs_chromium
+def test_diff_page_shows_only_differences_when_switched(tmp_path):
+    rng = np.random.default_rng(5)
+    a = {"dense/kernel": rng.standard_normal((4, 3)).astype(np.float32),
+         "dense/bias": np.zeros(3, np.float32),
+         "head/w": rng.standard_normal((3, 2)).astype(np.float32),
+         "head/b": np.zeros(2, np.float32),
+         "gone": np.arange(4, dtype=np.int64),
+         EVIL: np.zeros(2, np.float32)}
+    b = dict(a, **{"dense/bias": a["dense/bias"] + 1, "head/w": a["head/w"].reshape(2, 3),
+                   "new/x": np.ones(5, np.float32), EVIL: np.ones(2, np.float32)})
+    del b["gone"]
+    converter.write(a, tmp_path / "a.safetensors")
+    converter.write(b, tmp_path / "b.safetensors")
+    out = tmp_path / "d.html"
+    assert main(["diff", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"),
+                 "--html", str(out)]) == 1
+    parts = EVIL.split("/")
+    evil_scopes = {"/".join(parts[:i]) for i in range(1, len(parts) + 1)}  # EVIL included
+    everything = dom(tmp_path, out, "expand=dense&expand=head")
+    assert {"dense/kernel", "head/b", "dense/bias", "head/w", "gone"} <= set(everything.rows())
+    only = dom(tmp_path, out, "only=1")  # the switch, clicked as a user would
+    assert only.attr("body", "data-pwned") is None
+    marks = {a["data-path"]: a.get("data-status") for t, a in only.elements if "data-path" in a}
+    assert set(marks) == {"", "dense", "dense/bias", "head", "head/w", "gone", "new",
+                          "new/x"} | evil_scopes
+    assert {p: m for p, m in marks.items() if m} == {
+        "dense/bias": "values", "head/w": "shape", "gone": "only-a", "new/x": "only-b",
+        EVIL: "values"}
+    assert "5 matching" in "".join(only.text)
+    both = dom(tmp_path, out, "only=1&filter=head")
+    assert set(both.rows()) == {"", "head", "head/w"}

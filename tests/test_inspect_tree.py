@@ -10,7 +10,7 @@ import math
 import pytest
 
 import converter
-from converter import inspection
+from converter import inspection, scopes
 from converter.cli import main
 from tests.inspect_tf import tf_views as tf_views  # a fixture
 
@@ -20,7 +20,7 @@ def _shapes(tf_fixtures, fixture: str) -> dict[str, int]:
     return {k: math.prod(s) for k, s in tf_fixtures[fixture]["shapes"].items()}
 
 
-def _node(root: inspection.Node, path: str) -> inspection.Node:
+def _node(root: scopes.Node, path: str) -> scopes.Node:
     node = root
     for part in path.split("/"):
         node = node.children[part]
@@ -135,4 +135,4 @@ def test_name_based_checkpoints_have_no_readable_column(tf_fixtures, capsys):
 
 @pytest.mark.parametrize("names, sep", [(["a/b", "a.c"], "/"), (["bert.encoder.w", "x"], ".")])
 def test_scope_separator(names, sep):
-    assert inspection.scope_separator(names) == sep
+    assert scopes.scope_separator(names) == sep

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import human, parse_size
+from ..sizes import human
+from .common import parse_size
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 HELP = "convert every checkpoint in directories, globs and archives (parallel, resumable)"

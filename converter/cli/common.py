@@ -16,14 +16,6 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("size: ")) from None
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
 def add_storage(p: argparse.ArgumentParser) -> None:
     """``--storage-option KEY=VALUE`` for commands that take URLs (s3://, gs://, hf:// ...)."""
     p.add_argument("--storage-option", dest="storage_options", action="append",

@@ -13,7 +13,8 @@ from typing import Any
 from .. import api, outputs, registry, storage
 from ..errors import UsageError
 from ..rules import Rules
-from .common import add_source, human, parse_size, read_options
+from ..sizes import human
+from .common import add_source, parse_size, read_options
 from .rule_args import add_rule_args, dry_run_report, rule_warnings_to_stderr, rules_from_args
 
 HELP = "convert a checkpoint to another format"

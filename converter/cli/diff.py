@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
 
-from .. import api
+from .. import api, diff_html, outputs
 from ..diff import diff
+from ..sizes import human
 from .common import add_storage
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
@@ -18,6 +22,7 @@ HELP = "compare two checkpoints (exit 1 if they differ)"
 EXAMPLES = """examples:
   ckpt diff model.ckpt-1000 model.safetensors            # bit for bit
   ckpt diff a.npz b.h5 --rtol 1e-6 --atol 1e-8 --json
+  ckpt diff old.ckpt-1000 new.ckpt-2000 --html diff.html   # both trees side by side
   ckpt diff old.ckpt-1000 new.safetensors --preset drop-optimizer --map w=dense/kernel
                                                         # rules rename A's tensors only
 """
@@ -32,17 +37,38 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    "(default 0; with atol 0 too, values must be equal bit for bit)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", metavar="OUT.html",
+                   help="also write one self-contained page: both scope trees in one, each "
+                        "tensor marked (only in A or B, dtype, shape, values, equal), with a "
+                        "filter and an only-differences switch")
+    p.add_argument("--force", action="store_true", help="with --html: overwrite OUT.html")
     add_rule_args(p, dry_run=False, applies_to="A only (B is read as it is)")
 
 
 def run(args: argparse.Namespace) -> int:
     rules = rules_from_args(args)
-    with api.read(args.a) as a, api.read(args.b) as b, rule_warnings_to_stderr():
+    if args.html is not None:  # before a diff that may take long, not after
+        outputs.check_free([Path(args.html)], args.force)
+    with api.read(args.a) as a, api.read(args.b) as b, rule_warnings_to_stderr(), \
+            ExitStack() as guard:
+        if args.html is not None:  # the page may replace neither checkpoint
+            for src, ckpt in ((args.a, a), (args.b, b)):
+                guard.enter_context(outputs.from_source(Path(src), api.source_files(ckpt, src),
+                                                        Path(args.html)))
         if rules is not None:
             a = rules.apply(a)
         report = diff(a, b, rtol=args.rtol, atol=args.atol)
+        if args.html is not None:
+            facts = [("rename rules", "applied to A; B read as it is")] \
+                if rules is not None else []
+            size = diff_html.write(a, b, report, args.html, force=args.force,
+                                   title_a=str(args.a), title_b=str(args.b), rtol=args.rtol,
+                                   atol=args.atol, facts=facts)
+    wrote = f"wrote {args.html} ({human(size)})" if args.html is not None else None
     if args.json:
         print(json.dumps(report.to_dict()))
+        if wrote:
+            print(wrote, file=sys.stderr)  # stdout is the JSON alone
         return 0 if report.equal else 1
     for name in report.only_a:
         print(f"only in A: {name}")
@@ -60,4 +86,7 @@ def run(args: argparse.Namespace) -> int:
     same = len(report.tensors) - len(report.differing)
     print(f"{same} equal, {len(report.differing)} differ, {len(report.only_a)} only in A, "
           f"{len(report.only_b)} only in B")
+    if wrote:
+        print(wrote)
     return 0 if report.equal else 1
+

@@ -11,9 +11,10 @@ from typing import Any
 from .. import api, dtypes, graphs, inspect_html, outputs, registry, storage
 from ..errors import UsageError
 from ..graphs.metagraph import looks_like
+from ..sizes import human
 from ..tensor import Checkpoint, Source
 from . import inspect_values
-from .common import add_source, human, read_options
+from .common import add_source, read_options
 
 HELP = "list the tensors of a checkpoint (reads no tensor data unless asked for values)"
 EXAMPLES = """examples:

@@ -14,11 +14,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .. import dtypes, inspection
+from .. import display, dtypes, inspection
 from ..errors import UsageError
-from ..inspection import Node, Stats
+from ..inspection import Stats
 from ..tensor import Checkpoint, Tensor
-from .common import human
 
 SHOWN_NONFINITE = 10  # names listed on the NaN/Inf line before "and N more"
 
@@ -199,24 +198,5 @@ def _run_tree(args: argparse.Namespace, ckpt: Checkpoint) -> int:
     if args.json:
         print(json.dumps({"path": str(args.src), "tree": root.to_dict()}))
         return 0
-    rows = [(d, n) for d, n in root.walk() if d > 0]
-    width = max([2 * (d - 1) + len(n.name) for d, n in rows] + [5])
-    lines = [f"{'scope':<{width}}  {'params':>12} {'bytes':>10}  dtypes"]
-    for d, n in rows:
-        label = f"{'  ' * (d - 1)}{n.name}"
-        note = n.slot_label()
-        if not note and n.slot_nbytes and n.children:
-            note = f"+{human(n.slot_nbytes)} optimizer slots"
-        lines.append(f"{label:<{width}}  {n.params:>12,} {human(n.nbytes):>10}  "
-                     f"{inspection.dtype_summary(n.dtypes)}" + (f"  {note}" if note else ""))
-    lines.append(_tree_total(root))
-    print("\n".join(lines))
+    print("\n".join(display.tree_lines(root)))
     return 0
-
-
-def _tree_total(root: Node) -> str:
-    line = f"total: {root.params:,} values in {root.tensors} tensors, {human(root.nbytes)}"
-    if root.slot_params:
-        line += (f"; optimizer slots folded in: {root.slot_params:,} values, "
-                 f"{human(root.slot_nbytes)}")
-    return line

@@ -7,8 +7,9 @@ import json
 
 from .. import registry
 from ..errors import FormatError
+from ..sizes import human
 from ..verify import verify
-from .common import add_source, human, read_options
+from .common import add_source, read_options
 
 HELP = "check every tensor of a checkpoint (exit 1 if any is bad)"
 EXAMPLES = """examples:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ from typing import Any, ClassVar
 from ..errors import RenameError
 from ..kinds import SLOT_SUFFIX
 from ..tensor import Kind
-from ..tfnames import ATTR_SUFFIX, SLOT_MARK
+from ..tfnames import ATTR_SUFFIX, readable_names
 from .core import Entry, Pattern, Rule, check_str, each_entry
 from .ops import add_constant, gate_order, reorder, split
 
@@ -88,15 +87,6 @@ class UseEma(Preset):
         return out, [] if shadow_of else [f"found no '*{tail}' shadow"]
 
 
-def _plain_key(key: str) -> str:
-    """``a/b/.ATTRIBUTES/VARIABLE_VALUE`` → ``a/b``; a slot key → ``<variable path>/<slot>``."""
-    path = key[:-len(ATTR_SUFFIX)] if key.endswith(ATTR_SUFFIX) else key
-    if SLOT_MARK in path:
-        var_path, _, rest = path.partition(SLOT_MARK)
-        path = f"{var_path}/{rest.rsplit('/', 1)[-1]}"
-    return path
-
-
 @dataclass(frozen=True)
 class Tf2Names(Preset):
     """TF2 object keys to readable names: the variable's ``full_name`` when the reader found
@@ -107,23 +97,10 @@ class Tf2Names(Preset):
 
     def run(self, entries: list[Entry]) -> tuple[list[Entry], list[str]]:
         kept = [e for e in entries if e.kind != "object_graph"]
-        counts = Counter(e.attrs.get("full_name") for e in kept)
-        readable: dict[str, str] = {}
-        for e in kept:
-            full = e.attrs.get("full_name")
-            if full and counts[full] == 1:
-                readable[e.sources[0]] = full
-            elif e.name.endswith(ATTR_SUFFIX) or full:
-                readable[e.sources[0]] = _plain_key(e.name)
-        out = []
-        for e in kept:
-            slot_of, slot = e.attrs.get("slot_of"), e.attrs.get("slot_name")
-            if slot_of and slot:
-                e = e.renamed(f"{readable.get(slot_of, _plain_key(slot_of))}/{slot}")
-            elif e.sources[0] in readable:
-                e = e.renamed(readable[e.sources[0]])
-            out.append(e)
-        return out, [] if readable or len(kept) < len(entries) else ["found no TF2 object key"]
+        names = readable_names([(e.sources[0], e.name, e.attrs) for e in kept])
+        out = [e if n is None else e.renamed(n) for e, n in zip(kept, names, strict=True)]
+        found = any(e.attrs.get("full_name") or e.name.endswith(ATTR_SUFFIX) for e in kept)
+        return out, [] if found or len(kept) < len(entries) else ["found no TF2 object key"]
 
 
 _OUTPUT_INDEX = re.compile(r":\d+$")
