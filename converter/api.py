@@ -224,17 +224,18 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = False) -> Any:
+def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = False,
+                       sources: set[str] | frozenset[str] = frozenset()) -> Any:
     """For commands whose writer takes a local path (``migrate``, ``inspect --html``): run
     ``make(LOCAL)`` with a path in a private scratch directory standing for ``url``, then
     upload every file it made beside ``url``'s parent as one object each (indexes last, see
     :func:`storage.upload_all`); existing objects are refused unless ``force``. Returns what
-    ``make`` returned."""
+    ``make`` returned. ``sources`` are the URLs being read, which may not be replaced."""
     storage.check(url)
     if storage.protocol(url) in storage.READ_ONLY:
         raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
     base = storage.parent(url)
-    _refuse_existing([url.rstrip("/")], force, set())
+    _refuse_existing([url.rstrip("/")], force, set(sources))
     scratch = tempfile.mkdtemp(prefix="ckpt-upload-")
     try:
         root = os.path.join(scratch, "out")
@@ -247,7 +248,7 @@ def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = F
             raise UsageError(f"{url}: nothing was made to upload")
         targets = [(os.path.join(root, rel), storage.join(base, rel.replace(os.sep, "/")))
                    for rel in made]
-        _refuse_existing([t for _, t in targets], force, set())
+        _refuse_existing([t for _, t in targets], force, set(sources))
         outputs.note_committed(storage.upload_all(targets, replace=force))
         return result
     finally:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import display, dtypes, html_page, inspection, scopes
+from . import display, dtypes, html_page, inspection, scopes, storage
 from .scopes import Node
 from .sizes import human
 from .tensor import Checkpoint, Source, Tensor, as_checkpoint
@@ -102,6 +102,10 @@ class _Sampler:
         self.files.clear()
 
     def _pread(self, path: str, offset: int, n: int) -> bytes:
+        if storage.is_url(path):  # a sample by ranged reads
+            data = storage.open_file(path).pread(offset, n)
+            self.bytes_read += len(data)
+            return data
         fd = self.files.get(path)
         if fd is None:
             fd = self.files[path] = os.open(path, os.O_RDONLY)

@@ -720,3 +720,21 @@ def test_migrate_reads_from_and_writes_to_s3(tf, tmp_path, bucket, capsys):
                         f"{tmp_path / 'models.py'}:build", "--preset", "keras-names",
                         f"s3://{b}/keras/out.weights.h5")
     assert code == 2 and "exists" in err
+
+
+def test_html_pages_of_remote_checkpoints_go_to_remote_storage(tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    src = f"s3://{b}/mlp/model.ckpt-1000"
+    code, _, err = _run(capsys, "inspect", src, "--html", f"s3://{b}/pages/m.html")
+    assert code == 0, err
+    page = fs.cat_file(f"{b}/pages/m.html").decode()
+    assert page.startswith("<!DOCTYPE html>") and "hidden1/weights" in page
+    assert _run(capsys, "inspect", src, "--html", str(tmp_path / "m.html"))[0] == 0
+    assert (tmp_path / "m.html").read_text() == page  # the same page either way
+    code, _, err = _run(capsys, "inspect", src, "--html", f"s3://{b}/pages/m.html")
+    assert code == 2 and "exists" in err
+    code, _, err = _run(capsys, "diff", src, "examples/mlp", "--html", f"s3://{b}/pages/d.html")
+    assert code == 0, err
+    assert "softmax_linear" in fs.cat_file(f"{b}/pages/d.html").decode()
+    assert not Path("s3:").exists()

@@ -12,8 +12,9 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from .. import api, diff_html, outputs
+from .. import api, diff_html, outputs, storage
 from ..diff import diff
+from ..errors import UsageError
 from ..sizes import human
 from .common import add_storage
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
@@ -47,11 +48,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rules = rules_from_args(args)
-    if args.html is not None:  # before a diff that may take long, not after
+    remote_page = args.html is not None and storage.is_url(args.html)
+    if args.html is not None and not remote_page:  # before a diff that may take long
         outputs.check_free([Path(args.html)], args.force)
+    elif remote_page and not args.force and storage.exists(args.html):
+        raise UsageError(f"{args.html}: exists (use --force to replace it)")
     with api.read(args.a) as a, api.read(args.b) as b, rule_warnings_to_stderr(), \
             ExitStack() as guard:
-        if args.html is not None:  # the page may replace neither checkpoint
+        if args.html is not None and not remote_page:  # it may replace neither checkpoint
             for src, ckpt in ((args.a, a), (args.b, b)):
                 guard.enter_context(outputs.from_source(Path(src), api.source_files(ckpt, src),
                                                         Path(args.html)))
@@ -61,9 +65,15 @@ def run(args: argparse.Namespace) -> int:
         if args.html is not None:
             facts = [("rename rules", "applied to A; B read as it is")] \
                 if rules is not None else []
-            size = diff_html.write(a, b, report, args.html, force=args.force,
-                                   title_a=str(args.a), title_b=str(args.b), rtol=args.rtol,
-                                   atol=args.atol, facts=facts)
+            def page(out: Path | str) -> int:
+                return diff_html.write(a, b, report, out, force=args.force,
+                                       title_a=str(args.a), title_b=str(args.b),
+                                       rtol=args.rtol, atol=args.atol, facts=facts)
+
+            size = api.made_then_uploaded(
+                args.html, page, force=args.force,
+                sources=api.source_files(a, args.a) | api.source_files(b, args.b)) \
+                if remote_page else page(args.html)
     wrote = f"wrote {args.html} ({human(size)})" if args.html is not None else None
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -93,10 +93,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _html(args: argparse.Namespace, ckpt: Checkpoint, source: Source) -> int:
     graph = _saved_model(source)
-    with outputs.from_source(Path(args.src), api.source_files(ckpt, args.src), Path(args.html)):
-        size = inspect_html.write(ckpt, args.html, force=args.force, title=str(args.src),
+    files = api.source_files(ckpt, args.src)
+
+    def page(out: Path | str) -> int:
+        return inspect_html.write(ckpt, out, force=args.force, title=str(args.src),
                                   source=source,
                                   signatures=graphs.describe(graph) if graph else None)
+
+    if storage.is_url(args.html):  # made in scratch space, then uploaded
+        size = api.made_then_uploaded(args.html, page, force=args.force, sources=files)
+    else:
+        with outputs.from_source(Path(storage.local(args.src)), files, Path(args.html)):
+            size = page(args.html)
     print(f"wrote {args.html} ({len(ckpt)} tensors, {human(size)})")
     return 0
 
