@@ -738,3 +738,29 @@ def test_html_pages_of_remote_checkpoints_go_to_remote_storage(tmp_path, bucket,
     assert code == 0, err
     assert "softmax_linear" in fs.cat_file(f"{b}/pages/d.html").decode()
     assert not Path("s3:").exists()
+
+
+def test_batch_hands_storage_options_to_its_workers_and_records_none(tmp_path, bucket,
+                                                                     monkeypatch, capsys):
+    import fsspec.config
+
+    fs, b, endpoint, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/runs/mlp")
+    monkeypatch.delitem(fsspec.config.conf, "s3")  # the workers learn the endpoint from the flag
+    secret = "x" * 12 + "-SeCrEt"
+    code, out, err = _run(capsys, "batch", f"s3://{b}/runs", "--to", "npz", "--out",
+                          f"s3://{b}/converted", "--jobs", "2", "--json",
+                          "--storage-option", f"endpoint_url={endpoint}",
+                          "--storage-option", "config_kwargs={\"user_agent_extra\": \""
+                          + secret + "\"}")
+    assert code == 0, err
+    assert secret not in out + err
+    found = [p for p in fs.find(f"{b}/converted")]
+    assert any(p.endswith(".npz") for p in found)
+    manifest = next(p for p in found if p.endswith("manifest.jsonl"))
+    assert secret not in fs.cat_file(manifest).decode()
+    npz = next(p for p in found if p.endswith(".npz"))
+    fs.get_file(npz, str(tmp_path / "o.npz"))
+    with converter.read(tmp_path / "o.npz") as back, converter.read("examples/mlp") as src:
+        for k in src:
+            assert_same(back[k].read(), src[k].read(), k)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import registry
+from .. import registry, storage
 from ..errors import ConverterError, UsageError
 from .archive import extract
 from .discover import discover, in_shard
@@ -51,7 +52,8 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
           shard: tuple[int, int] | None = None, force: bool = False,
           progress: bool = False, executor: str = "local",
           scheduler: str | None = None, dry_run: bool = False,
-          max_unpacked: int | None = None, **options: Any) -> list[Result]:
+          max_unpacked: int | None = None, storage_options: Mapping[str, Any] | None = None,
+          **options: Any) -> list[Result]:
     """Convert every checkpoint found under ``sources`` into ``out`` (mirroring the tree).
 
     Args:
@@ -72,12 +74,25 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
         dry_run: write nothing; return the plan (status "planned", "skipped" or "failed").
         max_unpacked: the most bytes an archive may unpack to (default: 20 times its size,
             at least 1 GiB).
+        storage_options: fsspec options for remote sources and ``out`` (credentials,
+            ``endpoint_url`` ...), handed to every worker; never recorded in the manifest.
         **options: writer options for every item (``compress=True``, ``max_shard_size=...``).
 
     Returns:
         One :class:`Result` per item, in input order; failures do not stop the batch. Items
         whose output would lie outside ``out`` or collide with another item's fail.
     """
+    with storage.options(storage_options):
+        return _batch(sources, to, out, rules, jobs, resume, latest, shard, force, progress,
+                      executor, scheduler, dry_run, max_unpacked, storage_options or {},
+                      options)
+
+
+def _batch(sources: list[str], to: str, out: str | os.PathLike[str], rules: Any,
+           jobs: int | None, resume: bool, latest: bool, shard: tuple[int, int] | None,
+           force: bool, progress: bool, executor: str, scheduler: str | None, dry_run: bool,
+           max_unpacked: int | None, storage_options: Mapping[str, Any],
+           options: dict[str, Any]) -> list[Result]:
     registry.get(to)
     if executor not in ("local", "dask"):
         raise UsageError(f"unknown executor {executor!r} (local or dask)")
@@ -86,7 +101,7 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
     remote_out = is_url(str(out))
     out = str(out).rstrip("/") if remote_out else Path(out)
     job = Job(str(out), to, rules, force or resume, tuple(sorted(options.items())),
-              max_unpacked=max_unpacked)
+              max_unpacked=max_unpacked, storage_options=tuple(sorted(storage_options.items())))
     # (a resumed item may have left a complete older output: it is redone in place)
     if dry_run:
         previous = {}

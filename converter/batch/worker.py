@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import storage
 from ..errors import ConverterError
 from ..outputs import recording
 from .archive import extract
@@ -40,6 +41,8 @@ class Job:
     options: tuple[tuple[str, Any], ...] = ()  # writer options (compress, max_shard_size)
     scratch: str = ""  # the run's scratch directory, where this machine has one
     max_unpacked: int | None = None
+    # fsspec options for remote sources and outputs (credentials): not shown, not recorded.
+    storage_options: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
     conversion: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -177,13 +180,15 @@ def convert_item(item: Item, job: Job) -> Result:
                     job.max_unpacked)
             source = str(into / item.read_as)
         local = _made(scratch, item) / "out" / dst if remote_out else dst
-        with recording() as committed:  # a sharded output has no file named ``local``
+        with recording() as committed, \
+                storage.options(dict(job.storage_options)):  # sharded: no file named ``local``
             convert(source, local, to=to, rules=job.rules, force=job.force,
                     **dict(job.options)).close()
         produced = _outputs_of(committed, to)
         digest = _digest(produced)
         if remote_out:
-            upload(produced, out, str(dst.parent))
+            with storage.options(dict(job.storage_options)):
+                upload(produced, out, str(dst.parent))
         return Result(item.key, shown(item, out, to), "done", size, mtime,
                       time.perf_counter() - start, digest, conversion=job.conversion)
     except (ConverterError, OSError, RecursionError) as exc:

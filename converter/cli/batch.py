@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..sizes import human
-from .common import parse_size
+from .common import add_storage, parse_size
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 HELP = "convert every checkpoint in directories, globs and archives (parallel, resumable)"
@@ -24,7 +24,8 @@ EXAMPLES = """examples:
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="+", metavar="SRC",
                    help="files, TF prefixes, directories (searched recursively), globs, "
-                        ".tar/.tar.gz/.tgz/.zip archives")
+                        ".tar/.tar.gz/.tgz/.zip archives, URLs (s3://bucket/runs ...)")
+    add_storage(p)
     p.add_argument("--to", required=True, metavar="FORMAT", help="output format")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (mirrors the "
                                                                "input tree; holds manifest.jsonl)")
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                         jobs=args.jobs, resume=args.resume, latest=args.latest, shard=shard,
                         force=args.force, progress=not args.quiet and not args.dry_run,
                         executor=args.executor, scheduler=args.scheduler,
-                        dry_run=args.dry_run, max_unpacked=args.max_unpacked, **options)
+                        dry_run=args.dry_run, max_unpacked=args.max_unpacked,
+                        storage_options=dict(args.storage_options), **options)
     failed = [r for r in results if r.status == "failed"]
     if args.json:
         for r in results:
