@@ -764,3 +764,31 @@ def test_batch_hands_storage_options_to_its_workers_and_records_none(tmp_path, b
     with converter.read(tmp_path / "o.npz") as back, converter.read("examples/mlp") as src:
         for k in src:
             assert_same(back[k].read(), src[k].read(), k)
+
+
+@pytest.mark.parametrize(("target", "clean"), [("extra.meta", False), ("sm_tf1", True),
+                                               ("extra.ckpt", False)])
+def test_plan_against_targets_on_s3(tmp_path_factory, bucket, capsys, target, clean):
+    from tests.helpers import tf_available
+    if not tf_available():
+        pytest.skip("TensorFlow is not installed")
+    from tests.tf_fixtures_plan import built
+
+    fs, b, _, _ = bucket
+    out, _ = built(tmp_path_factory)
+    local = out / target
+    if local.is_dir():
+        _put(fs, local, f"{b}/t/{target}")
+    elif target.endswith(".meta"):
+        fs.put_file(str(local), f"{b}/t/{target}")
+    else:
+        _put_bundle(fs, str(local), f"{b}/t")
+    _put_bundle(fs, str(out / "base.ckpt"), f"{b}/src")
+    code, remote, _ = _run(capsys, "plan", f"s3://{b}/src/base.ckpt", "--target",
+                           f"s3://{b}/t/{target}", "--json")
+    want_code, want, _ = _run(capsys, "plan", str(out / "base.ckpt"), "--target", str(local),
+                              "--json")
+    assert code == want_code == (0 if clean else 1)
+    r, w = json.loads(remote), json.loads(want)
+    for key in ("matched", "missing", "unexpected", "shape_mismatch"):
+        assert r[key] == w[key], key

@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import dtypes
+from .. import dtypes, storage
 from ..errors import FormatError, UsageError
 from ..tensor import Checkpoint
 from .match import Target, pair, unexpected_if_left
@@ -127,6 +127,8 @@ def resolve(target: Any, tags: str | list[str] | tuple[str, ...] | None = None
             return "keras", target
         return "checkpoint", read_source(target)
     text = os.fspath(target)
+    if storage.is_url(text):
+        return _resolve_url(text, tags)
     path = Path(text)
     saved_model = path.is_dir() and (path / "saved_model.pb").is_file()
     if tags is not None and not saved_model:
@@ -197,3 +199,30 @@ def plan(src: Any, target: Any, rules: Any = None, *, match: str | None = None,
     if match in (None, "exact"):
         return exact(targets, ckpt)
     return pair(targets, ckpt, match=match, state=True, order=order)
+
+
+def _resolve_url(url: str, tags: str | list[str] | tuple[str, ...] | None
+                 ) -> tuple[str, Any]:
+    """:func:`resolve` for a target on remote storage: a ``.meta`` object, a SavedModel
+    prefix (its ``saved_model.pb``, fetched whole, as a local one is read whole) or a
+    checkpoint read by ranges."""
+    import tempfile
+
+    from .. import graphs
+    from ..graphs import metagraph
+
+    pb = storage.join(url, "saved_model.pb")
+    saved_model = not url.endswith(".meta") and storage.exists(pb)
+    if tags is not None and not saved_model:
+        raise UsageError(f"{url}: tags choose a SavedModel's MetaGraph; this is not one")
+    with tempfile.TemporaryDirectory(prefix="ckpt-plan-") as scratch:
+        if url.endswith(".meta"):
+            local = Path(storage.stage(url, scratch))
+            if metagraph.looks_like(local):
+                return "graph", graphs.meta_graph(local)
+        elif saved_model:
+            graph = metagraph.saved_model_variables(Path(storage.stage(pb, scratch)).parent,
+                                                    tags)
+            if graph.has_collection:
+                return "graph", graph
+    return "checkpoint", read_source(url)
