@@ -104,7 +104,7 @@ def _read_url(url: str, format: str | None, opts: dict[str, Any]
         return _call(reader, f"{fmt.name} reader", Path(storage.name(url)), url, **opts), fmt
     # A format read from local files only: the object (or the prefix's objects) is fetched
     # into a private directory that closing the checkpoint removes.
-    scratch = tempfile.mkdtemp(prefix="ckpt-remote-")
+    scratch = tempfile.mkdtemp(prefix="ckpt-remote-", dir=storage.scratch_dir())
     try:
         local = Path(storage.stage(url, scratch))
         ckpt = _call(module.read, f"{fmt.name} reader", local, local, **opts)

@@ -48,6 +48,25 @@ _options: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.Context
     "storage_options", default=None)
 
 
+_scratch: contextvars.ContextVar[str | None] = contextvars.ContextVar("scratch", default=None)
+
+
+@contextlib.contextmanager
+def scratch(directory: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Put the local copies of remote objects made inside the block (formats read from local
+    files only) under ``directory`` instead of the system's temporary directory: a batch
+    worker keeps each item's files in its own scratch space, removed with it."""
+    token = _scratch.set(os.fspath(directory) if directory is not None else None)
+    try:
+        yield
+    finally:
+        _scratch.reset(token)
+
+
+def scratch_dir() -> str | None:
+    return _scratch.get()
+
+
 def is_url(text: str | os.PathLike[str]) -> bool:
     """Whether ``text`` names remote storage; ``file://`` URLs name local paths (see
     :func:`local`), and so does everything without a scheme."""

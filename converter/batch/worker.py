@@ -167,7 +167,7 @@ def convert_item(item: Item, job: Job) -> Result:
     _worker["busy"] = True
     try:
         source = item.source
-        if (item.members and not item.unpacked) or remote_out:
+        if (item.members and not item.unpacked) or remote_out or item.remote:
             scratch, own = _item_scratch(job)
         if item.remote:
             # Read where it lies, by ranges: only the bytes of its tensors cross the network.
@@ -180,8 +180,8 @@ def convert_item(item: Item, job: Job) -> Result:
                     job.max_unpacked)
             source = str(into / item.read_as)
         local = _made(scratch, item) / "out" / dst if remote_out else dst
-        with recording() as committed, \
-                storage.options(dict(job.storage_options)):  # sharded: no file named ``local``
+        with recording() as committed, storage.options(dict(job.storage_options)), \
+                storage.scratch(scratch):  # a sharded output has no file named ``local``
             convert(source, local, to=to, rules=job.rules, force=job.force,
                     **dict(job.options)).close()
         produced = _outputs_of(committed, to)
