@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import json
 import os
 import re
@@ -554,3 +555,72 @@ def stage(url: str, into: str) -> str:
         except FileNotFoundError:
             raise FormatError(f"{url}: {name(path)} went away while it was read") from None
     return local_path
+
+
+class RangeReader(io.RawIOBase):
+    """A read-only, seekable file object over a :class:`RemoteFile`, for libraries that want
+    one (zipfile). Small reads are served from one cached block read ahead, so parsing a
+    zip directory or a member's header costs a request per block, not per call."""
+
+    def __init__(self, obj: RemoteFile, block: int = 64 << 10) -> None:
+        super().__init__()
+        self.obj = obj
+        self.pos = 0
+        self.BLOCK = block
+        self._block: tuple[int, bytes] = (0, b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.obj.size}[whence]
+        if base + offset < 0:
+            raise OSError(f"{self.obj.url}: seek before the start")
+        self.pos = base + offset
+        return self.pos
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        n = min(len(view), self.obj.size - self.pos)
+        if n <= 0:
+            return 0
+        start, block = self._block
+        if not (start <= self.pos and self.pos + n <= start + len(block)):
+            if n >= self.BLOCK:
+                view[:n] = self.obj.pread(self.pos, n)
+                self.pos += n
+                return n
+            start = self.pos
+            block = self.obj.pread(start, min(self.BLOCK, self.obj.size - start))
+            self._block = (start, block)
+        at = self.pos - start
+        view[:n] = block[at:at + n]
+        self.pos += n
+        return n
+
+
+class RangeBuffer:
+    """``buf[a:b]`` (bytes) and ``len(buf)`` over a :class:`RemoteFile`, where readers slice a
+    memory map of a local file."""
+
+    def __init__(self, obj: RemoteFile) -> None:
+        self.obj = obj
+        self._reader = RangeReader(obj, 4 << 10)  # headers: a few hundred bytes each
+
+    def __len__(self) -> int:
+        return self.obj.size
+
+    def __getitem__(self, cut: slice) -> bytes:
+        start, stop, step = cut.indices(self.obj.size)
+        if step != 1:
+            raise ValueError("only contiguous slices")
+        if stop <= start:
+            return b""
+        self._reader.seek(start)
+        return self._reader.read(stop - start) or b""

@@ -134,10 +134,12 @@ def first_line(exc: BaseException) -> str:
 MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits, plus block overhead)
 
 
-def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
+def check_declared(path: Path | str, info: zipfile.ZipInfo, what: str,
+                   size: int | None = None) -> None:
     """Refuse a compressed member whose declared size its compressed bytes cannot produce
-    (or that the archive cannot hold): it would be allocated before a byte is inflated."""
-    archive = path.stat().st_size
+    (or that the archive, of ``size`` bytes when it is not a local file, cannot hold): it
+    would be allocated before a byte is inflated."""
+    archive = Path(path).stat().st_size if size is None else size
     if info.compress_type == zipfile.ZIP_STORED:
         limit = archive
     elif info.compress_type == zipfile.ZIP_DEFLATED:
@@ -175,16 +177,18 @@ def stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
     return start
 
 
-def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cap: int) -> bytes:
+def read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path | str, cap: int,
+                size: int | None = None) -> bytes:
     """A small zip member (a JSON side file, a config) whole, refused in one line when it
     declares or inflates to more than ``cap`` bytes or more than 1 MiB plus twice the archive's
     size: parsed JSON takes up to ~25 times its text in memory, so its text must stay a small
     multiple of the file that holds it. zipfile's own errors propagate."""
-    limit = min(cap, (1 << 20) + 2 * path.stat().st_size)
+    archive = Path(path).stat().st_size if size is None else size
+    limit = min(cap, (1 << 20) + 2 * archive)
     if info.file_size > limit:
         raise FormatError(f"{path}: {info.filename} declares {info.file_size} bytes, more than "
                           f"the {limit} allowed")
-    check_declared(path, info, info.filename)
+    check_declared(path, info, info.filename, archive)
     with zf.open(info) as f:
         raw = f.read(limit + 1)  # its declared size may lie; zipfile stops there anyway
     if len(raw) > limit:

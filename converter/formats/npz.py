@@ -22,6 +22,7 @@ or allocated beyond what the file can back.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from typing import IO
 
 import numpy as np
 
+from .. import storage
 from ..errors import CorruptionError, FormatError
 from ..outputs import outputs
 from ..progress import tracked
@@ -82,12 +84,17 @@ ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
               ValueError, OSError, struct.error, OverflowError)
 
 
-def _open(path: Path) -> zipfile.ZipFile:
+def _open(path: Path | str, source: IO[bytes] | None = None) -> zipfile.ZipFile:
+    """The archive at ``path``, or read from the file object ``source`` (a remote object)."""
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(source if source is not None else path)
     except ZIP_ERRORS as exc:
         raise FormatError(f"{path}: not a valid .npz (zip) file: {first_line(exc)}") from None
-    expected = _central_count(path)
+    if source is not None:
+        expected = _central_count(source)
+    else:
+        with open(path, "rb") as f:
+            expected = _central_count(f)
     if expected is not None and expected != len(zf.filelist):
         zf.close()
         raise FormatError(f"{path}: the zip directory lists {len(zf.filelist)} members but its "
@@ -95,14 +102,13 @@ def _open(path: Path) -> zipfile.ZipFile:
     return zf
 
 
-def _central_count(path: Path) -> int | None:
+def _central_count(f: IO[bytes]) -> int | None:
     """The member count the end-of-central-directory record states (None for zip64 or when the
     record cannot be found; zipfile has checked it exists). zipfile itself does not compare it
     with what it parsed, so a damaged length inside the directory can hide members."""
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - (22 + 0xFFFF)))
-        tail = f.read()
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - (22 + 0xFFFF)))
+    tail = f.read()
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + 22 > len(tail):
         return None
@@ -110,13 +116,14 @@ def _central_count(path: Path) -> int | None:
     return None if count == 0xFFFF else count
 
 
-def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict, dict]:
+def _side(zf: zipfile.ZipFile, path: Path | str, size: int | None = None
+          ) -> tuple[dict, dict, dict]:
     """``(tensors, metadata, names)`` from the side member, checked for shape."""
     if SIDE not in zf.namelist():
         return {}, {}, {}
     info = zf.getinfo(SIDE)
     try:
-        side = json.loads(read_capped(zf, info, path, MAX_SIDE))
+        side = json.loads(read_capped(zf, info, path, MAX_SIDE, size))
     except RecursionError:
         raise FormatError(f"{path}: {SIDE} is nested too deeply") from None
     except ZIP_ERRORS as exc:  # JSON and Unicode errors are ValueErrors too
@@ -135,17 +142,32 @@ def _side(zf: zipfile.ZipFile, path: Path) -> tuple[dict, dict, dict]:
 def read(path: Path, *, allow_pickle: bool = False) -> Checkpoint:
     zf = _open(path)
     try:
-        return _read(zf, path, allow_pickle)
+        buf = map_file(path)
+        return _read(zf, str(path), allow_pickle, buf, path.stat().st_size, None)
     except BaseException:
         zf.close()
         raise
 
 
-def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
+def read_url(url: str, *, allow_pickle: bool = False) -> Checkpoint:
+    """An ``.npz`` object on remote storage: its central directory and each member's local
+    header by ranged reads; a stored member's bytes by a ranged read when asked for, a
+    deflated one streamed through zipfile."""
+    obj = storage.open_file(url)
+    zf = _open(url, io.BufferedReader(storage.RangeReader(obj), 1 << 16))
+    try:
+        return _read(zf, url, allow_pickle, storage.RangeBuffer(obj), obj.size, obj)
+    except BaseException:
+        zf.close()
+        raise
+
+
+def _read(zf: zipfile.ZipFile, path: str, allow_pickle: bool, buf, size: int,
+          remote: storage.RemoteFile | None) -> Checkpoint:
+    """The archive's tensors; ``buf`` slices its bytes (a memory map of a local file, or a
+    :class:`storage.RangeBuffer` of the ``remote`` object)."""
     infos = zf.infolist()
-    side_tensors, metadata, names = _side(zf, path)
-    buf = map_file(path)
-    size = path.stat().st_size
+    side_tensors, metadata, names = _side(zf, path, size)
     tensors: dict[str, Tensor] = {}
     for info in infos:
         if not info.filename:  # zipfile's is_dir() would raise IndexError
@@ -158,7 +180,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         where = f"{path}: tensor {name!r}"
         if name in tensors:
             raise FormatError(f"{where}: stored twice")
-        check_declared(path, info, f"tensor {name!r}")
+        check_declared(path, info, f"tensor {name!r}", size)
         start = stored_start(buf, info, size)
         try:
             if start is not None:  # read in place: zipfile's per-member set-up costs more
@@ -202,10 +224,16 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
             def in_place(d=dtype, s=shape, o=start, e=entry, w=where, i=info, h=hlen
                          ) -> np.ndarray:
                 # numpy.load checks the member's CRC-32 (zipfile does as it reads); so do we.
-                member = memoryview(buf)[o - h:o + i.file_size - h] if i.file_size else b""
+                member: bytes | memoryview
+                if remote is not None:  # the member, header and all, in one ranged read
+                    member = remote.pread(o - h, i.file_size)
+                    data, at = member, h
+                else:
+                    member = memoryview(buf)[o - h:o + i.file_size - h] if i.file_size else b""
+                    data, at = buf, o
                 if zlib.crc32(member) != i.CRC:
                     raise CorruptionError(f"{w}: CRC-32 mismatch (data corrupted)")
-                return _npyfmt.restore(frombuffer(buf, d, s, o), e, w)
+                return _npyfmt.restore(frombuffer(data, d, s, at), e, w)
             load: Callable[[], np.ndarray] = in_place
             if not entry or entry.get("dtype") != "string":
                 span = (str(path), start, nbytes)
@@ -216,7 +244,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
     closers = [zf.close, lambda: release(buf)]
     return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()},
-                      source=Source("npz", str(path)), closers=closers)
+                      source=Source("npz", path), closers=closers)
 
 
 def integrity(path: Path) -> dict[str, str]:
