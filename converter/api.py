@@ -204,13 +204,7 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
         # The scratch files are not what was written; their sweeps show the earlier shards.
         with outputs.recording(), outputs.recording_sweeps() as sweeps:
             written = _write(ckpt, _output_path(local, fmt), fmt, True, opts)
-        made = sorted(os.path.relpath(os.path.join(d, f), root)
-                      for d, _, files in os.walk(root) for f in files)
-        if not made:
-            raise UsageError(f"{url}: the {fmt.name} writer made no file to upload")
-        targets = [(os.path.join(root, rel), storage.join(base, rel.replace(os.sep, "/")))
-                   for rel in made]
-        _refuse_existing([t for _, t in targets], force, sources)
+        targets = _targets(root, url, base, force, sources)
         stale = _stale_objects(sweeps, root, base, {t for _, t in targets})
         for target in stale:
             if target in sources:
@@ -242,17 +236,26 @@ def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = F
         os.makedirs(root)
         with outputs.recording():
             result = make(Path(root) / storage.name(url))
-        made = sorted(os.path.relpath(os.path.join(d, f), root)
-                      for d, _, files in os.walk(root) for f in files)
-        if not made:
-            raise UsageError(f"{url}: nothing was made to upload")
-        targets = [(os.path.join(root, rel), storage.join(base, rel.replace(os.sep, "/")))
-                   for rel in made]
-        _refuse_existing([t for _, t in targets], force, set(sources))
+        targets = _targets(root, url, base, force, set(sources))
         outputs.note_committed(storage.upload_all(targets, replace=force))
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _targets(root: str, url: str, base: str, force: bool, sources: set[str]
+             ) -> list[tuple[str, str]]:
+    """``(local file, URL)`` for every file made under the scratch ``root``, placed under
+    ``base`` as it lies under ``root``; refused when nothing was made, or when one exists and
+    not ``force``."""
+    made = sorted(os.path.relpath(os.path.join(d, f), root)
+                  for d, _, files in os.walk(root) for f in files)
+    if not made:
+        raise UsageError(f"{url}: nothing was made to upload")
+    targets = [(os.path.join(root, rel), storage.join(base, rel.replace(os.sep, "/")))
+               for rel in made]
+    _refuse_existing([t for _, t in targets], force, sources)
+    return targets
 
 
 def _stale_objects(sweeps: list[tuple[Path, str]], root: str, base: str,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import HERE, tf_available
+from tests.helpers import HERE, s3_client_for, tf_available
 
 # Before TensorFlow is first imported: tf.keras is tf-keras 2, `import keras` stays Keras 3.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -62,19 +62,11 @@ def s3(monkeypatch):
     """An S3 file system against a moto server on 127.0.0.1 (endpoint and test credentials set
     for fsspec too). moto's state outlives its server in one process: use a bucket per test."""
     moto_server = pytest.importorskip("moto.server")
-    s3fs = pytest.importorskip("s3fs")
-    import fsspec.config
+    pytest.importorskip("s3fs")
 
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                           ("AWS_DEFAULT_REGION", "us-east-1")):
-            monkeypatch.setenv(key, value)
-        monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
-        fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-        yield fs
+        yield s3_client_for(server, monkeypatch)[0]
     finally:
         server.stop()

@@ -192,3 +192,18 @@ def written_once(script: str, tmp_path_factory) -> tuple[Path, dict]:
         with open(out / "expected.pkl", "rb") as f:
             _WRITTEN[script] = (out, pickle.load(f))
     return _WRITTEN[script]
+
+
+def s3_client_for(server, monkeypatch):
+    """``(fs, endpoint)`` for a moto server started in this process: test credentials in the
+    environment and the endpoint in fsspec's configuration, as a user's would be."""
+    import fsspec.config
+    import s3fs
+
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+    return s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True), endpoint

@@ -23,7 +23,7 @@ from converter import storage
 from converter.cli import main
 from converter.errors import FormatError
 
-from .helpers import assert_same
+from .helpers import assert_same, s3_client_for
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
@@ -82,15 +82,7 @@ def server():
 def bucket(server, monkeypatch):
     """``(fs, bucket name, endpoint, counter)``: a fresh bucket, credentials in the
     environment and the endpoint in fsspec's configuration (as a user's would be)."""
-    import fsspec.config
-
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_DEFAULT_REGION", "us-east-1")):
-        monkeypatch.setenv(key, value)
-    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
-    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+    fs, endpoint = s3_client_for(server, monkeypatch)
     name = f"ckpt-{next(_buckets)}-{os.getpid()}"
     fs.mkdir(name)
     yield fs, name, endpoint, server.counter
@@ -307,9 +299,9 @@ def test_an_interrupted_upload_leaves_no_object_and_no_open_multipart_upload(
     assert _open_uploads(fs, b) == []
 
 
-def test_a_conversion_interrupted_while_uploading_leaves_no_index(tmp_path, bucket,
-                                                                  monkeypatch):
-    fs, b, _, _ = bucket
+def _stop_at_the_index(monkeypatch):
+    """Make uploads stop (as Ctrl-C would) when they reach an ``.index`` object; returns the
+    real upload."""
     real = storage.upload
 
     def failing(local_path: str, url: str, **kw) -> None:
@@ -318,6 +310,13 @@ def test_a_conversion_interrupted_while_uploading_leaves_no_index(tmp_path, buck
         real(local_path, url, **kw)
 
     monkeypatch.setattr(storage, "upload", failing)
+    return real
+
+
+def test_a_conversion_interrupted_while_uploading_leaves_no_index(tmp_path, bucket,
+                                                                  monkeypatch):
+    fs, b, _, _ = bucket
+    _stop_at_the_index(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         converter.convert("examples/mlp", f"s3://{b}/cut/model.ckpt")
     fs.invalidate_cache()
@@ -650,14 +649,7 @@ def test_an_interrupted_replacement_leaves_no_old_index_over_new_data(tmp_path, 
                                                                      monkeypatch):
     fs, b, _, _ = bucket
     converter.convert("examples/mlp", f"s3://{b}/r/model.ckpt")
-    real = storage.upload
-
-    def failing(local_path: str, url: str, **kw) -> None:
-        if url.endswith(".index"):
-            raise KeyboardInterrupt
-        real(local_path, url, **kw)
-
-    monkeypatch.setattr(storage, "upload", failing)
+    real = _stop_at_the_index(monkeypatch)
     changed = {"w": np.ones(3, np.float32)}
     with pytest.raises(KeyboardInterrupt):
         converter.write(changed, f"s3://{b}/r/model.ckpt", format="tf", force=True)
