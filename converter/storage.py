@@ -104,7 +104,7 @@ def check(url: str) -> str:
     segments = parts.path.split("/")[1:]
     if segments and segments[-1] == "":
         segments = segments[:-1]  # a trailing / names a prefix
-    if any(seg in ("", ".", "..") for seg in segments) or not parts.netloc:
+    if any(seg in ("", ".", "..") for seg in segments):  # (memory:///x has no host)
         raise UsageError(f"{url}: '.', '..' or empty parts in a URL are refused (name the "
                          "object by its plain path)")
     return url
