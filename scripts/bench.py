@@ -577,64 +577,130 @@ for path in sys.argv[3:]:
 """
 
 
+# The servers of the remote rows, each in a child process of its own (a server in this
+# process would count in every child's peak RSS, which starts from ours at fork). It prints
+# its port, then serves until killed. ``moto``: an S3 server counting the bytes it sends
+# (GET /__count__ answers and resets the count). ``files DIR``: DIR's files over HTTP with
+# Range requests served from disk.
+SERVER = """
+import io, os, re, sys, threading
+kind = sys.argv[1]
+if kind == "moto":
+    from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequestHandler,
+                                               create_backend_app)
+    from werkzeug.serving import make_server
+    app, sent = DomainDispatcherApplication(create_backend_app), [0]
+    def counting(environ, start_response):
+        if environ.get("PATH_INFO") == "/__count__":
+            body, sent[0] = str(sent[0]).encode(), 0
+            start_response("200 OK", [("Content-Length", str(len(body)))])
+            return [body]
+        def body():
+            for chunk in app(environ, start_response):
+                sent[0] += len(chunk)
+                yield chunk
+        return body()
+    server = make_server("127.0.0.1", 0, counting, True, request_handler=MotoRequestHandler)
+else:
+    import functools, http.server
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+        def send_head(self):
+            m = re.fullmatch(r"bytes=(\\d+)-(\\d*)", self.headers.get("Range", ""))
+            path = self.translate_path(self.path)
+            if m is None or not os.path.isfile(path):
+                return super().send_head()
+            size = os.path.getsize(path)
+            start = int(m.group(1))
+            end = min(int(m.group(2)) + 1 if m.group(2) else size, size)
+            with open(path, "rb") as f:
+                f.seek(start)
+                body = f.read(end - start)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return io.BytesIO(body)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[2]))
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+PUT = """
+import sys, s3fs
+fs = s3fs.S3FileSystem(endpoint_url=sys.argv[1])
+fs.mkdir("bench")
+for f in sys.argv[2:]:
+    fs.put_file(f, "bench/mid/" + f.rpartition("/")[2])
+"""
+
+
+def _server(*args: str) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(python_code(SERVER, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=child_env(), text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.strip().isdigit():
+        proc.kill()
+        raise RuntimeError(f"the {args[0]} server did not start")
+    return proc, int(line)
+
+
 def bench_remote(workdir: Path, outdir: Path, repeat: int) -> list[Row]:
-    """Against a moto S3 server in this process on 127.0.0.1: ``ckpt convert s3://...`` of
-    a 512 MiB bundle to a local safetensors file vs downloading its objects with fsspec, and
-    the bytes the server sent for ``ckpt inspect s3://...`` (counted as they leave it)."""
+    """A 512 MiB bundle on a moto S3 server on 127.0.0.1 and on a plain HTTP server with
+    ranges: ``ckpt convert URL OUT.safetensors`` vs fsspec's ``get_file`` of its objects from
+    the same server (download only, fsynced as our output is), and the bytes the S3 server sent
+    for ``ckpt inspect s3://...``. moto reads a whole object for every ranged GET, so its row
+    overstates what ranged reads cost; the HTTP row is the cost of our reading."""
     try:
-        import s3fs
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server
+        import moto  # noqa: F401
+        import s3fs  # noqa: F401
     except ImportError as exc:
         missing = Measurement(None, None, [], f"skipped ({exc.name} is not installed)")
         return [row("remote 512 MiB", "convert s3:// to safetensors", missing, "fsspec get",
                     missing)]
-    import threading
+    import urllib.request
 
     prefix, _ = make_bundle(workdir, "mid", None, "converter")
-    sent = [0]
-
-    def counting(environ, start_response, app=DomainDispatcherApplication(create_backend_app)):
-        for chunk in app(environ, start_response):
-            sent[0] += len(chunk)
-            yield chunk
-
-    server = make_server("127.0.0.1", 0, counting, True, request_handler=MotoRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    files = [prefix.with_name(prefix.name + ".index"), *data_files(prefix)]
+    size = sum(f.stat().st_size for f in files)
+    ckpt = ckpt_command()
+    out, got = outdir / "remote.safetensors", outdir / "remote-get"
+    rows = []
+    moto_proc, port = _server("moto")
+    http_proc, http_port = _server("files", str(prefix.parent))
+    endpoint = f"http://127.0.0.1:{port}"
     saved = dict(os.environ)
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_DEFAULT_REGION="us-east-1", FSSPEC_S3_ENDPOINT_URL=endpoint)
-    rows = []
     try:
-        fs = s3fs.S3FileSystem(endpoint_url=endpoint)
-        fs.mkdir("bench")
-        files = [prefix.with_name(prefix.name + ".index"), *data_files(prefix)]
-        for f in files:
-            fs.put_file(str(f), f"bench/mid/{f.name}")
-        size = sum(f.stat().st_size for f in files)
-        url = "s3://bench/mid/model.ckpt"
-        ckpt = ckpt_command()
-        print("[remote] 512 MiB bundle on a local S3 server", file=sys.stderr, flush=True)
-        out = outdir / "remote.safetensors"
-        got = outdir / "remote-get"
-        ours = measure([*ckpt, "convert", url, str(out), "-q", "--force"], repeat, [out])
-        base = measure(python_code(FSSPEC_GET, url, str(got),
-                                   *[f"bench/mid/{f.name}" for f in files]), repeat, [got])
-        rows.append(row("remote 512 MiB", "convert s3:// to safetensors", ours, "fsspec get",
-                        base))
-        sent[0] = 0
-        listed = measure([*ckpt, "inspect", url], 1)
-        fetched = sent[0] // 2  # the warm-up run and the timed one
+        # Uploaded by a child: 512 MiB passing through this process would stay in its RSS.
+        subprocess.run(python_code(PUT, endpoint, *map(str, files)), check=True,
+                       env=child_env())
+        for label, url, objects in (
+                ("s3:// (moto)", "s3://bench/mid/model.ckpt",
+                 [f"bench/mid/{f.name}" for f in files]),
+                ("http:// (ranges)", f"http://127.0.0.1:{http_port}/model.ckpt",
+                 [f"http://127.0.0.1:{http_port}/{f.name}" for f in files])):
+            print(f"[remote] 512 MiB bundle, {label}", file=sys.stderr, flush=True)
+            ours = measure([*ckpt, "convert", url, str(out), "-q", "--force"], repeat, [out])
+            base = measure(python_code(FSSPEC_GET, url, str(got), *objects), repeat, [got])
+            rows.append(row("remote 512 MiB", f"convert {label} to safetensors", ours,
+                            "fsspec get", base))
+        with urllib.request.urlopen(f"{endpoint}/__count__") as r:
+            r.read()  # reset
+        listed = measure([*ckpt, "inspect", "s3://bench/mid/model.ckpt"], 1)
+        with urllib.request.urlopen(f"{endpoint}/__count__") as r:
+            fetched = int(r.read()) // 2  # the warm-up run and the timed one
         rows.append(row("remote 512 MiB", f"inspect s3:// (fetched {fetched} of {size} "
-                        f"bytes, {100 * fetched / size:.3f}%)", listed, "-",
+                        f"bytes, {100 * fetched / size:.4f}%)", listed, "-",
                         Measurement(None, None, [], "skipped (not a baseline)")))
     finally:
-        server.shutdown()
+        for proc in (moto_proc, http_proc):
+            proc.kill()
+            proc.wait()
         os.environ.clear()
         os.environ.update(saved)
     return rows
