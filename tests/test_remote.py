@@ -821,3 +821,15 @@ def test_a_damaged_npz_member_on_s3_is_caught(tmp_path, bucket):
     with converter.read(f"s3://{b}/bad.npz") as remote:
         with pytest.raises(converter.CorruptionError, match="CRC-32 mismatch"):
             remote["w"].read()
+
+
+def test_a_big_tensor_streams_from_s3_into_a_local_file_bit_for_bit(tmp_path, bucket):
+    fs, b, _, _ = bucket
+    big = np.random.default_rng(3).standard_normal(10_500_000, dtype=np.float32)  # 42 MB
+    converter.write({"big": big, "small": np.arange(5)}, tmp_path / "m.ckpt", format="tf")
+    _put_bundle(fs, str(tmp_path / "m.ckpt"), f"{b}/big")
+    for out in ("o.safetensors", "o.npz", "o.ckpt"):
+        converter.convert(f"s3://{b}/big/m.ckpt", tmp_path / out, to=None
+                          if out != "o.ckpt" else "tf").close()
+        with converter.read(tmp_path / out) as back:
+            assert_same(back["big"].read(), big, out)

@@ -177,8 +177,17 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
 def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
                    ) -> Iterator[tuple[int, bytes]]:
     """:func:`_pieces` for an object on remote storage: large ranged reads, a few in flight."""
+    direct = copy.direct if end - start >= EARLY_WRITEBACK else None
+    if direct is not None:
+        copy.f.flush()
     for pos, data in storage.open_file(url).pieces(start, end, f"tensor {name!r}: "):
-        if copy.f is not None:
+        if direct is not None:  # as local copies do: the disk writes while we fetch
+            at = os.lseek(direct, 0, os.SEEK_CUR)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(direct, view):]
+            _start_writeback(direct, at, len(data))
+        elif copy.f is not None:
             copy.f.write(data)
         yield pos, data
 
