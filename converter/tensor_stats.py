@@ -54,8 +54,10 @@ _LANE = 4096
 # A block's m2 from its sums is kept when s2 <= _CANCEL * m2 (mean^2 <= 15 variances): it then
 # loses at most 4 bits to cancellation; other blocks take the two-pass route.
 _CANCEL = 16.0
-# Pieces in flight per thread: enough that no thread waits for the one merging results.
-_AHEAD = 4
+# Pieces a thread is handed at a time, and jobs queued per thread: enough that none waits for
+# the thread merging results.
+_PER_JOB = 8
+_AHEAD = 3
 # Tensors with fewer bytes are done by the thread that merges: handing them over costs more.
 _INLINE = 256 << 10
 MAX_THREADS = 8
@@ -367,7 +369,9 @@ Job = Callable[[], tuple[int, int, int, _Part]]  # () -> (crc32c, bytes, values,
 
 
 def _jobs(tensor: Tensor, kind: str, files: stream.SpanReader) -> list[Job]:
-    """The pieces a tensor's statistics are computed in, each a call for any thread."""
+    """The calls, for any thread, a tensor's statistics are computed in: each takes up to
+    ``_PER_JOB`` pieces, one after the other (a piece is read, checked and worked on while it
+    is in the core's cache), so a thread is handed 8 MiB at a time."""
     dtype = tensor.dtype
     if stream.streamable(tensor) and dtype.itemsize:
         path, _, nbytes = tensor.span  # type: ignore[misc]  # streamable: it has one
@@ -377,26 +381,42 @@ def _jobs(tensor: Tensor, kind: str, files: stream.SpanReader) -> list[Job]:
         size = max(stream.PIECE // dtype.itemsize, 1) * dtype.itemsize
         check = tensor.crc32c is not None
 
-        def piece(offset: int, n: int) -> Job:
+        def job(pieces: list[tuple[int, int]]) -> Job:
             def run() -> tuple[int, int, int, _Part]:
-                data = files.read(tensor, offset, n)
-                values = np.frombuffer(data, dtype=dtype)
-                return (crc32c.crc(data) if check else 0), n, values.size, _part(values, kind)
+                part, crc, nbytes, count = _Part(), 0, 0, 0
+                for offset, n in pieces:
+                    data = files.read(tensor, offset, n)
+                    if check:
+                        value = crc32c.crc(data)
+                        crc = crc32c.combine(crc, value, n) if nbytes else value
+                    values = np.frombuffer(data, dtype=dtype)
+                    part.add(_part(values, kind))
+                    nbytes += n
+                    count += values.size
+                    # Freed before the next read, which then reuses the same memory, still in
+                    # the core's cache, rather than evicting it for a new buffer.
+                    del data, values
+                return crc, nbytes, count, part
             return run
 
-        return [piece(offset, n) for offset, n in files.pieces(tensor, size)]
+        pieces = files.pieces(tensor, size)
+        return [job(pieces[i:i + _PER_JOB]) for i in range(0, len(pieces), _PER_JOB)]
     values = tensor.read().reshape(-1)
     if values.dtype.byteorder == ">":
         values = values.astype(values.dtype.newbyteorder("="))
     step = max(stream.PIECE // max(values.dtype.itemsize, 1), 1)
 
-    def chunk(start: int) -> Job:
+    def chunk(start: int, stop: int) -> Job:
         def run() -> tuple[int, int, int, _Part]:
-            piece = values[start:start + step]
-            return 0, 0, piece.size, _part(piece, kind)
+            part = _Part()
+            for at in range(start, stop, step):
+                part.add(_part(values[at:min(at + step, stop)], kind))
+            return 0, 0, stop - start, part
         return run
 
-    return [chunk(start) for start in range(0, values.size, step)]
+    per_job = step * _PER_JOB
+    return [chunk(start, min(start + per_job, values.size))
+            for start in range(0, values.size, per_job)]
 
 
 def _threads(threads: int | None) -> int:
