@@ -443,7 +443,7 @@ def _done(job: Job) -> Future:
 
 def _gather(ckpt: Checkpoint, names: list[str], threads: int) -> Iterator[tuple[str, Stats]]:
     with stream.SpanReader() as files:
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="stats") if threads > 1 else None
+        pool: ThreadPoolExecutor | None = None  # started for the first tensor worth it
         pending: deque[tuple[_Tensor, Future]] = deque()
         try:
             for name in names:
@@ -457,11 +457,13 @@ def _gather(ckpt: Checkpoint, names: list[str], threads: int) -> Iterator[tuple[
                     continue
                 jobs = _jobs(tensor, kind, files)
                 state = _Tensor(name, tensor, kind, len(jobs))
-                inline = pool is None or tensor.nbytes < _INLINE
+                here = threads == 1 or tensor.nbytes < _INLINE
+                if pool is None and not here:
+                    pool = ThreadPoolExecutor(threads, thread_name_prefix="stats")
                 for job in jobs:
                     while len(pending) >= _AHEAD * threads:
                         yield from _finish(pending)
-                    pending.append((state, _done(job) if inline or pool is None
+                    pending.append((state, _done(job) if here or pool is None
                                     else pool.submit(job)))
                 if not jobs:
                     yield name, state.result()

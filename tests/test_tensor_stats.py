@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 
 import ml_dtypes
 import numpy as np
@@ -123,9 +124,22 @@ def test_results_are_the_same_bits_for_any_thread_count(adversarial, monkeypatch
     prefix, _ = adversarial
     for name, value in SMALL_PIECES.items():
         monkeypatch.setattr(stream if name == "PIECE" else tensor_stats, name, value)
+    workers: dict[int, set[str]] = {}
+    real = tensor_stats._part
+
+    def recording(values, kind):
+        workers.setdefault(threads, set()).add(threading.current_thread().name)
+        return real(values, kind)
+
+    monkeypatch.setattr(tensor_stats, "_part", recording)
+    runs = []
     with converter.read(prefix) as ckpt:
-        runs = [tensor_stats.stats_all(ckpt, threads=n) for n in (1, 2, 3, 8)]
+        for threads in (1, 2, 3, 8):
+            runs.append(tensor_stats.stats_all(ckpt, threads=threads))
+        threads = 0
         one_by_one = {n: tensor_stats.stats(ckpt[n], threads=1) for n in ckpt}
+    assert workers[1] == {threading.main_thread().name}
+    assert len(workers[3] - {threading.main_thread().name}) >= 2  # the work was shared
     assert all(r == runs[0] for r in runs[1:])
     assert one_by_one == runs[0]
     # Same bits, not merely equal floats (-0.0 == 0.0):
