@@ -36,9 +36,8 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +45,9 @@ from . import crc32c, dtypes
 from .errors import CorruptionError
 from .formats import stream
 from .tensor import Checkpoint, Tensor, as_checkpoint
+
+if TYPE_CHECKING:  # imported when used: every command imports this module, few compute stats
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 # Values of a block: 64 Ki of them (512 KiB widened to float64) stay in a core's cache.
 BLOCK = 1 << 16
@@ -433,6 +435,8 @@ def _threads(threads: int | None) -> int:
 
 def _done(job: Job) -> Future:
     """A job run here, as a future."""
+    from concurrent.futures import Future
+
     future: Future = Future()
     try:
         future.set_result(job())
@@ -459,6 +463,8 @@ def _gather(ckpt: Checkpoint, names: list[str], threads: int) -> Iterator[tuple[
                 state = _Tensor(name, tensor, kind, len(jobs))
                 here = threads == 1 or tensor.nbytes < _INLINE
                 if pool is None and not here:
+                    from concurrent.futures import ThreadPoolExecutor
+
                     pool = ThreadPoolExecutor(threads, thread_name_prefix="stats")
                 for job in jobs:
                     while len(pending) >= _AHEAD * threads:
