@@ -1,10 +1,10 @@
 """Value statistics of tensors, streaming: min, max, mean, std, zeros, NaN and Inf counts.
 
-A tensor stored as a byte span is read in pieces of ``stream.PIECE`` bytes with ``pread``
-(``stream.SpanReader``), each piece checked into the tensor's crc32c (pieces' crcs are
-combined, so the order they are computed in does not matter). Pieces are worked on by a pool
-of threads (numpy and the crc release the GIL), and their partial results are merged in the
-pieces' order, so the statistics are the same bits whatever the number of threads.
+A tensor stored as a byte span is read in pieces of ``stream.PIECE`` (1 MiB) with ``pread``
+(``stream.SpanReader``), each freed before the next is read so that its memory, reused, stays
+in the core's cache for everything done to the piece, and checked into the tensor's crc32c.
+Threads do not pay here: the work is many numpy calls of tens of microseconds (the stacked
+matmul below keeps the GIL), so handing the GIL between threads costs about what it saves.
 
 Within a piece, values are taken a block of BLOCK at a time (sub-32-bit floats widened to
 float32 first; min, max and the zero count in the block's own dtype). min and max are exact.
@@ -32,12 +32,10 @@ complex values get counts only.
 from __future__ import annotations
 
 import math
-import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -46,9 +44,6 @@ from .errors import CorruptionError
 from .formats import stream
 from .tensor import Checkpoint, Tensor, as_checkpoint
 
-if TYPE_CHECKING:  # imported when used: every command imports this module, few compute stats
-    from concurrent.futures import Future, ThreadPoolExecutor
-
 # Values of a block: 64 Ki of them (512 KiB widened to float64) stay in a core's cache.
 BLOCK = 1 << 16
 # Dot products of this many values: BLAS computes ones this short on the calling thread.
@@ -56,13 +51,6 @@ _LANE = 4096
 # A block's m2 from its sums is kept when s2 <= _CANCEL * m2 (mean^2 <= 15 variances): it then
 # loses at most 4 bits to cancellation; other blocks take the two-pass route.
 _CANCEL = 16.0
-# Pieces a thread is handed at a time, and jobs queued per thread: enough that none waits for
-# the thread merging results.
-_PER_JOB = 8
-_AHEAD = 3
-# Tensors with fewer bytes are done by the thread that merges: handing them over costs more.
-_INLINE = 256 << 10
-MAX_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -337,22 +325,22 @@ def _part(values: np.ndarray, kind: str) -> _Part:
 
 
 class _Tensor:
-    """One tensor's statistics being gathered: its pieces' parts, merged in order."""
+    """One tensor's statistics being gathered: its pieces' parts, merged in order, and the
+    crc32c of their bytes."""
 
-    def __init__(self, name: str, tensor: Tensor, kind: str, pieces: int) -> None:
-        self.name, self.tensor, self.kind = name, tensor, kind
-        self.pieces = self.left = pieces
+    def __init__(self, tensor: Tensor, kind: str) -> None:
+        self.tensor, self.kind = tensor, kind
         self.check = tensor.span is not None and tensor.crc32c is not None
         self.part = _Part()
         self.crc = 0
         self.values = 0
 
-    def add(self, crc: int, nbytes: int, values: int, part: _Part) -> None:
-        if self.check:
-            self.crc = crc if self.left == self.pieces else crc32c.combine(self.crc, crc, nbytes)
-        self.values += values
-        self.part.add(part)
-        self.left -= 1
+    def add(self, values: np.ndarray, data: bytes | None = None) -> None:
+        """The next piece of values (read as ``data``, checked when the tensor is)."""
+        if self.check and data is not None:
+            self.crc = crc32c.extend(self.crc, data)
+        self.values += values.size
+        self.part.add(_part(values, self.kind))
 
     def result(self) -> Stats:
         t = self.tensor
@@ -367,13 +355,13 @@ class _Tensor:
                                 else None)
 
 
-Job = Callable[[], tuple[int, int, int, _Part]]  # () -> (crc32c, bytes, values, part)
-
-
-def _jobs(tensor: Tensor, kind: str, files: stream.SpanReader) -> list[Job]:
-    """The calls, for any thread, a tensor's statistics are computed in: each takes up to
-    ``_PER_JOB`` pieces, one after the other (a piece is read, checked and worked on while it
-    is in the core's cache), so a thread is handed 8 MiB at a time."""
+def _one(tensor: Tensor, files: stream.SpanReader) -> Stats:
+    kind = value_kind(tensor.dtype)
+    if kind == "S":
+        return Stats(tensor.size, note="strings have no statistics")
+    if tensor.size == 0:
+        return Stats(0)
+    state = _Tensor(tensor, kind)
     dtype = tensor.dtype
     if stream.streamable(tensor) and dtype.itemsize:
         path, _, nbytes = tensor.span  # type: ignore[misc]  # streamable: it has one
@@ -381,127 +369,31 @@ def _jobs(tensor: Tensor, kind: str, files: stream.SpanReader) -> list[Job]:
             raise CorruptionError(f"{path}: tensor {tensor.name!r}: {nbytes} bytes do not hold "
                                   f"{dtype.itemsize}-byte values")
         size = max(stream.PIECE // dtype.itemsize, 1) * dtype.itemsize
-        check = tensor.crc32c is not None
-
-        def job(pieces: list[tuple[int, int]]) -> Job:
-            def run() -> tuple[int, int, int, _Part]:
-                part, crc, nbytes, count = _Part(), 0, 0, 0
-                for offset, n in pieces:
-                    data = files.read(tensor, offset, n)
-                    if check:
-                        value = crc32c.crc(data)
-                        crc = crc32c.combine(crc, value, n) if nbytes else value
-                    values = np.frombuffer(data, dtype=dtype)
-                    part.add(_part(values, kind))
-                    nbytes += n
-                    count += values.size
-                    # Freed before the next read, which then reuses the same memory, still in
-                    # the core's cache, rather than evicting it for a new buffer.
-                    del data, values
-                return crc, nbytes, count, part
-            return run
-
-        pieces = files.pieces(tensor, size)
-        return [job(pieces[i:i + _PER_JOB]) for i in range(0, len(pieces), _PER_JOB)]
-    values = tensor.read().reshape(-1)
+        for offset, n in files.pieces(tensor, size):
+            data = files.read(tensor, offset, n)
+            state.add(np.frombuffer(data, dtype=dtype), data)
+            # Freed before the next read, which then reuses the same memory, still in the
+            # core's cache, rather than faulting in a new buffer.
+            del data
+        return state.result()
+    values = tensor.read().reshape(-1)  # no span to read in pieces: read whole
     if values.dtype.byteorder == ">":
         values = values.astype(values.dtype.newbyteorder("="))
     step = max(stream.PIECE // max(values.dtype.itemsize, 1), 1)
-
-    def chunk(start: int, stop: int) -> Job:
-        def run() -> tuple[int, int, int, _Part]:
-            part = _Part()
-            for at in range(start, stop, step):
-                part.add(_part(values[at:min(at + step, stop)], kind))
-            return 0, 0, stop - start, part
-        return run
-
-    per_job = step * _PER_JOB
-    return [chunk(start, min(start + per_job, values.size))
-            for start in range(0, values.size, per_job)]
+    for start in range(0, values.size, step):
+        state.add(values[start:start + step])
+    return state.result()
 
 
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            threads = os.cpu_count() or 1
-        threads = min(threads, MAX_THREADS)
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    return threads
-
-
-def _done(job: Job) -> Future:
-    """A job run here, as a future."""
-    from concurrent.futures import Future
-
-    future: Future = Future()
-    try:
-        future.set_result(job())
-    except BaseException as exc:  # re-raised where results are merged, in order
-        future.set_exception(exc)
-    return future
-
-
-def _gather(ckpt: Checkpoint, names: list[str], threads: int) -> Iterator[tuple[str, Stats]]:
-    with stream.SpanReader() as files:
-        pool: ThreadPoolExecutor | None = None  # started for the first tensor worth it
-        pending: deque[tuple[_Tensor, Future]] = deque()
-        try:
-            for name in names:
-                tensor = ckpt[name]
-                kind = value_kind(tensor.dtype)
-                if kind == "S":
-                    yield name, Stats(tensor.size, note="strings have no statistics")
-                    continue
-                if tensor.size == 0:
-                    yield name, Stats(0)
-                    continue
-                jobs = _jobs(tensor, kind, files)
-                state = _Tensor(name, tensor, kind, len(jobs))
-                here = threads == 1 or tensor.nbytes < _INLINE
-                if pool is None and not here:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    pool = ThreadPoolExecutor(threads, thread_name_prefix="stats")
-                for job in jobs:
-                    while len(pending) >= _AHEAD * threads:
-                        yield from _finish(pending)
-                    pending.append((state, _done(job) if here or pool is None
-                                    else pool.submit(job)))
-                if not jobs:
-                    yield name, state.result()
-            while pending:
-                yield from _finish(pending)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _finish(pending: deque[tuple[_Tensor, Future]]) -> Iterator[tuple[str, Stats]]:
-    state, future = pending.popleft()
-    state.add(*future.result())
-    if state.left == 0:
-        yield state.name, state.result()
-
-
-def stats_all(checkpoint: Checkpoint | Mapping[str, Any], names: Iterable[str] | None = None,
-              *, threads: int | None = None) -> dict[str, Stats]:
-    """:func:`stats` of each tensor (of ``names``, default all), in checkpoint order.
-
-    Args:
-        threads: threads working on pieces of tensors (default: the CPUs this process may
-            use, at most MAX_THREADS); 1 computes everything in the calling thread. The
-            results are the same bits for any number.
-    """
+def stats_all(checkpoint: Checkpoint | Mapping[str, Any], names: Iterable[str] | None = None
+              ) -> dict[str, Stats]:
+    """:func:`stats` of each tensor (of ``names``, default all), in checkpoint order."""
     ckpt = as_checkpoint(checkpoint)
-    wanted = list(ckpt) if names is None else list(names)
-    return dict(_gather(ckpt, wanted, _threads(threads)))
+    with stream.SpanReader() as files:
+        return {n: _one(ckpt[n], files) for n in (ckpt if names is None else names)}
 
 
-def stats(tensor: Tensor | np.ndarray, *, threads: int | None = None) -> Stats:
+def stats(tensor: Tensor | np.ndarray) -> Stats:
     """Statistics of a tensor's values, in bounded memory (see the module docstring).
 
     Example:
@@ -510,7 +402,8 @@ def stats(tensor: Tensor | np.ndarray, *, threads: int | None = None) -> Stats:
     """
     if not isinstance(tensor, Tensor):
         tensor = Tensor.from_array("array", tensor)
-    return stats_all({tensor.name: tensor}, threads=threads)[tensor.name]
+    with stream.SpanReader() as files:
+        return _one(tensor, files)
 
 
 def nonfinite(all_stats: Mapping[str, Stats]) -> list[str]:

@@ -32,8 +32,7 @@ from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
 SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
-# Pieces read to be kept (SpanReader): google_crc32c releases the GIL for bytes from 1 MiB, and
-# a piece just read stays in the reading core's cache for whatever comes next.
+# Pieces SpanReader reads: one stays in a core's cache for whatever is done to it next.
 PIECE = 1 << 20
 EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to disk at once
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
@@ -174,10 +173,9 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
 
 
 class SpanReader:
-    """Reads tensors' bytes with ``pread`` into fresh ``bytes`` a piece at a time, from any
-    thread: each file is opened once, and a piece stays valid as long as it is referenced, so
-    pieces of one tensor may be worked on in parallel (the GIL is released while reading and,
-    from 1 MiB, while computing a piece's crc32c)."""
+    """Reads tensors' bytes with ``pread`` a piece at a time, each file opened once. A piece is
+    ``bytes`` of its own, valid as long as it is referenced; dropped before the next read, its
+    memory is reused while still in the cache (a map's pages would be faulted in one by one)."""
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[int, int]] = {}
