@@ -16,7 +16,9 @@ What is measured, for every kind (ours vs baseline):
 * ``inspect``: ``ckpt inspect PREFIX`` vs ``tf.train.load_checkpoint(PREFIX)`` +
   ``get_variable_to_shape_map()``; both read only the index.
 * ``inspect --stats``: ``ckpt inspect PREFIX --stats`` (every tensor's statistics, streaming)
-  vs ``cat DATAFILES > /dev/null`` (reading the bytes once).
+  vs ``cat DATAFILES > /dev/null`` (reading the bytes once), run in turns (ours, cat, ours,
+  cat, ...) so that load from other processes falls on both alike; the row also gives the range
+  of the per-turn ratios. ``--stats-only`` runs only these rows.
 * ``read``: ``converter.read(PREFIX)`` and ``t.read()`` of every tensor vs
   ``load_checkpoint`` + ``get_tensor`` of every name; both touch every element of every array
   (``np.add.reduce`` over a flat view) so lazily mapped data is really read.
@@ -45,7 +47,6 @@ nothing about timings.
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import shlex
@@ -137,6 +138,7 @@ class Row:
     baseline_rss_mib: float | None
     ours_error: str | None = None
     baseline_error: str | None = None
+    ratio_range: tuple[float, float] | None = None  # lowest and highest ratio of one turn
 
 
 def child_env() -> dict[str, str]:
@@ -245,6 +247,37 @@ def measure(argv: list[str], repeat: int, outputs: Sequence[Path] = ()) -> Measu
     return Measurement(statistics.median(times), statistics.median(rss), times)
 
 
+def measure_turns(ours: list[str], base: list[str], repeat: int
+                  ) -> tuple[Measurement, Measurement, tuple[float, float] | None]:
+    """One untimed warm-up run of each, then ``repeat`` turns of ours then base; medians of
+    each, and the range of the per-turn ratios (ours / base of the same turn)."""
+    for argv in (ours, base):
+        print(f"  {shlex.join(argv)}", file=sys.stderr, flush=True)
+        _, _, error = run_once(argv, [])
+        if error:
+            print(f"    FAILED: {error}", file=sys.stderr, flush=True)
+            failed = Measurement(None, None, [], error)
+            other = Measurement(None, None, [], "not run: the other command failed")
+            return (failed, other, None) if argv is ours else (other, failed, None)
+    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "base": []}
+    for _ in range(repeat):
+        for who, argv in (("ours", ours), ("base", base)):
+            elapsed, peak, error = run_once(argv, [])
+            if error:
+                print(f"    FAILED: {error}", file=sys.stderr, flush=True)
+                return (Measurement(None, None, [], error),
+                        Measurement(None, None, [], error), None)
+            runs[who].append((elapsed, peak))
+    out = []
+    for who in ("ours", "base"):
+        times = [t for t, _ in runs[who]]
+        peak = statistics.median(p for _, p in runs[who])
+        out.append(Measurement(statistics.median(times), peak, times))
+        print(f"    {who}: {out[-1].seconds:.3f} s, {peak:.0f} MiB", file=sys.stderr, flush=True)
+    ratios = [a / b for a, b in zip(out[0].runs, out[1].runs, strict=True) if b]
+    return out[0], out[1], (min(ratios), max(ratios)) if ratios else None
+
+
 def bundle_ready(prefix: Path) -> bool:
     index = prefix.with_name(prefix.name + ".index")
     return index.is_file() and bool(data_files(prefix))
@@ -294,12 +327,21 @@ def make_bundle(workdir: Path, kind: str, make_ckpt: Path | None,
     return prefix, elapsed
 
 
-def row(kind: str, task: str, ours: Measurement, name: str, base: Measurement) -> Row:
+def row(kind: str, task: str, ours: Measurement, name: str, base: Measurement,
+        ratio_range: tuple[float, float] | None = None) -> Row:
     ratio = None
     if ours.seconds is not None and base.seconds:
         ratio = ours.seconds / base.seconds
     return Row(kind, task, ours.seconds, name, base.seconds, ratio, ours.peak_rss_mib,
-               base.peak_rss_mib, ours.error, base.error)
+               base.peak_rss_mib, ours.error, base.error, ratio_range)
+
+
+def bench_stats(kind: str, prefix: Path, repeat: int) -> Row:
+    """``ckpt inspect --stats`` against reading the data files once with ``cat``, in turns."""
+    print(f"[{kind}] inspect --stats", file=sys.stderr, flush=True)
+    ours, base, ratios = measure_turns([*ckpt_command(), "inspect", str(prefix), "--stats"],
+                                       cat_command(data_files(prefix)), repeat)
+    return row(kind, "inspect --stats", ours, "cat data", base, ratios)
 
 
 def cat_command(sources: list[Path]) -> list[str]:
@@ -405,10 +447,7 @@ def bench_kind(kind: str, prefix: Path, outdir: Path, repeat: int, with_tf: bool
     base = measure(python_code(TF_INSPECT, src), repeat) if with_tf else skipped
     rows.append(row(kind, "inspect", ours, "tf load_checkpoint", base))
 
-    print(f"[{kind}] inspect --stats", file=sys.stderr, flush=True)
-    ours = measure([*ckpt, "inspect", src, "--stats"], repeat)
-    rows.append(row(kind, "inspect --stats", ours, "cat data", measure(cat_command(
-        data_files(prefix)), repeat)))
+    rows.append(bench_stats(kind, prefix, repeat))
 
     print(f"[{kind}] read", file=sys.stderr, flush=True)
     ours = measure(python_code(OURS_READ, src), repeat)
@@ -475,12 +514,13 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = ("kind", "task", "ours (s)", "baseline", "base (s)", "ours/base",
+    header = ("kind", "task", "ours (s)", "baseline", "base (s)", "ours/base", "range",
               "ours RSS MiB", "base RSS MiB")
     cells = [header] + [
         (r.kind, r.task, fmt(r.ours_s, ".3f"), r.baseline,
          "-" if skipped(r) else fmt(r.baseline_s, ".3f"),
          "-" if r.ratio is None else f"{r.ratio:.2f}",
+         "-" if r.ratio_range is None else f"{r.ratio_range[0]:.2f}-{r.ratio_range[1]:.2f}",
          "-" if r.ours_rss_mib is None and not r.ours_error else fmt(r.ours_rss_mib, ".0f"),
          "-" if skipped(r) else fmt(r.baseline_rss_mib, ".0f"))
         for r in rows
@@ -706,13 +746,18 @@ def bench_remote(workdir: Path, outdir: Path, repeat: int) -> list[Row]:
     return rows
 
 
+COMPILE = """
+import compileall, pathlib, sys, converter
+compileall.compile_dir(pathlib.Path(converter.__file__).parent, quiet=1)
+"""
+
+
 def compile_package() -> None:
     """Byte-compile converter as ``pip install`` does. A checkout installed in editable mode
     under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module in every timed run,
-    which is start-up a user does not pay."""
-    import converter
-
-    compileall.compile_dir(Path(converter.__file__).parent, quiet=1)
+    which is start-up a user does not pay. In a child: importing converter (and numpy) here
+    would raise every later child's peak RSS, which wait4 reports from the fork on."""
+    subprocess.run(python_code(COMPILE), check=True, env=child_env())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -746,6 +791,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the remote rows")
     parser.add_argument("--hf-only", action="store_true",
                         help="only the to-hf row (with --kinds bert)")
+    parser.add_argument("--stats-only", action="store_true",
+                        help="only the inspect --stats rows (ours and cat in turns)")
     parser.add_argument("--make-ckpt", type=Path,
                         help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
                              "(default: scripts/bench_fixtures.py)")
@@ -774,13 +821,16 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     try:
         for kind in args.kinds:
+            if args.stats_only:
+                rows.append(bench_stats(kind, bundles[kind], args.repeat))
+                continue
             if not args.hf_only:
                 rows.extend(bench_kind(kind, bundles[kind], outdir, args.repeat,
                                        not args.quick))
             if kind == "bert":
                 rows.extend(bench_hf(bundles[kind], outdir, args.repeat,
                                      args.hf_reference_python))
-        if args.batch:
+        if args.batch and not args.stats_only:
             rows.extend(bench_batch(workdir, outdir, args.repeat, args.batch))
         if args.graphs:
             rows.extend(bench_graphs(workdir, args.repeat))
@@ -792,7 +842,8 @@ def main(argv: list[str] | None = None) -> int:
     made = ", ".join(f"{k} {s:.1f} s" for k, s in make_seconds.items() if s is not None)
     if made:
         print(f"fixtures made: {made}")
-    print(f"medians of {args.repeat} runs after 1 warm-up; RSS = child's own peak (wait4)")
+    print(f"medians of {args.repeat} runs after 1 warm-up; RSS = child's own peak (wait4); range: "
+          "lowest and highest ratio of one turn, for rows run in turns")
     print_table(rows)
     if args.json:
         report = {"repeat": args.repeat, "python": sys.executable,

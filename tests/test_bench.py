@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -21,3 +22,16 @@ def test_bench_quick(tmp_path):
     assert re.search(r"^batch\s+10 items, jobs 2\s+\d", result.stdout, re.M)
     assert "FAILED" not in result.stdout  # baselines left out by --quick show as skipped
     assert (tmp_path / "rows.json").is_file()
+
+
+def test_bench_stats_only_gives_the_ratio_and_its_range(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--stats-only", "--workdir",
+                             str(tmp_path), "--json", str(tmp_path / "rows.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^quick\s+inspect --stats\s+\S+\s+cat data\s+\S+\s+\d+\.\d\d\s+"
+                     r"\d+\.\d\d-\d+\.\d\d\s+\d+\s+\d+$", result.stdout, re.M), result.stdout
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [r["task"] for r in rows] == ["inspect --stats"]
+    low, high = rows[0]["ratio_range"]
+    assert low <= rows[0]["ratio"] <= high

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import converter
-from converter import inspection
+from converter import inspection, tensor_stats
 from converter.cli import main
 from converter.formats import stream
 from tests.helpers import HERE
@@ -148,23 +148,21 @@ def big(tmp_path):
 
 def test_chunked_stats_equal_whole_array_stats(big, monkeypatch):
     prefix, data = big
-    monkeypatch.setattr(stream, "CHUNK", 4096)
-    monkeypatch.setattr(stream, "SMALL", 0)  # map and chunk even small runs
-    monkeypatch.setattr(inspection, "BLOCK", 1000)
+    monkeypatch.setattr(stream, "PIECE", 4096)
+    monkeypatch.setattr(tensor_stats, "BLOCK", 1000)
     pieces = []
-    real = stream.chunks
+    real = stream.SpanReader.read
 
-    def counting(tensor):
-        for piece in real(tensor):
-            pieces.append(tensor.name)
-            yield piece
+    def counting(self, tensor, offset, n):
+        pieces.append(tensor.name)
+        return real(self, tensor, offset, n)
 
-    monkeypatch.setattr(stream, "chunks", counting)
+    monkeypatch.setattr(stream.SpanReader, "read", counting)
     with converter.read(prefix) as ckpt:
         for name, array in data.items():
             _check(inspection.stats(ckpt[name]), _numpy_stats(array), name)
     for name, array in data.items():
-        assert pieces.count(name) == -(-array.nbytes // 4096), name  # streamed, chunk by chunk
+        assert pieces.count(name) == -(-array.nbytes // 4096), name  # streamed, piece by piece
 
 
 def test_stats_memory_is_bounded(tmp_path):

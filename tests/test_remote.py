@@ -833,3 +833,14 @@ def test_a_big_tensor_streams_from_s3_into_a_local_file_bit_for_bit(tmp_path, bu
                           if out != "o.ckpt" else "tf").close()
         with converter.read(tmp_path / out) as back:
             assert_same(back["big"].read(), big, out)
+
+
+def test_stats_of_a_remote_checkpoint_equal_the_local_ones(tf_fixtures, bucket, capsys):
+    fs, b, _, _ = bucket
+    prefix = tf_fixtures["tf1_adam"]["prefix"]
+    remote = _put_bundle(fs, prefix, f"{b}/st")
+    code, out, err = _run(capsys, "inspect", f"s3://{remote}", "--stats", "--json")
+    assert code == 0, err
+    local = json.loads(_run(capsys, "inspect", prefix, "--stats", "--json")[1])
+    assert json.loads(out)["tensors"] == local["tensors"]
+    assert any("stats" in t for t in local["tensors"])

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, ckpt: Checkpoint) -> int:
         return _run_tree(args, ckpt)
     readable = inspection.readable_names(ckpt)
     names = list(ckpt) if args.all_tensors else _matching(args.src, ckpt, args.tensors, readable)
-    all_stats = {n: inspection.stats(ckpt[n]) for n in names}
+    all_stats = inspection.stats_all(ckpt, names)
     if args.json:
         print(json.dumps({"path": str(args.src), "tensors": [
             {**_head(ckpt[n], readable), "stats": all_stats[n].to_dict()} for n in names],

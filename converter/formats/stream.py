@@ -18,6 +18,7 @@ import io
 import mmap
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,8 @@ from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
 SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
+# Pieces SpanReader reads: one stays in a core's cache for whatever is done to it next.
+PIECE = 1 << 20
 EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to disk at once
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
 # system without it, an append-mode output): the bytes are written from the mapping instead.
@@ -192,6 +195,61 @@ def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
         yield pos, data
 
 
+class SpanReader:
+    """Reads tensors' bytes with ``pread`` a piece at a time, each file opened once. A piece is
+    ``bytes`` of its own, valid as long as it is referenced; dropped before the next read, its
+    memory is reused while still in the cache (a map's pages would be faulted in one by one)."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SpanReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _file(self, path: str) -> tuple[int, int]:
+        if storage.is_url(path):  # read by ranges: no descriptor
+            return -1, storage.open_file(path).size
+        with self._lock:
+            found = self._files.get(path)
+            if found is None:
+                fd = os.open(path, os.O_RDONLY)
+                found = self._files[path] = (fd, os.fstat(fd).st_size)
+            return found
+
+    def pieces(self, tensor: Tensor, size: int = PIECE) -> list[tuple[int, int]]:
+        """``(file offset, length)`` of the pieces of at most ``size`` bytes a tensor with a
+        span is read in; refuses a span that runs past the end of its file."""
+        path, offset, nbytes = _span(tensor)
+        end = offset + nbytes
+        _, file_size = self._file(path)
+        if file_size < end:
+            raise CorruptionError(f"{path}: tensor {tensor.name!r}: data ends at byte "
+                                  f"{file_size}, before byte {end}; the file is truncated")
+        return [(pos, min(size, end - pos)) for pos in range(offset, end, size)]
+
+    def read(self, tensor: Tensor, offset: int, n: int) -> bytes:
+        """``n`` bytes at ``offset`` of the tensor's file."""
+        path = _span(tensor)[0]
+        fd, _ = self._file(path)
+        if fd < 0:
+            return storage.open_file(path).pread(offset, n, f"tensor {tensor.name!r}: ")
+        data = os.pread(fd, n, offset)
+        if len(data) < n:  # the file shrank since pieces() looked
+            raise CorruptionError(f"{path}: tensor {tensor.name!r}: data ends at byte "
+                                  f"{offset + len(data)}; the file is truncated")
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            for fd, _ in self._files.values():
+                os.close(fd)
+            self._files = {}
+
+
 def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:
     """The tensor's little-endian C-order bytes in pieces of at most CHUNK bytes, checked
     against ``tensor.crc32c`` when the reader recorded one (it does not when told not to verify).
@@ -225,7 +283,7 @@ def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:
 def copy_to(f, tensor: Tensor, *, want_crc: bool = False) -> tuple[int, int]:
     """Write the tensor's bytes to file object ``f``; returns ``(bytes written, crc32c)`` (the
     crc only when ``want_crc``)."""
-    if _streamable(tensor):
+    if streamable(tensor):
         copy = _Copy(f)
         try:
             for _, written, value in _copy_run(copy, [tensor], want_crc):
@@ -243,12 +301,14 @@ def copy_to(f, tensor: Tensor, *, want_crc: bool = False) -> tuple[int, int]:
     return written, value
 
 
-def _streamable(t: Tensor) -> bool:
+def streamable(t: Tensor) -> bool:
+    """Whether the tensor's bytes can be read from its span as they are: it has one, and its
+    values are fixed-size and little-endian."""
     return t.span is not None and not t.dtype.hasobject and t.dtype.byteorder != ">"
 
 
 def _span(t: Tensor) -> Span:
-    """The span of a tensor :func:`_streamable` accepted."""
+    """The span of a tensor :func:`streamable` accepted."""
     if t.span is None:
         raise ValueError(f"tensor {t.name!r} has no span to stream from")
     return t.span
@@ -267,12 +327,12 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
             first = tensors[i]
             j = i + 1
             first_span = first.span
-            if first_span is not None and _streamable(first):
+            if first_span is not None and streamable(first):
                 path, end = first_span[0], first_span[1] + first_span[2]
                 while j < n:
                     span = tensors[j].span
                     if span is None or span[1] != end or span[0] != path \
-                            or not _streamable(tensors[j]):
+                            or not streamable(tensors[j]):
                         break
                     end += span[2]
                     j += 1
