@@ -73,6 +73,7 @@ def read(path: PathLike, *, format: str | None = None,
     if storage.is_url(path):
         url = storage.check(str(path))
         storage.forget_under(url)  # sizes and listings as they are now
+        storage.reopen(url)
         forget_options = storage.remember(url, storage_options)
         try:
             with storage.options(storage_options):
@@ -141,7 +142,7 @@ def write(
     Example:
         >>> converter.write({"w": np.zeros(3)}, "weights.safetensors")
     """
-    fmt = registry.for_output(Path(path), format)
+    fmt = registry.for_output(os.fspath(path), format)
     if storage.is_url(path):
         with storage.options(storage_options):
             _write_url(as_checkpoint(checkpoint), str(path), fmt, force, opts, set())
@@ -350,7 +351,7 @@ def convert(
         The checkpoint that was written (after rules; without what the format cannot hold,
         such as a TF2 object graph in npz), still lazily readable; close it when done.
     """
-    fmt = registry.for_output(Path(dst), to)
+    fmt = registry.for_output(os.fspath(dst), to)
     with storage.options(storage_options):
         ckpt = read(src, format=source_format, storage_options=storage_options,
                     **dict(read_options or {}))

@@ -352,13 +352,14 @@ def detect_or_none(path: Path) -> Format | None:
         return None
 
 
-def for_output(path: Path, to: str | None) -> Format:
-    """The format to write ``path`` in: ``to`` if given, else from the suffix."""
+def for_output(path: Path | str, to: str | None) -> Format:
+    """The format to write ``path`` (a path or a URL) in: ``to`` if given, else from the
+    suffix."""
     fmt: Format | None
     if to:
         fmt = get(to)
     else:
-        fmt = by_suffix(path)
+        fmt = by_suffix(Path(storage.name(str(path))) if storage.is_url(path) else Path(path))
         if fmt is None:
             raise UsageError(
                 f"{path}: cannot tell the output format from the name; pass --to FORMAT "

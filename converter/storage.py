@@ -118,6 +118,7 @@ def protocol(url: str) -> str:
 # after read() returned still needs them), until the checkpoint read with them is closed.
 _scoped: dict[str, Mapping[str, Any]] = {}
 _scoped_lock = threading.Lock()
+CLOSED: Mapping[str, Any] = {"closed": True}  # the options of a closed checkpoint
 
 
 def scope_of(url: str) -> str:
@@ -157,11 +158,21 @@ def remember(url: str, opts: Mapping[str, Any] | None) -> Callable[[], None]:
         _scoped[scope] = kept
 
     def forget_options() -> None:
+        # Not simply removed: a tensor read after close() would then go out without the
+        # options, to whatever endpoint a bucket of that name has by default.
         with _scoped_lock:
             if _scoped.get(scope) is kept:
-                del _scoped[scope]
+                _scoped[scope] = CLOSED
 
     return forget_options
+
+
+def reopen(url: str) -> None:
+    """A new read of ``url``: what a closed checkpoint under its scope left is cleared."""
+    scope = scope_of(url)
+    with _scoped_lock:
+        if _scoped.get(scope) is CLOSED:
+            del _scoped[scope]
 
 
 def _options_for(url: str) -> Mapping[str, Any]:
@@ -170,7 +181,11 @@ def _options_for(url: str) -> Mapping[str, Any]:
         return current
     with _scoped_lock:
         best = max((k for k in _scoped if _covers(k, url)), key=len, default=None)
-        return _scoped[best] if best is not None else {}
+        found = _scoped[best] if best is not None else {}
+    if found is CLOSED:
+        raise UsageError(f"{url}: the checkpoint read with its storage options is closed; "
+                         "read it again")
+    return found
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -432,11 +447,19 @@ def upload(local_path: str, url: str, *, block: int = 64 << 20) -> None:
         raise UsageError(f"{url}: {protocol(url)}:// is read-only")
     fs, path = filesystem(url)
     with open(local_path, "rb") as src:
-        out = call(url, "opening for writing", fs.open, path, "wb", block_size=block)
+        try:
+            out = call(url, "opening for writing", fs.open, path, "wb", block_size=block)
+        except FileNotFoundError:
+            raise FormatError(f"{url}: cannot write there (no such bucket or container)"
+                              ) from None
         try:
             while data := src.read(block):
                 call(url, "upload", out.write, data)
             call(url, "upload", out.close)
+        except FileNotFoundError:
+            _abort(out, fs, path)
+            raise FormatError(f"{url}: cannot write there (no such bucket or container)"
+                              ) from None
         except BaseException:
             _abort(out, fs, path)
             raise

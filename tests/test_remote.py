@@ -582,7 +582,11 @@ def test_options_stay_with_their_bucket_or_host_and_go_when_closed():
         assert storage._options_for("s3://bucket-a/other/x") == {}
     finally:
         forget()
+    with pytest.raises(converter.UsageError, match="is closed"):
+        storage._options_for("s3://bucket-a/run/model.ckpt.index")
+    storage.reopen("s3://bucket-a/run/model.ckpt")  # a new read starts afresh
     assert storage._options_for("s3://bucket-a/run/model.ckpt.index") == {}
+    storage.reopen("https://private.example/w.safetensors")
     forget = storage.remember("https://private.example/w.safetensors", {"headers": {"a": "b"}})
     try:
         assert storage._options_for("https://private.example/x")
@@ -844,3 +848,37 @@ def test_stats_of_a_remote_checkpoint_equal_the_local_ones(tf_fixtures, bucket, 
     local = json.loads(_run(capsys, "inspect", prefix, "--stats", "--json")[1])
     assert json.loads(out)["tensors"] == local["tensors"]
     assert any("stats" in t for t in local["tensors"])
+
+
+def test_user_mistakes_with_urls_are_one_line_naming_them(bucket, capsys):
+    _, b, _, _ = bucket
+    cases = [
+        (["inspect", f"s3://{b}/x.safetensors", "--storage-option", "endpoint_url"],
+         "expected KEY=VALUE"),
+        (["convert", "examples/mlp", f"s3://{b}-nobucket/x/model.safetensors"],
+         f"s3://{b}-nobucket/x/model.safetensors: cannot write there"),
+        (["convert", "examples/mlp", f"s3://{b}/z/m.bin"], f"s3://{b}/z/m.bin: cannot tell"),
+    ]
+    for i, (argv, says) in enumerate(cases):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, (argv, err)
+        lines = err.strip().splitlines()
+        assert says in lines[-1], (argv, err)
+        assert i == 0 or len(lines) == 1  # argparse shows its usage above a usage error
+
+
+def test_a_closed_checkpoint_does_not_read_without_its_options(bucket, monkeypatch):
+    import fsspec.config
+
+    fs, b, endpoint, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/mlp")
+    monkeypatch.delitem(fsspec.config.conf, "s3")
+    ckpt = converter.read(f"s3://{b}/mlp/model.ckpt-1000",
+                          storage_options={"endpoint_url": endpoint})
+    storage.forget_under(f"s3://{b}/mlp/model.ckpt-1000")
+    ckpt.close()
+    with pytest.raises(converter.UsageError, match="is closed"):
+        ckpt["global_step"].read()  # never to a default endpoint of a bucket of that name
+    with converter.read(f"s3://{b}/mlp/model.ckpt-1000",
+                        storage_options={"endpoint_url": endpoint}) as again:
+        assert int(again["global_step"].read()) == 1000

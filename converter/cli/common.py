@@ -16,10 +16,17 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("size: ")) from None
 
 
+def _storage_option(text: str) -> tuple[str, object]:
+    try:
+        return storage.parse_option(text)
+    except UsageError as exc:  # argparse's own one-line usage error, exit 2
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--storage-option ")) from None
+
+
 def add_storage(p: argparse.ArgumentParser) -> None:
     """``--storage-option KEY=VALUE`` for commands that take URLs (s3://, gs://, hf:// ...)."""
     p.add_argument("--storage-option", dest="storage_options", action="append",
-                   type=storage.parse_option, default=[], metavar="KEY=VALUE",
+                   type=_storage_option, default=[], metavar="KEY=VALUE",
                    help="fsspec option for URLs on remote storage (repeatable; VALUE is JSON "
                         "where it parses, e.g. anon=true, endpoint_url=http://host:9000); "
                         "credentials also come from the environment as usual")

@@ -51,8 +51,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dst = Path(args.dst)
-    out_fmt = registry.for_output(dst, args.to)
+    out_fmt = registry.for_output(args.dst, args.to)
     src_fmt = registry.for_input(args.src, args.source_format)
     opts: dict = {}
     if args.compress:
