@@ -37,6 +37,7 @@ EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to dis
 _NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 # libc's, looked up on first use; False where there is none.
 _sync_file_range: Callable[..., Any] | bool | None = None
+Piece = bytes | memoryview | np.ndarray  # a stretch of a tensor's bytes
 
 
 def _start_writeback(fd: int, offset: int, n: int) -> None:
@@ -289,6 +290,104 @@ def copy_placed(f, placed: list[tuple[int, Tensor]]) -> Iterator[Tensor]:
         copy.close()
 
 
+def pieces(tensors: list[Tensor]) -> Iterator[tuple[Tensor, Piece | None]]:
+    """The tensors' little-endian C-order bytes, tensor after tensor: ``(tensor, piece)`` for
+    each piece of its bytes, then ``(tensor, None)`` once they have all been given and checked
+    against its crc32c. Runs of tensors stored back to back are read as in :func:`copy_all`
+    (one ``pread`` for a run of small tensors, not one per tensor), each piece a view of what
+    was read, valid until the next one is requested; for a writer that puts something of its
+    own between the tensors (an archive's member headers)."""
+    copy = _Copy(None)
+    try:
+        i, n = 0, len(tensors)
+        while i < n:
+            first = tensors[i]
+            j = i + 1
+            span = first.span
+            if span is not None and _streamable(first):
+                path, end = span[0], span[1] + span[2]
+                while j < n:
+                    span = tensors[j].span
+                    if span is None or span[1] != end or span[0] != path \
+                            or not _streamable(tensors[j]):
+                        break
+                    end += span[2]
+                    j += 1
+                yield from _run_pieces(copy, tensors[i:j])
+            else:
+                written = 0
+                for piece in chunks(first):
+                    written += len(piece)
+                    yield first, piece
+                if written != first.nbytes:
+                    raise CorruptionError(f"tensor {first.name!r}: {written} bytes, "
+                                          f"{first.nbytes} expected")
+                yield first, None
+            i = j
+    finally:
+        copy.close()
+
+
+def _run_pieces(copy: _Copy, run: list[Tensor]
+                ) -> Iterator[tuple[Tensor, Piece | None]]:
+    """:func:`pieces` of a run of tensors stored back to back in one file."""
+    spans = [_span(t) for t in run]
+    path, start, _ = spans[0]
+    end = spans[-1][1] + spans[-1][2]
+    _check_run_size(copy, run, spans)
+    extend = google_crc32c.extend
+    k = 0  # the tensor whose bytes come next
+    value = 0
+    for pos, piece in _pieces(copy, path, start, end, run[0].name) if end > start else ():
+        if isinstance(piece, bytes):  # slices of an array are views; of bytes, copies
+            piece = np.frombuffer(piece, dtype=np.uint8)
+        piece_end = pos + len(piece)
+        while k < len(run):
+            tensor = run[k]
+            _, t_start, t_size = spans[k]
+            t_end = t_start + t_size
+            lo = t_start if t_start > pos else pos
+            hi = t_end if t_end < piece_end else piece_end
+            if hi > lo:
+                part = piece[lo - pos:hi - pos] if lo > pos or hi < piece_end else piece
+                if tensor.crc32c is not None:
+                    value = extend(value, part)
+                yield tensor, part
+            if t_end > piece_end:
+                break
+            _check_tensor(path, tensor, t_size, value)
+            yield tensor, None
+            value = 0
+            k += 1
+    while k < len(run):  # trailing empty tensors
+        _check_tensor(path, run[k], 0, 0)
+        yield run[k], None
+        k += 1
+
+
+def _check_run_size(copy: _Copy, run: list[Tensor], spans: list[Span]) -> None:
+    path, _, _ = spans[0]
+    end = spans[-1][1] + spans[-1][2]
+    _, size = copy.source(path)
+    if size < end:
+        short = next(i for i, (_, s_start, s_size) in enumerate(spans) if s_start + s_size > size)
+        raise CorruptionError(f"{path}: tensor {run[short].name!r}: data ends at byte {size}, "
+                              f"before byte {spans[short][1] + spans[short][2]}; the file is "
+                              "truncated")
+
+
+def _check_tensor(path: str, tensor: Tensor, size: int, value: int) -> None:
+    """A tensor's bytes, all read (``size`` of them, crc32c ``value``): refused if they are
+    not what its reader recorded (the checksum) or what its shape needs."""
+    expected = tensor.crc32c
+    if expected is not None and value != expected:
+        raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
+                              "(data corrupted)")
+    if size != tensor.nbytes:  # a span that does not hold the shape: refuse it
+        raise CorruptionError(f"{path}: tensor {tensor.name!r}: {size} bytes, "
+                              f"{tensor.nbytes} expected")
+
+
 def _copy_all(copy: _Copy, tensors: list[Tensor], want_crc: bool
               ) -> Iterator[tuple[Tensor, int, int]]:
     f = copy.f
@@ -318,12 +417,7 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
     spans = [_span(t) for t in run]
     path, start, _ = spans[0]
     end = spans[-1][1] + spans[-1][2]
-    _, size = copy.source(path)
-    if size < end:
-        short = next(i for i, (_, s_start, s_size) in enumerate(spans) if s_start + s_size > size)
-        raise CorruptionError(f"{path}: tensor {run[short].name!r}: data ends at byte {size}, "
-                              f"before byte {spans[short][1] + spans[short][2]}; the file is "
-                              "truncated")
+    _check_run_size(copy, run, spans)
     extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
     value = 0
@@ -342,21 +436,11 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
                                    else piece)
             if t_end > piece_end:
                 break
-            if expected is not None and value != expected:
-                raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
-                                      "(data corrupted)")
-            if t_size != tensor.nbytes:  # a span that does not hold the shape: refuse it
-                raise CorruptionError(f"{path}: tensor {tensor.name!r}: {t_size} bytes, "
-                                      f"{tensor.nbytes} expected")
+            _check_tensor(path, tensor, t_size, value)
             yield tensor, t_size, value
             value = 0
             k += 1
     while k < len(run):  # trailing empty tensors
-        if run[k].crc32c not in (None, 0):
-            raise CorruptionError(f"{path}: tensor {run[k].name!r}: checksum mismatch "
-                                  "(data corrupted)")
-        if run[k].nbytes:
-            raise CorruptionError(f"{path}: tensor {run[k].name!r}: 0 bytes, "
-                                  f"{run[k].nbytes} expected")
+        _check_tensor(path, run[k], 0, 0)
         yield run[k], 0, 0
         k += 1
