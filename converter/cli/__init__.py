@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import select
 import signal
@@ -19,10 +20,11 @@ from collections.abc import Sequence
 from .. import __version__, storage
 from ..errors import ConverterError, ConverterWarning, speaking
 from ..signals import stopping
-from . import batch, convert, diff, formats, inspect, migrate, plan, verify
 
-COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
-            "migrate": migrate, "plan": plan, "batch": batch, "formats": formats}
+# One module each (converter.cli.NAME: HELP, add_args, run), imported only when the parser
+# needs it: a command pays for its own imports, not every other command's (start-up is much of
+# what a small conversion costs).
+COMMANDS = ("convert", "inspect", "verify", "diff", "migrate", "plan", "batch", "formats")
 
 EPILOG = """examples:
   ckpt inspect model.ckpt-1000
@@ -35,7 +37,9 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``ckpt`` parser; with ``command``, the parser of that command alone (what parsing
+    its arguments needs), else of them all (the overall help, unknown commands)."""
     parser = argparse.ArgumentParser(
         prog="ckpt", description="Move model weights between checkpoint formats.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ckpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module in COMMANDS.items():
+    for name in COMMANDS if command is None else (command,):
+        module = importlib.import_module(f"{__name__}.{name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            epilog=getattr(module, "EXAMPLES", None),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ckpt`` with ``argv`` (default: sys.argv[1:]); returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help

@@ -6,15 +6,17 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import api, dtypes, graphs, inspect_html, outputs, registry, storage
+from .. import api, dtypes, outputs, registry, storage
 from ..errors import UsageError
-from ..graphs.metagraph import looks_like
 from ..sizes import human
 from ..tensor import Checkpoint, Source
 from . import inspect_values
 from .common import add_source, read_options
+
+if TYPE_CHECKING:
+    from .. import graphs
 
 HELP = "list the tensors of a checkpoint (reads no tensor data unless asked for values)"
 EXAMPLES = """examples:
@@ -43,8 +45,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.src.endswith(".meta") and not args.source_format and looks_like(args.src):
-        return _meta_graph(args)
+    # The graph readers and the page writer are imported where they are needed: listing a
+    # checkpoint needs neither.
+    if args.src.endswith(".meta") and not args.source_format:
+        from ..graphs.metagraph import looks_like
+
+        if looks_like(args.src):
+            return _meta_graph(args)
     fmt = registry.for_input(args.src, args.source_format)
     if args.html is not None and (args.json or args.stats or inspect_values.wanted(args)):
         raise UsageError("--html writes a page; it does not go with --json, --stats, --tree, "
@@ -82,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
     lines += _source_lines(source, args.src)
-    lines += graphs.describe(graph) if graph else []
+    if graph:
+        from .. import graphs
+
+        lines += graphs.describe(graph)
     if metadata:
         lines.append("metadata:")
         lines += [f"  {key}: {value}" for key, value in metadata.items()]
@@ -92,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _html(args: argparse.Namespace, ckpt: Checkpoint, source: Source) -> int:
+    from .. import graphs, inspect_html
+
     graph = _saved_model(source)
     files = api.source_files(ckpt, args.src)
 
@@ -114,6 +126,8 @@ def _meta_graph(args: argparse.Namespace) -> int:
     if inspect_values.wanted(args) or args.stats or args.html is not None:
         raise UsageError(f"{args.src}: a TensorFlow MetaGraph holds no values; inspect the "
                          "checkpoint beside it")
+    from .. import graphs
+
     graph = graphs.meta_graph(args.src)
     if args.json:
         print(json.dumps({"path": str(args.src), "format": "metagraph", **graph.as_dict(),
@@ -147,6 +161,8 @@ def _saved_model(source: Source) -> graphs.SavedModel | None:
     binary ``saved_model.pb``."""
     if not source.saved_model:
         return None
+    from .. import graphs
+
     if storage.is_url(source.saved_model):  # one object, fetched whole as a local one is read
         pb = storage.join(source.saved_model, "saved_model.pb")
         if not storage.exists(pb):
