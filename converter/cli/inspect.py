@@ -61,11 +61,7 @@ def run(args: argparse.Namespace) -> int:
             return _html(args, ckpt, ckpt.source or Source(fmt.name, str(args.src)))
         if inspect_values.wanted(args):
             return inspect_values.run(args, ckpt)
-        rows: list[dict[str, Any]] = [
-            {"name": t.name, "dtype": dtypes.name_of(t.dtype), "shape": list(t.shape),
-             "nbytes": t.nbytes, "kind": t.kind, **({"attrs": t.attrs} if t.attrs else {})}
-            for t in ckpt.values()
-        ]
+        rows = _rows(ckpt)
         readable, all_stats = inspect_values.annotate(args, ckpt, rows)
         metadata = dict(ckpt.metadata)
         source = ckpt.source or Source(fmt.name, str(args.src))
@@ -78,14 +74,22 @@ def run(args: argparse.Namespace) -> int:
                           **({"meta_graphs": graph.as_dict()["meta_graphs"]} if graph else {})}))
         return 0
     width = max([len(r["name"]) for r in rows] + [4])
-    extra = inspect_values.extra_columns(rows, readable, all_stats)
+    # Without statistics or readable names there is nothing after the kind.
+    extra = inspect_values.extra_columns(rows, readable, all_stats) if readable or all_stats \
+        else [""] * (len(rows) + 1)
     kind_w = max([len(r["kind"]) for r in rows] + [4]) if any(extra) else 0
     lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'bytes':>11}  "
              f"{'kind':<{kind_w}}{extra[0]}"]
+    # The columns between name and kind, once per dtype, shape and size: checkpoints of many
+    # tensors repeat a few.
+    middles: dict[tuple[str, tuple[int, ...], int], str] = {}
     for r, more in zip(rows, extra[1:], strict=True):
-        shape = "[" + ", ".join(map(str, r["shape"])) + "]"
-        lines.append(f"{r['name']:<{width}}  {r['dtype']:<9} {shape:<18} {r['nbytes']:>11}  "
-                     f"{r['kind']:<{kind_w}}{more}".rstrip())
+        key = (r["dtype"], tuple(r["shape"]), r["nbytes"])
+        middle = middles.get(key)
+        if middle is None:
+            shape = "[" + ", ".join(map(str, r["shape"])) + "]"
+            middle = middles[key] = f"  {r['dtype']:<9} {shape:<18} {r['nbytes']:>11}  "
+        lines.append(f"{r['name']:<{width}}{middle}{r['kind']:<{kind_w}}{more}".rstrip())
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
     lines += _source_lines(source, args.src)
@@ -99,6 +103,22 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     inspect_values.print_nonfinite(all_stats)
     return 0
+
+
+def _rows(ckpt: Checkpoint) -> list[dict[str, Any]]:
+    """The listing: name, dtype, shape, bytes, kind (and attrs) of every tensor."""
+    names: dict[Any, str] = {}
+    rows = []
+    for t in ckpt.values():
+        dtype = names.get(t.dtype)
+        if dtype is None:
+            dtype = names[t.dtype] = dtypes.name_of(t.dtype)
+        row = {"name": t.name, "dtype": dtype, "shape": list(t.shape), "nbytes": t.nbytes,
+               "kind": t.kind}
+        if t.attrs:
+            row["attrs"] = t.attrs
+        rows.append(row)
+    return rows
 
 
 def _html(args: argparse.Namespace, ckpt: Checkpoint, source: Source) -> int:
