@@ -28,11 +28,14 @@ def _source(tmp_path: Path) -> Path:
     return prefix
 
 
-@pytest.fixture(params=["mapped", "read"])
+@pytest.fixture(params=["mapped", "read", "read-copied"])
 def small_chunks(request, monkeypatch):
     monkeypatch.setattr(stream, "CHUNK", 4096)  # a multiple of the page size, as mmap needs
     # Runs up to SMALL bytes are read with one pread; the others are mapped chunk by chunk.
     monkeypatch.setattr(stream, "SMALL", 0 if request.param == "mapped" else 1 << 20)
+    # Read runs from DIRECT_MIN bytes go to plain files by copy_file_range, smaller ones
+    # through the file's buffer.
+    monkeypatch.setattr(stream, "DIRECT_MIN", 0 if request.param == "read-copied" else 1 << 20)
 
 
 def _convert_and_compare(src: Path, dst: Path) -> None:

@@ -134,10 +134,13 @@ def first_line(exc: BaseException) -> str:
 MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits, plus block overhead)
 
 
-def check_declared(path: Path, info: zipfile.ZipInfo, what: str) -> None:
+def check_declared(path: Path, info: zipfile.ZipInfo, what: str,
+                   archive: int | None = None) -> None:
     """Refuse a compressed member whose declared size its compressed bytes cannot produce
-    (or that the archive cannot hold): it would be allocated before a byte is inflated."""
-    archive = path.stat().st_size
+    (or that the archive cannot hold): it would be allocated before a byte is inflated.
+    ``archive`` is the archive's size, when the caller has it (one stat, not one a member)."""
+    if archive is None:
+        archive = path.stat().st_size
     if info.compress_type == zipfile.ZIP_STORED:
         limit = archive
     elif info.compress_type == zipfile.ZIP_DEFLATED:

@@ -149,6 +149,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
     side_tensors, metadata, names = _side(zf, path)
     buf = map_file(path)
     size = path.stat().st_size
+    file = str(path)
     tensors: dict[str, Tensor] = {}
     for info in infos:
         if not info.filename:  # zipfile's is_dir() would raise IndexError
@@ -161,7 +162,7 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
         where = f"{path}: tensor {name!r}"
         if name in tensors:
             raise FormatError(f"{where}: stored twice")
-        check_declared(path, info, f"tensor {name!r}")
+        check_declared(path, info, f"tensor {name!r}", size)
         start = stored_start(buf, info, size)
         try:
             if start is not None:  # read in place: zipfile's per-member set-up costs more
@@ -211,12 +212,14 @@ def _read(zf: zipfile.ZipFile, path: Path, allow_pickle: bool) -> Checkpoint:
                 return _npyfmt.restore(frombuffer(buf, d, s, o), e, w)
             load: Callable[[], np.ndarray] = in_place
             if not entry or entry.get("dtype") != "string":
-                span = (str(path), start, nbytes)
+                span = (file, start, nbytes)
         else:
             def from_member(i=info, e=entry, w=where) -> np.ndarray:
                 return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
             load = from_member
-        tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
+        # The header's dtype and shape are checked (_npyfmt.read_header, check_shape).
+        tensors[name] = Tensor._trusted(name, real_dtype, real_shape, math.prod(real_shape),
+                                        load, None, span, None, {})
     closers = [zf.close, lambda: release(buf)]
     return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()},
                       source=Source("npz", str(path)), closers=closers)

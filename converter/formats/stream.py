@@ -31,6 +31,7 @@ from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
 SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
+DIRECT_MIN = 64 << 10  # runs from this size are copied with copy_file_range, even when read
 EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to disk at once
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
 # system without it, an append-mode output): the bytes are written from the mapping instead.
@@ -134,10 +135,11 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
         if len(data) < end - start:
             raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
                                   f"{start + len(data)}; the file is truncated")
-        if copy.direct is not None:
+        if copy.direct is not None and end - start >= DIRECT_MIN:
             # Read for the checksums, but copied inside the kernel all the same: steadier and
             # faster than writing the bytes back from Python (runs of a few hundred KiB, as a
-            # file of many small datasets has, would otherwise all take this path).
+            # file of many small datasets has). Smaller runs are left to the file's buffer,
+            # which gathers them into larger writes.
             f.flush()
             done = _copy_range(fd, copy.direct, start, len(data), path, name)
             if done < len(data):
