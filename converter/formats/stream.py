@@ -301,33 +301,41 @@ def pieces(tensors: list[Tensor]) -> Iterator[tuple[Tensor, Piece | None]]:
     own between the tensors (an archive's member headers)."""
     copy = _Copy(None)
     try:
-        i, n = 0, len(tensors)
-        while i < n:
-            first = tensors[i]
-            j = i + 1
-            span = first.span
-            if span is not None and _streamable(first):
-                path, end = span[0], span[1] + span[2]
-                while j < n:
-                    span = tensors[j].span
-                    if span is None or span[1] != end or span[0] != path \
-                            or not _streamable(tensors[j]):
-                        break
-                    end += span[2]
-                    j += 1
-                yield from _run_pieces(copy, tensors[i:j])
-            else:
-                written = 0
-                for piece in chunks(first):
-                    written += len(piece)
-                    yield first, piece
-                if written != first.nbytes:
-                    raise CorruptionError(f"tensor {first.name!r}: {written} bytes, "
-                                          f"{first.nbytes} expected")
-                yield first, None
-            i = j
+        for run in _runs(tensors):
+            if len(run) > 1 or _streamable(run[0]):
+                yield from _run_pieces(copy, run)
+                continue
+            written = 0
+            for piece in chunks(run[0]):
+                written += len(piece)
+                yield run[0], piece
+            if written != run[0].nbytes:
+                raise CorruptionError(f"tensor {run[0].name!r}: {written} bytes, "
+                                      f"{run[0].nbytes} expected")
+            yield run[0], None
     finally:
         copy.close()
+
+
+def _runs(tensors: list[Tensor]) -> Iterator[list[Tensor]]:
+    """The tensors in order, as runs of streamable tensors stored back to back in one file,
+    each other tensor alone."""
+    i, n = 0, len(tensors)
+    while i < n:
+        first = tensors[i]
+        j = i + 1
+        span = first.span
+        if span is not None and _streamable(first):
+            path, end = span[0], span[1] + span[2]
+            while j < n:
+                span = tensors[j].span
+                if span is None or span[1] != end or span[0] != path \
+                        or not _streamable(tensors[j]):
+                    break
+                end += span[2]
+                j += 1
+        yield tensors[i:j]
+        i = j
 
 
 def _run_pieces(copy: _Copy, run: list[Tensor]
@@ -392,26 +400,12 @@ def _check_tensor(path: str, tensor: Tensor, size: int, value: int) -> None:
 
 def _copy_all(copy: _Copy, tensors: list[Tensor], want_crc: bool
               ) -> Iterator[tuple[Tensor, int, int]]:
-    f = copy.f
-    i, n = 0, len(tensors)
-    while i < n:
-        first = tensors[i]
-        j = i + 1
-        first_span = first.span
-        if first_span is not None and _streamable(first):
-            path, end = first_span[0], first_span[1] + first_span[2]
-            while j < n:
-                span = tensors[j].span
-                if span is None or span[1] != end or span[0] != path \
-                        or not _streamable(tensors[j]):
-                    break
-                end += span[2]
-                j += 1
-            yield from _copy_run(copy, tensors[i:j], want_crc)
+    for run in _runs(tensors):
+        if len(run) > 1 or _streamable(run[0]):
+            yield from _copy_run(copy, run, want_crc)
         else:
-            written, value = copy_to(f, first, want_crc=want_crc)
-            yield first, written, value
-        i = j
+            written, value = copy_to(copy.f, run[0], want_crc=want_crc)
+            yield run[0], written, value
 
 
 def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
