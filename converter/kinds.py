@@ -50,10 +50,23 @@ def optimizer_weight_kind(name: str) -> Literal["slot", "counter"]:
     return "counter" if KERAS_STEP.match(name.rpartition("/")[2]) else "slot"
 
 
+# First characters a match can start with: a name starting or ending otherwise skips the
+# patterns above (tf1_kind is asked of every tensor of a listing).
+_SLOT_FIRST = frozenset("AMRFPLNa")  # the SLOT_SUFFIX words: Adam, Momentum, ..., adam_m
+_SCOPE_FIRST = frozenset("AFLNRSt")  # KERAS_OPTIMIZER_SCOPE: Adam, Ftrl, ..., training
+_MESH_ENDS = ("_slot_v", "_slot_vr", "_slot_vc", "_slot_m")
+
+
 def tf1_kind(name: str) -> Literal["variable", "slot", "counter"]:
     """``slot``, ``counter`` or ``variable`` for a TF1 variable name."""
-    if COUNTERS.search(name):
+    end = name[:-1] if name.endswith("\n") else name  # where the patterns' $ matches too
+    last = end.rpartition("/")[2]
+    if last == "global_step" or last == "save_counter":  # COUNTERS
         return "counter"
-    if SLOT_SUFFIX.search(name) or OPTIMIZER_SCALARS.search(name) or MESH_SLOT.search(name):
+    if last and (last[0] in _SLOT_FIRST and SLOT_SUFFIX.search(name)
+                 or last[0] == "b" and OPTIMIZER_SCALARS.search(name)
+                 or end.endswith(_MESH_ENDS)):
         return "slot"
-    return keras_optimizer_kind(name) or "variable"
+    if name[:1] in _SCOPE_FIRST:
+        return keras_optimizer_kind(name) or "variable"
+    return "variable"

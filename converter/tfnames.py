@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -28,6 +28,28 @@ def natural_key(name: str) -> tuple[tuple[Any, ...], ...]:
     ``dense_10``, ``layers/dense_2/vars/0`` < ``layers/dense_10/vars/0``."""
     return tuple(tuple(int(c) if i % 2 else c for i, c in enumerate(_DIGITS.split(part)))
                  for part in name.split("/"))
+
+
+def strictly_natural(names: Iterable[str]) -> bool:
+    """Whether ``names`` come in strictly increasing :func:`natural_key` order (no two with the
+    same key), so that sorting them by it gives them back as they are."""
+    split = _DIGITS.split
+    parts: dict[str, tuple[Any, ...]] = {}  # scopes repeat
+    last = None
+    for name in names:
+        key = []
+        for part in name.split("/"):
+            k = parts.get(part)
+            if k is None:  # as natural_key has it, without a generator per part
+                pieces: list[Any] = split(part)
+                pieces[1::2] = map(int, pieces[1::2])
+                k = parts[part] = tuple(pieces)
+            key.append(k)
+        current = tuple(key)
+        if last is not None and not last < current:
+            return False
+        last = current
+    return True
 
 
 def plain_key(key: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -151,3 +152,33 @@ def test_force_overwrites(tmp_path, npz):
     assert main(["convert", str(path), str(tmp_path / "o.safetensors"), "--force", "-q"]) == 0
     with converter.read(tmp_path / "o.safetensors") as back:
         assert_same(back["dense/kernel"].read(), data["dense/kernel"])
+
+
+@pytest.mark.parametrize("command, collects", [("inspect", False), ("convert", False),
+                                               ("batch", True)])
+def test_checkpoint_commands_run_without_the_cyclic_collector(tmp_path, command, collects):
+    # The objects a reader builds form no cycles; collections would only rescan them. The
+    # program itself (not main(), which a caller's process runs) turns the collector off for
+    # the commands that read and convert, and leaves it on for the others.
+    src = tmp_path / "m.ckpt"
+    converter.write({f"s{i // 100}/v{i}": np.full(3, i, np.float32) for i in range(3000)}, src)
+    args = {"inspect": [str(src)], "convert": [str(src), str(tmp_path / "m.npz"), "-q"],
+            "batch": [str(src), "--to", "npz", "--out", str(tmp_path / "b"), "-q"]}[command]
+    code = """
+import atexit, gc, os, sys
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase))
+atexit.register(lambda: os.write(int(os.environ["COUNT_FD"]), str(len(collections)).encode()))
+from converter.cli import entry
+collections.clear()  # those of the imports, before the program runs
+entry()
+"""
+    read, write = os.pipe()
+    proc = subprocess.run([sys.executable, "-c", code, command, *args], pass_fds=(write,),
+                          capture_output=True, text=True,
+                          env={**os.environ, "COUNT_FD": str(write)})
+    os.close(write)
+    with os.fdopen(read) as f:
+        count = int(f.read())
+    assert proc.returncode == 0, proc.stderr
+    assert (count > 0) is collects, count

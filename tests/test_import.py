@@ -18,3 +18,26 @@ heavy = [m for m in ('tensorflow', 'keras', 'torch', 'jax') if m in sys.modules]
 assert not heavy, heavy
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_commands_import_only_what_they_use(tmp_path):
+    # Start-up is much of what a small command costs: each command imports its own module,
+    # and listing or converting a checkpoint imports no rules, graph readers, page writers,
+    # progress bar, ml_dtypes or h5py it does not use.
+    code = f"""
+import contextlib, io, sys, numpy as np, converter
+converter.write({{'a/b': np.arange(4.0)}}, r'{tmp_path}/m.ckpt', format='tf', force=True)
+before = set(sys.modules)
+from converter.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(sys.argv[1:]) == 0
+loaded = set(sys.modules) - before
+unused = ['converter.rules', 'converter.graphs', 'converter.inspect_html', 'converter.diff_html',
+          'tqdm', 'ml_dtypes', 'h5py', 'converter.cli.' + ('convert' if sys.argv[1] == 'inspect'
+                                                          else 'inspect')]
+assert not [m for m in unused if m in loaded], [m for m in unused if m in loaded]
+assert 'converter.cli.' + sys.argv[1] in loaded
+"""
+    for args in (["inspect", f"{tmp_path}/m.ckpt"],
+                 ["convert", f"{tmp_path}/m.ckpt", f"{tmp_path}/m.safetensors", "-q"]):
+        subprocess.run([sys.executable, "-c", code, *args], check=True)

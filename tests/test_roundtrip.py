@@ -126,6 +126,42 @@ def test_hdf5_layout_mirrors_scopes(tmp_path):
         assert f["dense/kernel:0"].attrs["name"] == "dense/kernel"
 
 
+@pytest.mark.parametrize("names, positions", [
+    (["layer_2/w", "layer_10/w", "layer_10/w/Adam", "z"], False),  # natural order: none needed
+    (["b", "a"], True),
+    (["layer_10/w", "layer_2/w"], True),  # sorted as text, not as numbers
+    (["a1", "a01"], True),  # the same natural key: natural order cannot tell them apart
+])
+def test_hdf5_positions_only_where_natural_order_differs(tmp_path, names, positions):
+    import h5py
+
+    data = {n: np.full(2, i, np.float32) for i, n in enumerate(names)}
+    converter.write(data, tmp_path / "x.h5")
+    with h5py.File(tmp_path / "x.h5") as f:
+        found = []
+        f.visititems(lambda _, obj: found.append("order" in obj.attrs)
+                     if isinstance(obj, h5py.Dataset) else None)
+        assert found == [positions] * len(names)
+    with converter.read(tmp_path / "x.h5") as back:
+        assert_same_checkpoint(back, data)
+
+
+def test_hdf5_of_many_tensors_round_trips(tmp_path):
+    # Enough datasets for the writer's large metadata blocks: data back to back in long runs,
+    # between them in-memory tensors, scalars (stored in the object header) and strings.
+    src = {f"scope_{i // 100}/var_{i}": np.full((3, 5), i, np.float32) for i in range(1200)}
+    converter.write(src, tmp_path / "m.ckpt")
+    with converter.read(tmp_path / "m.ckpt") as bundle:
+        mixed: dict[str, object] = dict(bundle)
+        mixed["scope_3/var_350a"] = np.arange(7, dtype=np.int16)
+        mixed["scope_5/scalar"] = np.float64(2.5) * np.ones(())
+        mixed["scope_9/strings"] = np.array([b"a", b"\x00b"], dtype=object)
+        mixed["scope_9/empty"] = np.zeros((0, 4), np.float32)
+        converter.write(mixed, tmp_path / "m.h5")
+        with converter.read(tmp_path / "m.h5") as back:
+            assert_same_checkpoint(back, mixed)
+
+
 def test_hdf5_written_by_others(tmp_path):
     import h5py
 

@@ -87,3 +87,36 @@ def test_keras2_h5_optimizer_weights_are_read_as_optimizer_state(optimizer_fixtu
 ])
 def test_keras_optimizer_scopes_by_name(name, kind):
     assert tf1_kind(name) == kind
+
+
+def test_kind_is_what_the_name_patterns_say():
+    # tf1_kind skips patterns by a name's first and last characters: it must judge every name
+    # as the patterns alone do, trailing newlines ($ matches before one) included.
+    import random
+
+    from converter.kinds import (
+        COUNTERS,
+        MESH_SLOT,
+        OPTIMIZER_SCALARS,
+        SLOT_SUFFIX,
+        keras_optimizer_kind,
+    )
+
+    def by_patterns(name: str) -> str:
+        if COUNTERS.search(name):
+            return "counter"
+        if SLOT_SUFFIX.search(name) or OPTIMIZER_SCALARS.search(name) or MESH_SLOT.search(name):
+            return "slot"
+        return keras_optimizer_kind(name) or "variable"
+
+    words = ["Adam", "Adam_1", "adam_m", "adam_v", "Momentum", "RMSProp_2", "AdagradDA",
+             "AdagradDAx_y", "Ftrl", "ProximalAdagrad", "LazyAdam_1", "Nadam", "AdamW_3",
+             "beta1_power", "beta2_power_1", "global_step", "save_counter", "q_slot_v",
+             "x_slot_vr", "e_slot_vc", "m_slot_m", "training", "training_1", "SGD_1", "Lion",
+             "LossScaleOptimizer", "Adafactor", "Adamax", "RMSprop", "iter", "iterations",
+             "kernel", "bias", "", "a", "b", "_", "1", "Adam ", "é", "\n", "/\n"]
+    rng = random.Random(0)
+    for _ in range(20000):
+        name = "/".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
+        name = rng.choice(["", rng.choice(words)]) + name + rng.choice(["", rng.choice(words)])
+        assert tf1_kind(name) == by_patterns(name), name

@@ -28,11 +28,14 @@ def _source(tmp_path: Path) -> Path:
     return prefix
 
 
-@pytest.fixture(params=["mapped", "read"])
+@pytest.fixture(params=["mapped", "read", "read-copied"])
 def small_chunks(request, monkeypatch):
     monkeypatch.setattr(stream, "CHUNK", 4096)  # a multiple of the page size, as mmap needs
     # Runs up to SMALL bytes are read with one pread; the others are mapped chunk by chunk.
     monkeypatch.setattr(stream, "SMALL", 0 if request.param == "mapped" else 1 << 20)
+    # Read runs from DIRECT_MIN bytes go to plain files by copy_file_range, smaller ones
+    # through the file's buffer.
+    monkeypatch.setattr(stream, "DIRECT_MIN", 0 if request.param == "read-copied" else 1 << 20)
 
 
 def _convert_and_compare(src: Path, dst: Path) -> None:
@@ -142,3 +145,37 @@ def test_span_that_does_not_hold_the_shape_is_refused(tmp_path, out):
     with pytest.raises(CorruptionError, match="'w': 8 bytes, 16 expected"):
         converter.write(converter.Checkpoint(tensors), tmp_path / out)
     assert not (tmp_path / out).exists()
+
+
+def test_placed_copy_writes_each_tensor_at_its_offset(tmp_path, small_chunks):
+    # Back-to-back placements go as one run, gaps are left as they are, an in-memory tensor
+    # between copied ones lands at its own offset, and every copied tensor is still checked.
+    src = _source(tmp_path)
+    with converter.read(src) as ckpt:
+        tensors = list(ckpt.values())
+        memory = converter.Tensor.from_array("mem", np.arange(5, dtype=np.int64))
+        placed, at = [], 16
+        for i, t in enumerate([*tensors[:4], memory, *tensors[4:]]):
+            placed.append((at, t))
+            at += t.nbytes + (100 if i % 3 == 2 else 0)
+        out = tmp_path / "placed.bin"
+        out.write_bytes(b"\xee" * at)
+        with open(out, "r+b") as f:
+            done = list(stream.copy_placed(f, placed))
+        assert done == [t for _, t in placed]
+        raw = out.read_bytes()
+        written = bytearray(b"\xee" * at)
+        for offset, t in placed:
+            value = np.ascontiguousarray(t.read()).tobytes()
+            assert raw[offset:offset + len(value)] == value, t.name
+            written[offset:offset + len(value)] = value
+        assert raw == bytes(written)  # nothing outside the placements
+
+        _, offset, size = ckpt["t05"].span
+    data = src.with_name("m.ckpt.data-00000-of-00001")
+    damaged = bytearray(data.read_bytes())
+    damaged[offset + size - 1] ^= 1
+    data.write_bytes(bytes(damaged))
+    with converter.read(src) as ckpt, open(tmp_path / "placed.bin", "r+b") as f:
+        with pytest.raises(CorruptionError, match="'t05'.*checksum"):
+            list(stream.copy_placed(f, [(0, t) for t in ckpt.values()][5:6]))

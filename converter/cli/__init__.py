@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import select
 import signal
@@ -19,10 +20,11 @@ from collections.abc import Sequence
 from .. import __version__, storage
 from ..errors import ConverterError, ConverterWarning, speaking
 from ..signals import stopping
-from . import batch, convert, diff, formats, inspect, migrate, plan, verify
 
-COMMANDS = {"convert": convert, "inspect": inspect, "verify": verify, "diff": diff,
-            "migrate": migrate, "plan": plan, "batch": batch, "formats": formats}
+# One module each (converter.cli.NAME: HELP, add_args, run), imported only when the parser
+# needs it: a command pays for its own imports, not every other command's (start-up is much of
+# what a small conversion costs).
+COMMANDS = ("convert", "inspect", "verify", "diff", "migrate", "plan", "batch", "formats")
 
 EPILOG = """examples:
   ckpt inspect model.ckpt-1000
@@ -35,7 +37,9 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``ckpt`` parser; with ``command``, the parser of that command alone (what parsing
+    its arguments needs), else of them all (the overall help, unknown commands)."""
     parser = argparse.ArgumentParser(
         prog="ckpt", description="Move model weights between checkpoint formats.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ckpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module in COMMANDS.items():
+    for name in COMMANDS if command is None else (command,):
+        module = importlib.import_module(f"{__name__}.{name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            epilog=getattr(module, "EXAMPLES", None),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ckpt`` with ``argv`` (default: sys.argv[1:]); returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
@@ -116,9 +122,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+# Commands that read or convert checkpoints build tens of thousands of objects (a tensor's
+# record, its loader) that form no cycles and live until the process ends: the cyclic garbage
+# collector would only scan them again and again (tens of milliseconds for 20,000 tensors, a
+# tenth of such a command). The commands that run other libraries' code (migrate and plan build
+# Keras models) or many conversions in one process (batch) keep it.
+WITHOUT_COLLECTOR = frozenset({"convert", "inspect", "verify", "diff", "formats"})
+
+
 def entry() -> None:
+    """The ``ckpt`` program (also ``python -m converter``)."""
+    if sys.argv[1:2] and sys.argv[1] in WITHOUT_COLLECTOR:
+        gc.disable()
+    code = main()
     # The interpreter's last garbage collection at exit scans every object still alive (tens
     # of thousands of tensors after a big conversion) only to free memory the exit frees anyway.
-    code = main()
     gc.freeze()
     sys.exit(code)

@@ -8,14 +8,16 @@ import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import api, outputs, registry, storage
 from ..errors import UsageError
-from ..rules import Rules
 from ..sizes import human
 from .common import add_source, parse_size, read_options
 from .rule_args import add_rule_args, dry_run_report, rule_warnings_to_stderr, rules_from_args
+
+if TYPE_CHECKING:
+    from ..rules import Rules
 
 HELP = "convert a checkpoint to another format"
 EXAMPLES = """examples:

@@ -6,15 +6,17 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import api, dtypes, graphs, inspect_html, outputs, registry, storage
+from .. import api, dtypes, outputs, registry, storage
 from ..errors import UsageError
-from ..graphs.metagraph import looks_like
 from ..sizes import human
 from ..tensor import Checkpoint, Source
 from . import inspect_values
 from .common import add_source, read_options
+
+if TYPE_CHECKING:
+    from .. import graphs
 
 HELP = "list the tensors of a checkpoint (reads no tensor data unless asked for values)"
 EXAMPLES = """examples:
@@ -43,8 +45,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.src.endswith(".meta") and not args.source_format and looks_like(args.src):
-        return _meta_graph(args)
+    # The graph readers and the page writer are imported where they are needed: listing a
+    # checkpoint needs neither.
+    if args.src.endswith(".meta") and not args.source_format:
+        from ..graphs.metagraph import looks_like
+
+        if looks_like(args.src):
+            return _meta_graph(args)
     fmt = registry.for_input(args.src, args.source_format)
     if args.html is not None and (args.json or args.stats or inspect_values.wanted(args)):
         raise UsageError("--html writes a page; it does not go with --json, --stats, --tree, "
@@ -54,11 +61,7 @@ def run(args: argparse.Namespace) -> int:
             return _html(args, ckpt, ckpt.source or Source(fmt.name, str(args.src)))
         if inspect_values.wanted(args):
             return inspect_values.run(args, ckpt)
-        rows: list[dict[str, Any]] = [
-            {"name": t.name, "dtype": dtypes.name_of(t.dtype), "shape": list(t.shape),
-             "nbytes": t.nbytes, "kind": t.kind, **({"attrs": t.attrs} if t.attrs else {})}
-            for t in ckpt.values()
-        ]
+        rows = _rows(ckpt)
         readable, all_stats = inspect_values.annotate(args, ckpt, rows)
         metadata = dict(ckpt.metadata)
         source = ckpt.source or Source(fmt.name, str(args.src))
@@ -71,18 +74,29 @@ def run(args: argparse.Namespace) -> int:
                           **({"meta_graphs": graph.as_dict()["meta_graphs"]} if graph else {})}))
         return 0
     width = max([len(r["name"]) for r in rows] + [4])
-    extra = inspect_values.extra_columns(rows, readable, all_stats)
+    # Without statistics or readable names there is nothing after the kind.
+    extra = inspect_values.extra_columns(rows, readable, all_stats) if readable or all_stats \
+        else [""] * (len(rows) + 1)
     kind_w = max([len(r["kind"]) for r in rows] + [4]) if any(extra) else 0
     lines = [f"{'name':<{width}}  {'dtype':<9} {'shape':<18} {'bytes':>11}  "
              f"{'kind':<{kind_w}}{extra[0]}"]
+    # The columns between name and kind, once per dtype, shape and size: checkpoints of many
+    # tensors repeat a few.
+    middles: dict[tuple[str, tuple[int, ...], int], str] = {}
     for r, more in zip(rows, extra[1:], strict=True):
-        shape = "[" + ", ".join(map(str, r["shape"])) + "]"
-        lines.append(f"{r['name']:<{width}}  {r['dtype']:<9} {shape:<18} {r['nbytes']:>11}  "
-                     f"{r['kind']:<{kind_w}}{more}".rstrip())
+        key = (r["dtype"], tuple(r["shape"]), r["nbytes"])
+        middle = middles.get(key)
+        if middle is None:
+            shape = "[" + ", ".join(map(str, r["shape"])) + "]"
+            middle = middles[key] = f"  {r['dtype']:<9} {shape:<18} {r['nbytes']:>11}  "
+        lines.append(f"{r['name']:<{width}}{middle}{r['kind']:<{kind_w}}{more}".rstrip())
     lines.append(f"{len(rows)} tensors, {human(total)} ({total} bytes); format {fmt.name}"
                  + (f" ({source.layout})" if source.layout else ""))
     lines += _source_lines(source, args.src)
-    lines += graphs.describe(graph) if graph else []
+    if graph:
+        from .. import graphs
+
+        lines += graphs.describe(graph)
     if metadata:
         lines.append("metadata:")
         lines += [f"  {key}: {value}" for key, value in metadata.items()]
@@ -91,7 +105,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows(ckpt: Checkpoint) -> list[dict[str, Any]]:
+    """The listing: name, dtype, shape, bytes, kind (and attrs) of every tensor."""
+    names: dict[Any, str] = {}
+    rows = []
+    for t in ckpt.values():
+        dtype = names.get(t.dtype)
+        if dtype is None:
+            dtype = names[t.dtype] = dtypes.name_of(t.dtype)
+        row = {"name": t.name, "dtype": dtype, "shape": list(t.shape), "nbytes": t.nbytes,
+               "kind": t.kind}
+        if t.attrs:
+            row["attrs"] = t.attrs
+        rows.append(row)
+    return rows
+
+
 def _html(args: argparse.Namespace, ckpt: Checkpoint, source: Source) -> int:
+    from .. import graphs, inspect_html
+
     graph = _saved_model(source)
     files = api.source_files(ckpt, args.src)
 
@@ -114,6 +146,8 @@ def _meta_graph(args: argparse.Namespace) -> int:
     if inspect_values.wanted(args) or args.stats or args.html is not None:
         raise UsageError(f"{args.src}: a TensorFlow MetaGraph holds no values; inspect the "
                          "checkpoint beside it")
+    from .. import graphs
+
     graph = graphs.meta_graph(args.src)
     if args.json:
         print(json.dumps({"path": str(args.src), "format": "metagraph", **graph.as_dict(),
@@ -147,6 +181,8 @@ def _saved_model(source: Source) -> graphs.SavedModel | None:
     binary ``saved_model.pb``."""
     if not source.saved_model:
         return None
+    from .. import graphs
+
     if storage.is_url(source.saved_model):  # one object, fetched whole as a local one is read
         pb = storage.join(source.saved_model, "saved_model.pb")
         if not storage.exists(pb):

@@ -6,14 +6,15 @@ empty part ``%`` and a literal ``%`` as ``%25``. A name that is also a scope (``
 beside ``dense/kernel/Adam``, as in every TF1 Adam checkpoint) cannot be both a dataset and a
 group, so its dataset takes TF's ``:0`` suffix (``dense/kernel:0``; ``:1``... if that is taken
 too). A dataset whose path differs from its name carries the name in the attribute ``name``, and
-every dataset we write its position in ``order``, so names and order round-trip whatever the
-escaping; files from elsewhere are read by path, in natural order. Dtypes HDF5 lacks are stored
-as raw bits in an unsigned integer with attribute ``dtype="bfloat16"`` (as Keras 3 does); byte
-strings as variable-length uint8 sequences with ``dtype="string"`` (HDF5 strings stop at NUL).
-Names HDF5 cannot hold (NUL, which ends link names and attributes; not valid Unicode) and ranks
-above 32 are refused before anything is written. Keras weight files (Keras 3 ``.weights.h5``,
-Keras 2 ``layer_names``/``weight_names``) are read in Keras's order and named as ``keras_names``
-says.
+each dataset its position in ``order`` unless the names come in natural order (``vars/2``
+before ``vars/10``), the order datasets without positions are read in: names and order
+round-trip whatever the escaping. Files from elsewhere are read by path, in natural order.
+Dtypes HDF5 lacks are stored as raw bits in an unsigned integer with attribute
+``dtype="bfloat16"`` (as Keras 3 does); byte strings as variable-length uint8 sequences with
+``dtype="string"`` (HDF5 strings stop at NUL). Names HDF5 cannot hold (NUL, which ends link
+names and attributes; not valid Unicode) and ranks above 32 are refused before anything is
+written. Keras weight files (Keras 3 ``.weights.h5``, Keras 2 ``layer_names``/``weight_names``)
+are read in Keras's order and named as ``keras_names`` says.
 
 Reading a file from elsewhere allocates no more than it stores (the guards live in
 ``_h5common``, shared with the ``keras`` reader): storage HDF5 never allocated (a
@@ -35,11 +36,11 @@ from ..errors import FormatError
 from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
-from ..tfnames import natural_key
+from ..tfnames import natural_key, strictly_natural
 from ._common import check_dtype, check_name, contiguous_le, first_line
 from ._h5common import H5_ERRORS, check_global_heaps, dataset_tensor, require_h5py
 from .keras_names import describe, is_legacy, legacy_optimizer_kind, legacy_weights, saveable_names
-from .stream import copy_to
+from .stream import copy_placed
 
 MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -184,80 +185,117 @@ MAX_RANK = 32  # H5S_MAX_RANK
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False) -> None:
     h5py = require_h5py()
-    for tensor in ckpt.values():  # refuse before the output exists
+    tensors = list(ckpt.values())
+    for tensor in tensors:  # refuse before the output exists
         check_name(path, tensor.name, "HDF5", nul=False)  # link names and attributes end at NUL
         check_dtype(path, tensor, "HDF5")
         if len(tensor.shape) > MAX_RANK:
             raise FormatError(f"{path}: tensor {tensor.name!r} has rank {len(tensor.shape)}; "
                               f"HDF5 datasets have at most {MAX_RANK} dimensions")
-    paths = {name: "/".join(_escape(p) for p in name.split("/")) for name in ckpt}
-    scopes = {p.rsplit("/", i)[0] for p in paths.values() for i in range(1, p.count("/") + 1)}
+    paths = {t.name: _hdf5_path(t.name) for t in tensors}
+    scopes: set[str] = set()
+    for p in paths.values():
+        parent = p.rpartition("/")[0]
+        while parent and parent not in scopes:  # its own parents are in already
+            scopes.add(parent)
+            parent = parent.rpartition("/")[0]
+    # Positions are written only where they are needed: a file without them is read in the
+    # natural order of its names, which is often the checkpoint's own (HDF5 attributes are
+    # what 20,000 small datasets spend most of their writing time on).
+    ordered = not strictly_natural([t.name for t in tensors])
     # Datasets are allocated contiguously up front; their bytes are then streamed straight into
     # the file at the offsets HDF5 gave them, so memory stays bounded whatever the tensor size.
+    # Created through h5py's low-level API: its high-level create_dataset costs more per
+    # dataset than HDF5 itself.
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_layout(h5py.h5d.CONTIGUOUS)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    dcpl.set_obj_track_times(False)
+    scalar_dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)  # HDF5 keeps scalars out of line
+    scalar_dcpl.set_obj_track_times(False)
+    types: dict[np.dtype, Any] = {}
+    spaces: dict[tuple[int, ...], Any] = {}
     pending: list[tuple[int, Tensor]] = []
     with outputs(force) as out:
         tmp = out.new(path)
+        # Many datasets: their metadata (object headers, group heaps) gathered in blocks of
+        # 64 KiB instead of HDF5's 2 KiB, so that their data lie back to back and are copied
+        # in long runs; the last block's unused part is what that costs in file size.
+        options = {"meta_block_size": 1 << 16} if len(tensors) >= 1000 else {}
         # Ctrl-C waits for the layout to be written: h5py converts values in callbacks from C,
         # where an interrupt would be printed and dropped instead of unwinding this writer.
         # The bytes are copied afterwards, interruptibly.
-        with signals_held(), h5py.File(tmp, "w", track_order=True) as f:
+        with signals_held(), h5py.File(tmp, "w", track_order=True, **options) as f:
             for key, value in ckpt.metadata.items():
                 f.attrs[key] = value
             used: set[str] = set()
-            groups: dict[str, Any] = {"": f}
-            for order, tensor in enumerate(ckpt.values()):
+            groups: dict[str, Any] = {"": f.id}
+            create = h5py.h5d.create
+            for order, tensor in enumerate(tensors):
                 hpath = paths[tensor.name]
                 suffix = 0
                 while hpath in scopes or hpath in used:
                     hpath = f"{paths[tensor.name]}:{suffix}"
                     suffix += 1
                 used.add(hpath)
-                attrs: dict[str, object] = {"order": order}
+                attrs: dict[str, object] = {"order": order} if ordered else {}
                 if hpath != tensor.name:  # HDF5 attributes are slow: only where the path differs
                     attrs["name"] = tensor.name
                 if tensor.dtype.hasobject:
                     _write_strings(f, hpath, tensor.read())
                     attrs["dtype"] = "string"
-                    ds = f[hpath]
+                    dsid = f[hpath].id
                 else:
                     if not dtypes.is_native(tensor.dtype):
                         attrs["dtype"] = dtypes.name_of(tensor.dtype)
-                    stored = dtypes.storage_dtype(tensor.dtype).newbyteorder("<")
+                    tid = types.get(tensor.dtype)
+                    if tid is None:
+                        stored = dtypes.storage_dtype(tensor.dtype).newbyteorder("<")
+                        tid = types[tensor.dtype] = h5py.h5t.py_create(stored, logical=1)
+                    shape = tensor.shape
+                    space = spaces.get(shape)
+                    if space is None:
+                        space = spaces[shape] = h5py.h5s.create_simple(shape)
                     # The parent group once per scope: h5py would look it up for every dataset.
                     parent, _, leaf = hpath.rpartition("/")
                     group = groups.get(parent)
                     if group is None:
-                        group = groups[parent] = f.require_group(parent)
-                    ds = group.create_dataset(leaf, shape=tensor.shape, dtype=stored, dcpl=dcpl,
-                                              track_order=True)
-                    offset = ds.id.get_offset() if tensor.nbytes else None
+                        group = groups[parent] = f.require_group(parent).id
+                    dsid = create(group, leaf.encode(), tid, space,  # UTF-8, as h5py encodes
+                                  dcpl=dcpl if shape else scalar_dcpl)
+                    offset = dsid.get_offset() if tensor.nbytes else None
                     if offset is not None:
                         pending.append((offset, tensor))
-                    elif tensor.nbytes:  # HDF5 keeps scalars out of line; they are tiny
-                        ds[()] = contiguous_le(tensor)
-                _set_attrs(h5py, ds, attrs)
+                    elif tensor.nbytes:
+                        h5py.Dataset(dsid)[()] = contiguous_le(tensor)
+                if attrs:
+                    _set_attrs(h5py, dsid, attrs)
         total = sum(t.nbytes for _, t in pending)
         stream = tracked([t for _, t in pending], total=total, enabled=progress)
         with open(tmp, "r+b") as raw:
-            for (offset, _), tensor in zip(pending, stream, strict=True):
-                raw.seek(offset)
-                copy_to(raw, tensor)
+            for _ in copy_placed(raw, pending):
+                next(stream)
 
 
-def _set_attrs(h5py, ds, attrs: dict[str, object]) -> None:
-    # Integer attributes (every dataset's `order`) through the low-level API: what the high-level
-    # one stores for a Python int (a scalar int64), at a fraction of its per-call cost.
+def _hdf5_path(name: str) -> str:
+    """The HDF5 path of tensor ``name`` (see :func:`_escape`)."""
+    if "%" not in name and "." not in name and name and name[0] != "/" \
+            and name[-1] != "/" and "//" not in name:
+        return name  # nothing to escape, as in most checkpoints
+    return "/".join(_escape(p) for p in name.split("/"))
+
+
+def _set_attrs(h5py, dsid, attrs: dict[str, object]) -> None:
+    # Integer attributes (`order`) through the low-level API: what the high-level one stores
+    # for a Python int (a scalar int64), at a fraction of its per-call cost.
     for key, value in attrs.items():
         if type(value) is int:
-            attr = h5py.h5a.create(ds.id, key.encode(), h5py.h5t.STD_I64LE,
+            attr = h5py.h5a.create(dsid, key.encode(), h5py.h5t.STD_I64LE,
                                    h5py.h5s.create(h5py.h5s.SCALAR))
             attr.write(np.array(value, dtype="<i8"))
         else:
-            ds.attrs[key] = value
+            h5py.Dataset(dsid).attrs[key] = value
 
 
 def _write_strings(f, hpath: str, array) -> None:

@@ -27,12 +27,14 @@ import json
 import math
 import os
 import struct
+import sys
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -55,6 +57,7 @@ from ._common import (
     release,
     stored_start,
 )
+from .stream import pieces
 
 SIDE = "__converter__.json"
 MAX_SIDE = 64 << 20  # a side entry is ~50 bytes: room for a million tensors
@@ -236,12 +239,14 @@ def _read(zf: zipfile.ZipFile, path: str, allow_pickle: bool, buf, size: int,
                 return _npyfmt.restore(frombuffer(data, d, s, at), e, w)
             load: Callable[[], np.ndarray] = in_place
             if not entry or entry.get("dtype") != "string":
-                span = (str(path), start, nbytes)
+                span = (path, start, nbytes)
         else:
             def from_member(i=info, e=entry, w=where) -> np.ndarray:
                 return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
             load = from_member
-        tensors[name] = Tensor(name, real_dtype, real_shape, load, span=span)
+        # The header's dtype and shape are checked (_npyfmt.read_header, check_shape).
+        tensors[name] = Tensor._trusted(name, real_dtype, real_shape, math.prod(real_shape),
+                                        load, None, span, None, {})
     closers = [zf.close, lambda: release(buf)]
     return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()},
                       source=Source("npz", path), closers=closers)
@@ -307,38 +312,294 @@ class _Forward:
 
 def write(ckpt: Checkpoint, path: Path, *, force: bool = False, compress: bool = False,
           progress: bool = False) -> None:
-    side_tensors: dict[str, dict] = {}
-    names: dict[str, str] = {}
-    used: set[str] = set()
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    members = _members(ckpt, path)  # every name and dtype judged before a byte is written
+    stream = tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress)
     with outputs(force) as out:
         tmp = out.new(path)
-        with sections() as bookkeeping, open(tmp, "wb") as raw, \
-                _archive(raw, method, bookkeeping) as zf:
-            for tensor in tracked(ckpt.values(), total=ckpt.nbytes, enabled=progress):
-                check_name(path, tensor.name, "npz")
-                check_dtype(path, tensor, "npz")
-                member = name_to_path(tensor.name, portable=False)
-                if member in used or member == SIDE:  # a shortened name's hash collided
-                    member = member[:-4] + "~" + hashlib.sha1(
-                        tensor.name.encode()).hexdigest()[:12] + ".npy"
-                used.add(member)
-                if member != tensor.name + ".npy":
-                    names[member] = tensor.name
-                encoded = _npyfmt.encode(tensor)
-                head, data, entry = encoded
-                if entry:
-                    side_tensors[tensor.name] = entry
-                size = len(head) + (tensor.nbytes if data is None else data.nbytes)
-                with _member(zf, member, size > zipfile.ZIP64_LIMIT - 2**20,
-                             bookkeeping) as f:
-                    _npyfmt.write(f, tensor, encoded)
-            if side_tensors or ckpt.metadata or names:
-                side = {"version": 1, "metadata": ckpt.metadata, "tensors": side_tensors}
-                if names:
-                    side["names"] = names
-                with bookkeeping:
-                    zf.writestr(SIDE, json.dumps(side, ensure_ascii=False))
+        with open(tmp, "wb") as raw:
+            if compress:
+                _write_zipfile(raw, members, ckpt.metadata, zipfile.ZIP_DEFLATED, stream)
+            else:
+                _write_stored(raw, members, ckpt.metadata, stream)
+
+
+class _Member(NamedTuple):
+    tensor: Tensor
+    name: str  # in the archive
+    head: bytes | None  # the .npy header of a tensor whose own bytes are stored; None: encoded
+    entry: dict[str, object] | None  # in the side member
+
+
+def _members(ckpt: Checkpoint, path: Path) -> list[_Member]:
+    """Each tensor's member: its name in the archive, its side entry and, unless its values
+    must be encoded (byte strings, encoded when written), its .npy header."""
+    out = []
+    used: set[str] = set()
+    encoded: dict[tuple[np.dtype, tuple[int, ...]], tuple[bytes, dict | None]] = {}
+    for tensor in ckpt.values():
+        check_name(path, tensor.name, "npz")
+        check_dtype(path, tensor, "npz")
+        member = name_to_path(tensor.name, portable=False)
+        if member in used or member == SIDE:  # a shortened name's hash collided
+            member = member[:-4] + "~" + hashlib.sha1(
+                tensor.name.encode()).hexdigest()[:12] + ".npy"
+        used.add(member)
+        if tensor.dtype.hasobject:  # as _npyfmt.encode has it, without reading the strings
+            out.append(_Member(tensor, member, None, {"dtype": "string",
+                                                      "shape": list(tensor.shape)}))
+        else:  # checkpoints of many tensors repeat a few shapes
+            key = (tensor.dtype, tensor.shape)
+            found = encoded.get(key)
+            if found is None:
+                head, _, entry = _npyfmt.encode(tensor)
+                found = encoded[key] = (head, entry)
+            out.append(_Member(tensor, member, found[0], found[1]))
+    return out
+
+
+def _side_member(members: list[_Member], metadata: dict[str, str]) -> bytes | None:
+    """The side member's JSON, or None when nothing needs it."""
+    entries = {m.tensor.name: m.entry for m in members if m.entry}
+    names = {m.name: m.tensor.name for m in members if m.name != m.tensor.name + ".npy"}
+    if not (entries or metadata or names):
+        return None
+    side: dict[str, object] = {"version": 1, "metadata": metadata, "tensors": entries}
+    if names:
+        side["names"] = names
+    return json.dumps(side, ensure_ascii=False).encode("utf-8")
+
+
+def _write_zipfile(raw, members: list[_Member], metadata: dict[str, str], method: int,
+                   stream: Iterator[Tensor]) -> None:
+    """The archive through zipfile (deflated members)."""
+    with sections() as bookkeeping, _archive(raw, method, bookkeeping) as zf:
+        for m in members:
+            encoded = _npyfmt.encode(m.tensor)
+            head, data, _ = encoded
+            size = len(head) + (m.tensor.nbytes if data is None else data.nbytes)
+            with _member(zf, m.name, size > zipfile.ZIP64_LIMIT - 2**20, bookkeeping) as f:
+                _npyfmt.write(f, m.tensor, encoded)
+            next(stream)
+        side = _side_member(members, metadata)
+        if side is not None:
+            with bookkeeping:
+                zf.writestr(SIDE, side)
+
+
+def _write_stored(raw, members: list[_Member], metadata: dict[str, str],
+                  stream: Iterator[Tensor]) -> None:
+    """The archive of stored members, byte for byte what :func:`_write_zipfile` writes with
+    ``ZIP_STORED`` (zipfile's layout for an output it cannot seek: each member's sizes and
+    CRC-32 in a data descriptor after its bytes), without zipfile's cost per member: small
+    tensors stored back to back are read in runs (``stream.pieces``) and the archive goes to
+    the file in large writes."""
+    archive = _StoredZip(raw)
+    i, n = 0, len(members)
+    while i < n:
+        m = members[i]
+        if m.head is None:  # byte strings: encoded, then stored as a whole
+            head, data, _ = _npyfmt.encode(m.tensor)
+            archive.begin(m.name, len(head) + (0 if data is None else data.nbytes), head)
+            if data is not None and data.size:
+                archive.add(data.reshape(-1).view(np.uint8))
+            archive.end()
+            next(stream)
+            i += 1
+            continue
+        j = i + 1
+        while j < n and members[j].head is not None:
+            j += 1
+        whole = archive.whole
+        k = i  # the member whose bytes come next
+        held: list = []  # the pieces of a small tensor, written with its member at once
+        started = False
+        for tensor, piece in pieces([m.tensor for m in members[i:j]]):
+            if tensor.nbytes <= _WRITE_AT_ONCE:
+                if piece is not None:
+                    held.append(piece)
+                    continue
+                whole(members[k].name, members[k].head or b"", held)
+                held = []
+            else:
+                if not started:
+                    head = members[k].head or b""
+                    archive.begin(members[k].name, len(head) + tensor.nbytes, head)
+                    started = True
+                if piece is not None:
+                    archive.add(piece)
+                    continue
+                archive.end()
+                started = False
+            next(stream)
+            k += 1
+        i = j
+    side = _side_member(members, metadata)
+    if side is not None:  # zipfile's writestr dates it, unlike the members it opens
+        archive.begin(SIDE, len(side), side, time.localtime(time.time())[:6])
+        archive.end()
+    archive.finish()
+
+
+# The zip format's records (APPNOTE.TXT 4.3), as zipfile packs them.
+_DATA_DESCRIPTOR = 0x08  # general purpose flag bit 3: sizes and CRC-32 after the data
+_UTF8_NAME = 0x800  # bit 11: the name is UTF-8
+_LOCAL = struct.Struct("<4s2B4HL2L2H")
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_DESCRIPTOR = struct.Struct("<4sLLL")
+_DESCRIPTOR64 = struct.Struct("<4sLQQ")
+_END = struct.Struct("<4s4H2LH")
+_END64 = struct.Struct("<4sQ2H2L4Q")
+_LOCATOR64 = struct.Struct("<4sLQL")
+_NO_DATE = (1980, 1, 1, 0, 0, 0)  # what zipfile dates the members it opens by name
+_NO_DATE_DOS = 1 << 5 | 1  # its MS-DOS date (the time is 0)
+_WRITE_AT_ONCE = 1 << 20  # buffered bytes written out at this size; bigger pieces go directly
+
+
+class _StoredZip:
+    """A zip archive of stored members written front to back, field for field as zipfile
+    writes one to an output it cannot seek (local header with zero sizes and CRC, the bytes, a
+    data descriptor; the central directory and end records as ``ZipFile.close`` writes them,
+    zip64 included). A member is ``begin`` (with its first bytes), ``add``..., ``end``."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.pos = f.tell()  # where the next byte goes
+        # One buffer, reused: a fresh one per write would be fresh pages to fault in each time.
+        self.buf = bytearray(_WRITE_AT_ONCE)
+        self.view = memoryview(self.buf)
+        self.fill = 0
+        # Per member: name, flags, date, header offset, version, zip64, CRC-32, size.
+        self.central: list[tuple[bytes, int, tuple[int, ...], int, int, bool, int, int]] = []
+        self._open: tuple[bytes, int, tuple[int, ...], int, int, bool] | None = None
+        self._crc = 0
+        self._start = 0
+
+    def _write(self, data: bytes | memoryview) -> None:
+        n = len(data)
+        fill = self.fill
+        if fill + n > _WRITE_AT_ONCE:
+            self.flush()
+            fill = 0
+        if n >= _WRITE_AT_ONCE:
+            self.f.write(data)
+        else:
+            self.view[fill:fill + n] = data
+            self.fill = fill + n
+        self.pos += n
+
+    def flush(self) -> None:
+        if self.fill:
+            self.f.write(self.view[:self.fill])
+            self.fill = 0
+
+    def begin(self, name: str, size: int, first: bytes,
+              date_time: tuple[int, ...] = _NO_DATE) -> None:
+        """Start member ``name`` of ``size`` bytes, ``first`` the first of them; zip64 as
+        the writer has it: for members near zipfile's limit (``force_zip64``) or, for
+        ``writestr`` (dated), past it."""
+        if name.isascii():
+            raw, flags = name.encode("ascii"), _DATA_DESCRIPTOR
+        else:
+            raw, flags = name.encode("utf-8"), _DATA_DESCRIPTOR | _UTF8_NAME
+        if date_time is _NO_DATE:
+            zip64 = size > zipfile.ZIP64_LIMIT - 2**20
+        else:
+            zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
+        if zip64:
+            version, extra, marker = zipfile.ZIP64_VERSION, struct.pack("<HHQQ", 1, 16, 0, 0), \
+                0xFFFFFFFF
+        else:
+            version, extra, marker = zipfile.DEFAULT_VERSION, b"", 0
+        dosdate, dostime = _dos(date_time)
+        self._open = (raw, flags, date_time, self.pos, version, zip64)
+        self._write(_LOCAL.pack(b"PK\x03\x04", version, 0, flags, zipfile.ZIP_STORED, dostime,
+                                dosdate, 0, marker, marker, len(raw), len(extra))
+                    + raw + extra + first)
+        self._start = self.pos - len(first)
+        self._crc = zlib.crc32(first)
+
+    def whole(self, name: str, head: bytes, pieces: list) -> None:
+        """Member ``name`` (dated as zipfile dates those it opens by name) of ``head`` and
+        then ``pieces`` (C-contiguous buffers), under ``_WRITE_AT_ONCE`` bytes: written in one
+        piece, as :meth:`begin`, :meth:`add` and :meth:`end` would."""
+        crc = zlib.crc32(head)
+        size = len(head)
+        for piece in pieces:
+            crc = zlib.crc32(piece, crc)
+            size += memoryview(piece).nbytes
+        if size > zipfile.ZIP64_LIMIT - 2**20:  # only with a lowered limit
+            self.begin(name, size, head)
+            for piece in pieces:
+                self.add(piece)
+            self.end()
+            return
+        if name.isascii():
+            raw, flags = name.encode("ascii"), _DATA_DESCRIPTOR
+        else:
+            raw, flags = name.encode("utf-8"), _DATA_DESCRIPTOR | _UTF8_NAME
+        offset = self.pos
+        self._write(b"".join((
+            _LOCAL.pack(b"PK\x03\x04", zipfile.DEFAULT_VERSION, 0, flags, zipfile.ZIP_STORED,
+                        0, _NO_DATE_DOS, 0, 0, 0, len(raw), 0),
+            raw, head, *pieces, _DESCRIPTOR.pack(b"PK\x07\x08", crc, size, size))))
+        self.central.append((raw, flags, _NO_DATE, offset, zipfile.DEFAULT_VERSION, False, crc,
+                             size))
+
+    def add(self, data: Any) -> None:  # bytes, or any C-contiguous buffer
+        if not isinstance(data, bytes):  # bytearray += array would be numpy's addition
+            data = memoryview(data).cast("B")
+        self._crc = zlib.crc32(data, self._crc)
+        self._write(data)
+
+    def end(self) -> None:
+        if self._open is None:
+            raise ValueError("no member is open")
+        raw, flags, date_time, offset, version, zip64 = self._open
+        self._open = None
+        size = self.pos - self._start
+        crc = self._crc
+        self._write((_DESCRIPTOR64 if zip64 else _DESCRIPTOR).pack(
+            b"PK\x07\x08", crc, size, size))
+        self.central.append((raw, flags, date_time, offset, version, zip64, crc, size))
+
+    def finish(self) -> None:
+        limit = zipfile.ZIP64_LIMIT
+        system = 0 if sys.platform == "win32" else 3
+        start_dir = self.pos
+        for raw, flags, date_time, offset, version, _, crc, size in self.central:
+            dosdate, dostime = _dos(date_time)
+            extra = []
+            if size > limit:
+                extra += [size, size]
+            if offset > limit:
+                extra.append(offset)
+            extra_data = struct.pack("<HH" + "Q" * len(extra), 1, 8 * len(extra), *extra) \
+                if extra else b""
+            if extra:
+                version = max(version, zipfile.ZIP64_VERSION)
+            self._write(_CENTRAL.pack(
+                b"PK\x01\x02", version, system, version, 0, flags, zipfile.ZIP_STORED,
+                dostime, dosdate, crc, 0xFFFFFFFF if size > limit else size,
+                0xFFFFFFFF if size > limit else size, len(raw), len(extra_data), 0, 0, 0,
+                0o600 << 16, 0xFFFFFFFF if offset > limit else offset) + raw + extra_data)
+        end_dir = self.pos
+        count, size, offset = len(self.central), end_dir - start_dir, start_dir
+        if count > zipfile.ZIP_FILECOUNT_LIMIT or offset > limit or size > limit:
+            self._write(_END64.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, size,
+                                    offset))
+            self._write(_LOCATOR64.pack(b"PK\x06\x07", 0, end_dir, 1))
+            count, size, offset = min(count, 0xFFFF), min(size, 0xFFFFFFFF), \
+                min(offset, 0xFFFFFFFF)
+        self._write(_END.pack(b"PK\x05\x06", 0, 0, count, count, size, offset, 0))
+        self.flush()
+        self.view.release()
+        self.f.flush()
+
+
+def _dos(date_time: tuple[int, ...]) -> tuple[int, int]:
+    """``(date, time)`` in MS-DOS form, as zip headers hold them."""
+    return ((date_time[0] - 1980) << 9 | date_time[1] << 5 | date_time[2],
+            date_time[3] << 11 | date_time[4] << 5 | date_time[5] // 2)
 
 
 # An interrupt landing inside zipfile's bookkeeping (a member marked open but not yet handed

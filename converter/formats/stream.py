@@ -34,12 +34,14 @@ CHUNK = 8 << 20
 SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
 # Pieces SpanReader reads: one stays in a core's cache for whatever is done to it next.
 PIECE = 1 << 20
+DIRECT_MIN = 64 << 10  # runs from this size are copied with copy_file_range, even when read
 EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to disk at once
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
 # system without it, an append-mode output): the bytes are written from the mapping instead.
 _NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 # libc's, looked up on first use; False where there is none.
 _sync_file_range: Callable[..., Any] | bool | None = None
+Piece = bytes | memoryview | np.ndarray  # a stretch of a tensor's bytes
 
 
 def _start_writeback(fd: int, offset: int, n: int) -> None:
@@ -136,7 +138,17 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
         if len(data) < end - start:
             raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
                                   f"{start + len(data)}; the file is truncated")
-        if f is not None:
+        if copy.direct is not None and end - start >= DIRECT_MIN:
+            # Read for the checksums, but copied inside the kernel all the same: steadier and
+            # faster than writing the bytes back from Python (runs of a few hundred KiB, as a
+            # file of many small datasets has). Smaller runs are left to the file's buffer,
+            # which gathers them into larger writes.
+            f.flush()
+            done = _copy_range(fd, copy.direct, start, len(data), path, name)
+            if done < len(data):
+                copy.direct = None
+                f.write(data[done:])
+        elif f is not None:
             f.write(data)
         yield start, data
         return
@@ -322,33 +334,118 @@ def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
     bytes still checked against its own crc32c."""
     copy = _Copy(f)
     try:
-        i, n = 0, len(tensors)
+        yield from _copy_all(copy, tensors, want_crc)
+    finally:
+        copy.close()
+
+
+def copy_placed(f, placed: list[tuple[int, Tensor]]) -> Iterator[Tensor]:
+    """Write each ``(offset, tensor)``'s bytes at that offset of the seekable file ``f``,
+    yielding each tensor once written. Tensors placed back to back go as one
+    :func:`copy_all`, after one seek, with the source files opened once for all."""
+    copy = _Copy(f)
+    try:
+        i, n = 0, len(placed)
         while i < n:
-            first = tensors[i]
+            start = placed[i][0]
+            end = start + placed[i][1].nbytes
             j = i + 1
-            first_span = first.span
-            if first_span is not None and streamable(first):
-                path, end = first_span[0], first_span[1] + first_span[2]
-                while j < n:
-                    span = tensors[j].span
-                    if span is None or span[1] != end or span[0] != path \
-                            or not streamable(tensors[j]):
-                        break
-                    end += span[2]
-                    j += 1
-                yield from _copy_run(copy, tensors[i:j], want_crc)
-            else:
-                written, value = copy_to(f, first, want_crc=want_crc)
-                yield first, written, value
+            while j < n and placed[j][0] == end:
+                end += placed[j][1].nbytes
+                j += 1
+            f.seek(start)
+            for tensor, _, _ in _copy_all(copy, [t for _, t in placed[i:j]], False):
+                yield tensor
             i = j
     finally:
         copy.close()
 
 
-def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
-              ) -> Iterator[tuple[Tensor, int, int]]:
+def pieces(tensors: list[Tensor]) -> Iterator[tuple[Tensor, Piece | None]]:
+    """The tensors' little-endian C-order bytes, tensor after tensor: ``(tensor, piece)`` for
+    each piece of its bytes, then ``(tensor, None)`` once they have all been given and checked
+    against its crc32c. Runs of tensors stored back to back are read as in :func:`copy_all`
+    (one ``pread`` for a run of small tensors, not one per tensor), each piece a view of what
+    was read, valid until the next one is requested; for a writer that puts something of its
+    own between the tensors (an archive's member headers)."""
+    copy = _Copy(None)
+    try:
+        for run in _runs(tensors):
+            if len(run) > 1 or streamable(run[0]):
+                yield from _run_pieces(copy, run)
+                continue
+            written = 0
+            for piece in chunks(run[0]):
+                written += len(piece)
+                yield run[0], piece
+            if written != run[0].nbytes:
+                raise CorruptionError(f"tensor {run[0].name!r}: {written} bytes, "
+                                      f"{run[0].nbytes} expected")
+            yield run[0], None
+    finally:
+        copy.close()
+
+
+def _runs(tensors: list[Tensor]) -> Iterator[list[Tensor]]:
+    """The tensors in order, as runs of streamable tensors stored back to back in one file,
+    each other tensor alone."""
+    i, n = 0, len(tensors)
+    while i < n:
+        first = tensors[i]
+        j = i + 1
+        span = first.span
+        if span is not None and streamable(first):
+            path, end = span[0], span[1] + span[2]
+            while j < n:
+                span = tensors[j].span
+                if span is None or span[1] != end or span[0] != path \
+                        or not streamable(tensors[j]):
+                    break
+                end += span[2]
+                j += 1
+        yield tensors[i:j]
+        i = j
+
+
+def _run_pieces(copy: _Copy, run: list[Tensor]
+                ) -> Iterator[tuple[Tensor, Piece | None]]:
+    """:func:`pieces` of a run of tensors stored back to back in one file."""
     spans = [_span(t) for t in run]
     path, start, _ = spans[0]
+    end = spans[-1][1] + spans[-1][2]
+    _check_run_size(copy, run, spans)
+    extend = google_crc32c.extend
+    k = 0  # the tensor whose bytes come next
+    value = 0
+    for pos, piece in _pieces(copy, path, start, end, run[0].name) if end > start else ():
+        if isinstance(piece, bytes):  # slices of an array are views; of bytes, copies
+            piece = np.frombuffer(piece, dtype=np.uint8)
+        piece_end = pos + len(piece)
+        while k < len(run):
+            tensor = run[k]
+            _, t_start, t_size = spans[k]
+            t_end = t_start + t_size
+            lo = t_start if t_start > pos else pos
+            hi = t_end if t_end < piece_end else piece_end
+            if hi > lo:
+                part = piece[lo - pos:hi - pos] if lo > pos or hi < piece_end else piece
+                if tensor.crc32c is not None:
+                    value = extend(value, part)
+                yield tensor, part
+            if t_end > piece_end:
+                break
+            _check_tensor(path, tensor, t_size, value)
+            yield tensor, None
+            value = 0
+            k += 1
+    while k < len(run):  # trailing empty tensors
+        _check_tensor(path, run[k], 0, 0)
+        yield run[k], None
+        k += 1
+
+
+def _check_run_size(copy: _Copy, run: list[Tensor], spans: list[Span]) -> None:
+    path, _, _ = spans[0]
     end = spans[-1][1] + spans[-1][2]
     _, size = copy.source(path)
     if size < end:
@@ -356,6 +453,36 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
         raise CorruptionError(f"{path}: tensor {run[short].name!r}: data ends at byte {size}, "
                               f"before byte {spans[short][1] + spans[short][2]}; the file is "
                               "truncated")
+
+
+def _check_tensor(path: str, tensor: Tensor, size: int, value: int) -> None:
+    """A tensor's bytes, all read (``size`` of them, crc32c ``value``): refused if they are
+    not what its reader recorded (the checksum) or what its shape needs."""
+    expected = tensor.crc32c
+    if expected is not None and value != expected:
+        raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
+                              "(data corrupted)")
+    if size != tensor.nbytes:  # a span that does not hold the shape: refuse it
+        raise CorruptionError(f"{path}: tensor {tensor.name!r}: {size} bytes, "
+                              f"{tensor.nbytes} expected")
+
+
+def _copy_all(copy: _Copy, tensors: list[Tensor], want_crc: bool
+              ) -> Iterator[tuple[Tensor, int, int]]:
+    for run in _runs(tensors):
+        if len(run) > 1 or streamable(run[0]):
+            yield from _copy_run(copy, run, want_crc)
+        else:
+            written, value = copy_to(copy.f, run[0], want_crc=want_crc)
+            yield run[0], written, value
+
+
+def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
+              ) -> Iterator[tuple[Tensor, int, int]]:
+    spans = [_span(t) for t in run]
+    path, start, _ = spans[0]
+    end = spans[-1][1] + spans[-1][2]
+    _check_run_size(copy, run, spans)
     extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
     value = 0
@@ -374,21 +501,11 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
                                    else piece)
             if t_end > piece_end:
                 break
-            if expected is not None and value != expected:
-                raise CorruptionError(f"{path}: tensor {tensor.name!r}: checksum mismatch "
-                                      "(data corrupted)")
-            if t_size != tensor.nbytes:  # a span that does not hold the shape: refuse it
-                raise CorruptionError(f"{path}: tensor {tensor.name!r}: {t_size} bytes, "
-                                      f"{tensor.nbytes} expected")
+            _check_tensor(path, tensor, t_size, value)
             yield tensor, t_size, value
             value = 0
             k += 1
     while k < len(run):  # trailing empty tensors
-        if run[k].crc32c not in (None, 0):
-            raise CorruptionError(f"{path}: tensor {run[k].name!r}: checksum mismatch "
-                                  "(data corrupted)")
-        if run[k].nbytes:
-            raise CorruptionError(f"{path}: tensor {run[k].name!r}: 0 bytes, "
-                                  f"{run[k].nbytes} expected")
+        _check_tensor(path, run[k], 0, 0)
         yield run[k], 0, 0
         k += 1
