@@ -182,3 +182,21 @@ entry()
         count = int(f.read())
     assert proc.returncode == 0, proc.stderr
     assert (count > 0) is collects, count
+
+
+@pytest.mark.parametrize("args, enabled", [(["inspect", "examples/mlp"], False),
+                                           (["inspect", "memory:///nothing/here"], True)])
+def test_the_collector_stays_on_where_remote_storage_runs(args, enabled):
+    # fsspec's event loop and the range-reading threads do make cycles.
+    code = """
+import atexit, gc, os
+atexit.register(lambda: os.write(int(os.environ["COUNT_FD"]), str(gc.isenabled()).encode()))
+from converter.cli import entry
+entry()
+"""
+    read, write = os.pipe()
+    subprocess.run([sys.executable, "-c", code, *args], pass_fds=(write,), capture_output=True,
+                   env={**os.environ, "COUNT_FD": str(write)})
+    os.close(write)
+    with os.fdopen(read) as f:
+        assert f.read() == str(enabled)

@@ -132,7 +132,10 @@ WITHOUT_COLLECTOR = frozenset({"convert", "inspect", "verify", "diff", "formats"
 
 def entry() -> None:
     """The ``ckpt`` program (also ``python -m converter``)."""
-    if sys.argv[1:2] and sys.argv[1] in WITHOUT_COLLECTOR:
+    # Remote storage runs asyncio and thread pools, whose objects do form cycles (a failed
+    # request's traceback holding a piece of data): with a URL, the collector stays on.
+    if sys.argv[1:2] and sys.argv[1] in WITHOUT_COLLECTOR and \
+            not any(storage.is_url(a) for a in sys.argv[2:]):
         gc.disable()
     code = main()
     # The interpreter's last garbage collection at exit scans every object still alive (tens
