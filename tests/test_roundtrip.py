@@ -146,6 +146,23 @@ def test_hdf5_positions_only_where_natural_order_differs(tmp_path, names, positi
         assert_same_checkpoint(back, data)
 
 
+def test_strictly_natural_is_natural_keys_increasing():
+    # The HDF5 writer leaves positions out by strictly_natural, the reader sorts by natural_key:
+    # the two must agree on every list of names.
+    import random
+
+    from converter.tfnames import natural_key, strictly_natural
+
+    rng = random.Random(0)
+    pieces = ["a", "b", "1", "2", "10", "01", "_", "/", "x9", "é", ""]
+    for _ in range(20000):
+        names = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 5)))
+                 for _ in range(rng.randint(1, 5))]
+        keys = [natural_key(n) for n in names]
+        increasing = all(a < b for a, b in zip(keys, keys[1:], strict=False))
+        assert strictly_natural(names) == increasing, names
+
+
 def test_hdf5_of_many_tensors_round_trips(tmp_path):
     # Enough datasets for the writer's large metadata blocks: data back to back in long runs,
     # between them in-memory tensors, scalars (stored in the object header) and strings.
