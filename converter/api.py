@@ -179,32 +179,52 @@ def _write(ckpt: Checkpoint, path: Path, fmt: registry.Format, force: bool,
 
 def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
                opts: Mapping[str, Any], sources: set[str]) -> Checkpoint:
-    """Write ``ckpt`` to remote storage: the writer's output is made in a private local
-    directory (fsynced and complete, as any output), then each file is uploaded as one object
-    (:func:`storage.upload_all`: data before the index that names it, the ``checkpoint`` state
-    file last, so that a reader never finds an index naming objects not there yet). Objects
-    that exist are refused before anything is written unless ``force``; with ``force``, the
-    earlier output's shards that the new one does not write are removed, as locally.
-    ``sources`` are the URLs being read, which an output may not replace."""
+    """Write ``ckpt`` to remote storage through :func:`made_then_uploaded`: the writer's
+    output is made complete in scratch space, then uploaded. ``sources`` are the URLs being
+    read, which an output may not replace."""
+    _output_path(url, fmt)  # refuses a directory for a one-file format, naming the URL
+    directory = url.endswith("/")
+    opts = dict(opts)
+    if fmt.name == "tf" and not directory:
+        # The state file beside a bucket's prefix belongs to the run that wrote it.
+        opts.setdefault("state_file", False)
+
+    def make(local: Path) -> Checkpoint:
+        return _write(ckpt, _output_path(str(local) + ("/" if directory else ""), fmt), fmt,
+                      True, opts)
+
+    named = url + ".index" if fmt.name == "tf" and not directory else url
+    result: Checkpoint = made_then_uploaded(url, make, force=force, sources=sources,
+                                            named=named)
+    return result
+
+
+def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = False,
+                       sources: set[str] | frozenset[str] = frozenset(),
+                       named: str | None = None) -> Any:
+    """Write to ``url`` with a writer that takes a local path (every format's writer,
+    ``migrate``, the ``--html`` pages): run ``make(LOCAL)`` with a path in a private scratch
+    directory standing for ``url``, then upload every file it made beside ``url``'s parent as
+    one object each (:func:`storage.upload_all`: data before the index that names it, the
+    ``checkpoint`` state file last). The object ``named`` (default ``url``) is refused before
+    anything is made if it exists, and every file made, unless ``force``; with ``force``, the
+    earlier output's shards that the new one does not write (what the writer's
+    :meth:`~converter.outputs.Outputs.sweep` patterns claim) are removed, as locally.
+    ``sources`` are the URLs being read, which may not be replaced. Returns what ``make``
+    returned."""
     storage.check(url)
     if storage.protocol(url) in storage.READ_ONLY:
         raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
-    _output_path(url, fmt)  # refuses a directory for a one-file format, naming the URL
-    directory = url.endswith("/")
     base = storage.parent(url)
+    sources = set(sources)
+    _refuse_existing([(named or url).rstrip("/")], force, sources)
     scratch = tempfile.mkdtemp(prefix="ckpt-upload-")
     try:
         root = os.path.join(scratch, "out")
-        local = os.path.join(root, storage.name(url)) + ("/" if directory else "")
-        opts = dict(opts)
-        if fmt.name == "tf" and not directory:
-            # The state file beside a bucket's prefix belongs to the run that wrote it.
-            opts.setdefault("state_file", False)
-        first = [url + ".index" if fmt.name == "tf" and not directory else url.rstrip("/")]
-        _refuse_existing(first, force, sources)
+        os.makedirs(root)
         # The scratch files are not what was written; their sweeps show the earlier shards.
         with outputs.recording(), outputs.recording_sweeps() as sweeps:
-            written = _write(ckpt, _output_path(local, fmt), fmt, True, opts)
+            result = make(Path(root) / storage.name(url))
         targets = _targets(root, url, base, force, sources)
         stale = _stale_objects(sweeps, root, base, {t for _, t in targets})
         for target in stale:
@@ -214,31 +234,6 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
             if not force:
                 raise UsageError(f"{target}: already exists (use --force to overwrite)")
         outputs.note_committed(storage.upload_all(targets, replace=force, stale=stale))
-        return written
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = False,
-                       sources: set[str] | frozenset[str] = frozenset()) -> Any:
-    """For commands whose writer takes a local path (``migrate``, ``inspect --html``): run
-    ``make(LOCAL)`` with a path in a private scratch directory standing for ``url``, then
-    upload every file it made beside ``url``'s parent as one object each (indexes last, see
-    :func:`storage.upload_all`); existing objects are refused unless ``force``. Returns what
-    ``make`` returned. ``sources`` are the URLs being read, which may not be replaced."""
-    storage.check(url)
-    if storage.protocol(url) in storage.READ_ONLY:
-        raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
-    base = storage.parent(url)
-    _refuse_existing([url.rstrip("/")], force, set(sources))
-    scratch = tempfile.mkdtemp(prefix="ckpt-upload-")
-    try:
-        root = os.path.join(scratch, "out")
-        os.makedirs(root)
-        with outputs.recording():
-            result = make(Path(root) / storage.name(url))
-        targets = _targets(root, url, base, force, set(sources))
-        outputs.note_committed(storage.upload_all(targets, replace=force))
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

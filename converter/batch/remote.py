@@ -7,7 +7,6 @@ for a remote DIR are written in a scratch directory and uploaded under it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from .. import storage
 from ..errors import UsageError
@@ -15,13 +14,9 @@ from .archive import MAX_DEPTH
 from .items import INDEX, Item, bundle_parts, is_bundle_index, is_checkpoint_name
 
 
-def filesystem(url: str) -> tuple[Any, str]:
-    return storage.filesystem(url)
-
-
 def remote_items(url: str, latest: bool = False) -> list[Item]:
     """The checkpoints under a remote prefix: TF bundles (by their ``.index``) and files."""
-    fs, root = filesystem(url)
+    fs, root = storage.filesystem(url)
     protocol = url.split("://", 1)[0]
     root = root.rstrip("/")
     try:
@@ -68,7 +63,7 @@ def _item(protocol: str, root: str, label: str, path: str, parts: list[str],
 def upload(local: list[Path], out_url: str, rel_parent: str) -> None:
     """Upload the files (and directories) of one output under ``out_url/rel_parent``, one
     object per file, indexes after the data they name (:func:`storage.upload_all`)."""
-    _, root = filesystem(out_url)
+    _, root = storage.filesystem(out_url)
     protocol = out_url.split("://", 1)[0]
     target = f"{protocol}://{root.rstrip('/')}/{rel_parent}".rstrip("/")
     pairs = []
@@ -84,7 +79,7 @@ def upload(local: list[Path], out_url: str, rel_parent: str) -> None:
 def read_bytes(url: str) -> bytes | None:
     """The object at ``url``, or None where there is none: one request, and no decoding (a
     manifest cut short mid-character is still read line by line)."""
-    fs, path = filesystem(url)
+    fs, path = storage.filesystem(url)
     try:
         return fs.cat_file(path)  # not cat(): that takes [ or * in the name for a pattern
     except FileNotFoundError:
@@ -92,5 +87,5 @@ def read_bytes(url: str) -> bytes | None:
 
 
 def write_bytes(url: str, data: bytes) -> None:
-    fs, path = filesystem(url)
+    fs, path = storage.filesystem(url)
     fs.pipe_file(path, data)

@@ -18,7 +18,7 @@ from .discover import discover, in_shard
 from .items import INDEX, SHARDS_INDEX, Item, is_bundle_index, is_url
 from .manifest import MANIFEST, Result, log, open_manifest, read_manifest
 from .plan import check_outputs, shown
-from .remote import filesystem, read_bytes, write_bytes
+from .remote import read_bytes, write_bytes
 from .scratch import Scratch
 from .worker import Job, convert_item, failed, stat, worker_init
 
@@ -42,7 +42,7 @@ def _unchanged(item: Item, record: dict | None, job: Job) -> bool:
         return False
     output = record["output"]
     if is_url(output):
-        fs, path = filesystem(output)
+        fs, path = storage.filesystem(output)
         return any(fs.exists(path + end) for end in _ENDS)
     return any(Path(output + end).exists() for end in _ENDS)
 
