@@ -12,11 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from .api import convert, read, write
-from .batch import batch
-from .diff import DiffReport, diff
 from .errors import (
     ConverterError,
     CorruptionError,
@@ -25,26 +27,51 @@ from .errors import (
     RenameError,
     UsageError,
 )
-from .migrate import migrate
 from .registry import Format, formats, register
 from .tensor import Checkpoint, Source, Tensor, as_checkpoint
-from .verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .batch import batch
+    from .diff import DiffReport, diff
+    from .migrate import migrate
+    from .verify import VerifyReport, verify
+
+# Loaded on first use (module, attribute): a conversion needs none of these, and start-up is
+# much of what a small conversion costs.
+_LAZY = {
+    "batch": (".batch", "batch"), "diff": (".diff", "diff"), "DiffReport": (".diff", "DiffReport"),
+    "migrate": (".migrate", "migrate"), "verify": (".verify", "verify"),
+    "VerifyReport": (".verify", "VerifyReport"), "tf1": (".loaders.tf1", None),
+    "rules": (".rules", None), "plan": (".loaders.plan", "plan"),
+    "LoadReport": (".loaders", "LoadReport"), "load_into": (".loaders", "load_into"),
+}
 
 
 def __getattr__(name: str):
-    # Loaded on first use: a conversion needs none of these, and start-up is much of what a
-    # small conversion costs.
     import importlib
 
-    if name == "rules":
-        return importlib.import_module(".rules", __name__)
-    if name == "tf1":  # the TF1 graph loader, beside the other loaders
-        return importlib.import_module(".loaders.tf1", __name__)
-    if name == "plan":  # restore plans (converter.loaders.plan)
-        return importlib.import_module(".loaders.plan", __name__).plan
-    if name in ("LoadReport", "load_into"):
-        return getattr(importlib.import_module(".loaders", __name__), name)
-    raise AttributeError(f"module 'converter' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'converter' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    found = importlib.import_module(module, __name__)
+    value = found if attribute is None else getattr(found, attribute)
+    globals()[name] = value  # later lookups find it without calling here
+    return value
+
+
+class _Package(types.ModuleType):
+    """The package, whose functions ``batch``, ``diff``, ``migrate`` and ``verify`` share their
+    names with submodules: importing a submodule binds it on its package, which would hide the
+    function once ``converter.diff`` (say) was first imported after ``converter``."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return  # the submodule stays reachable through sys.modules
+        super().__setattr__(name, value)
+
+
+_SHADOWED = frozenset(("batch", "diff", "migrate", "verify"))
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -29,6 +29,9 @@ What is measured, for every kind (ours vs baseline):
   ``ckpt convert s3://.../model.ckpt OUT.safetensors`` of a 512 MiB bundle vs fsspec's
   ``get_file`` of its objects (each fsynced), and the bytes the server sent for
   ``ckpt inspect s3://...``.
+* ``sweep`` (``--sweep``, only these rows): ``ckpt convert PREFIX OUT.safetensors`` of 256 MiB,
+  1.4 GiB and 4 GiB bundles vs ``cp DATAFILE OUT && sync OUT``, run in turns (ours, cp, ours,
+  cp, ...; ``--repeat`` defaults to 5 here): medians, and the range of the per-turn ratios.
 * ``to-safetensors``, ``to-npz``: ``ckpt convert PREFIX OUT -q --force`` vs ``cp DATAFILE OUT &&
   sync OUT`` (the cost of copying the bytes once); for safetensors also the plain TF path:
   ``load_checkpoint`` + ``get_tensor`` of every name + ``safetensors.numpy.save_file`` + fsync
@@ -61,6 +64,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 KINDS = ("many", "bert", "big")
+SWEEP = ("256m", "big", "4g")  # the size sweep's bundles: 256 MiB, 1.4 GiB, 4 GiB
 QUICK = "quick"  # a few MiB written by converter itself: a smoke test that needs no TensorFlow
 FIXTURES = Path(__file__).resolve().with_name("bench_fixtures.py")
 
@@ -247,13 +251,16 @@ def measure(argv: list[str], repeat: int, outputs: Sequence[Path] = ()) -> Measu
     return Measurement(statistics.median(times), statistics.median(rss), times)
 
 
-def measure_turns(ours: list[str], base: list[str], repeat: int
+def measure_turns(ours: list[str], base: list[str], repeat: int,
+                  outputs: tuple[Sequence[Path], Sequence[Path]] = ((), ())
                   ) -> tuple[Measurement, Measurement, tuple[float, float] | None]:
     """One untimed warm-up run of each, then ``repeat`` turns of ours then base; medians of
-    each, and the range of the per-turn ratios (ours / base of the same turn)."""
+    each, and the range of the per-turn ratios (ours / base of the same turn). ``outputs``
+    (ours, base) are removed before each run and after the last."""
+    made = {id(ours): list(outputs[0]), id(base): list(outputs[1])}
     for argv in (ours, base):
         print(f"  {shlex.join(argv)}", file=sys.stderr, flush=True)
-        _, _, error = run_once(argv, [])
+        _, _, error = run_once(argv, made[id(argv)])
         if error:
             print(f"    FAILED: {error}", file=sys.stderr, flush=True)
             failed = Measurement(None, None, [], error)
@@ -262,12 +269,14 @@ def measure_turns(ours: list[str], base: list[str], repeat: int
     runs: dict[str, list[tuple[float, float]]] = {"ours": [], "base": []}
     for _ in range(repeat):
         for who, argv in (("ours", ours), ("base", base)):
-            elapsed, peak, error = run_once(argv, [])
+            elapsed, peak, error = run_once(argv, made[id(argv)])
             if error:
                 print(f"    FAILED: {error}", file=sys.stderr, flush=True)
                 return (Measurement(None, None, [], error),
                         Measurement(None, None, [], error), None)
             runs[who].append((elapsed, peak))
+    for out_path in (*outputs[0], *outputs[1]):
+        remove(out_path)
     out = []
     for who in ("ours", "base"):
         times = [t for t, _ in runs[who]]
@@ -342,6 +351,27 @@ def bench_stats(kind: str, prefix: Path, repeat: int) -> Row:
     ours, base, ratios = measure_turns([*ckpt_command(), "inspect", str(prefix), "--stats"],
                                        cat_command(data_files(prefix)), repeat)
     return row(kind, "inspect --stats", ours, "cat data", base, ratios)
+
+
+def bench_sweep(workdir: Path, outdir: Path, repeat: int, make_ckpt: Path | None,
+                writer: str) -> list[Row]:
+    """``ckpt convert PREFIX OUT.safetensors`` against ``cp`` + ``sync`` of the data at each
+    size of SWEEP, in turns (ours, cp, ours, cp, ...): a disk's throughput drifts by a factor
+    of two within minutes, so only ratios of the same turn mean much; the row's range gives
+    their spread."""
+    rows = []
+    for kind in SWEEP:
+        prefix, _ = make_bundle(workdir, kind, make_ckpt, writer)
+        size = sum(p.stat().st_size for p in data_files(prefix))
+        print(f"[sweep {kind}] to-safetensors ({size / 2**30:.2f} GiB)", file=sys.stderr,
+              flush=True)
+        out = outdir / f"{kind}.sweep.safetensors"
+        cp, copies = copy_command(data_files(prefix), outdir, f"{kind}.sweep")
+        ours, base, ratios = measure_turns(
+            [*ckpt_command(), "convert", str(prefix), str(out), "-q", "--force"], cp, repeat,
+            ([out], copies))
+        rows.append(row(f"{kind} sweep", "to-safetensors", ours, "cp+sync data", base, ratios))
+    return rows
 
 
 def cat_command(sources: list[Path]) -> list[str]:
@@ -764,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", type=parse_kinds, default=list(KINDS),
                         help="comma-separated fixture kinds (default: many,bert,big)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per command")
+    parser.add_argument("--repeat", type=int, help="timed runs per command (default: 3)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: one small bundle written by converter, no TensorFlow "
                              "baselines, one run")
@@ -793,10 +823,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the to-hf row (with --kinds bert)")
     parser.add_argument("--stats-only", action="store_true",
                         help="only the inspect --stats rows (ours and cat in turns)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="only the size sweep: 256 MiB, 1.4 GiB and 4 GiB bundles to "
+                             "safetensors against cp + sync, in turns (--repeat defaults to 5)")
     parser.add_argument("--make-ckpt", type=Path,
                         help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
                              "(default: scripts/bench_fixtures.py)")
     args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 5 if args.sweep else 3
     if args.quick:
         args.kinds, args.repeat, args.batch = [QUICK], 1, min(args.batch, 10)
     if args.repeat < 1:
@@ -809,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
     make_seconds: dict[str, float | None] = {}
     if args.remote_only:
         args.kinds, args.batch, args.remote = [], 0, True
+    if args.sweep:
+        args.kinds, args.batch = [], 0
     for kind in args.kinds:
         if kind != QUICK and not bundle_ready(workdir / kind / "model.ckpt") \
                 and args.make_ckpt is not None and not args.make_ckpt.is_file():
@@ -836,6 +873,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(bench_graphs(workdir, args.repeat))
         if args.remote:
             rows.extend(bench_remote(workdir, outdir, args.repeat))
+        if args.sweep:
+            rows.extend(bench_sweep(workdir, outdir, args.repeat, args.make_ckpt,
+                                    args.fixture_writer))
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
 

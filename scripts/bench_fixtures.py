@@ -9,6 +9,8 @@ KIND:
   big    16 tensors, 8 kernels up to 8192x8192 with their biases (1.375 GiB)
   quick  201 tensors, 2.8 MiB: a smoke test
   mid    16 tensors of 8192x1024 (512 MiB): the remote rows
+  256m   8 tensors of 8192x1024 (256 MiB): the size sweep's smallest
+  4g     32 tensors of 8192x4096 (4 GiB): the size sweep's largest (``big`` is its middle)
 
 Values are standard normal float32 from a fixed seed, so a kind is the same bundle whichever
 writer made it. ``--writer tf`` (the default for every kind but ``quick``) needs TensorFlow.
@@ -23,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-KINDS = ("many", "bert", "big", "quick", "mid")
+KINDS = ("many", "bert", "big", "quick", "mid", "256m", "4g")
 WRITERS = ("tf", "converter")
 
 
@@ -50,6 +52,10 @@ def layout(kind: str) -> list[Entry]:
         return entries
     if kind == "mid":  # 512 MiB in 16 tensors: the remote rows' bundle
         return [Entry((f"model/layer_{i}/kernel",), (8192, 1024)) for i in range(16)]
+    if kind == "256m":
+        return [Entry((f"model/layer_{i}/kernel",), (8192, 1024)) for i in range(8)]
+    if kind == "4g":
+        return [Entry((f"model/layer_{i}/kernel",), (8192, 4096)) for i in range(32)]
     if kind == "quick":
         return [*(Entry((f"scope_{i // 10}/var_{i}",), (64, 16)) for i in range(200)),
                 Entry(("big/kernel",), (512, 1024))]

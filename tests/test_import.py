@@ -41,3 +41,29 @@ assert 'converter.cli.' + sys.argv[1] in loaded
     for args in (["inspect", f"{tmp_path}/m.ckpt"],
                  ["convert", f"{tmp_path}/m.ckpt", f"{tmp_path}/m.safetensors", "-q"]):
         subprocess.run([sys.executable, "-c", code, *args], check=True)
+
+
+def test_import_converter_loads_no_batch_diff_migrate_or_verify_code():
+    code = """
+import sys, converter
+early = [m for m in ('converter.batch', 'converter.diff', 'converter.migrate', 'converter.verify',
+                     'converter.loaders') if m in sys.modules]
+assert not early, early
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_functions_named_like_their_modules_survive_importing_the_modules():
+    # Importing a submodule binds it on its package: `converter.diff` must stay the function
+    # whether the module was imported before, after or never.
+    code = """
+import converter
+from converter.diff import DiffReport
+import converter.batch.run, converter.migrate, converter.verify
+for name in ('batch', 'diff', 'migrate', 'verify'):
+    assert callable(getattr(converter, name)), name
+assert converter.diff.__module__ == 'converter.diff' and converter.DiffReport is DiffReport
+from converter import batch, verify
+assert callable(batch) and callable(verify)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
