@@ -5,15 +5,29 @@ the scope tree and readable TF2 names.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import scopes
 from .scopes import Node
 from .tensor import Checkpoint, as_checkpoint
-from .tensor_stats import Stats, nonfinite, stats, stats_all, value_kind
+
+if TYPE_CHECKING:
+    from .tensor_stats import Stats, nonfinite, stats, stats_all, value_kind
 
 __all__ = ["Node", "Stats", "nonfinite", "readable_names", "stats", "stats_all", "tree",
            "value_kind"]
+
+_STATS = frozenset(("Stats", "nonfinite", "stats", "stats_all", "value_kind"))
+
+
+def __getattr__(name: str) -> Any:
+    # The statistics are loaded on first use: listing a checkpoint needs none of them.
+    if name in _STATS:
+        from . import tensor_stats
+
+        return getattr(tensor_stats, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # --------------------------------------------------------------------------- names and scopes
 

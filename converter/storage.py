@@ -28,11 +28,13 @@ import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConverterWarning, CorruptionError, FormatError, UsageError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 # scheme://... with a scheme of two letters or more: C:\x on Windows is a path.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -339,6 +341,8 @@ class RemoteFile:
             for at in offsets:  # one at a time until ranges are known to work
                 yield at, self.pread(at, min(PIECE, end - at), what)
             return
+        from concurrent.futures import ThreadPoolExecutor  # remote reads only: off start-up
+
         with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="ckpt-range") as pool:
             ahead: list[Future[bytes]] = []
             nxt = 0

@@ -10,14 +10,16 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from .. import display, dtypes, inspection
 from ..errors import UsageError
-from ..inspection import Stats
 from ..tensor import Checkpoint, Tensor
+
+if TYPE_CHECKING:
+    from ..tensor_stats import Stats
 
 SHOWN_NONFINITE = 10  # names listed on the NaN/Inf line before "and N more"
 

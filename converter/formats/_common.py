@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import mmap
 import os
@@ -66,6 +65,8 @@ def _escape_part(part: str, *, scope: bool, portable: bool) -> str:
     if scope and out.lower().endswith(".npy"):
         out = out[:-4] + "%2E" + out[-3:]  # the case kept: the name reads back without an index
     if len(out.encode()) > MAX_PART:
+        import hashlib  # rarely needed: loaded here, off every command's start-up
+
         out = out[:180] + "~" + hashlib.sha1(part.encode()).hexdigest()[:16]
     return out
 
