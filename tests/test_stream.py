@@ -179,3 +179,21 @@ def test_placed_copy_writes_each_tensor_at_its_offset(tmp_path, small_chunks):
     with converter.read(src) as ckpt, open(tmp_path / "placed.bin", "r+b") as f:
         with pytest.raises(CorruptionError, match="'t05'.*checksum"):
             list(stream.copy_placed(f, [(0, t) for t in ckpt.values()][5:6]))
+
+
+@pytest.mark.parametrize("size", [1000, 4096, 1 << 20])
+def test_chunks_in_small_pieces_are_checked_whole(tmp_path, small_chunks, size):
+    src = _source(tmp_path)
+    with converter.read(src) as ckpt:
+        t = ckpt["t05"]
+        pieces = [bytes(p) for p in stream.chunks(t, size)]
+        assert max(map(len, pieces)) <= min(size, stream.CHUNK)
+        assert b"".join(pieces) == t.read().tobytes()
+        _, offset, nbytes = t.span
+    data = src.with_name("m.ckpt.data-00000-of-00001")
+    raw = bytearray(data.read_bytes())
+    raw[offset + nbytes - 1] ^= 0x01  # the last byte: caught after the last piece
+    data.write_bytes(bytes(raw))
+    with converter.read(src) as ckpt, pytest.raises(CorruptionError, match="'t05'.*checksum"):
+        for _ in stream.chunks(ckpt["t05"], size):
+            pass

@@ -262,19 +262,22 @@ class SpanReader:
             self._files = {}
 
 
-def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:
-    """The tensor's little-endian C-order bytes in pieces of at most CHUNK bytes, checked
-    against ``tensor.crc32c`` when the reader recorded one (it does not when told not to verify).
+def chunks(tensor: Tensor, size: int = CHUNK) -> Iterator[memoryview | bytes | np.ndarray]:
+    """The tensor's little-endian C-order bytes in pieces of at most ``size`` bytes (at most
+    CHUNK), checked against ``tensor.crc32c`` when the reader recorded one (it does not when
+    told not to verify). Each piece's crc is taken just before it is handed out, so a small
+    ``size`` leaves it in a core's cache for what the caller does next.
 
     Each piece is only valid until the next one is requested.
     """
+    size = min(size, CHUNK)
     if tensor.span is None or tensor.dtype.hasobject or tensor.dtype.byteorder == ">":
         array = contiguous_le(tensor)
         if array.size == 0:
             return
         flat = array.reshape(-1).data.cast("B")
-        for start in range(0, len(flat), CHUNK):
-            yield flat[start:start + CHUNK]
+        for start in range(0, len(flat), size):
+            yield flat[start:start + size]
         return
     path, offset, nbytes = tensor.span
     check = tensor.crc32c is not None
@@ -282,10 +285,12 @@ def chunks(tensor: Tensor) -> Iterator[memoryview | bytes | np.ndarray]:
     if nbytes:
         copy = _Copy(None)
         try:
-            for _, piece in _pieces(copy, path, offset, offset + nbytes, tensor.name):
-                if check:
-                    value = google_crc32c.extend(value, piece)
-                yield piece
+            for _, chunk in _pieces(copy, path, offset, offset + nbytes, tensor.name):
+                for start in range(0, len(chunk), size):
+                    piece = chunk[start:start + size]
+                    if check:
+                        value = google_crc32c.extend(value, piece)
+                    yield piece
         finally:
             copy.close()
     if check and value != tensor.crc32c:  # read() checks an empty tensor's crc too
