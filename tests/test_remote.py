@@ -469,6 +469,37 @@ def test_batch_reads_remote_items_by_ranges(tmp_path, bucket, capsys):
         assert_same(back["layer3/kernel"].read(), tensors["layer3/kernel"])
 
 
+def test_batch_stages_remote_items_in_the_items_scratch_space(tmp_path, bucket, capsys,
+                                                               monkeypatch):
+    # Formats read only from local files are fetched for each item into that item's scratch
+    # space (inside the run's, which its lock covers), removed once the item is done.
+    fs, b, _, _ = bucket
+    arrays = {f"w{i}": np.arange(i * 10, i * 10 + 6, dtype=np.float32) for i in range(2)}
+    for name, array in arrays.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        fs.put_file(str(tmp_path / f"{name}.npy"), f"{b}/arrays/{name}.npy")
+    staged: list[tuple[str, str | None]] = []
+    real = storage.stage
+
+    def stage(url: str, into: str) -> str:
+        staged.append((into, storage.scratch_dir()))
+        return real(url, into)
+
+    monkeypatch.setattr(storage, "stage", stage)
+    code, _, err = _run(capsys, "batch", f"s3://{b}/arrays", "--to", "safetensors", "--out",
+                        str(tmp_path / "out"), "--jobs", "1", "-q")
+    assert code == 0, err
+    assert len(staged) == 2, staged
+    for into, item_scratch in staged:
+        assert item_scratch is not None and Path(item_scratch).name.startswith("ckpt-batch-item-")
+        assert Path(into).parent == Path(item_scratch)
+        assert not Path(into).exists() and not Path(item_scratch).exists()
+    for name, array in arrays.items():
+        out = next((tmp_path / "out").rglob(f"{name}.safetensors"))
+        with converter.read(out) as back:
+            assert_same(back[next(iter(back))].read(), array)
+
+
 def test_a_saved_model_on_s3_lists_its_signatures(tf_fixtures, bucket, capsys):
     fs, b, _, _ = bucket
     local = Path(tf_fixtures["savedmodel"]["prefix"]).parent.parent
