@@ -121,9 +121,9 @@ def test_early_writeback_of_big_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(stream, "CHUNK", 4096)
     monkeypatch.setattr(stream, "SMALL", 0)
     calls = []
-    real = stream._start_writeback
+    real = stream.start_writeback
     monkeypatch.setattr(stream, "EARLY_WRITEBACK", 8192)
-    monkeypatch.setattr(stream, "_start_writeback",
+    monkeypatch.setattr(stream, "start_writeback",
                         lambda fd, offset, n: calls.append((offset, n)) or real(fd, offset, n))
     _convert_and_compare(_source(tmp_path), tmp_path / "out.safetensors")
     assert calls, "no writeback was started"
@@ -197,3 +197,20 @@ def test_chunks_in_small_pieces_are_checked_whole(tmp_path, small_chunks, size):
     with converter.read(src) as ckpt, pytest.raises(CorruptionError, match="'t05'.*checksum"):
         for _ in stream.chunks(ckpt["t05"], size):
             pass
+
+
+def test_large_npz_archives_are_sent_to_disk_as_they_are_written(tmp_path, monkeypatch):
+    from converter.formats import npz
+
+    calls = []
+    real = npz.start_writeback
+    monkeypatch.setattr(npz, "CHUNK", 1 << 20)
+    monkeypatch.setattr(npz, "start_writeback",
+                        lambda fd, offset, n: calls.append((offset, n)) or real(fd, offset, n))
+    rng = np.random.default_rng(3)
+    data = {f"big{i}": rng.standard_normal(3 << 18, dtype=np.float32) for i in range(2)}  # 3 MiB
+    converter.write(data, tmp_path / "src.ckpt")
+    _convert_and_compare(tmp_path / "src.ckpt", tmp_path / "out.npz")
+    assert len(calls) >= 2, calls
+    assert all(a + n == b for (a, n), (b, _) in zip(calls, calls[1:], strict=False))
+    assert calls[-1][0] + calls[-1][1] <= (tmp_path / "out.npz").stat().st_size

@@ -57,7 +57,7 @@ from ._common import (
     release,
     stored_start,
 )
-from .stream import pieces
+from .stream import CHUNK, pieces, start_writeback
 
 SIDE = "__converter__.json"
 MAX_SIDE = 64 << 20  # a side entry is ~50 bytes: room for a million tensors
@@ -468,6 +468,13 @@ class _StoredZip:
         self.buf = bytearray(_WRITE_AT_ONCE)
         self.view = memoryview(self.buf)
         self.fill = 0
+        # Large archives are sent to disk as they are written (as stream's copies are), so the
+        # fsync before the rename waits for the tail, not for gigabytes of dirty pages.
+        try:
+            self._fd: int | None = f.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
+        self._sent = self.pos  # where the bytes not yet sent to disk start
         # Per member: name, flags, date, header offset, version, zip64, CRC-32, size.
         self.central: list[tuple[bytes, int, tuple[int, ...], int, int, bool, int, int]] = []
         self._open: tuple[bytes, int, tuple[int, ...], int, int, bool] | None = None
@@ -481,7 +488,11 @@ class _StoredZip:
             self.flush()
             fill = 0
         if n >= _WRITE_AT_ONCE:
-            self.f.write(data)
+            self.f.write(data)  # larger than the file's buffer: it reaches the descriptor
+            end = self.pos + n
+            if self._fd is not None and end - self._sent >= CHUNK:
+                start_writeback(self._fd, self._sent, end - self._sent)
+                self._sent = end
         else:
             self.view[fill:fill + n] = data
             self.fill = fill + n

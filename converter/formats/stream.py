@@ -44,7 +44,7 @@ _sync_file_range: Callable[..., Any] | bool | None = None
 Piece = bytes | memoryview | np.ndarray  # a stretch of a tensor's bytes
 
 
-def _start_writeback(fd: int, offset: int, n: int) -> None:
+def start_writeback(fd: int, offset: int, n: int) -> None:
     """Start writing ``n`` bytes at ``offset`` of the output to disk, without waiting (Linux
     ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; elsewhere nothing). A hint: errors are ignored,
     and the fsync before the rename still makes the file durable."""
@@ -172,7 +172,7 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
                 at = os.lseek(direct, 0, os.SEEK_CUR) if early else 0
                 done = _copy_range(fd, direct, pos, n, path, name)
                 if early:
-                    _start_writeback(direct, at, done)
+                    start_writeback(direct, at, done)
                 if done < n:
                     copy.direct = None
                     f.write(piece[done:])
@@ -201,7 +201,7 @@ def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
             view = memoryview(data)
             while view:
                 view = view[os.write(direct, view):]
-            _start_writeback(direct, at, len(data))
+            start_writeback(direct, at, len(data))
         elif copy.f is not None:
             copy.f.write(data)
         yield pos, data
