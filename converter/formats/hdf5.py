@@ -22,6 +22,10 @@ contiguous dataset never written, chunks never written) reads as the dataset's f
 to ``MAX_UNBACKED`` bytes per dataset, and deflated chunks may not declare more than deflate can
 produce from their stored bytes; beyond that the dataset is refused in one line. References
 (object and region) are refused: they point into the file, they are not tensor data.
+
+A file on remote storage (:func:`read_url`) is read by h5py through a file object over ranged
+reads, with the same checks; contiguous datasets carry their span in the object, as local ones
+in the file, so conversions copy their bytes by ranges.
 """
 
 from __future__ import annotations
