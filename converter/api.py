@@ -58,8 +58,9 @@ def read(path: PathLike, *, format: str | None = None,
         **opts: format options, e.g. ``verify=False`` for the TF reader.
 
     A URL (``s3://bucket/run/model.ckpt-100``, ``gs://``, ``hf://``, ``https://`` ...) is read
-    on its storage: TF bundles and safetensors by ranged reads (listing fetches the index or
-    header only), other formats downloaded into a private temporary directory first.
+    on its storage: TF bundles, safetensors, npz and HDF5 by ranged reads (listing fetches the
+    index, header or metadata only), other formats downloaded into a private temporary
+    directory first.
 
     Returns:
         A :class:`Checkpoint` whose tensors read their data when asked; its ``source`` says

@@ -16,6 +16,7 @@ nowhere else: messages name URLs, never options.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import contextvars
 import io
@@ -586,15 +587,31 @@ def stage(url: str, into: str) -> str:
 
 class RangeReader(io.RawIOBase):
     """A read-only, seekable file object over a :class:`RemoteFile`, for libraries that want
-    one (zipfile). Small reads are served from one cached block read ahead, so parsing a
-    zip directory or a member's header costs a request per block, not per call."""
+    one (zipfile, h5py). Small reads are served from blocks read ahead, so parsing a zip
+    directory or an HDF5 file's metadata costs a request per block, not per call.
 
-    def __init__(self, obj: RemoteFile, block: int = 64 << 10) -> None:
+    A miss fetches at least ``block`` bytes; misses that follow one another through the
+    object double that, up to ``ahead`` (a library walking its metadata in file order), and a
+    miss elsewhere starts again at ``block`` (metadata interleaved with large data, where
+    reading far ahead would fetch the data). Fetched ranges are kept, least recently used
+    first out, up to ``keep`` bytes; a read of ``ahead`` bytes or more is fetched as it is and
+    not kept.
+    """
+
+    def __init__(self, obj: RemoteFile, block: int = 64 << 10, *, ahead: int | None = None,
+                 keep: int | None = None) -> None:
         super().__init__()
         self.obj = obj
         self.pos = 0
         self.BLOCK = block
-        self._block: tuple[int, bytes] = (0, b"")
+        self._ahead = max(block, ahead or block)
+        self._keep = max(block, keep or block)
+        self._lock = threading.Lock()
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()  # disjoint ranges by start
+        self._starts: list[int] = []  # their starts, sorted
+        self._held = 0
+        self._next = -1  # where the last miss's fetch ended
+        self._size = block  # what the next sequential miss fetches
 
     def readable(self) -> bool:
         return True
@@ -617,19 +634,69 @@ class RangeReader(io.RawIOBase):
         n = min(len(view), self.obj.size - self.pos)
         if n <= 0:
             return 0
-        start, block = self._block
-        if not (start <= self.pos and self.pos + n <= start + len(block)):
-            if n >= self.BLOCK:
-                view[:n] = self.obj.pread(self.pos, n)
-                self.pos += n
-                return n
-            start = self.pos
-            block = self.obj.pread(start, min(self.BLOCK, self.obj.size - start))
-            self._block = (start, block)
-        at = self.pos - start
-        view[:n] = block[at:at + n]
+        at = 0
+        for part in self.parts(self.pos, n):
+            view[at:at + len(part)] = part
+            at += len(part)
         self.pos += n
         return n
+
+    def read_at(self, offset: int, n: int, ahead: bool = True) -> bytes:
+        """Bytes ``[offset, offset + n)`` (fewer where the object ends); ``ahead=False``
+        fetches no more than asked for (a scan that knows where the data it skips lies)."""
+        return b"".join(self.parts(offset, n, ahead))
+
+    def parts(self, offset: int, n: int, ahead: bool = True) -> Iterator[memoryview]:
+        """:meth:`read_at` as consecutive pieces: kept ranges where they cover it, fetched
+        ones between them."""
+        end = min(offset + n, self.obj.size)
+        cur = offset
+        while cur < end:
+            with self._lock:
+                i = bisect.bisect_right(self._starts, cur) - 1
+                start = self._starts[i] if i >= 0 else -1
+                block = self._blocks.get(start, b"")
+                if start + len(block) > cur:
+                    self._blocks.move_to_end(start)
+                else:  # the next kept range bounds what is fetched, so ranges stay disjoint
+                    after = self._starts[i + 1] if i + 1 < len(self._starts) else self.obj.size
+                    block = b""
+            if block:
+                take = memoryview(block)[cur - start:end - start]
+                yield take
+                cur += len(take)
+                continue
+            want = min(after, end) - cur
+            if want >= self._ahead:  # a large read: fetched as it is, not kept
+                for _, data in self.obj.pieces(cur, cur + want):
+                    yield memoryview(data)
+                    cur += len(data)
+                continue
+            if ahead and after > end:
+                want = min(after - cur, max(want, self._readahead(cur)))
+            data = self.obj.pread(cur, want)
+            self._put(cur, data)
+            take = memoryview(data)[:end - cur]
+            yield take
+            cur += len(take)
+
+    def _readahead(self, at: int) -> int:
+        sequential = self._next <= at <= self._next + self._size
+        self._size = min(self._size * 2, self._ahead) if sequential else self.BLOCK
+        self._next = at + self._size
+        return self._size
+
+    def _put(self, start: int, data: bytes) -> None:
+        with self._lock:
+            if start in self._blocks:
+                return  # fetched meanwhile by another thread
+            self._blocks[start] = data
+            bisect.insort(self._starts, start)
+            self._held += len(data)
+            while self._held > self._keep and len(self._blocks) > 1:
+                old, dropped = self._blocks.popitem(last=False)
+                del self._starts[bisect.bisect_left(self._starts, old)]
+                self._held -= len(dropped)
 
 
 class RangeBuffer:

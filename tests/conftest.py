@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,17 @@ from tests.helpers import HERE, s3_client_for, tf_available
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+
+
+@pytest.fixture(scope="session")
+def keras_files(tmp_path_factory) -> Path:
+    """Files written by Keras itself (tests/keras_fixtures.py, in one subprocess)."""
+    if not tf_available():
+        pytest.skip("TensorFlow is not installed (pip install 'ckpt-converter[tf]')")
+    out = tmp_path_factory.mktemp("keras_files")
+    subprocess.run([sys.executable, str(HERE / "keras_fixtures.py"), str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out
 
 
 @pytest.fixture(scope="session")

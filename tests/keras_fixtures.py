@@ -1,9 +1,10 @@
 """Write Keras files for the tests in one process: python keras_fixtures.py OUT_DIR.
 
 ``wrapped.keras`` (Keras 3: Bidirectional and TimeDistributed layers, trained one step) with
-``wrapped.json`` (its variables' paths in ``model.weights`` order) and ``wrapped.npz`` (their
-values by path); ``adam.h5`` (tf-keras full model, compiled with Adam, trained one step) with
-``adam.npz`` (the optimizer's variables by name).
+``wrapped.json`` (its variables' paths in ``model.weights`` order), ``wrapped.npz`` (their
+values by path) and ``wrapped.weights.h5`` (``save_weights``); ``adam.h5`` (tf-keras full
+model, compiled with Adam, trained one step) with ``adam.npz`` (the optimizer's variables by
+name).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def keras3(out: Path) -> None:
     rng = np.random.default_rng(0)
     model.fit(rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 1)), verbose=0)
     model.save(out / "wrapped.keras")
+    model.save_weights(out / "wrapped.weights.h5")
     (out / "wrapped.json").write_text(json.dumps([v.path for v in model.weights]))
     np.savez(out / "wrapped.npz", **{v.path: np.asarray(v) for v in model.weights})
 

@@ -16,19 +16,9 @@ import pytest
 
 import converter
 from converter.errors import FormatError
-from tests.helpers import HERE, assert_same, tf_available
+from tests.helpers import assert_same
 
 h5py = pytest.importorskip("h5py")
-
-
-@pytest.fixture(scope="session")
-def keras_files(tmp_path_factory) -> Path:
-    if not tf_available():
-        pytest.skip("TensorFlow is not installed (pip install 'ckpt-converter[tf]')")
-    out = tmp_path_factory.mktemp("keras_files")
-    subprocess.run([sys.executable, str(HERE / "keras_fixtures.py"), str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
-    return out
 
 
 def _repack(src: Path, dst: Path, *, edit=None, deflate: bool = True) -> None:

@@ -375,21 +375,15 @@ def test_a_truncated_remote_object_gives_the_local_error(tmp_path, bucket, capsy
     assert not (tmp_path / "o.npz").exists()
 
 
-@pytest.mark.parametrize("suffix", [".h5", ".npy-dir"])  # npz is read by ranges
-def test_formats_read_from_local_files_only_are_fetched_then_removed(tmp_path, bucket, suffix,
+def test_formats_read_from_local_files_only_are_fetched_then_removed(tmp_path, bucket,
                                                                      monkeypatch):
     import tempfile
 
-    fs, b, _, _ = bucket
+    fs, b, _, _ = bucket  # npz and HDF5 are read by ranges
     tensors = {"a/w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(3, np.int64)}
-    if suffix == ".npy-dir":
-        converter.write(tensors, tmp_path / "d", format="npy")
-        _put(fs, tmp_path / "d", f"{b}/d")
-        url = f"s3://{b}/d"
-    else:
-        converter.write(tensors, tmp_path / f"w{suffix}")
-        _put(fs, tmp_path / f"w{suffix}", f"{b}/w{suffix}")
-        url = f"s3://{b}/w{suffix}"
+    converter.write(tensors, tmp_path / "d", format="npy")
+    _put(fs, tmp_path / "d", f"{b}/d")
+    url = f"s3://{b}/d"
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
@@ -919,3 +913,133 @@ def test_a_closed_checkpoint_does_not_read_without_its_options(bucket, monkeypat
     with converter.read(f"s3://{b}/mlp/model.ckpt-1000",
                         storage_options={"endpoint_url": endpoint}) as again:
         assert int(again["global_step"].read()) == 1000
+
+
+def _h5_files(tmp_path: Path) -> list[Path]:
+    """An HDF5 file this package wrote, and one as other tools write them: a user block before
+    the superblock, a chunked deflated dataset, big-endian data, a scalar and an empty one."""
+    import h5py
+
+    from converter import dtypes
+
+    rng = np.random.default_rng(4)
+    ours = tmp_path / "ours.h5"
+    converter.write({"dense/kernel": rng.standard_normal((64, 32), dtype=np.float32),
+                     "dense/bias": np.arange(32, dtype=np.float16),
+                     "emb": rng.standard_normal((8, 4), dtype=np.float32).astype(
+                         dtypes.from_name("bfloat16")),
+                     "step": np.array(7, np.int64), "mask": np.array([True, False, True])},
+                    ours)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w", userblock_size=512) as f:
+        f["a/w"] = rng.standard_normal((100, 30), dtype=np.float32)
+        f.create_dataset("a/packed", data=np.arange(20000, dtype=np.int32).reshape(200, 100),
+                         chunks=(50, 100), compression="gzip", shuffle=True)
+        f.create_dataset("big_endian", data=np.arange(12, dtype=">f4"))
+        f["scalar"] = np.float64(2.5)
+        f["empty"] = np.zeros((0, 3), np.float32)
+    return [ours, other]
+
+
+def test_hdf5_on_s3_converts_by_ranges_to_the_bytes_of_the_local_file(tmp_path, bucket,
+                                                                      capsys):
+    fs, b, _, _ = bucket
+    for local in _h5_files(tmp_path):
+        url = f"s3://{b}/{local.name}"
+        _put(fs, local, url[5:])
+        want, got = tmp_path / f"{local.stem}.l.safetensors", tmp_path / f"{local.stem}.r.st"
+        assert _run(capsys, "convert", str(local), str(want))[0] == 0
+        code, _, err = _run(capsys, "convert", url, str(got), "--to", "safetensors")
+        assert code == 0, err
+        assert got.read_bytes() == want.read_bytes(), local.name
+        with converter.read(url) as remote, converter.read(local) as here:
+            assert list(remote) == list(here)
+            # Contiguous datasets stream from their ranges in the object, as from the file.
+            spans = {k: t.span for k, t in remote.items() if t.span is not None}
+            assert spans and spans == {k: (url, *here[k].span[1:]) for k in spans}, spans
+            assert "a/packed" not in spans and "big_endian" not in spans
+            for k in here:
+                assert_same(remote[k].read(), here[k].read(), k)
+
+
+def test_inspect_of_a_150_mb_hdf5_file_on_s3_fetches_under_two_percent(tmp_path, bucket,
+                                                                        capsys):
+    fs, b, _, counter = bucket
+    rng = np.random.default_rng(5)
+    tensors = {f"layer{i}/kernel": rng.standard_normal((1250, 1000), dtype=np.float32)
+               for i in range(30)}  # 30 x 5 MB
+    tensors.update({f"layer{i}/bias": np.zeros(1000, np.float32) for i in range(30)})
+    tensors["vocab"] = np.array([b"alpha", b"beta"], dtype=object)  # a global heap to check
+    local = tmp_path / "big.h5"
+    converter.write(tensors, local)
+    _put(fs, local, f"{b}/big.h5")
+    size = local.stat().st_size
+    assert size > 150e6
+    counter.reset()
+    code, out, err = _run(capsys, "inspect", f"s3://{b}/big.h5", "--json")
+    served, requests = counter.sent, len(counter.requests)
+    assert code == 0, err
+    assert served < 0.02 * size and requests < 100, (served, requests)
+    here = json.loads(_run(capsys, "inspect", str(local), "--json")[1])
+    assert json.loads(out)["tensors"] == here["tensors"]
+
+
+def test_keras_weight_files_on_s3_read_as_the_local_ones(keras_files, bucket):
+    fs, b, _, _ = bucket
+    for name in ("wrapped.weights.h5", "adam.h5"):  # Keras 3 save_weights, tf-keras model.save
+        url = f"s3://{b}/{name}"
+        _put(fs, keras_files / name, url[5:])
+        with converter.read(url) as remote, converter.read(keras_files / name) as here:
+            assert remote.source.layout == here.source.layout and here.source.layout
+            assert list(remote) == list(here) and len(here) > 10
+            for k, t in here.items():
+                assert (remote[k].kind, remote[k].attrs) == (t.kind, t.attrs), k
+                assert_same(remote[k].read(), t.read(), k)
+                assert remote[k].span == (None if t.span is None else (url, *t.span[1:])), k
+            assert any(t.span for t in remote.values())
+
+
+def test_a_truncated_hdf5_object_gives_the_local_error(tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    full = tmp_path / "full.h5"
+    converter.write({f"l{i}/w": np.full((100, 100), i, np.float32) for i in range(4)}, full)
+    data = full.read_bytes()
+    for cut in (len(data) // 2, len(data) - 100, 4000):
+        local = tmp_path / f"cut{cut}.h5"
+        local.write_bytes(data[:cut])
+        url = f"s3://{b}/{local.name}"
+        _put(fs, local, url[5:])
+        here = _run(capsys, "inspect", str(local))
+        remote = _run(capsys, "inspect", url)
+        assert here[0] == remote[0] == 2, (here, remote)
+        assert len(remote[2].strip().splitlines()) == 1, remote[2]
+        assert remote[2] == here[2].replace(str(local), url)
+        with pytest.raises(FormatError, match="truncated"):
+            converter.read(url)
+
+
+def test_a_corrupt_global_heap_in_a_remote_hdf5_object_is_refused(tmp_path, bucket):
+    import subprocess
+    import sys
+
+    fs, b, endpoint, _ = bucket
+    local = tmp_path / "s.h5"
+    converter.write({"w": np.ones(4, np.float32),
+                     "vocab": np.array([b"alpha", b"be"], dtype=object)}, local)
+    data = bytearray(local.read_bytes())
+    at = data.find(b"GCOL")
+    data[at + 16:at + 18] = b"\0\0"  # an object of length 0: libhdf5 would loop forever
+    data[at + 24:at + 32] = bytes(8)
+    local.write_bytes(bytes(data))
+    _put(fs, local, f"{b}/s.h5")
+    code = ("import sys, converter\n"
+            "try:\n"
+            "    c = converter.read(sys.argv[1], storage_options={'endpoint_url': sys.argv[2]})\n"
+            "    [t.read() for t in c.values()]\n"
+            "except converter.errors.FormatError as e:\n"
+            "    print(e)\n")
+    want = f"corrupt global heap at offset {at}"
+    for path in (str(local), f"s3://{b}/s.h5"):  # a child with a deadline, not this process
+        done = subprocess.run([sys.executable, "-c", code, path, endpoint], capture_output=True,
+                              text=True, timeout=60)
+        assert done.stdout.startswith(f"{path}: {want}"), done.stdout + done.stderr

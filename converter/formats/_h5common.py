@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, storage
 from ..errors import CorruptionError, FormatError
-from ..tensor import Tensor
+from ..tensor import Span, Tensor
 from ._common import MAX_RATIO, first_line
 
 
@@ -43,22 +43,36 @@ SCAN_WHOLE = 64 << 20  # below this, reading the whole file costs less than visi
 
 
 # Where an HDF5 file's bytes are: ``(file, offset, size)``, for the checks that read raw bytes
-# (an HDF5 file stored inside a zip starts at its member's offset).
-Window = tuple[str, int, int]
+# and for the spans of contiguous datasets. ``file`` is a local path (an HDF5 file stored inside
+# a zip starts at its member's offset) or the reader a remote object is read through.
+Window = tuple["str | storage.RangeReader", int, int]
 
 
-def _window(path: Path) -> Window:
+def local_window(path: Path | str) -> Window:
     return str(path), 0, os.path.getsize(path)
 
 
-def check_global_heaps(path: Path, f, raw: Window | None = None) -> None:
-    """Validate the global heap collections (GCOL: where variable-length strings live) before
-    HDF5 reads any: libhdf5 (1.14.6) loops forever on a collection holding an object of length
-    zero, and Python cannot interrupt it. In a large file the scan skips the contiguous datasets'
-    raw data, so it reads little more than the metadata."""
+def remote_window(reader: storage.RangeReader) -> Window:
+    return reader, 0, reader.obj.size
+
+
+def _read_raw(file: str | storage.RangeReader, offset: int, n: int) -> bytes:
+    if isinstance(file, str):
+        with open(file, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(n)
+    return file.read_at(offset, n, ahead=False)
+
+
+def _extents(f, base: int) -> list[tuple[int, int]]:
+    """Where the datasets' raw data lie (contiguous data and chunks), sorted: the bytes a scan
+    for metadata may skip."""
     h5py = require_h5py()
-    file, base, size = raw or _window(path)
     extents: list[tuple[int, int]] = []
+
+    def chunk(info) -> None:
+        if info.byte_offset is not None and info.size:
+            extents.append((base + info.byte_offset, base + info.byte_offset + info.size))
 
     def visit(name: bytes) -> None:
         obj = h5py.h5o.open(f.id, name)
@@ -66,15 +80,32 @@ def check_global_heaps(path: Path, f, raw: Window | None = None) -> None:
             offset, nbytes = obj.get_offset(), obj.get_storage_size()
             if offset is not None and nbytes:
                 extents.append((base + offset, base + offset + nbytes))
+            elif nbytes and obj.get_create_plist().get_layout() == h5py.h5d.CHUNKED:
+                obj.chunk_iter(chunk)
 
-    if size > SCAN_WHOLE:
-        h5py.h5o.visit(f.id, visit)
-    with open(file, "rb") as fh:
-        end = min(os.fstat(fh.fileno()).st_size, base + size)
-        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if end else b""
+    h5py.h5o.visit(f.id, visit)
+    return sorted(extents)
+
+
+def check_global_heaps(path: Path | str, f, raw: Window | None = None) -> None:
+    """Validate the global heap collections (GCOL: where variable-length strings live) before
+    HDF5 reads any: libhdf5 (1.14.6) loops forever on a collection holding an object of length
+    zero, and Python cannot interrupt it. In a large file, and in any remote one, the scan
+    skips the datasets' raw data, so it reads little more than the metadata."""
+    file, base, size = raw or local_window(path)
+    buf: mmap.mmap | bytes | _RemoteBytes
+    if isinstance(file, str):
+        extents = _extents(f, base) if size > SCAN_WHOLE else []
+        with open(file, "rb") as fh:
+            end = min(os.fstat(fh.fileno()).st_size, base + size)
+            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if end else b""
+    else:
+        extents = _extents(f, base)
+        end = min(file.obj.size, base + size)
+        buf = _RemoteBytes(file)
     try:
         pos = base
-        for start, stop in sorted(extents) + [(end, end)]:
+        for start, stop in extents + [(end, end)]:
             at = buf.find(b"GCOL", pos, max(pos, start) + 3)
             while at >= 0:
                 _check_collection(path, buf, at, end)
@@ -85,7 +116,42 @@ def check_global_heaps(path: Path, f, raw: Window | None = None) -> None:
             buf.close()
 
 
-def _check_collection(path: Path, buf, at: int, end: int) -> None:
+class _RemoteBytes:
+    """A remote object as the heap scan reads a memory map (``find``, ``buf[i]``,
+    ``buf[a:b]``), fetched in pieces of at most ``storage.PIECE`` bytes and never further than
+    asked: past the end of a gap lie the data the scan skips."""
+
+    def __init__(self, reader: storage.RangeReader) -> None:
+        self.reader = reader
+        self._found = (0, b"")  # the piece ``find`` searched last
+        self._sliced = (0, b"")  # and the one slices came from
+
+    def find(self, sub: bytes, start: int, stop: int) -> int:
+        stop = min(stop, self.reader.obj.size)
+        while stop - start >= len(sub):
+            piece = min(stop, start + storage.PIECE)
+            at = self._load("_found", start, piece, piece - start).find(sub)
+            if at >= 0:
+                return start + at
+            start = piece - len(sub) + 1
+        return -1
+
+    def __getitem__(self, key: int | slice) -> bytes | int:
+        if isinstance(key, int):
+            return self._load("_sliced", key, key + 1, 1 << 16)[0]
+        size = self.reader.obj.size
+        start, stop = min(key.start, size), min(key.stop, size)
+        return self._load("_sliced", start, stop, 1 << 16)
+
+    def _load(self, slot: str, start: int, stop: int, least: int) -> bytes:
+        at, data = getattr(self, slot)
+        if not (at <= start and stop <= at + len(data)):
+            at, data = start, self.reader.read_at(start, max(stop - start, least), ahead=False)
+            setattr(self, slot, (at, data))
+        return data[start - at:stop - at]
+
+
+def _check_collection(path: Path | str, buf, at: int, end: int) -> None:
     if at + 16 > end or buf[at + 4] != 1:
         return  # the bytes "GCOL" outside a heap (a heap has version 1)
     size = int.from_bytes(buf[at + 8:at + 16], "little")
@@ -102,20 +168,18 @@ def _check_collection(path: Path, buf, at: int, end: int) -> None:
         p += need
 
 
-def _check_vlen_lengths(path: Path, ds, where: str, raw: Window | None = None) -> None:
+def _check_vlen_lengths(path: Path | str, ds, where: str, raw: Window | None = None) -> None:
     """HDF5 allocates each variable-length element at the length stored beside its heap
     reference, before it reads the heap: check the lengths of a contiguous dataset against the
     file size first (a damaged length would ask for gigabytes)."""
-    file, base, file_size = raw or _window(path)
+    file, base, file_size = raw or local_window(path)
     offset, size = ds.id.get_offset(), ds.id.get_storage_size()
     count = math.prod(ds.shape or ())
     if offset is None or not size or size != 16 * count:
         return  # compact or chunked storage, or other address sizes: left to HDF5
     if offset + size > file_size:
         raise CorruptionError(f"{where}: data at {offset}+{size} runs past the end of the file")
-    with open(file, "rb") as fh:
-        fh.seek(base + offset)
-        data = fh.read(size)
+    data = _read_raw(file, base + offset, size)
     if len(data) < size:
         raise CorruptionError(f"{where}: data at {offset}+{size} runs past the end of the file")
     lengths = np.frombuffer(data, dtype=[("n", "<u4"), ("ref", "V12")], count=count)["n"]
@@ -126,7 +190,7 @@ def _check_vlen_lengths(path: Path, ds, where: str, raw: Window | None = None) -
                               "than the file holds")
 
 
-def _check_storage(path: Path, ds, allow_external: bool) -> None:
+def _check_storage(path: Path | str, ds, allow_external: bool) -> None:
     """Refuse datasets whose data lives in other files, and contiguous datasets whose stored
     size does not match their shape (a damaged dataspace would make us allocate its size)."""
     h5py = require_h5py()
@@ -187,10 +251,11 @@ def _check_backed(ds, plist, layout: int, where: str) -> None:
                           f"more than {MAX_UNBACKED} bytes of fill")
 
 
-def dataset_tensor(path: Path, ds, name: str, allow_external: bool = False,
+def dataset_tensor(path: Path | str, ds, name: str, allow_external: bool = False,
                    window: Window | None = None) -> Tensor:
     """A lazy tensor over dataset ``ds``; ``window`` locates the HDF5 file's bytes when they are
-    not the whole of ``path`` (see :data:`Window`)."""
+    not the whole of ``path`` (see :data:`Window`). A contiguous dataset stored as numpy lays
+    out its dtype carries its span there, so conversions copy its bytes by ranges."""
     h5py = require_h5py()
     where = f"{path}: tensor {name!r}"
     _check_storage(path, ds, allow_external)
@@ -235,7 +300,21 @@ def dataset_tensor(path: Path, ds, name: str, allow_external: bool = False,
         raw = np.asarray(_read_all(ds, where, shape))
         return raw.view(dtype) if raw.dtype != dtype else raw
 
-    return Tensor(name, dtype, shape, load)
+    return Tensor(name, dtype, shape, load, span=_span(ds, stored, window or local_window(path)))
+
+
+def _span(ds, stored: np.dtype, window: Window) -> Span | None:
+    """Where a contiguous dataset's bytes lie, if they are what numpy holds: allocated, of the
+    size its shape says, in the file type h5py itself makes of ``stored`` in little-endian
+    order (HDF5 converts other types as it reads: other float layouts, enums, compounds)."""
+    h5py = require_h5py()
+    offset = ds.id.get_offset()  # None for chunked, compact, external or virtual storage
+    nbytes = math.prod(ds.shape) * stored.itemsize
+    if offset is None or not nbytes or ds.id.get_storage_size() != nbytes or \
+            stored.byteorder == ">" or ds.id.get_type() != h5py.h5t.py_create(stored):
+        return None
+    file, base, _ = window
+    return (file if isinstance(file, str) else file.obj.url, base + offset, nbytes)
 
 
 def _read_all(ds, where: str, shape: tuple[int, ...]):

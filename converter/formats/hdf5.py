@@ -22,23 +22,37 @@ contiguous dataset never written, chunks never written) reads as the dataset's f
 to ``MAX_UNBACKED`` bytes per dataset, and deflated chunks may not declare more than deflate can
 produce from their stored bytes; beyond that the dataset is refused in one line. References
 (object and region) are refused: they point into the file, they are not tensor data.
+
+A file on remote storage (:func:`read_url`) is read by h5py through a file object over ranged
+reads, with the same checks; contiguous datasets carry their span in the object, as local ones
+in the file, so conversions copy their bytes by ranges.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, storage
 from ..errors import FormatError
 from ..outputs import outputs, signals_held
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
 from ..tfnames import natural_key, strictly_natural
 from ._common import check_dtype, check_name, contiguous_le, first_line
-from ._h5common import H5_ERRORS, check_global_heaps, dataset_tensor, require_h5py
+from ._h5common import (
+    H5_ERRORS,
+    Window,
+    check_global_heaps,
+    dataset_tensor,
+    local_window,
+    remote_window,
+    require_h5py,
+)
 from .keras_names import describe, is_legacy, legacy_optimizer_kind, legacy_weights, saveable_names
 from .stream import copy_placed
 
@@ -79,11 +93,51 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
     """Open an HDF5 file. Data kept outside it (external links, external raw storage, virtual
     datasets mapping other files) is refused unless ``allow_external``: a file from a stranger
     must not make us read arbitrary files."""
+    return _read(path, path, local_window(path), allow_external, [])
+
+
+# HDF5 reads its metadata in many small pieces: fetched ahead in ranges of 64 KiB, growing to
+# 4 MiB while the reads walk through the file in order, 32 MiB of them kept.
+_BLOCK, _AHEAD, _KEEP = 64 << 10, 4 << 20, 32 << 20
+
+
+def read_url(url: str, *, allow_external: bool = False) -> Checkpoint:
+    """An HDF5 object on remote storage (a Keras ``.weights.h5`` or ``.h5`` too), read by h5py
+    through ranged reads with read-ahead (see :class:`storage.RangeReader`): listing it fetches
+    its metadata, a contiguous dataset's bytes are fetched when asked for (or streamed by a
+    conversion, from its span), a chunked one's through h5py. The checks are the local
+    ones."""
+    reader = storage.RangeReader(storage.open_file(url), _BLOCK, ahead=_AHEAD, keep=_KEEP)
+    return _read(url, reader, remote_window(reader), allow_external, [reader.close])
+
+
+def _read(path: Path | str, source: Path | storage.RangeReader, window: Window,
+          allow_external: bool, closers: list[Callable[[], None]]) -> Checkpoint:
+    """The checkpoint of the HDF5 file h5py opens at ``source`` (a path or a file object),
+    named ``path`` in messages; ``closers`` release ``source`` after the file."""
     h5py = require_h5py()
     try:
-        f = h5py.File(path, "r")
+        f = h5py.File(source, "r")
     except H5_ERRORS as exc:
+        for close in closers:
+            close()
         raise FormatError(f"{path}: not a readable HDF5 file ({first_line(exc)})") from None
+    except BaseException:
+        for close in closers:
+            close()
+        raise
+    if not isinstance(source, Path):
+        # An HDF5 file left open on a Python file object is closed by libhdf5 at exit, reading
+        # through that object after Python has torn down what it needs (a crash): closed at
+        # exit first, unless the checkpoint was closed before.
+        closers.insert(0, weakref.finalize(source, f.close))
+    else:
+        closers.insert(0, f.close)
+
+    def close_all() -> None:
+        for close in closers:
+            close()
+
     found: list[tuple[float, int, str, Tensor]] = []
 
     def visit(hpath: str, obj) -> None:
@@ -105,12 +159,12 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
         except (TypeError, ValueError):
             position = float("inf")
         found.append((position, len(found), name,
-                      dataset_tensor(path, obj, name, allow_external)))
+                      dataset_tensor(path, obj, name, allow_external, window)))
 
     metadata: dict[str, str] = {}
     layout = None
     try:
-        check_global_heaps(path, f)
+        check_global_heaps(path, f, window)
         links = _external_links(f)
         if links and not allow_external:
             link = f.get(links[0], getlink=True)
@@ -120,7 +174,7 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
         if is_legacy(f):
             layout = "keras2"
             for name, ds, optimizer in legacy_weights(path, f):
-                tensor = dataset_tensor(path, ds, name)
+                tensor = dataset_tensor(path, ds, name, window=window)
                 if optimizer:
                     tensor.kind = legacy_optimizer_kind(name, tensor.shape, tensor.dtype)
                 found.append((float(len(found)), len(found), name, tensor))
@@ -135,17 +189,17 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
             if "layers" in f and isinstance(f["layers"], h5py.Group) and "vars" in f:
                 layout = "keras3"  # a .weights.h5: layers/<layer>/vars/<i>
     except H5_ERRORS as exc:
-        f.close()
+        close_all()
         raise FormatError(f"{path}: unreadable HDF5 structure ({first_line(exc)})") from None
     except BaseException:
-        f.close()
+        close_all()
         raise
     # Files from elsewhere carry no order: list them in natural order (vars/2 before vars/10).
     found.sort(key=lambda x: (x[0], natural_key(x[2]) if x[0] == float("inf") else (), x[1]))
     tensors: dict[str, Tensor] = {}
     for _, _, name, tensor in found:
         if name in tensors:
-            f.close()
+            close_all()
             raise FormatError(f"{path}: tensor {name!r} is stored twice")
         tensors[name] = tensor
     try:
@@ -161,10 +215,13 @@ def read(path: Path, *, allow_external: bool = False) -> Checkpoint:
             if isinstance(value, str):
                 metadata[key] = value
     except H5_ERRORS as exc:
-        f.close()
+        close_all()
         raise FormatError(f"{path}: unreadable HDF5 attributes ({first_line(exc)})") from None
+    except BaseException:
+        close_all()
+        raise
     return Checkpoint(tensors, metadata, source=Source("hdf5", str(path), layout),
-                      closers=[f.close])
+                      closers=[close_all])
 
 
 def _external_links(f) -> list[str]:

@@ -209,7 +209,7 @@ def is_legacy(f: Any) -> bool:
     return "layer_names" in root.attrs
 
 
-def legacy_weights(path: Path, f: Any) -> Iterator[tuple[str, Any, bool]]:
+def legacy_weights(path: Path | str, f: Any) -> Iterator[tuple[str, Any, bool]]:
     """``(name, dataset, is optimizer weight)`` of a Keras 2 file (see :func:`is_legacy`), in
     its order. Names are the weight names without TF's ``:0`` (``dense/kernel``); a name two
     layers share keeps its layer to tell them apart. A full-model file's ``optimizer_weights``
@@ -230,7 +230,7 @@ def legacy_weights(path: Path, f: Any) -> Iterator[tuple[str, Any, bool]]:
             yield name, ds, True
 
 
-def _listed(path: Path, group: Any, what: str, of: str, scope: str, seen: set[str]
+def _listed(path: Path | str, group: Any, what: str, of: str, scope: str, seen: set[str]
             ) -> Iterator[tuple[str, Any]]:
     """The datasets ``group`` lists in its ``weight_names``, named without TF's ``:0``; a name
     already ``seen`` (two layers with one weight name) keeps ``scope`` to tell them apart."""
