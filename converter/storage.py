@@ -228,7 +228,13 @@ def call(url: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
     take. Interruptions pass."""
     try:
         return fn(*args, **kw)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
+        # fsspec's HTTP file system reports any failure to look an object up as missing; a
+        # refused connection or a timeout is not a missing object.
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            raise FormatError(f"{url}: {what} failed: cannot reach the server "
+                              f"({_quiet(cause)})") from None
         raise
     except TypeError as exc:
         raise UsageError(f"{url}: {what} failed ({_quiet(exc)}; check --storage-option)"

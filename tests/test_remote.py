@@ -1043,3 +1043,17 @@ def test_a_corrupt_global_heap_in_a_remote_hdf5_object_is_refused(tmp_path, buck
         done = subprocess.run([sys.executable, "-c", code, path, endpoint], capture_output=True,
                               text=True, timeout=60)
         assert done.stdout.startswith(f"{path}: {want}"), done.stdout + done.stderr
+
+
+def test_a_server_that_cannot_be_reached_is_not_a_missing_object(capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = _run(capsys, "inspect", f"http://127.0.0.1:{port}/model.safetensors")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "cannot reach the server" in err and "no such object" not in err, err
+    with pytest.raises(FormatError, match="cannot reach the server"):
+        converter.read(f"http://127.0.0.1:{port}/model.safetensors")
