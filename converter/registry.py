@@ -281,6 +281,9 @@ def detect(path: Path) -> Format:
     """The format of an existing file or directory: by content, trying the suffix's format
     first, then the known formats, then plugins."""
     if not path.exists() and not _is_tf_prefix(path):
+        if path.name.endswith(".safetensors") and \
+                path.with_name(path.name + ".index.json").is_file():
+            return get("safetensors")  # written sharded under this name: read by its index
         raise FormatError(f"{path}: no such file or directory")
     first = by_suffix(path)
     tried: set[str] = set()

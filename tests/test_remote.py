@@ -1057,3 +1057,24 @@ def test_a_server_that_cannot_be_reached_is_not_a_missing_object(capsys):
     assert "cannot reach the server" in err and "no such object" not in err, err
     with pytest.raises(FormatError, match="cannot reach the server"):
         converter.read(f"http://127.0.0.1:{port}/model.safetensors")
+
+
+def test_a_sharded_safetensors_output_reads_back_by_the_name_it_was_written_under(
+        tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    data = {f"w{i}": np.arange(i, i + 5000, dtype=np.float32) for i in range(4)}
+    out = tmp_path / "sh" / "model.safetensors"
+    converter.write(data, out, max_shard_size=30_000)
+    assert not out.exists() and out.with_name("model.safetensors.index.json").is_file()
+    _put(fs, out.parent, f"{b}/sh")
+    for name in (str(out), f"s3://{b}/sh/model.safetensors"):
+        with converter.read(name) as back:
+            assert list(back) == list(data)
+            for key, array in data.items():
+                assert_same(back[key].read(), array)
+        code, listed, err = _run(capsys, "inspect", name)
+        assert code == 0, err
+        assert "model.safetensors.index.json" in listed and "shards: 4" in listed, listed
+    # A name with neither the file nor an index beside it is still missing.
+    code, _, err = _run(capsys, "inspect", str(tmp_path / "sh" / "other.safetensors"))
+    assert code == 2 and "no such file" in err, err

@@ -69,6 +69,9 @@ def read(path: Path) -> Checkpoint:
     or the directory holding it (the Hugging Face layout)."""
     if path.is_dir() or path.name.endswith(INDEX_SUFFIX):
         return _read_sharded(path)
+    index = path.with_name(path.name + ".index.json")
+    if not path.exists() and path.name.endswith(".safetensors") and index.is_file():
+        return _read_sharded(index)  # the name a sharded output was written under
     return _read_file(path)
 
 
@@ -97,7 +100,13 @@ def read_url(url: str) -> Checkpoint:
         return _read_sharded_url(url)
     if url.endswith("/") or not url.endswith(".safetensors") and storage.is_prefix_dir(url):
         return read_url(_index_under(url))
-    obj = storage.open_file(url)
+    try:
+        obj = storage.open_file(url)
+    except FormatError:
+        index = url + ".index.json"
+        if url.endswith(".safetensors") and storage.exists(index):
+            return _read_sharded_url(index)  # the name a sharded output was written under
+        raise
     header, metadata, start = _header(url, obj.size, obj.pread)
 
     def load(dtype: np.dtype, shape: tuple[int, ...], at: int) -> Callable[[], np.ndarray]:
