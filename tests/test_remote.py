@@ -1078,3 +1078,10 @@ def test_a_sharded_safetensors_output_reads_back_by_the_name_it_was_written_unde
     # A name with neither the file nor an index beside it is still missing.
     code, _, err = _run(capsys, "inspect", str(tmp_path / "sh" / "other.safetensors"))
     assert code == 2 and "no such file" in err, err
+
+
+def test_the_summary_of_an_npy_directory_uploaded_names_its_destination(bucket, capsys):
+    _, b, _, _ = bucket
+    code, _, err = _run(capsys, "convert", "examples/mlp", f"s3://{b}/arrays", "--to", "npy")
+    assert code == 0, err
+    assert f" in s3://{b}/arrays " in err, err

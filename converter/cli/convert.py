@@ -148,5 +148,11 @@ def _written(files: list[Path | str], dst: str, fmt: str) -> str:
     if len(names) > 5:
         names = [*names[:2], "...", *names[-2:]]
     parents = {storage.parent(f) if isinstance(f, str) else str(f.parent) for f in files}
-    where = f" in {parents.pop()}" if len(parents) == 1 else ""
+    under = dst.rstrip("/") + "/"
+    if len(parents) == 1:
+        where = f" in {parents.pop()}"
+    elif all(str(f).startswith(under) for f in files):  # a directory of scopes (npy)
+        where = f" in {dst}"
+    else:
+        where = ""
     return f"{len(files)} {fmt} files{where} ({', '.join(names)})"
