@@ -344,6 +344,17 @@ class RemoteFile:
             raise CorruptionError(f"{self.url}: {what}data ends at byte {self.size}, before "
                                   f"byte {end}; the file is truncated")
         offsets = list(range(start, end, PIECE))
+        if len(offsets) > 1 and self._copy is None:
+            from . import fetch  # remote reads only: off start-up
+
+            if fetch.opener(self.fs) is not None:
+                try:
+                    yield from fetch.stream(self.url, self.fs, self.path, start, end, PIECE,
+                                            call, what)
+                    self._ranges = True
+                    return
+                except fetch.RangesIgnored:
+                    pass  # read by pieces: the first finds out and copies the object once
         if len(offsets) <= 1 or not self._ranges:
             for at in offsets:  # one at a time until ranges are known to work
                 yield at, self.pread(at, min(PIECE, end - at), what)

@@ -651,7 +651,7 @@ for path in sys.argv[3:]:
 # process would count in every child's peak RSS, which starts from ours at fork). It prints
 # its port, then serves until killed. ``moto``: an S3 server counting the bytes it sends
 # (GET /__count__ answers and resets the count). ``files DIR``: DIR's files over HTTP with
-# Range requests served from disk.
+# Range requests streamed from disk.
 SERVER = """
 import io, os, re, sys, threading
 kind = sys.argv[1]
@@ -684,14 +684,23 @@ else:
             size = os.path.getsize(path)
             start = int(m.group(1))
             end = min(int(m.group(2)) + 1 if m.group(2) else size, size)
-            with open(path, "rb") as f:
-                f.seek(start)
-                body = f.read(end - start)
+            f = open(path, "rb")
+            f.seek(start)
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(end - start))
             self.end_headers()
-            return io.BytesIO(body)
+            return Part(f, end - start)
+    class Part:  # the range streamed from disk, as a web server sends it
+        def __init__(self, f, n):
+            self.f, self.n = f, n
+        def read(self, size=-1):
+            size = self.n if size < 0 else min(size, self.n)
+            data = self.f.read(size)
+            self.n -= len(data)
+            return data
+        def close(self):
+            self.f.close()
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[2]))
 print(server.server_address[1], flush=True)
@@ -721,9 +730,10 @@ def _server(*args: str) -> tuple[subprocess.Popen, int]:
 def bench_remote(workdir: Path, outdir: Path, repeat: int) -> list[Row]:
     """A 512 MiB bundle on a moto S3 server on 127.0.0.1 and on a plain HTTP server with
     ranges: ``ckpt convert URL OUT.safetensors`` vs fsspec's ``get_file`` of its objects from
-    the same server (download only, fsynced as our output is), and the bytes the S3 server sent
-    for ``ckpt inspect s3://...``. moto reads a whole object for every ranged GET, so its row
-    overstates what ranged reads cost; the HTTP row is the cost of our reading."""
+    the same server (download only, fsynced as our output is), in turns, and the bytes the S3
+    server sent for ``ckpt inspect s3://...``. moto reads a whole object for every GET, ranged
+    or not, so its row rewards few requests (fsspec's get makes a dozen of 50 MiB, ten at a
+    time; we make one per run of tensors); the HTTP row is the cost of our reading."""
     try:
         import moto  # noqa: F401
         import s3fs  # noqa: F401
@@ -755,10 +765,11 @@ def bench_remote(workdir: Path, outdir: Path, repeat: int) -> list[Row]:
                 ("http:// (ranges)", f"http://127.0.0.1:{http_port}/model.ckpt",
                  [f"http://127.0.0.1:{http_port}/{f.name}" for f in files])):
             print(f"[remote] 512 MiB bundle, {label}", file=sys.stderr, flush=True)
-            ours = measure([*ckpt, "convert", url, str(out), "-q", "--force"], repeat, [out])
-            base = measure(python_code(FSSPEC_GET, url, str(got), *objects), repeat, [got])
+            ours, base, ratios = measure_turns(
+                [*ckpt, "convert", url, str(out), "-q", "--force"],
+                python_code(FSSPEC_GET, url, str(got), *objects), repeat, ([out], [got]))
             rows.append(row("remote 512 MiB", f"convert {label} to safetensors", ours,
-                            "fsspec get", base))
+                            "fsspec get", base, ratios))
         with urllib.request.urlopen(f"{endpoint}/__count__") as r:
             r.read()  # reset
         listed = measure([*ckpt, "inspect", "s3://bench/mid/model.ckpt"], 1)

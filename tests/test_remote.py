@@ -870,6 +870,21 @@ def test_a_big_tensor_streams_from_s3_into_a_local_file_bit_for_bit(tmp_path, bu
             assert_same(back["big"].read(), big, out)
 
 
+def test_a_run_of_tensors_streams_from_s3_in_one_request(tmp_path, bucket):
+    fs, b, _, counter = bucket
+    rng = np.random.default_rng(4)
+    tensors = {f"w{i}": rng.standard_normal(3_000_000, dtype=np.float32) for i in range(3)}
+    converter.write(tensors, tmp_path / "m.ckpt", format="tf")  # one 36 MB shard
+    _put_bundle(fs, str(tmp_path / "m.ckpt"), f"{b}/run")
+    counter.reset()
+    converter.convert(f"s3://{b}/run/m.ckpt", tmp_path / "o.safetensors").close()
+    data_gets = [r for r in counter.requests if r[0] == "GET" and ".data-" in r[1]]
+    assert len(data_gets) == 1, counter.requests
+    with converter.read(tmp_path / "o.safetensors") as back:
+        for k, v in tensors.items():
+            assert_same(back[k].read(), v, k)
+
+
 def test_stats_of_a_remote_checkpoint_equal_the_local_ones(tf_fixtures, bucket, capsys):
     fs, b, _, _ = bucket
     prefix = tf_fixtures["tf1_adam"]["prefix"]
