@@ -317,6 +317,8 @@ class RemoteFile:
 
     def _probe(self, offset: int, n: int, what: str) -> bytes:
         data = self._get(offset, n)
+        if n == self.size:  # the whole object: whether the range was honoured is not known
+            return self._check(data, offset, n, what)
         if len(data) == self.size > n:  # the server ignores Range and sent it all
             warnings.warn(f"{self.url}: the server ignores range requests; the object is "
                           "fetched once into a temporary file", ConverterWarning, stacklevel=3)

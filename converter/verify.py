@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ class VerifyReport:
 def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> VerifyReport:
     """Read every tensor of ``path`` once (streaming, so memory stays bounded) and report.
 
+    Raises:
+        FormatError: ``path`` is not there, or not a checkpoint of a known format (nothing to
+            verify; a damaged checkpoint is reported, not raised).
+
     Example:
         >>> report = converter.verify("model.ckpt-1000")
         >>> report.ok, [t.name for t in report.bad]
@@ -53,12 +58,11 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
     from . import api, registry, storage
 
     report = VerifyReport(str(path), format)
+    # Raised, not reported: a path that is not there, or not a checkpoint of a known format,
+    # has nothing to verify.
+    fmt = registry.for_input(path, format)
+    report.format = fmt.name
     if storage.is_url(path):
-        try:
-            fmt = registry.for_input(path, format)
-        except ConverterError as exc:
-            report.error = str(exc)
-            return report
         if fmt.integrity is not None:
             # The format's own check reads a local file: verify a copy, reported as the URL.
             with tempfile.TemporaryDirectory(prefix="ckpt-verify-") as scratch:
@@ -70,8 +74,6 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
                 staged = verify(local, format=fmt.name, **opts)
                 return _as_url(staged, local, str(path))
     try:
-        fmt = registry.for_input(path, format)
-        report.format = fmt.name
         ckpt = api.read(path, format=fmt.name, **opts)
         # A format may check more than reading does (npz: each member's zip CRC-32).
         problems = {} if storage.is_url(path) else fmt.check_integrity(Path(path))
@@ -79,7 +81,7 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
         report.error = str(exc)
         return report
     except OSError as exc:
-        report.error = f"{path}: {exc.strerror or exc}"
+        report.error = _os_error(path, exc)
         return report
     with ckpt:
         for tensor in ckpt.values():
@@ -93,8 +95,17 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
                     tensor.read()
                 report.tensors.append(TensorStatus(tensor.name, True, tensor.nbytes))
             except (ConverterError, OSError) as exc:
-                report.tensors.append(TensorStatus(tensor.name, False, tensor.nbytes, str(exc)))
+                text = str(exc) if isinstance(exc, ConverterError) else _os_error(path, exc)
+                report.tensors.append(TensorStatus(tensor.name, False, tensor.nbytes, text))
     return report
+
+
+def _os_error(path: str | Path, exc: OSError) -> str:
+    """An OSError in one line naming the file it is about (a shard, not only the prefix)."""
+    where = exc.filename if exc.filename else path
+    if exc.filename and not os.path.isabs(where):
+        where = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(where))
+    return f"{where}: {exc.strerror or exc}"
 
 
 def _as_url(report: VerifyReport, local: str, url: str) -> VerifyReport:

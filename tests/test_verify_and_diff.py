@@ -81,3 +81,45 @@ def test_diff_bit_exact_by_default():
     assert converter.diff(a, b, atol=1e-9).equal
     assert converter.diff(a, {"x": a["x"].copy()}).equal
     assert not converter.diff(a, {"x": a["x"].astype(np.float64)}).equal
+
+
+def test_verify_refuses_no_verify_rather_than_passing_a_corrupt_file(bundle, capsys):
+    prefix, _ = bundle
+    _flip(prefix.with_name("m.ckpt.data-00000-of-00001"), 3)
+    assert main(["verify", str(prefix), "--no-verify"]) == 2
+    assert "unrecognized arguments: --no-verify" in capsys.readouterr().err
+    assert main(["verify", str(prefix)]) == 1
+
+
+@pytest.mark.parametrize("name", ["nosuch.npz", "nosuch.ckpt", "nosuch"])
+def test_verify_of_a_missing_path_cannot_run(tmp_path, name, capsys):
+    assert main(["verify", str(tmp_path / name)]) == 2
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1 and str(tmp_path / name) in err
+    assert "no such file or directory" in err
+    with pytest.raises(converter.FormatError, match="no such file"):
+        converter.verify(tmp_path / name)
+
+
+def test_verify_names_a_missing_shard_by_its_path(tmp_path, capsys):
+    data = {f"v{i}": np.arange(100, dtype=np.float32) + i for i in range(4)}
+    converter.write(data, tmp_path / "m.ckpt", format="tf", max_shard_size=800)
+    shards = sorted(tmp_path.glob("m.ckpt.data-*"))
+    assert len(shards) > 1
+    shards[1].unlink()
+    assert main(["verify", str(tmp_path / "m.ckpt")]) == 1
+    out = capsys.readouterr().out
+    bad = [line for line in out.splitlines() if line.startswith("BAD")]
+    assert bad and all(str(shards[1]) in line and "[Errno" not in line for line in bad), out
+
+
+def test_a_truncated_safetensors_header_is_named_as_such(tmp_path, capsys):
+    path = tmp_path / "t.safetensors"
+    converter.write({f"w{i}": np.zeros(3, np.float32) for i in range(40)}, path)
+    head = path.read_bytes()
+    path.write_bytes(head[:int.from_bytes(head[:8], "little") // 2])  # inside the header
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "header" in err and "known format" not in err, err
+    assert main(["verify", str(path)]) == 1
+    assert "header" in capsys.readouterr().out

@@ -32,15 +32,20 @@ def add_storage(p: argparse.ArgumentParser) -> None:
                         "credentials also come from the environment as usual")
 
 
-def add_source(p: argparse.ArgumentParser) -> None:
+def add_source(p: argparse.ArgumentParser, *, checksums_optional: bool = True) -> None:
+    """The source argument and the reader flags. ``checksums_optional=False`` leaves out
+    ``--no-verify`` (``ckpt verify``, whose checks it would turn off)."""
     p.add_argument("src", metavar="SRC",
                    help="checkpoint file, directory or TF prefix, or a URL (s3://, gs://, "
                         "az://, hf://, https:// ...)")
     add_storage(p)
     p.add_argument("--from", dest="source_format", metavar="FORMAT",
                    help="source format (default: detected)")
-    p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip checksum verification of TF data")
+    if checksums_optional:
+        p.add_argument("--no-verify", dest="verify", action="store_false",
+                       help="skip checksum verification of TF data")
+    else:
+        p.set_defaults(verify=True)
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow pickled .npy/.npz content (only for files you trust)")
     p.add_argument("--allow-external", action="store_true",

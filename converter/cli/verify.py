@@ -6,7 +6,6 @@ import argparse
 import json
 
 from .. import registry
-from ..errors import FormatError
 from ..sizes import human
 from ..verify import verify
 from .common import add_source, read_options
@@ -19,15 +18,14 @@ EXAMPLES = """examples:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    add_source(p)
+    add_source(p, checksums_optional=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        fmt: str | None = registry.for_input(args.src, args.source_format).name
-    except FormatError:
-        fmt = None  # the report says why the file does not open
+    # A missing path, an unknown format or storage that cannot be reached: the command cannot
+    # run (exit 2), which is not the answer "bad" (exit 1).
+    fmt = registry.for_input(args.src, args.source_format).name
     report = verify(args.src, format=args.source_format, **read_options(args, fmt))
     if args.json:
         print(json.dumps(report.to_dict()))
