@@ -12,6 +12,7 @@ a temporary and locking it, and writers of older versions that took no lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -165,3 +166,16 @@ def sweep(directory: Path) -> None:
                 path.unlink()
             except OSError:
                 pass
+
+
+def discard(path: str | os.PathLike[str]) -> None:
+    """Remove a scratch file or directory tree whole: an interrupt arriving meanwhile waits
+    until it is gone (cut short, rmtree would leave part of it behind)."""
+    from .signals import signals_held
+
+    with signals_held():
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

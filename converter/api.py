@@ -7,7 +7,6 @@ import glob
 import inspect
 import os
 import re
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import outputs, registry, storage
+from ._tempfiles import discard
 from .errors import ConverterWarning, UsageError, keyword
 from .tensor import Checkpoint, Source, as_checkpoint
 
@@ -111,12 +111,12 @@ def _read_url(url: str, format: str | None, opts: dict[str, Any]
         local = Path(storage.stage(url, scratch))
         ckpt = _call(module.read, f"{fmt.name} reader", local, local, **opts)
     except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
         raise
     source = ckpt.source
     source = Source(fmt.name, url) if source is None else dataclasses.replace(source, path=url)
     return Checkpoint(dict(ckpt), ckpt.metadata, source=source, closers=[
-        ckpt.close, lambda: shutil.rmtree(scratch, ignore_errors=True)]), fmt
+        ckpt.close, lambda: discard(scratch)]), fmt
 
 
 def write(
@@ -237,7 +237,7 @@ def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = F
         outputs.note_committed(storage.upload_all(targets, replace=force, stale=stale))
         return result
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
 
 
 def _targets(root: str, url: str, base: str, force: bool, sources: set[str]

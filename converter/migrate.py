@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._tempfiles import discard
 from .errors import UsageError, option
 from .outputs import check_free, outputs
 
@@ -109,7 +110,7 @@ def save_model_file(model: Any, out: Path, *, force: bool = False) -> None:
     check_free([prefix.with_name(prefix.name + ".index")], force)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     scratch = prefix.parent / f".{prefix.name}.tmp-migrate"
-    shutil.rmtree(scratch, ignore_errors=True)
+    discard(scratch)
     try:
         checkpoint = tf.train.Checkpoint(model=model)
         # What Checkpoint.save records (a save_counter of 1, the `checkpoint` state file), at
@@ -127,7 +128,7 @@ def save_model_file(model: Any, out: Path, *, force: bool = False) -> None:
             group.new(state, pointer=True).write_text(
                 text_after_saving(prefix.parent, prefix.name), encoding="utf-8")
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
 
 
 def migrate(source: Any, model: Any, out: str | os.PathLike[str], *, rules: Any = None,

@@ -325,6 +325,31 @@ def test_a_conversion_interrupted_while_uploading_leaves_no_index(tmp_path, buck
         converter.read(f"s3://{b}/cut/model.ckpt")
 
 
+def test_an_interrupt_while_the_scratch_copy_is_removed_still_removes_all_of_it(
+        tmp_path, bucket, monkeypatch):
+    import signal
+    import tempfile
+
+    fs, b, _, _ = bucket
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    real = shutil.rmtree
+
+    def interrupted(path, *a, **kw):  # Ctrl-C just as the upload's scratch goes
+        os.kill(os.getpid(), signal.SIGINT)
+        real(path, *a, **kw)
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(shutil, "rmtree", interrupted)
+        converter.convert("examples/mlp", f"s3://{b}/late/model.ckpt", to="tf")
+    assert list(scratch.iterdir()) == []
+    fs.invalidate_cache()
+    with converter.read(f"s3://{b}/late/model.ckpt") as back, \
+            converter.read("examples/mlp") as here:  # committed before the interrupt
+        assert list(back) == list(here)
+
+
 def test_verify_and_diff_on_s3(tmp_path, tf_fixtures, bucket, capsys):
     fs, b, _, _ = bucket
     prefix = tf_fixtures["sharded"]["prefix"]

@@ -4,7 +4,6 @@ manifest that ``resume`` continues from, a summary."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import registry, storage
+from .._tempfiles import discard
 from ..errors import ConverterError, UsageError
 from .archive import extract
 from .discover import discover, in_shard
@@ -234,7 +234,7 @@ class _Archives:
                 extract(Path(archive), self.wanted[archive], into, self.job.max_unpacked)
                 self.dirs[archive] = into
             except ConverterError as exc:
-                shutil.rmtree(into, ignore_errors=True)
+                discard(into)
                 self.errors[archive] = str(exc)
         if archive in self.errors:
             return failed(item, self.job, self.errors[archive])
@@ -244,7 +244,7 @@ class _Archives:
         if item.source in self.left:
             self.left[item.source] -= 1
             if not self.left[item.source] and item.source in self.dirs:
-                shutil.rmtree(self.dirs.pop(item.source), ignore_errors=True)
+                discard(self.dirs.pop(item.source))
 
 
 def _parallel(todo: list[Item], job: Job, jobs: int | None, results: dict[str, Result],

@@ -10,10 +10,11 @@ use is never taken).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from .._tempfiles import discard
 
 PREFIX = "ckpt-batch-"
 LOCK = ".lock"
@@ -41,7 +42,7 @@ class Scratch:
         self._lock.flush()
 
     def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        discard(self.path)
         self._lock.close()
 
 
@@ -65,11 +66,11 @@ def remove_stale(base: Path) -> list[Path]:
                     continue  # held: a live run
                 if not lock.read().strip() and not _old(directory):
                     continue  # a run being set up
-                shutil.rmtree(directory, ignore_errors=True)
+                discard(directory)
         except FileNotFoundError:
             if not _old(directory):
                 continue  # just created, or made by a worker on its own
-            shutil.rmtree(directory, ignore_errors=True)
+            discard(directory)
         except OSError:
             continue
         removed.append(directory)

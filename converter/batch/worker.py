@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import tempfile
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import storage
+from .._tempfiles import discard
 from ..errors import ConverterError
 from ..outputs import recording
 from .archive import extract
@@ -204,6 +204,6 @@ def convert_item(item: Item, job: Job) -> Result:
         if own is not None:
             own.close()
         elif scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            discard(scratch)
         if _worker["terminated"]:
             os._exit(143)  # a pool worker would otherwise wait for work from a parent now gone
