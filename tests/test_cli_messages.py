@@ -183,3 +183,19 @@ def test_a_trailing_slash_names_a_directory(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other/: names a directory" in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "w.safetensors"]
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["convert", "examples/mlp", "{tmp}/o.npz", "--max-shard-size", "10QB"],
+     ["ckpt convert", "--max-shard-size", "10QB"]),
+    (["convert", "examples/mlp", "{tmp}/o.npz", "--storage-option", "foo"],
+     ["ckpt convert", "--storage-option", "foo"]),
+    (["inspect", "examples/mlp", "--jsn"], ["ckpt inspect", "--jsn"]),
+    (["inspect"], ["ckpt inspect", "SRC"]),
+    (["nosuch"], ["ckpt", "nosuch"]),
+])
+def test_usage_errors_are_one_line_naming_the_command(tmp_path, capsys, argv, names):
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1 and "usage:" not in err, err
+    assert all(n in err for n in names) and "--help" in err, err

@@ -16,6 +16,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__, storage
 from ..errors import ConverterError, ConverterWarning, speaking
@@ -37,15 +38,26 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, naming the command and where its help is (argparse prints
+    the whole usage block first)."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``ckpt`` parser; with ``command``, the parser of that command alone (what parsing
     its arguments needs), else of them all (the overall help, unknown commands)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ckpt", description="Move model weights between checkpoint formats.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.commands = {}
     parser.add_argument("--version", action="version", version=f"ckpt {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS if command is None else (command,):
         module = importlib.import_module(f"{__name__}.{name}")
@@ -54,6 +66,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_args(p)
         p.set_defaults(run=module.run)
+        parser.commands[name] = p
     return parser
 
 
@@ -62,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # told by the command's parser, which names the command
+            commands = getattr(parser, "commands", {})
+            commands.get(args.command, parser).error(
+                f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     shown = warnings.showwarning
