@@ -324,7 +324,7 @@ def detect_url(url: str) -> Format:
     leaf = storage.name(url)
     named = by_suffix(Path(leaf)) if leaf and not url.endswith("/") else None
     if named is not None:
-        return named
+        return _by_magic(url, named)
     if DATA_RE.match(leaf) or (not url.endswith("/") and storage.exists(url + ".index")):
         return get("tf")
     under = storage.listing(url)
@@ -337,15 +337,34 @@ def detect_url(url: str) -> Format:
         if "converter-index.json" in under or any(n.endswith(".npy") for n in under):
             return get("npy")
         raise FormatError(f"{url}: no checkpoint of a known format under this prefix")
-    obj = storage.open_file(url)
+    found = _magic(storage.open_file(url))
+    if found is not None:
+        return get(found)
+    raise FormatError(f"{url}: not a checkpoint of any known format (known: "
+                      f"{', '.join(formats())})")
+
+
+def _magic(obj: storage.RemoteFile) -> str | None:
+    """The single-file format whose magic bytes ``obj`` starts with."""
     head = obj.pread(0, min(obj.size, 16))
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
-            return get(fmt)
-    if len(head) >= 9 and head[8:9] == b"{":
-        return get("safetensors")
-    raise FormatError(f"{url}: not a checkpoint of any known format (known: "
-                      f"{', '.join(formats())})")
+            return fmt
+    return "safetensors" if len(head) >= 9 and head[8:9] == b"{" else None
+
+
+def _by_magic(url: str, named: Format) -> Format:
+    """``named`` (the format of the object's suffix), or the single-file format its first
+    bytes say it is in where they say another, as :func:`detect` finds for a local file."""
+    if named.name not in {fmt for _, fmt in _MAGIC} | {"safetensors"} or \
+            url.endswith(".index.json"):
+        return named
+    try:
+        obj = storage.open_file(url)
+    except FormatError:  # not one object (a sharded output's name): the reader says what
+        return named
+    found = _magic(obj)
+    return get(found) if found is not None and found != named.name else named
 
 
 def detect_or_none(path: Path) -> Format | None:

@@ -381,6 +381,27 @@ def test_verify_and_diff_on_s3(tmp_path, tf_fixtures, bucket, capsys):
     assert out == local[1]
 
 
+@pytest.mark.parametrize("made, named", [("w.safetensors", "wrong.npz"),
+                                          ("w.h5", "wrong.safetensors"),
+                                          ("w.npz", "wrong.h5"), ("w.npy", "wrong.npz")])
+def test_an_object_under_another_formats_suffix_is_read_by_its_content(
+        tmp_path, bucket, made, named):
+    fs, b, _, _ = bucket
+    if made == "w.npy":
+        np.save(tmp_path / made, np.arange(12, dtype=np.float32))
+    else:
+        converter.write({"w": np.arange(12, dtype=np.float32)}, tmp_path / made)
+    local = tmp_path / named
+    local.write_bytes((tmp_path / made).read_bytes())
+    _put(fs, local, f"{b}/{named}")
+    with converter.read(local) as here, converter.read(f"s3://{b}/{named}") as there:
+        assert there.source.format == here.source.format != converter.registry.by_suffix(
+            local).name
+        assert list(there) == list(here)
+        for k in here:
+            assert_same(there[k].read(), here[k].read(), k)
+
+
 def test_a_truncated_remote_object_gives_the_local_error(tmp_path, bucket, capsys):
     fs, b, _, _ = bucket
     local_dir = tmp_path / "t"
