@@ -931,6 +931,30 @@ def test_a_run_of_tensors_streams_from_s3_in_one_request(tmp_path, bucket):
             assert_same(back[k].read(), v, k)
 
 
+@pytest.mark.parametrize("name", ["many.h5", "many.npz"])
+def test_many_small_tensors_of_a_remote_file_are_fetched_a_window_at_a_time(
+        tmp_path, bucket, name):
+    fs, b, _, counter = bucket
+    rng = np.random.default_rng(5)
+    tensors = {f"s{i // 20}/v{i}": rng.standard_normal(50, dtype=np.float32)
+               for i in range(400)}
+    converter.write(tensors, tmp_path / name)
+    _put(fs, tmp_path / name, f"{b}/{name}")
+    def gets() -> int:
+        n = sum(1 for r in counter.requests if r[0] == "GET" and r[1].endswith(name))
+        counter.reset()
+        return n
+
+    counter.reset()
+    converter.read(f"s3://{b}/{name}").close()
+    opening = gets()  # the file's own structure (an npz's local headers)
+    converter.convert(f"s3://{b}/{name}", tmp_path / "o.safetensors").close()
+    assert gets() - opening < 10, opening  # a request per tensor: 400
+    with converter.read(tmp_path / "o.safetensors") as back:
+        for k, v in tensors.items():
+            assert_same(back[k].read(), v, k)
+
+
 def test_stats_of_a_remote_checkpoint_equal_the_local_ones(tf_fixtures, bucket, capsys):
     fs, b, _, _ = bucket
     prefix = tf_fixtures["tf1_adam"]["prefix"]

@@ -103,6 +103,8 @@ class _Copy:
         self.f = f
         self.direct = _direct_fd(f) if f is not None else None
         self._files: dict[str, tuple[int, int]] = {}
+        # (url, offset, bytes) fetched for several small runs of a remote object at once
+        self.window: tuple[str, int, bytes] | None = None
 
     def source(self, path: str) -> tuple[int, int]:
         """``(descriptor, size)`` of a source file, opened once per copy."""
@@ -191,7 +193,16 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
 
 def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
                    ) -> Iterator[tuple[int, bytes]]:
-    """:func:`_pieces` for an object on remote storage: large ranged reads, a few in flight."""
+    """:func:`_pieces` for an object on remote storage: large ranged reads, a few in flight,
+    or the window fetched for this run and its neighbours (:func:`_windowed`)."""
+    window = copy.window
+    if window is not None and window[0] == url and window[1] <= start \
+            and end <= window[1] + len(window[2]):
+        data = window[2][start - window[1]:end - window[1]]
+        if copy.f is not None:
+            copy.f.write(data)
+        yield start, data
+        return
     direct = copy.direct if end - start >= EARLY_WRITEBACK else None
     if direct is not None:
         copy.f.flush()
@@ -375,7 +386,7 @@ def pieces(tensors: list[Tensor]) -> Iterator[tuple[Tensor, Piece | None]]:
     own between the tensors (an archive's member headers)."""
     copy = _Copy(None)
     try:
-        for run in _runs(tensors):
+        for run in _windowed(copy, tensors):
             if len(run) > 1 or streamable(run[0]):
                 yield from _run_pieces(copy, run)
                 continue
@@ -389,6 +400,52 @@ def pieces(tensors: list[Tensor]) -> Iterator[tuple[Tensor, Piece | None]]:
             yield run[0], None
     finally:
         copy.close()
+
+
+WINDOW = 4 << 20  # the most fetched at once for small runs of one remote object
+WINDOW_GAP = 64 << 10  # bytes between two runs (an HDF5 object header, a zip member's) read over
+
+
+def _windowed(copy: _Copy, tensors: list[Tensor]) -> Iterator[list[Tensor]]:
+    """:func:`_runs`, where small runs of one remote object that lie close together in it
+    (an HDF5 file's datasets, an npz file's members) are fetched with one ranged read for
+    all of them, kept in ``copy.window`` while they are given: a request per run costs a round
+    trip each, thousands for a file of many small tensors. Only what lies between the runs is
+    read over, at most WINDOW_GAP bytes each time."""
+    runs = list(_runs(tensors))
+    bounds = [_bounds(run) for run in runs]
+    i = 0
+    for k, run in enumerate(runs):
+        here = bounds[k]
+        if k >= i and here is not None:
+            url, start, end = here
+            j = k + 1
+            while j < len(runs):
+                there = bounds[j]
+                if there is None or there[0] != url or not end <= there[1] <= end + WINDOW_GAP \
+                        or there[2] - start > WINDOW:
+                    break
+                end, j = there[2], j + 1
+            i = j
+            window = copy.window
+            covered = window is not None and window[0] == url and window[1] <= start \
+                and end <= window[1] + len(window[2])
+            if j > k + 1 and not covered:
+                copy.window = (url, start, storage.open_file(url).pread(
+                    start, end - start, f"tensor {run[0].name!r}: "))
+        yield run
+    copy.window = None
+
+
+def _bounds(run: list[Tensor]) -> tuple[str, int, int] | None:
+    """``(url, start, end)`` of a small run of a remote object's tensors; None otherwise."""
+    first, last = run[0].span, run[-1].span
+    if first is None or last is None or not (len(run) > 1 or streamable(run[0])):
+        return None
+    start, end = first[1], last[1] + last[2]
+    if not 0 < end - start <= SMALL or not storage.is_url(first[0]):
+        return None
+    return first[0], start, end
 
 
 def _runs(tensors: list[Tensor]) -> Iterator[list[Tensor]]:
@@ -474,7 +531,7 @@ def _check_tensor(path: str, tensor: Tensor, size: int, value: int) -> None:
 
 def _copy_all(copy: _Copy, tensors: list[Tensor], want_crc: bool
               ) -> Iterator[tuple[Tensor, int, int]]:
-    for run in _runs(tensors):
+    for run in _windowed(copy, tensors):
         if len(run) > 1 or streamable(run[0]):
             yield from _copy_run(copy, run, want_crc)
         else:
