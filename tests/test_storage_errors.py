@@ -85,7 +85,8 @@ def _one_line(capsys, argv: list[str]) -> str:
     return err.strip()
 
 
-@pytest.mark.parametrize("command", ["inspect", "convert", "verify", "diff"])
+@pytest.mark.parametrize("command", ["inspect", "convert", "verify", "diff", "batch",
+                                     "batch-out"])
 def test_an_unreachable_s3_endpoint_is_one_line_and_exit_2(tmp_path, capsys, unreachable,
                                                            command):
     port, flags = unreachable
@@ -97,6 +98,8 @@ def test_an_unreachable_s3_endpoint_is_one_line_and_exit_2(tmp_path, capsys, unr
         "convert": ["convert", url, str(tmp_path / "out.npz")],
         "verify": ["verify", url],  # not "BAD" and exit 1: nothing is known about the file
         "diff": ["diff", str(local), url],
+        "batch": ["batch", "s3://bucket/runs", "--to", "npz", "--out", str(tmp_path / "o")],
+        "batch-out": ["batch", str(local), "--to", "npz", "--out", "s3://bucket/converted"],
     }[command]
     err = _one_line(capsys, argv + flags)
     assert f"cannot reach the storage server at 127.0.0.1:{port} (connection refused)" in err, \
