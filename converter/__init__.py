@@ -25,6 +25,7 @@ from .errors import (
     FormatError,
     LoadError,
     RenameError,
+    StorageError,
     UsageError,
 )
 from .registry import Format, formats, register
@@ -76,7 +77,8 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "Checkpoint", "ConverterError", "CorruptionError", "DiffReport", "Format", "FormatError",
-    "LoadError", "LoadReport", "RenameError", "Source", "Tensor", "UsageError", "VerifyReport",
+    "LoadError", "LoadReport", "RenameError", "Source", "StorageError", "Tensor", "UsageError",
+    "VerifyReport",
     "as_checkpoint", "batch", "convert", "diff", "formats", "load_into", "migrate", "plan", "read",
     "register", "rules", "tf1", "verify", "write",
 ]

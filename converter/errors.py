@@ -105,3 +105,10 @@ class LoadError(ConverterError):
 
 class UsageError(ConverterError):
     """The caller asked for something that cannot be done (bad option, existing output, ...)."""
+
+
+class StorageError(ConverterError):
+    """Remote storage could not be reached or failed: the connection was refused or timed out,
+    the host name does not resolve, TLS failed, or the server answered with an HTTP 5xx error.
+    Says nothing about the file itself (not a :class:`FormatError`); trying again later may
+    work. A missing object is FileNotFoundError, bad storage options are UsageError."""

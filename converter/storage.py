@@ -32,7 +32,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import ConverterWarning, CorruptionError, FormatError, UsageError
+from .errors import (
+    ConverterError,
+    ConverterWarning,
+    CorruptionError,
+    FormatError,
+    StorageError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -223,32 +230,56 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 def call(url: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """``fn(*args, **kw)`` on ``url``'s storage with its errors in one line: FileNotFoundError
-    as it is; anything else the storage library raises (botocore's, a bad option's TypeError,
-    a refused connection) as FormatError, or UsageError for options the file system does not
-    take. Interruptions pass."""
+    as it is (a missing object); a server that cannot be reached or that fails (HTTP 5xx) as
+    StorageError; options the file system does not take as UsageError; anything else the
+    storage library raises (botocore's, a refused request) as FormatError. Interruptions
+    pass."""
     try:
         return fn(*args, **kw)
     except FileNotFoundError as exc:
         # fsspec's HTTP file system reports any failure to look an object up as missing; a
-        # refused connection or a timeout is not a missing object.
-        cause = exc.__cause__
-        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
-            raise FormatError(f"{url}: {what} failed: cannot reach the server "
-                              f"({_quiet(cause)})") from None
+        # refused connection or a timeout is not a missing object. Only the causes it names:
+        # what was handled on the way (a retry that then succeeded) says nothing.
+        failure = _failure(url, exc, context=False)
+        if failure is not None:
+            raise StorageError(failure) from None
         raise
     except TypeError as exc:
         raise UsageError(f"{url}: {what} failed ({_quiet(exc)}; check --storage-option)"
                          ) from None
     except Exception as exc:
+        failure = _failure(url, exc)
+        if failure is not None:
+            raise StorageError(failure) from None
         raise FormatError(f"{url}: {what} failed ({_quiet(exc)})") from None
+
+
+def _failure(url: str, exc: BaseException, context: bool = True) -> str | None:
+    """The StorageError message for ``exc`` (see :mod:`converter.storage_failures`), naming
+    the server from the error, else from the endpoint option or an http(s) URL."""
+    from .storage_failures import failure
+
+    endpoints: list[object] = []
+    with contextlib.suppress(ConverterError):  # a closed checkpoint's options: none to name
+        opts = _options_for(url)
+        client = opts.get("client_kwargs")
+        endpoints += [opts.get("endpoint_url"),
+                      client.get("endpoint_url") if isinstance(client, Mapping) else None]
+    if protocol(url) in READ_ONLY:
+        endpoints.append(url)
+    return failure(url, exc, endpoints, context=context)
 
 
 def _quiet(exc: BaseException) -> str:
     """An fsspec or botocore error in one line, without what the call was given: its type
-    and the first line of its text, cut short."""
+    and the first line of its text, cut short, with no query strings (they may sign a URL)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = _QUERY.sub("?...", text)
     kind = type(exc).__name__
     return f"{kind}: {text[:200]}" if text else kind
+
+
+_QUERY = re.compile(r"\?[^\s\"'?]+=[^\s\"']*")
 
 
 def join(url: str, name: str) -> str:
@@ -435,6 +466,13 @@ def forget_under(url: str) -> None:
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     _fresh(fs, path)
+    if protocol(url) in READ_ONLY:
+        # fsspec's HTTP exists() answers False for a server it cannot reach; a lookup says why.
+        try:
+            call(url, "looking it up", fs.info, path)
+        except FileNotFoundError:
+            return False
+        return True
     return bool(call(url, "looking it up", fs.exists, path))
 
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConverterError
+from .errors import ConverterError, StorageError
 from .formats.stream import chunks
 
 
@@ -50,11 +50,21 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
     Raises:
         FormatError: ``path`` is not there, or not a checkpoint of a known format (nothing to
             verify; a damaged checkpoint is reported, not raised).
+        StorageError: the storage holding ``path`` cannot be reached or fails, when the
+            checking starts or on the way (that says nothing about the file).
 
     Example:
         >>> report = converter.verify("model.ckpt-1000")
         >>> report.ok, [t.name for t in report.bad]
     """
+    from . import storage
+
+    # Finding the format and staging a copy go to the storage too, not only the read.
+    with storage.options(opts.get("storage_options")):
+        return _verify(path, format, opts)
+
+
+def _verify(path: str | Path, format: str | None, opts: dict[str, Any]) -> VerifyReport:
     from . import api, registry, storage
 
     report = VerifyReport(str(path), format)
@@ -68,6 +78,8 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
             with tempfile.TemporaryDirectory(prefix="ckpt-verify-") as scratch:
                 try:
                     local = storage.stage(str(path), scratch)
+                except StorageError:
+                    raise
                 except ConverterError as exc:
                     report.error = str(exc)
                     return report
@@ -77,6 +89,8 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
         ckpt = api.read(path, format=fmt.name, **opts)
         # A format may check more than reading does (npz: each member's zip CRC-32).
         problems = {} if storage.is_url(path) else fmt.check_integrity(Path(path))
+    except StorageError:
+        raise
     except ConverterError as exc:
         report.error = str(exc)
         return report
@@ -94,6 +108,8 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
                 else:
                     tensor.read()
                 report.tensors.append(TensorStatus(tensor.name, True, tensor.nbytes))
+            except StorageError:
+                raise
             except (ConverterError, OSError) as exc:
                 text = str(exc) if isinstance(exc, ConverterError) else _os_error(path, exc)
                 report.tensors.append(TensorStatus(tensor.name, False, tensor.nbytes, text))

@@ -1139,8 +1139,8 @@ def test_a_server_that_cannot_be_reached_is_not_a_missing_object(capsys):
     code, _, err = _run(capsys, "inspect", f"http://127.0.0.1:{port}/model.safetensors")
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
-    assert "cannot reach the server" in err and "no such object" not in err, err
-    with pytest.raises(FormatError, match="cannot reach the server"):
+    assert "cannot reach the storage server" in err and "no such object" not in err, err
+    with pytest.raises(converter.StorageError, match="cannot reach the storage server"):
         converter.read(f"http://127.0.0.1:{port}/model.safetensors")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import storage
-from ..errors import UsageError
+from ..errors import FormatError, UsageError
 from .archive import MAX_DEPTH
 from .items import INDEX, Item, bundle_parts, is_bundle_index, is_checkpoint_name
 
@@ -20,11 +20,11 @@ def remote_items(url: str, latest: bool = False) -> list[Item]:
     protocol = url.split("://", 1)[0]
     root = root.rstrip("/")
     try:
-        found = fs.find(root, detail=True)
-    except OSError as exc:
-        raise UsageError(f"{url}: cannot list ({exc})") from None
-    if not found and fs.isfile(root):
-        found = {root: fs.info(root)}
+        found = storage.call(url, "listing", fs.find, root, detail=True)
+        if not found and storage.call(url, "looking it up", fs.isfile, root):
+            found = {root: storage.call(url, "looking it up", fs.info, root)}
+    except FileNotFoundError:
+        raise UsageError(f"{url}: cannot list (no such bucket or container)") from None
     label = Path(root).name
     items = []
     by_dir: dict[str, list[str]] = {}
@@ -80,12 +80,15 @@ def read_bytes(url: str) -> bytes | None:
     """The object at ``url``, or None where there is none: one request, and no decoding (a
     manifest cut short mid-character is still read line by line)."""
     fs, path = storage.filesystem(url)
-    try:
-        return fs.cat_file(path)  # not cat(): that takes [ or * in the name for a pattern
+    try:  # not cat(): that takes [ or * in the name for a pattern
+        return storage.call(url, "read", fs.cat_file, path)
     except FileNotFoundError:
         return None
 
 
 def write_bytes(url: str, data: bytes) -> None:
     fs, path = storage.filesystem(url)
-    fs.pipe_file(path, data)
+    try:
+        storage.call(url, "upload", fs.pipe_file, path, data)
+    except FileNotFoundError:
+        raise FormatError(f"{url}: cannot write there (no such bucket or container)") from None

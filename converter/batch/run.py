@@ -42,8 +42,7 @@ def _unchanged(item: Item, record: dict | None, job: Job) -> bool:
         return False
     output = record["output"]
     if is_url(output):
-        fs, path = storage.filesystem(output)
-        return any(fs.exists(path + end) for end in _ENDS)
+        return any(storage.exists(output + end) for end in _ENDS)
     return any(Path(output + end).exists() for end in _ENDS)
 
 
