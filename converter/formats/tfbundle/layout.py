@@ -210,7 +210,8 @@ def updated_state(old: State | None, directory: str | os.PathLike[str], name: st
                      strict=True))
 
     def where(p: str) -> str:
-        return basename(p) if by_name else os.path.normpath(os.path.join(directory, p))
+        # Absolute: TF records absolute paths, and the directory may be relative to the cwd.
+        return basename(p) if by_name else os.path.abspath(os.path.join(directory, p))
 
     this = where(name)
     pairs = [(p, t) for p, t in pairs if where(p) != this]
