@@ -195,6 +195,8 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
     if tf:
         from .formats.tfbundle import remote
 
+        _writable(url)  # before the run is listed
+
         # As locally, only the bundle's own objects refuse it; the run's state file is updated.
         named = [*remote.own_objects(prefix), prefix + ".index"]
         pointers = {storage.join(storage.parent(prefix), "checkpoint")}
@@ -214,6 +216,12 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
     return result
 
 
+def _writable(url: str) -> None:
+    storage.check(url)
+    if storage.protocol(url) in storage.READ_ONLY:
+        raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
+
+
 def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = False,
                        sources: set[str] | frozenset[str] = frozenset(),
                        named: Sequence[str] = (),
@@ -229,9 +237,7 @@ def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = F
     ``sources`` are the URLs being read, which may not be replaced. ``pointers`` (a TF run's
     state file, which ``make`` merges with the one there) are rewritten whatever ``force``
     says, as TensorFlow rewrites them on every save. Returns what ``make`` returned."""
-    storage.check(url)
-    if storage.protocol(url) in storage.READ_ONLY:
-        raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
+    _writable(url)
     base = storage.parent(url)
     sources = set(sources)
     _refuse_existing([u.rstrip("/") for u in named or [url]], force, sources)
