@@ -9,13 +9,13 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import outputs, registry, storage
 from ._tempfiles import discard
-from .errors import ConverterWarning, UsageError, keyword
+from .errors import ConverterWarning, UsageError, keyword, option
 from .tensor import Checkpoint, Source, as_checkpoint
 
 PathLike = str | os.PathLike[str]
@@ -186,39 +186,61 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
     _output_path(url, fmt)  # refuses a directory for a one-file format, naming the URL
     directory = url.endswith("/")
     opts = dict(opts)
-    if fmt.name == "tf" and not directory:
+    tf = fmt.name == "tf"
+    if tf and not directory:
         # The state file beside a bucket's prefix belongs to the run that wrote it.
         opts.setdefault("state_file", False)
+    prefix = storage.join(url, "model.ckpt") if directory else url.removesuffix(".index")
+    named, pointers = [url], set()
+    if tf:
+        from .formats.tfbundle import remote
+
+        _writable(url)  # before the run is listed
+
+        # As locally, only the bundle's own objects refuse it; the run's state file is updated.
+        named = [*remote.own_objects(prefix), prefix + ".index"]
+        pointers = {storage.join(storage.parent(prefix), "checkpoint")}
 
     def make(local: Path) -> Checkpoint:
-        return _write(ckpt, _output_path(str(local) + ("/" if directory else ""), fmt), fmt,
-                      True, opts)
+        out = _output_path(str(local) + ("/" if directory else ""), fmt)
+        written = _write(ckpt, out, fmt, True, opts)
+        made = out.parent / "checkpoint"
+        if tf and made.exists():
+            # Written from an empty scratch directory: the run's own is merged in.
+            text = remote.text_after_saving_url(storage.parent(prefix), storage.name(prefix))
+            made.write_text(text, encoding="utf-8")
+        return written
 
-    named = url + ".index" if fmt.name == "tf" and not directory else url
     result: Checkpoint = made_then_uploaded(url, make, force=force, sources=sources,
-                                            named=named)
+                                            named=named, pointers=pointers)
     return result
+
+
+def _writable(url: str) -> None:
+    storage.check(url)
+    if storage.protocol(url) in storage.READ_ONLY:
+        raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
 
 
 def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = False,
                        sources: set[str] | frozenset[str] = frozenset(),
-                       named: str | None = None) -> Any:
+                       named: Sequence[str] = (),
+                       pointers: set[str] | frozenset[str] = frozenset()) -> Any:
     """Write to ``url`` with a writer that takes a local path (every format's writer,
     ``migrate``, the ``--html`` pages): run ``make(LOCAL)`` with a path in a private scratch
     directory standing for ``url``, then upload every file it made beside ``url``'s parent as
     one object each (:func:`storage.upload_all`: data before the index that names it, the
-    ``checkpoint`` state file last). The object ``named`` (default ``url``) is refused before
-    anything is made if it exists, and every file made, unless ``force``; with ``force``, the
+    ``checkpoint`` state file last). The objects ``named`` (default ``url``) are refused before
+    anything is made if they exist, and every file made, unless ``force``; with ``force``, the
     earlier output's shards that the new one does not write (what the writer's
     :meth:`~converter.outputs.Outputs.sweep` patterns claim) are removed, as locally.
-    ``sources`` are the URLs being read, which may not be replaced. Returns what ``make``
-    returned."""
-    storage.check(url)
-    if storage.protocol(url) in storage.READ_ONLY:
-        raise UsageError(f"{url}: {storage.protocol(url)}:// is read-only")
+    ``sources`` are the URLs being read, which may not be replaced. ``pointers`` (a TF run's
+    state file, which ``make`` merges with the one there) are rewritten whatever ``force``
+    says, as TensorFlow rewrites them on every save. Returns what ``make`` returned."""
+    _writable(url)
     base = storage.parent(url)
     sources = set(sources)
-    _refuse_existing([(named or url).rstrip("/")], force, sources)
+    _refuse_existing([u.rstrip("/") for u in named or [url]], force, sources)
     scratch = tempfile.mkdtemp(prefix="ckpt-upload-")
     try:
         root = os.path.join(scratch, "out")
@@ -226,32 +248,33 @@ def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = F
         # The scratch files are not what was written; their sweeps show the earlier shards.
         with outputs.recording(), outputs.recording_sweeps() as sweeps:
             result = make(Path(root) / storage.name(url))
-        targets = _targets(root, url, base, force, sources)
+        targets = _targets(root, url, base, force, sources, pointers)
         stale = _stale_objects(sweeps, root, base, {t for _, t in targets})
         for target in stale:
             if target in sources:
                 raise UsageError(f"{target}: rewriting this output would remove the "
                                  "checkpoint being converted; choose another output")
             if not force:
-                raise UsageError(f"{target}: already exists (use --force to overwrite)")
+                raise UsageError(f"{target}: already exists (use {option('force')} to "
+                                 "overwrite)")
         outputs.note_committed(storage.upload_all(targets, replace=force, stale=stale))
         return result
     finally:
         discard(scratch)
 
 
-def _targets(root: str, url: str, base: str, force: bool, sources: set[str]
-             ) -> list[tuple[str, str]]:
+def _targets(root: str, url: str, base: str, force: bool, sources: set[str],
+             pointers: set[str] | frozenset[str]) -> list[tuple[str, str]]:
     """``(local file, URL)`` for every file made under the scratch ``root``, placed under
-    ``base`` as it lies under ``root``; refused when nothing was made, or when one exists and
-    not ``force``."""
+    ``base`` as it lies under ``root``; refused when nothing was made, or when one that is not
+    one of the ``pointers`` exists and not ``force``."""
     made = sorted(os.path.relpath(os.path.join(d, f), root)
                   for d, _, files in os.walk(root) for f in files)
     if not made:
         raise UsageError(f"{url}: nothing was made to upload")
     targets = [(os.path.join(root, rel), storage.join(base, rel.replace(os.sep, "/")))
                for rel in made]
-    _refuse_existing([t for _, t in targets], force, sources)
+    _refuse_existing([t for _, t in targets if t not in pointers], force, sources)
     return targets
 
 
@@ -275,7 +298,8 @@ def _refuse_existing(urls: list[str], force: bool, sources: set[str]) -> None:
             raise UsageError(f"{target}: is the checkpoint being converted; choose another "
                              "output")
         if not force and storage.exists(target):
-            raise UsageError(f"{target}: exists (use --force to replace it)")
+            # As the local outputs say it, --force for the command line, force= for Python.
+            raise UsageError(f"{target}: already exists (use {option('force')} to overwrite)")
 
 
 def _portable(ckpt: Checkpoint, fmt: registry.Format) -> Checkpoint:

@@ -532,19 +532,17 @@ def upload(local_path: str, url: str, *, block: int = 64 << 20) -> None:
 _INDEXES = (".index", ".index.json", "converter-index.json", "config.json")
 
 
-def _is_index(url: str) -> bool:
-    return name(url).endswith(_INDEXES) or name(url) == "checkpoint"
-
-
 def upload_all(pairs: list[tuple[str, str]], *, replace: bool = False,
                stale: list[str] | None = None) -> list[str]:
     """Upload each ``(local file, URL)``: data first, then the index files that name it, a TF
     ``checkpoint`` state file last, so that a reader never finds an index naming objects that
     are not there yet. With ``replace``, the index objects being replaced are removed before
     any data is sent, so an interruption leaves no checkpoint rather than an old index over
-    new data; ``stale`` objects (an earlier output's shards) are removed once the new output
-    is complete. If an upload fails or is interrupted, the objects this call created are
-    removed again. Returns the URLs in upload order."""
+    new data; a TF state file is not (it names the run's other checkpoints too, and one naming
+    an index that is gone is refused by readers, not followed elsewhere); ``stale`` objects
+    (an earlier output's shards) are removed once the new output is complete. If an upload
+    fails or is interrupted, the objects this call created are removed again. Returns the URLs
+    in upload order."""
     def order(pair: tuple[str, str]) -> tuple[int, str]:
         leaf = name(pair[1])
         return (2 if leaf == "checkpoint" else 1 if leaf.endswith(_INDEXES) else 0, pair[1])
@@ -553,7 +551,7 @@ def upload_all(pairs: list[tuple[str, str]], *, replace: bool = False,
     existed = {url for _, url in ordered if exists(url)}
     if replace:
         for _, url in ordered:
-            if url in existed and _is_index(url):
+            if url in existed and name(url).endswith(_INDEXES):
                 remove(url)
                 existed.discard(url)
     done: list[str] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import threading
 import warnings
@@ -22,6 +23,7 @@ import converter
 from converter import storage
 from converter.cli import main
 from converter.errors import FormatError
+from converter.formats.tfbundle.layout import parse_state
 
 from .helpers import assert_same, s3_client_for
 
@@ -236,7 +238,8 @@ def test_existing_objects_are_kept_without_force(tmp_path, bucket, capsys):
     fs.pipe_file(f"{b}/o/w.npz", b"keep me")
     code, _, err = _run(capsys, "convert", "examples/mlp", f"s3://{b}/o/w.npz")
     assert code == 2
-    assert err.strip() == f"ckpt: error: s3://{b}/o/w.npz: exists (use --force to replace it)"
+    assert err.strip() == (f"ckpt: error: s3://{b}/o/w.npz: already exists (use --force to "
+                           "overwrite)")
     assert fs.cat_file(f"{b}/o/w.npz") == b"keep me"
     code, _, err = _run(capsys, "convert", "examples/mlp", f"s3://{b}/o/w.npz", "--force")
     assert code == 0, err
@@ -483,10 +486,11 @@ def test_a_protocol_without_its_package_is_one_line_naming_it(capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_http_is_read_only(capsys):
-    code, _, err = _run(capsys, "convert", "examples/mlp", "https://example.invalid/w.npz")
-    assert code == 2
-    assert "read-only" in err
+@pytest.mark.parametrize("out", ["https://127.0.0.1:1/w.npz", "https://127.0.0.1:1/run/"])
+def test_http_is_read_only(capsys, out):
+    # Said before anything is asked of the server (a TF output lists the run it goes into).
+    code, _, err = _run(capsys, "convert", "examples/mlp", out, "--to", "tf")
+    assert (code, err) == (2, f"ckpt: error: {out}: https:// is read-only\n")
 
 
 def test_batch_reads_remote_items_by_ranges(tmp_path, bucket, capsys):
@@ -1170,3 +1174,156 @@ def test_the_summary_of_an_npy_directory_uploaded_names_its_destination(bucket, 
     code, _, err = _run(capsys, "convert", "examples/mlp", f"s3://{b}/arrays", "--to", "npy")
     assert code == 0, err
     assert f" in s3://{b}/arrays " in err, err
+
+
+def _run_both(capsys, tmp_path: Path, fs, b: str, *argv: str) -> tuple[tuple[int, str],
+                                                                      tuple[int, str]]:
+    """One convert command on a local run directory and on the same run on S3: ``RUN`` in
+    ``argv`` stands for either. Returns ``(code, stderr)`` of each, with the run's name
+    written as ``RUN`` in stderr and the time taken left out."""
+    here = str(tmp_path / "run")
+    there = f"s3://{b}/run"
+    results = []
+    for root in (here, there):
+        code, _, err = _run(capsys, *[a.replace("RUN", root) for a in argv])
+        results.append((code, re.sub(r" in [\d.]+ s$", "", err.replace(root, "RUN"), flags=re.M)))
+    return results[0], results[1]
+
+
+def _a_run(tmp_path: Path, fs, b: str) -> None:
+    """A TF-written run (examples/mlp: model.ckpt-1000 and its state file), on local disk as
+    ``run/`` and on S3 as ``run/``."""
+    shutil.copytree("examples/mlp", tmp_path / "run")
+    _put(fs, Path("examples/mlp"), f"{b}/run")
+
+
+def _objects(fs, remote: str) -> dict[str, bytes]:
+    fs.invalidate_cache()
+    return {p.rpartition("/")[2]: fs.cat_file(p) for p in fs.find(remote)}
+
+
+def _files(local: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in local.iterdir()}
+
+
+def test_a_bundle_added_to_a_run_on_s3_merges_its_state_file_as_locally(tmp_path, tf, bucket,
+                                                                        capsys, monkeypatch):
+    fs, b, _, _ = bucket
+    _a_run(tmp_path, fs, b)
+    order: list[str] = []
+    real = storage.upload
+
+    def recorded(local_path: str, url: str, **kw) -> None:
+        order.append(url.rpartition("/")[2])
+        real(local_path, url, **kw)
+
+    monkeypatch.setattr(storage, "upload", recorded)
+    # A new prefix in the run: no --force needed, the state file names it and keeps the old.
+    local, remote = _run_both(capsys, tmp_path, fs, b, "convert",
+                              "examples/mlp/model.ckpt-1000", "RUN/", "--to", "tf")
+    assert local[0] == 0 and remote == local, (local, remote)
+    assert order == ["model.ckpt.data-00000-of-00001", "model.ckpt.index", "checkpoint"]
+    assert _objects(fs, f"{b}/run") == _files(tmp_path / "run")
+    # The run's own checkpoint into the run again, replacing the bundle written above (now in
+    # four shards): the state file still names the checkpoint being read.
+    order.clear()
+    local, remote = _run_both(capsys, tmp_path, fs, b, "convert", "RUN/model.ckpt-1000",
+                              "RUN/", "--to", "tf", "--force", "--max-shard-size", "10KB")
+    assert local[0] == 0 and remote == local, (local, remote)
+    assert order[-2:] == ["model.ckpt.index", "checkpoint"] and len(order) == 6
+    objects = _objects(fs, f"{b}/run")
+    assert objects == _files(tmp_path / "run")
+    assert "model.ckpt.data-00000-of-00001" not in objects  # the replaced bundle's shard
+    # What TensorFlow makes of the run (it reads s3:// only with a plugin: a copy of it).
+    fs.get(f"{b}/run", str(tmp_path / "back"), recursive=True)
+    back = str(tmp_path / "back")
+    state = tf.train.get_checkpoint_state(back)
+    assert state.model_checkpoint_path == os.path.join(back, "model.ckpt")
+    assert list(state.all_model_checkpoint_paths) == [os.path.join(back, "model.ckpt-1000"),
+                                                      os.path.join(back, "model.ckpt")]
+    assert tf.train.latest_checkpoint(back) == os.path.join(back, "model.ckpt")
+    reader = tf.train.load_checkpoint(os.path.join(back, "model.ckpt"))
+    with converter.read("examples/mlp/model.ckpt-1000") as src, \
+            converter.read(f"s3://{b}/run/") as latest:
+        assert latest.source.path == f"s3://{b}/run/model.ckpt"
+        for k in src:
+            assert_same(reader.get_tensor(k), src[k].read(), k)
+            assert_same(latest[k].read(), src[k].read(), k)
+
+
+@pytest.mark.parametrize("present", [
+    ["model.ckpt.index"],
+    ["model.ckpt.data-00000-of-00001"],
+    ["model.ckpt.data-00001-of-00002", "model.ckpt.index"],
+    ["model.ckpt.data-00000-of-00001", "model.ckpt.index"],
+])
+def test_only_the_bundles_own_objects_refuse_a_tf_output_into_a_run_on_s3(
+        tmp_path, bucket, capsys, present):
+    fs, b, _, _ = bucket
+    _a_run(tmp_path, fs, b)
+    for leaf in present:
+        (tmp_path / "run" / leaf).write_bytes(b"keep me")
+        fs.pipe_file(f"{b}/run/{leaf}", b"keep me")
+    before = _objects(fs, f"{b}/run")
+    local, remote = _run_both(capsys, tmp_path, fs, b, "convert",
+                              "examples/mlp/model.ckpt-1000", "RUN/", "--to", "tf")
+    # The first clashing object is named, the one the local command names.
+    assert local == (2, f"ckpt: error: RUN/{present[0]}: already exists (use --force to "
+                        "overwrite)\n")
+    assert remote == local
+    assert _objects(fs, f"{b}/run") == before
+
+
+def test_an_interrupted_forced_replacement_keeps_the_runs_state_file(tmp_path, bucket, capsys,
+                                                                    monkeypatch):
+    fs, b, _, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/run")
+    assert _run(capsys, "convert", "examples/mlp", f"s3://{b}/run/", "--to", "tf")[0] == 0
+    state = fs.cat_file(f"{b}/run/checkpoint")
+    _stop_at_the_index(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        converter.convert(f"s3://{b}/run/model.ckpt-1000", f"s3://{b}/run/", to="tf",
+                          force=True)
+    fs.invalidate_cache()
+    assert fs.cat_file(f"{b}/run/checkpoint") == state
+    assert not fs.exists(f"{b}/run/model.ckpt.index")
+    # The state file names a checkpoint that is gone: refused, not another one read instead.
+    with pytest.raises(FormatError, match="model.ckpt.index not found"):
+        converter.read(f"s3://{b}/run/")
+    with converter.read(f"s3://{b}/run/model.ckpt-1000") as kept:
+        assert kept.source.step == 1000
+
+
+def test_a_runs_state_file_on_s3_with_absolute_paths_lists_a_replaced_prefix_once(
+        tmp_path, bucket, capsys):
+    # TF1's Saver records absolute paths, of the machine that trained; a reader of the bucket
+    # looks each up by its last component, beside the state file, and so does the merge.
+    fs, b, _, _ = bucket
+    _put(fs, Path("examples/mlp"), f"{b}/run")
+    assert _run(capsys, "convert", "examples/mlp", f"s3://{b}/run/", "--to", "tf")[0] == 0
+    fs.pipe_file(f"{b}/run/checkpoint", b'model_checkpoint_path: "/job/run/model.ckpt"\n'
+                 b'all_model_checkpoint_paths: "/job/run/model.ckpt"\n'
+                 b'all_model_checkpoint_paths: "/job/run/model.ckpt-1000"\n'
+                 b"all_model_checkpoint_timestamps: 1.5\n"
+                 b"all_model_checkpoint_timestamps: 2.5\n")
+    code, _, err = _run(capsys, "convert", "examples/mlp", f"s3://{b}/run/", "--to", "tf",
+                        "--force")
+    assert code == 0, err
+    fs.invalidate_cache()
+    state = parse_state(fs.cat_file(f"{b}/run/checkpoint").decode(), "checkpoint")
+    assert state.latest == "model.ckpt"
+    assert state.paths == ["/job/run/model.ckpt-1000", "model.ckpt"]
+    assert state.timestamps[0] == 2.5 and len(state.timestamps) == 2
+
+
+def test_a_state_file_on_s3_that_does_not_parse_is_replaced_as_locally(tmp_path, bucket,
+                                                                       capsys):
+    fs, b, _, _ = bucket
+    _a_run(tmp_path, fs, b)
+    (tmp_path / "run" / "checkpoint").write_bytes(b"not a state file\n")
+    fs.pipe_file(f"{b}/run/checkpoint", b"not a state file\n")
+    local, remote = _run_both(capsys, tmp_path, fs, b, "convert",
+                              "examples/mlp/model.ckpt-1000", "RUN/", "--to", "tf")
+    assert local[0] == 0 and "RUN/checkpoint: line 1 is not a 'key: value' line" in local[1]
+    assert remote == local
+    assert _objects(fs, f"{b}/run") == _files(tmp_path / "run")

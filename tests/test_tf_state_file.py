@@ -112,6 +112,21 @@ def test_we_read_and_keep_tensorflow_state_files(tf, tmp_path):
     assert list(back.all_model_checkpoint_timestamps)[:2] == [2.5, 3.5]
 
 
+def test_a_prefix_listed_by_its_absolute_path_is_listed_once_when_saved_by_a_relative_one(
+        tmp_path, monkeypatch):
+    # TF1's Saver records absolute paths; the same prefix saved again through a path relative
+    # to the working directory is the same prefix.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint").write_text(f'model_checkpoint_path: "{run}/a.ckpt"\n'
+                                    f'all_model_checkpoint_paths: "{run}/a.ckpt"\n'
+                                    f'all_model_checkpoint_paths: "{run}/b.ckpt"\n')
+    monkeypatch.chdir(tmp_path)
+    converter.write({"w": np.zeros(2, np.float32)}, "run/a.ckpt", format="tf")
+    state = read_state(run)
+    assert (state.latest, state.paths) == ("a.ckpt", [f"{run}/b.ckpt", "a.ckpt"])
+
+
 # --------------------------------------------------------------------------- resolution
 
 

@@ -62,6 +62,12 @@ def shard_path(prefix: str | os.PathLike[str], i: int, n: int) -> Path:
     return Path(f"{os.fspath(prefix)}.data-{i:05d}-of-{n:05d}")
 
 
+def shards_pattern(name: str) -> str:
+    """A regex matching (in full) the names of every data shard of prefix ``name``, whatever
+    the shard count: an earlier bundle of that prefix may have had more."""
+    return re.escape(name) + r"\.data-\d{5}-of-\d{5}"
+
+
 # The ``checkpoint`` state file.
 
 NAME = "checkpoint"
@@ -191,17 +197,24 @@ def format_state(state: State) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def updated_state(old: State | None, directory: Path, name: str,
-                  now: float | None = None) -> State:
+def updated_state(old: State | None, directory: str | os.PathLike[str], name: str,
+                  now: float | None = None, *, by_name: bool = False) -> State:
     """The state after saving prefix ``name`` in ``directory``: it becomes the latest and moves
     to the end of the list (an absolute path TF wrote for it included); timestamps are kept
-    while they pair up with paths, as TF's CheckpointManager reads them."""
+    while they pair up with paths, as TF's CheckpointManager reads them. With ``by_name``,
+    paths are the same prefix when their last components are (a state file on object
+    storage, whose paths are looked up beside it)."""
     old = old or State()
     paired = len(old.timestamps) == len(old.paths) and bool(old.paths)
     pairs = list(zip(old.paths, old.timestamps if paired else [0.0] * len(old.paths),
                      strict=True))
-    this = os.path.normpath(os.path.join(directory, name))
-    pairs = [(p, t) for p, t in pairs if os.path.normpath(os.path.join(directory, p)) != this]
+
+    def where(p: str) -> str:
+        # Absolute: TF records absolute paths, and the directory may be relative to the cwd.
+        return basename(p) if by_name else os.path.abspath(os.path.join(directory, p))
+
+    this = where(name)
+    pairs = [(p, t) for p, t in pairs if where(p) != this]
     pairs.append((name, time.time() if now is None else now))
     return State(latest=name, paths=[p for p, _ in pairs],
                  timestamps=[t for _, t in pairs] if paired else [],

@@ -9,6 +9,7 @@ looked up, beside the state file.
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -17,7 +18,18 @@ from ...errors import ConverterWarning, CorruptionError, FormatError
 from ...tensor import Checkpoint
 from .._common import gc_paused
 from .entry import BundleEntry
-from .layout import DATA_RE, MAX_SIZE, NAME, basename, parse_state, step_of
+from .layout import (
+    DATA_RE,
+    MAX_SIZE,
+    NAME,
+    State,
+    basename,
+    format_state,
+    parse_state,
+    shards_pattern,
+    step_of,
+    updated_state,
+)
 from .reader import Bundle, checkpoint_of
 
 MAX_INDEX = 1 << 31  # an index names tensors; one of 2 GiB is not a checkpoint's
@@ -73,12 +85,40 @@ def _in_directory(url: str, meta: dict[str, Any]) -> str:
 
 
 def _state_latest(url: str) -> str | None:
-    text = storage.open_file(url).read_all(MAX_SIZE).decode("utf-8", "surrogateescape")
+    state = read_state_url(url, stacklevel=6)
+    return state.latest if state is not None else None
+
+
+def read_state_url(url: str, *, stacklevel: int = 2) -> State | None:
+    """The state file object ``url`` (which exists): :func:`layout.read_state` on object
+    storage; None, with a warning, when it does not parse."""
+    text = storage.RemoteFile(url).read_all(MAX_SIZE).decode("utf-8", "surrogateescape")
     try:
-        return parse_state(text, url).latest
+        return parse_state(text, url)
     except FormatError as exc:
-        warnings.warn(f"{exc}; ignoring it", ConverterWarning, stacklevel=5)
+        warnings.warn(f"{exc}; ignoring it", ConverterWarning, stacklevel=stacklevel)
         return None
+
+
+def text_after_saving_url(directory: str, name: str) -> str:
+    """The text of the state file in the prefix ``directory`` once prefix ``name`` has been
+    saved there: the run's own state file, if it has one, merged as
+    :func:`layout.text_after_saving` merges a local one."""
+    url = storage.join(directory, NAME)
+    old = read_state_url(url, stacklevel=3) if storage.exists(url) else None
+    return format_state(updated_state(old, directory, name, by_name=True))
+
+
+def own_objects(prefix: str) -> list[str]:
+    """The objects of the bundle ``prefix`` that exist, in the order the local writer meets
+    them: data shards of any count, then the index."""
+    names = storage.listing(storage.parent(prefix))
+    leaf = storage.name(prefix)
+    claimed = re.compile(shards_pattern(leaf))
+    found = sorted(n for n in names if claimed.fullmatch(n))
+    if leaf + ".index" in names:
+        found.append(leaf + ".index")
+    return [storage.join(storage.parent(prefix), n) for n in found]
 
 
 class RemoteBundle(Bundle):

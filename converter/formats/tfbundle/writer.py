@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -21,7 +20,7 @@ from .._common import check_dtype, split_by_size
 from ..stream import copy_all
 from . import objgraph
 from .entry import encode_entry
-from .layout import NAME, shard_path, text_after_saving
+from .layout import NAME, shard_path, shards_pattern, text_after_saving
 from .reader import DT_NAMES, QUANTIZED
 from .strings import write_strings
 from .table import build_table
@@ -101,7 +100,7 @@ def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress:
     entries: dict[bytes, bytes] = {}
     with outputs(force) as out:
         # Shards of an earlier, larger bundle of this prefix go once the new index is in place.
-        out.sweep(prefix.parent, re.escape(prefix.name) + r"\.data-\d{5}-of-\d{5}")
+        out.sweep(prefix.parent, shards_pattern(prefix.name))
         stream = iter(tracked(tensors, total=sum(t.nbytes for t in tensors), enabled=progress))
         for i, group in enumerate(shards):
             tmp = out.new(shard_path(prefix, i, n))
