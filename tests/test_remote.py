@@ -23,7 +23,7 @@ from converter import storage
 from converter.cli import main
 from converter.errors import FormatError
 
-from .helpers import assert_same, s3_client_for
+from .helpers import assert_same, http_server, s3_client_for
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
@@ -509,45 +509,12 @@ def test_a_saved_model_on_s3_lists_its_signatures(tf_fixtures, bucket, capsys):
     assert remote["source"]["saved_model"] == f"s3://{b}/sm"
 
 
-def _http_server(root: Path, ranges: bool):
-    """A static file server on 127.0.0.1 that honours ``Range: bytes=A-B`` (or ignores it)."""
-    import functools
-    import http.server
-    import re
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def send_head(self):
-            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            path = Path(self.translate_path(self.path))
-            if not ranges or match is None or not path.is_file():
-                return super().send_head()
-            data = path.read_bytes()
-            start = int(match.group(1))
-            end = int(match.group(2)) + 1 if match.group(2) else len(data)
-            body = data[start:end]
-            self.send_response(206)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            import io
-            return io.BytesIO(body)
-
-    handler = functools.partial(Handler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.mark.parametrize("ranges", [True, False])
 def test_https_and_http_urls_read_a_checkpoint(tmp_path, ranges, capsys):
     pytest.importorskip("aiohttp")
     shutil.copytree("examples/mlp", tmp_path / "mlp")
     converter.write({"w": np.arange(6, dtype=np.float32)}, tmp_path / "mlp" / "w.safetensors")
-    server = _http_server(tmp_path, ranges)
+    server = http_server(tmp_path, ranges)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/mlp"
         with warnings.catch_warnings(record=True) as caught:
