@@ -184,6 +184,7 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
     output is made complete in scratch space, then uploaded. ``sources`` are the URLs being
     read, which an output may not replace."""
     _output_path(url, fmt)  # refuses a directory for a one-file format, naming the URL
+    storage.reopen(url)  # a new write: not the reads of a checkpoint closed before
     directory = url.endswith("/")
     opts = dict(opts)
     tf = fmt.name == "tf"

@@ -207,3 +207,37 @@ def s3_client_for(server, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
     return s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True), endpoint
+
+
+def http_server(root: Path, ranges: bool):
+    """A static file server on 127.0.0.1 that honours ``Range: bytes=A-B`` (or ignores it)."""
+    import functools
+    import http.server
+    import io
+    import re
+    import threading
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def send_head(self):
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            path = Path(self.translate_path(self.path))
+            if not ranges or match is None or not path.is_file():
+                return super().send_head()
+            data = path.read_bytes()
+            start = int(match.group(1))
+            end = int(match.group(2)) + 1 if match.group(2) else len(data)
+            body = data[start:end]
+            self.send_response(206)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return io.BytesIO(body)
+
+    handler = functools.partial(Handler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -25,7 +25,7 @@ from converter.cli import main
 from converter.errors import FormatError
 from converter.formats.tfbundle.layout import parse_state
 
-from .helpers import assert_same, s3_client_for
+from .helpers import assert_same, http_server, s3_client_for
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
@@ -559,45 +559,12 @@ def test_a_saved_model_on_s3_lists_its_signatures(tf_fixtures, bucket, capsys):
     assert remote["source"]["saved_model"] == f"s3://{b}/sm"
 
 
-def _http_server(root: Path, ranges: bool):
-    """A static file server on 127.0.0.1 that honours ``Range: bytes=A-B`` (or ignores it)."""
-    import functools
-    import http.server
-    import re
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def send_head(self):
-            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            path = Path(self.translate_path(self.path))
-            if not ranges or match is None or not path.is_file():
-                return super().send_head()
-            data = path.read_bytes()
-            start = int(match.group(1))
-            end = int(match.group(2)) + 1 if match.group(2) else len(data)
-            body = data[start:end]
-            self.send_response(206)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            import io
-            return io.BytesIO(body)
-
-    handler = functools.partial(Handler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.mark.parametrize("ranges", [True, False])
 def test_https_and_http_urls_read_a_checkpoint(tmp_path, ranges, capsys):
     pytest.importorskip("aiohttp")
     shutil.copytree("examples/mlp", tmp_path / "mlp")
     converter.write({"w": np.arange(6, dtype=np.float32)}, tmp_path / "mlp" / "w.safetensors")
-    server = _http_server(tmp_path, ranges)
+    server = http_server(tmp_path, ranges)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/mlp"
         with warnings.catch_warnings(record=True) as caught:
@@ -957,6 +924,19 @@ def test_many_small_tensors_of_a_remote_file_are_fetched_a_window_at_a_time(
     with converter.read(tmp_path / "o.safetensors") as back:
         for k, v in tensors.items():
             assert_same(back[k].read(), v, k)
+
+
+def test_a_closed_read_with_options_does_not_stop_later_runs_without_them(tmp_path, bucket):
+    fs, b, endpoint, _ = bucket
+    converter.write({"w": np.arange(4.0)}, tmp_path / "src" / "w.npz")
+    _put(fs, tmp_path / "src", f"{b}/src")
+    converter.read(f"s3://{b}/src/w.npz", storage_options={"endpoint_url": endpoint}).close()
+    done = converter.batch([f"s3://{b}/src"], to="safetensors", out=f"s3://{b}/out")
+    assert [r.status for r in done] == ["done"]
+    converter.read(f"s3://{b}/src/w.npz", storage_options={"endpoint_url": endpoint}).close()
+    converter.write({"v": np.zeros(2)}, f"s3://{b}/out/v.npz")
+    with converter.read(f"s3://{b}/out/v.npz") as back:
+        assert_same(back["v"].read(), np.zeros(2))
 
 
 def test_stats_of_a_remote_checkpoint_equal_the_local_ones(tf_fixtures, bucket, capsys):

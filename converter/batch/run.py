@@ -81,6 +81,9 @@ def batch(sources: list[str], *, to: str, out: str | os.PathLike[str], rules: An
         One :class:`Result` per item, in input order; failures do not stop the batch. Items
         whose output would lie outside ``out`` or collide with another item's fail.
     """
+    for url in [*sources, str(out)]:  # a new run: not the reads of a checkpoint closed before
+        if is_url(url):
+            storage.reopen(url)
     with storage.options(storage_options):
         return _batch(sources, to, out, rules, jobs, resume, latest, shard, force, progress,
                       executor, scheduler, dry_run, max_unpacked, storage_options or {},
@@ -101,6 +104,8 @@ def _batch(sources: list[str], to: str, out: str | os.PathLike[str], rules: Any,
     out = str(out).rstrip("/") if remote_out else Path(out)
     job = Job(str(out), to, rules, force or resume, tuple(sorted(options.items())),
               max_unpacked=max_unpacked, storage_options=tuple(sorted(storage_options.items())))
+    # A source that names nothing is refused before DIR or its manifest is made.
+    found = discover(list(map(str, sources)), latest=latest)
     # (a resumed item may have left a complete older output: it is redone in place)
     if dry_run:
         previous = {}
@@ -109,7 +114,7 @@ def _batch(sources: list[str], to: str, out: str | os.PathLike[str], rules: Any,
                 previous = read_manifest(_download_manifest(str(out), Path(d) / "manifest"))
         elif resume:
             previous = read_manifest(Path(out))
-        return _plan(sources, job, previous, latest, shard, formats=True)[0]
+        return _plan(found, job, previous, shard, formats=True)[0]
     scratch = Scratch()
     try:
         job = replace(job, scratch=str(scratch.path))
@@ -119,7 +124,7 @@ def _batch(sources: list[str], to: str, out: str | os.PathLike[str], rules: Any,
             manifest_dir = Path(out)
             manifest_dir.mkdir(parents=True, exist_ok=True)
         try:
-            return _run(sources, job, manifest_dir, scratch.path, jobs, resume, latest, shard,
+            return _run(found, job, manifest_dir, scratch.path, jobs, resume, shard,
                         progress, executor, scheduler)
         finally:
             if remote_out:
@@ -136,12 +141,11 @@ def _download_manifest(out: str, into: Path) -> Path:
     return into
 
 
-def _plan(sources: list[str], job: Job, previous: dict[str, dict], latest: bool,
+def _plan(found: list[Item], job: Job, previous: dict[str, dict],
           shard: tuple[int, int] | None, formats: bool = False
           ) -> tuple[list[Result], list[Item]]:
     """Every item's fate before any is converted: failed (a problem found while looking, an
     output outside DIR or colliding), skipped (resumed and unchanged), or planned."""
-    found = discover(list(map(str, sources)), latest=latest)
     problems = check_outputs(found, job.out, job.to)  # across shards: every machine agrees
     results, todo = [], []
     for item in found:
@@ -169,16 +173,25 @@ def _format(item: Item) -> str | None:
         fmt = registry.detect_or_none(Path(item.source))
     elif any(is_bundle_index(m) for m in item.members):
         return "tf"
+    elif item.remote and (marked := _marked(item)):
+        return marked
     else:
         fmt = registry.by_suffix(Path(item.read_as))
     return fmt.name if fmt else None
 
 
-def _run(sources: list[str], job: Job, manifest_dir: Path, scratch: Path, jobs: int | None,
-         resume: bool, latest: bool, shard: tuple[int, int] | None, progress: bool,
+def _marked(item: Item) -> str | None:
+    """The format whose mark lies at the top of a remote directory item."""
+    top = {storage.name(m) for m in item.members
+           if storage.parent(m) == item.source.rstrip("/")}
+    return next((f.name for f in registry.formats().values() if top & set(f.marks)), None)
+
+
+def _run(found: list[Item], job: Job, manifest_dir: Path, scratch: Path, jobs: int | None,
+         resume: bool, shard: tuple[int, int] | None, progress: bool,
          executor: str, scheduler: str | None) -> list[Result]:
     previous = read_manifest(manifest_dir) if resume else {}
-    planned, todo = _plan(sources, job, previous, latest, shard)
+    planned, todo = _plan(found, job, previous, shard)
     results = {r.source: r for r in planned if r.status != "planned"}
     bar = _bar(len(todo), sum(stat(i)[0] for i in todo), progress)
     # Archives are unpacked here, once each, in one pass (Dask workers may be elsewhere and

@@ -20,7 +20,7 @@ from ..outputs import recording
 from .archive import extract
 from .items import Item, is_url
 from .manifest import Result
-from .plan import conversion_key, output_for, shown
+from .plan import conversion_key, output_for, output_name, shown
 from .remote import upload
 from .scratch import Scratch
 
@@ -188,7 +188,7 @@ def convert_item(item: Item, job: Job) -> Result:
         digest = _digest(produced)
         if remote_out:
             with storage.options(dict(job.storage_options)):
-                upload(produced, out, str(dst.parent))
+                upload(produced, out, output_name(item, to)[0])
         return Result(item.key, shown(item, out, to), "done", size, mtime,
                       time.perf_counter() - start, digest, conversion=job.conversion)
     except (ConverterError, OSError, RecursionError) as exc:
