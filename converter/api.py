@@ -188,9 +188,6 @@ def _write_url(ckpt: Checkpoint, url: str, fmt: registry.Format, force: bool,
     directory = url.endswith("/")
     opts = dict(opts)
     tf = fmt.name == "tf"
-    if tf and not directory:
-        # The state file beside a bucket's prefix belongs to the run that wrote it.
-        opts.setdefault("state_file", False)
     prefix = storage.join(url, "model.ckpt") if directory else url.removesuffix(".index")
     named, pointers = [url], set()
     if tf:

@@ -201,13 +201,31 @@ def test_a_bundle_written_to_s3_is_read_back_by_tensorflow(tmp_path, tf, tf_fixt
                         "--max-shard-size", "100")
     assert code == 0, err
     names = sorted(p.rpartition("/")[2] for p in fs.find(f"{b}/tf"))
-    assert "model.ckpt.index" in names and "checkpoint" not in names
+    assert "model.ckpt.index" in names and "checkpoint" in names  # as a local output has
     shards = [n for n in names if ".data-" in n]
     assert len(shards) > 1
     fs.get(f"{b}/tf", str(tmp_path / "back"), recursive=True)
-    reader = tf.train.load_checkpoint(str(tmp_path / "back" / "model.ckpt"))
+    latest = tf.train.latest_checkpoint(str(tmp_path / "back"))
+    assert latest is not None and Path(latest).name == "model.ckpt"
+    reader = tf.train.load_checkpoint(latest)
     for key, value in _expected(fixture).items():
         assert_same(np.asarray(reader.get_tensor(key)), value, key)
+
+
+def test_named_prefixes_written_into_a_run_on_s3_keep_its_state_file_as_locally(
+        tmp_path, bucket, capsys):
+    fs, b, _, _ = bucket
+    for where in (str(tmp_path / "run"), f"s3://{b}/run"):
+        for step in (1, 2):
+            code, _, err = _run(capsys, "convert", "examples/mlp", f"{where}/model.ckpt-{step}",
+                                "--to", "tf")
+            assert code == 0, err
+    local = (tmp_path / "run" / "checkpoint").read_text()
+    remote = fs.cat(f"{b}/run/checkpoint").decode()
+    assert remote == local and 'model_checkpoint_path: "model.ckpt-2"' in remote
+    assert '"model.ckpt-1"' in remote
+    with converter.read(f"s3://{b}/run/") as latest:
+        assert latest.source.step == 2
 
 
 def test_uploads_put_the_index_after_the_shards_it_names(tmp_path, bucket, monkeypatch):
