@@ -361,7 +361,7 @@ def _by_magic(url: str, named: Format) -> Format:
         return named
     try:
         obj = storage.open_file(url)
-    except FormatError:  # not one object (a sharded output's name): the reader says what
+    except storage.NoSuchObject:  # not one object (a sharded output's name): the reader says
         return named
     found = _magic(obj)
     return get(found) if found is not None and found != named.name else named

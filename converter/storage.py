@@ -233,7 +233,8 @@ def filesystem(url: str) -> tuple[Any, str]:
 def call(url: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """``fn(*args, **kw)`` on ``url``'s storage with its errors in one line: FileNotFoundError
     as it is (a missing object); a server that cannot be reached or that fails (HTTP 5xx) as
-    StorageError; options the file system does not take as UsageError; anything else the
+    StorageError; access denied (HTTP 403) and options the file system does not take as
+    UsageError; anything else the
     storage library raises (botocore's, a refused request) as FormatError. Interruptions
     pass."""
     try:
@@ -246,6 +247,9 @@ def call(url: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
         if failure is not None:
             raise StorageError(failure) from None
         raise
+    except PermissionError as exc:  # s3fs's answer to 403: the credentials, not the file
+        raise UsageError(f"{url}: {what} failed: access denied ({_quiet(exc)}); check the "
+                         "credentials (environment or --storage-option)") from None
     except TypeError as exc:
         raise UsageError(f"{url}: {what} failed ({_quiet(exc)}; check --storage-option)"
                          ) from None
@@ -296,6 +300,10 @@ def name(url: str) -> str:
     return url.rstrip("/").rpartition("/")[2]
 
 
+class NoSuchObject(FormatError):
+    """What a URL names is not there (told apart from storage that refused to say)."""
+
+
 class RemoteFile:
     """One object on remote storage, read by ranges. ``size`` is known once the object was
     found; a missing object raises FormatError naming it."""
@@ -307,7 +315,7 @@ class RemoteFile:
         try:
             info = call(url, "looking it up", self.fs.info, self.path)
         except FileNotFoundError:
-            raise FormatError(f"{url}: no such object") from None
+            raise NoSuchObject(f"{url}: no such object") from None
         if info.get("type") == "directory":
             raise FormatError(f"{url}: a directory (prefix), not an object")
         size = info.get("size")

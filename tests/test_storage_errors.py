@@ -45,10 +45,11 @@ def unreachable(monkeypatch):
 
 
 class _Failing(http.server.BaseHTTPRequestHandler):
-    """503 for everything but ``/gone/...``, which is 404."""
+    """503 for everything but ``/gone/...``, which is 404, and ``/denied/...``, 403."""
 
     def _answer(self) -> None:
-        status = 404 if self.path.startswith("/gone/") else 503
+        status = 404 if self.path.startswith("/gone/") else \
+            403 if self.path.startswith("/denied/") else 503
         self.send_response(status)
         self.send_header("Content-Length", "4")
         self.end_headers()
@@ -166,3 +167,16 @@ def test_a_server_that_does_not_answer_in_time_is_a_storage_error():
         options = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=0.3)}}
         with pytest.raises(converter.StorageError, match=r"\(timed out\)"):
             converter.read(url, storage_options=options)
+
+
+def test_access_denied_names_the_object_asked_for(failing, monkeypatch, capsys):
+    pytest.importorskip("s3fs")
+    for key, value in (("AWS_ACCESS_KEY_ID", KEY), ("AWS_SECRET_ACCESS_KEY", SECRET),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(key, value)
+    url = "s3://denied/x.safetensors"
+    err = _one_line(capsys, ["inspect", url, "--storage-option",
+                             f"endpoint_url=http://127.0.0.1:{failing}",
+                             "--storage-option", f"config_kwargs={NO_RETRIES}"])
+    assert err.startswith(f"ckpt: error: {url}:"), err  # not a sibling probed for it
+    assert "index.json" not in err and "access denied" in err and "credentials" in err
