@@ -23,7 +23,8 @@ from .errors import ConverterError, CorruptionError, FormatError
 
 READS = 1 << 20  # the most asked of a body at once; pieces are gathered from such reads
 _QUEUED = 3  # pieces fetched ahead of the caller
-_REOPEN = 3  # times a broken stream is reopened where it stopped
+_REOPEN = 3  # times a broken stream is reopened where it stopped without a piece between
+_SOCK_READ = 60.0  # seconds an HTTP stream may send nothing, where the session sets no limit
 _DONE = object()
 
 # (read(n) -> bytes, close()) of an opened body
@@ -46,11 +47,19 @@ async def _open_s3(fs: Any, path: str, start: int, end: int) -> Body:
 
 
 async def _open_http(fs: Any, path: str, start: int, end: int) -> Body:
+    import aiohttp
+
     session = await fs.set_session()
     kw = dict(fs.kwargs)
     headers = dict(kw.pop("headers", None) or {})
     headers["Range"] = f"bytes={start}-{end - 1}"
-    r = await session.get(fs.encode_url(path), headers=headers, **kw)
+    # aiohttp's total timeout (300 s by default) counts the reading of the body too: a stream
+    # of a big run would be cut every `total` seconds. Kept: the connect and per-read limits.
+    limits = kw.pop("timeout", None) or session.timeout
+    timeout = aiohttp.ClientTimeout(total=None, connect=limits.connect,
+                                    sock_connect=limits.sock_connect,
+                                    sock_read=limits.sock_read or _SOCK_READ)
+    r = await session.get(fs.encode_url(path), headers=headers, timeout=timeout, **kw)
     if r.status == 404:
         r.release()
         raise FileNotFoundError(path)
@@ -129,21 +138,23 @@ def stream(url: str, fs: Any, path: str, start: int, end: int, piece: int,
         return False
 
     def fetch() -> None:
-        at, broken = start, 0
+        at, broken, since = start, 0, 0
         try:
             while at < end and not stop.is_set():
                 n = min(piece, end - at)
                 got = b""
                 while len(got) < n:
-                    if state["body"] is None:
-                        reopen(at + len(got))
                     try:
+                        if state["body"] is None:
+                            reopen(at + len(got))
                         more = sync(fs.loop, gather, state["body"][0], n - len(got))
+                    except (RangesIgnored, FileNotFoundError):
+                        raise  # the object changed: reopening again will not help
                     except Exception:
                         close()
                         if stop.is_set():
                             return
-                        broken += 1
+                        broken, since = broken + 1, 0
                         if broken > _REOPEN:
                             raise
                         continue
@@ -151,6 +162,9 @@ def stream(url: str, fs: Any, path: str, start: int, end: int, piece: int,
                         raise CorruptionError(
                             f"{url}: {what}data at {at + len(got)}+{end - at - len(got)}: "
                             "the object ended first; the file is truncated")
+                    since += len(more)
+                    if since >= piece:  # a piece's worth since the last break: start afresh
+                        broken = 0
                     got += more
                 if not put((at, got)):
                     return

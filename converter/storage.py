@@ -398,6 +398,9 @@ class RemoteFile:
                     return
                 except fetch.RangesIgnored:
                     pass  # read by pieces: the first finds out and copies the object once
+                except FileNotFoundError:
+                    raise FormatError(f"{self.url}: the object went away while it was read"
+                                      ) from None
         if len(offsets) <= 1 or not self._ranges:
             for at in offsets:  # one at a time until ranges are known to work
                 yield at, self.pread(at, min(PIECE, end - at), what)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConverterError, StorageError
+from .errors import ConverterError, FormatError, StorageError, UsageError
 from .formats.stream import chunks
 
 
@@ -50,6 +50,7 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
     Raises:
         FormatError: ``path`` is not there, or not a checkpoint of a known format (nothing to
             verify; a damaged checkpoint is reported, not raised).
+        UsageError: ``verify=False`` (checksums are what is verified).
         StorageError: the storage holding ``path`` cannot be reached or fails, when the
             checking starts or on the way (that says nothing about the file).
 
@@ -65,12 +66,12 @@ def verify(path: str | Path, *, format: str | None = None, **opts: Any) -> Verif
 
 
 def _verify(path: str | Path, format: str | None, opts: dict[str, Any]) -> VerifyReport:
-    from . import api, registry, storage
+    from . import api, storage
 
+    if opts.get("verify") is False:
+        raise UsageError("verify() always checks checksums: it takes no verify=False")
     report = VerifyReport(str(path), format)
-    # Raised, not reported: a path that is not there, or not a checkpoint of a known format,
-    # has nothing to verify.
-    fmt = registry.for_input(path, format)
+    fmt = format_to_verify(path, format)
     report.format = fmt.name
     if storage.is_url(path):
         if fmt.integrity is not None:
@@ -114,6 +115,38 @@ def _verify(path: str | Path, format: str | None, opts: dict[str, Any]) -> Verif
                 text = str(exc) if isinstance(exc, ConverterError) else _os_error(path, exc)
                 report.tensors.append(TensorStatus(tensor.name, False, tensor.nbytes, text))
     return report
+
+
+def format_to_verify(path: str | Path, name: str | None) -> Any:
+    """The format to verify ``path`` in. Raised, not reported: a path that is not there, or
+    not a checkpoint of a known format, has nothing to verify. A file named for a format whose
+    content fails it (empty, cut short) is verified in that format: damaged, so reported."""
+    from . import registry, storage
+
+    if storage.is_url(path):
+        url = str(path)
+        if not _remote_exists(url):
+            raise FormatError(f"{url}: no such file or directory")
+        return registry.for_input(url, name)
+    try:
+        return registry.for_input(path, name)
+    except FormatError:
+        named = registry.by_suffix(Path(path)) if name is None and Path(path).is_file() \
+            else None
+        if named is None:
+            raise
+        return named
+
+
+def _remote_exists(url: str) -> bool:
+    """Whether ``url`` names an object, a TF prefix, a sharded safetensors output or a prefix
+    with objects under it."""
+    from . import storage
+
+    if not url.endswith("/") and any(storage.exists(url + suffix)
+                                     for suffix in ("", ".index", ".index.json")):
+        return True
+    return bool(storage.listing(url))
 
 
 def _os_error(path: str | Path, exc: OSError) -> str:

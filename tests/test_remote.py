@@ -1325,3 +1325,34 @@ def test_a_state_file_on_s3_that_does_not_parse_is_replaced_as_locally(tmp_path,
     assert local[0] == 0 and "RUN/checkpoint: line 1 is not a 'key: value' line" in local[1]
     assert remote == local
     assert _objects(fs, f"{b}/run") == _files(tmp_path / "run")
+
+
+def test_an_s3_stream_broken_midway_resumes_bit_exact(tmp_path, bucket, monkeypatch):
+    from converter import fetch
+
+    fs, b, _, _ = bucket
+    blob = np.random.default_rng(3).integers(0, 256, 30 << 20, dtype=np.uint8).tobytes()
+    (tmp_path / "x.bin").write_bytes(blob)
+    fs.put_file(str(tmp_path / "x.bin"), f"{b}/x.bin")
+    real, opens = fetch._open_s3, []
+
+    async def flaky(fs_, path, start, end):
+        read, close = await real(fs_, path, start, end)
+        opens.append(start)
+        left = [5_000_001] if len(opens) <= 2 else [1 << 62]
+
+        async def cut(n):
+            if left[0] <= 0:
+                raise ConnectionResetError("cut")
+            data = await read(min(n, left[0]))
+            left[0] -= len(data)
+            return data
+        return cut, close
+
+    monkeypatch.setattr(fetch, "_open_s3", flaky)
+    f = storage.open_file(f"s3://{b}/x.bin")
+    got = bytearray()
+    for at, data in f.pieces(0, f.size):
+        assert at == len(got)
+        got += data
+    assert len(opens) == 3 and bytes(got) == blob, opens

@@ -7,6 +7,7 @@ import functools
 import http.server
 import re
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 
 import converter
+from converter import storage
 
-from .helpers import assert_same
+from .helpers import assert_same, http_server
 
-pytest.importorskip("aiohttp")
+aiohttp = pytest.importorskip("aiohttp")
 pytest.importorskip("fsspec")
 
 
@@ -123,7 +125,7 @@ def test_a_stream_that_keeps_breaking_is_one_error(tmp_path, bundle):
     finally:
         server.shutdown()
     assert not (tmp_path / "o.safetensors").exists()
-    assert len(_data_gets(server)) == 4  # the first request and three resumptions
+    assert 4 <= len(_data_gets(server)) <= 6  # resumed a few times, not without end
 
 
 def test_a_server_ignoring_ranges_is_read_once_by_the_fallback(tmp_path, bundle):
@@ -169,3 +171,86 @@ def test_small_files_from_a_server_ignoring_ranges_read_as_the_local_ones(
                 assert_same(out[k].read(), here[k].read(), k)
     finally:
         server.shutdown()
+
+
+class _Slow(http.server.SimpleHTTPRequestHandler):
+    """Ranges, each body sent at about RATE bytes/s (a slow link)."""
+
+    RATE = 16 << 20
+    gets: list[str] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.gets.append(self.headers.get("Range", ""))
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if m is None or not path.is_file():
+            return super().do_GET()
+        data = path.read_bytes()
+        start, end = int(m.group(1)), int(m.group(2)) + 1 if m.group(2) else len(data)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        step = 1 << 20
+        try:
+            for at in range(start, end, step):
+                self.wfile.write(data[at:min(at + step, end)])
+                time.sleep(step / self.RATE)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def test_a_long_stream_over_http_is_not_cut_by_the_clients_total_timeout(tmp_path):
+    # aiohttp's total timeout (300 s by default, here 1 s) would count the reading of the
+    # body: one ranged GET for a whole run would be cut every `total` seconds.
+    blob = np.random.default_rng(0).integers(0, 256, 40 << 20, dtype=np.uint8).tobytes()
+    _Slow.gets = []
+    (tmp_path / "blob.bin").write_bytes(blob)
+    srv = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Slow, directory=str(tmp_path)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/blob.bin"
+    try:
+        with storage.options({"client_kwargs": {
+                "timeout": aiohttp.ClientTimeout(total=1.0)}}):
+            f = storage.open_file(url)
+            got = bytearray()
+            for at, data in f.pieces(0, f.size):
+                assert at == len(got)
+                got += data
+        assert bytes(got) == blob
+        assert len(_Slow.gets) == 1, _Slow.gets  # one stream, never cut and resumed
+    finally:
+        srv.shutdown()
+
+
+def test_a_first_read_of_the_whole_object_does_not_conclude_ranges_work(tmp_path):
+    # The whole-object case of RemoteFile._probe: test_remote_streams' small-file test passes
+    # with it removed (the magic sniff reads 16 bytes first); this one does not.
+    converter.write({"a": np.arange(300, dtype=np.float32)}, tmp_path / "w.npz")
+    srv = http_server(tmp_path, ranges=False)
+    try:
+        f = storage.open_file(f"http://127.0.0.1:{srv.server_address[1]}/w.npz")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole = f.read_all()
+            assert f.pread(10, 20) == whole[10:30]
+    finally:
+        srv.shutdown()
+
+
+def test_an_object_gone_before_its_stream_is_a_formaterror_naming_it(tmp_path):
+    (tmp_path / "gone.bin").write_bytes(bytes(20 << 20))
+    srv = http_server(tmp_path, ranges=True)
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/gone.bin"
+        f = storage.open_file(url)
+        (tmp_path / "gone.bin").unlink()
+        with pytest.raises(converter.FormatError, match="went away"):
+            for _ in f.pieces(0, f.size):
+                pass
+    finally:
+        srv.shutdown()

@@ -9,6 +9,7 @@ import pytest
 
 import converter
 from converter.cli import main
+from tests.helpers import http_server
 from tests.samples import sample
 
 
@@ -123,3 +124,42 @@ def test_a_truncated_safetensors_header_is_named_as_such(tmp_path, capsys):
     assert str(path) in err and "header" in err and "known format" not in err, err
     assert main(["verify", str(path)]) == 1
     assert "header" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["nosuch.npz", "nosuch.ckpt"])
+def test_verify_of_a_missing_remote_path_cannot_run_as_a_local_one(tmp_path, name, capsys):
+    srv = http_server(tmp_path, ranges=True)
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/{name}"
+        assert main(["verify", url]) == 2, capsys.readouterr()
+    finally:
+        srv.shutdown()
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 4])
+def test_an_empty_or_cut_safetensors_verifies_bad_as_the_same_object_remotely(
+        tmp_path, data, capsys):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(data)
+    srv = http_server(tmp_path, ranges=True)
+    try:
+        remote = main(["verify", f"http://127.0.0.1:{srv.server_address[1]}/w.safetensors"])
+    finally:
+        srv.shutdown()
+    local = main(["verify", str(path)])
+    assert local == remote, (local, remote, capsys.readouterr())
+
+
+def test_verify_false_cannot_make_the_api_verify_pass_a_corrupt_bundle(tmp_path):
+    # The CLI no longer takes --no-verify; converter.verify(..., verify=False) still says ok.
+    converter.write({"a": np.arange(1000, dtype=np.float32)}, tmp_path / "c.ckpt", format="tf")
+    shard = tmp_path / "c.ckpt.data-00000-of-00001"
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 1
+    shard.write_bytes(bytes(data))
+    assert not converter.verify(tmp_path / "c.ckpt").ok
+    try:
+        report = converter.verify(tmp_path / "c.ckpt", verify=False)
+    except converter.UsageError:
+        return
+    assert not report.ok

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import registry
 from ..sizes import human
-from ..verify import verify
+from ..verify import format_to_verify, verify
 from .common import add_source, read_options
 
 HELP = "check every tensor of a checkpoint (exit 1 if any is bad)"
@@ -25,7 +24,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # A missing path, an unknown format or storage that cannot be reached: the command cannot
     # run (exit 2), which is not the answer "bad" (exit 1).
-    fmt = registry.for_input(args.src, args.source_format).name
+    fmt = format_to_verify(args.src, args.source_format).name
     report = verify(args.src, format=args.source_format, **read_options(args, fmt))
     if args.json:
         print(json.dumps(report.to_dict()))
