@@ -209,11 +209,13 @@ def s3_client_for(server, monkeypatch):
     return s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True), endpoint
 
 
-def http_server(root: Path, ranges: bool):
-    """A static file server on 127.0.0.1 that honours ``Range: bytes=A-B`` (or ignores it)."""
+def http_server(root: Path, ranges: bool = True, *, cut: int = 0):
+    """A static file server on 127.0.0.1 that honours ``Range: bytes=A-B`` (or ignores it).
+    It records each GET's ``(path, Range header)`` in ``server.gets``, names its files by
+    ``server.url(name)``, and cuts the first ``cut`` ranged answers for a data shard short
+    (half the body, then the connection closed), as a lost connection would."""
     import functools
     import http.server
-    import io
     import re
     import threading
 
@@ -221,11 +223,17 @@ def http_server(root: Path, ranges: bool):
         def log_message(self, *args) -> None:
             pass
 
-        def send_head(self):
-            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        def do_GET(self) -> None:
+            wanted = self.headers.get("Range", "")
+            with server.lock:
+                server.gets.append((self.path, wanted))
+                short = ".data-" in self.path and server.cut > 0
+                if short:
+                    server.cut -= 1
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted)
             path = Path(self.translate_path(self.path))
             if not ranges or match is None or not path.is_file():
-                return super().send_head()
+                return super().do_GET()
             data = path.read_bytes()
             start = int(match.group(1))
             end = int(match.group(2)) + 1 if match.group(2) else len(data)
@@ -235,9 +243,14 @@ def http_server(root: Path, ranges: bool):
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            return io.BytesIO(body)
+            self.wfile.write(body[:len(body) // 2] if short else body)
+            if short:
+                self.wfile.flush()
+                self.close_connection = True
 
     handler = functools.partial(Handler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.gets, server.cut, server.lock = [], cut, threading.Lock()
+    server.url = lambda name: f"http://127.0.0.1:{server.server_address[1]}/{name}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

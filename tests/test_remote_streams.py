@@ -23,53 +23,6 @@ aiohttp = pytest.importorskip("aiohttp")
 pytest.importorskip("fsspec")
 
 
-class _Files(http.server.ThreadingHTTPServer):
-    """Files over HTTP with ranges; records each GET's Range header, and can cut the first
-    ``cut`` responses to a data shard short by closing the connection midway."""
-
-    def __init__(self, root: Path, *, ranges: bool = True, cut: int = 0) -> None:
-        self.ranges, self.cut, self.gets = ranges, cut, []
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    server: _Files
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        wanted = self.headers.get("Range", "")
-        with self.server.lock:
-            self.server.gets.append((self.path, wanted))
-            cut = ".data-" in self.path and self.server.cut > 0
-            if cut:
-                self.server.cut -= 1
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted)
-        path = Path(self.translate_path(self.path))
-        if not self.server.ranges or match is None or not path.is_file():
-            return super().do_GET()
-        data = path.read_bytes()
-        start = int(match.group(1))
-        end = int(match.group(2)) + 1 if match.group(2) else len(data)
-        body = data[start:end]
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if cut:  # a connection lost midway: half the body, then nothing
-            self.wfile.write(body[:len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
@@ -80,7 +33,7 @@ def bundle(tmp_path_factory):
     return root, tensors
 
 
-def _data_gets(server: _Files) -> list[tuple[str, str]]:
+def _data_gets(server) -> list[tuple[str, str]]:
     return [g for g in server.gets if ".data-" in g[0]]
 
 
@@ -92,7 +45,7 @@ def _check(out: Path, tensors: dict) -> None:
 
 def test_a_run_streams_over_http_in_one_ranged_get(tmp_path, bundle):
     root, tensors = bundle
-    server = _Files(root)
+    server = http_server(root)
     try:
         converter.convert(server.url("m.ckpt"), tmp_path / "o.safetensors").close()
     finally:
@@ -104,7 +57,7 @@ def test_a_run_streams_over_http_in_one_ranged_get(tmp_path, bundle):
 
 def test_a_stream_cut_midway_is_resumed_where_it_stopped(tmp_path, bundle):
     root, tensors = bundle
-    server = _Files(root, cut=2)
+    server = http_server(root, cut=2)
     try:
         converter.convert(server.url("m.ckpt"), tmp_path / "o.npz").close()
     finally:
@@ -118,7 +71,7 @@ def test_a_stream_cut_midway_is_resumed_where_it_stopped(tmp_path, bundle):
 
 def test_a_stream_that_keeps_breaking_is_one_error(tmp_path, bundle):
     root, _ = bundle
-    server = _Files(root, cut=100)
+    server = http_server(root, cut=100)
     try:
         with pytest.raises(converter.ConverterError, match="m.ckpt.data-00000-of-00001"):
             converter.convert(server.url("m.ckpt"), tmp_path / "o.safetensors")
@@ -130,7 +83,7 @@ def test_a_stream_that_keeps_breaking_is_one_error(tmp_path, bundle):
 
 def test_a_server_ignoring_ranges_is_read_once_by_the_fallback(tmp_path, bundle):
     root, tensors = bundle
-    server = _Files(root, ranges=False)
+    server = http_server(root, ranges=False)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -153,7 +106,7 @@ def test_small_files_from_a_server_ignoring_ranges_read_as_the_local_ones(
         (tmp_path / name).write_bytes(local.read_bytes())
     else:
         converter.write(tensors, tmp_path / name)
-    server = _Files(tmp_path, ranges=False)
+    server = http_server(tmp_path, ranges=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
