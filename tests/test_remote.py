@@ -228,8 +228,8 @@ def test_named_prefixes_written_into_a_run_on_s3_keep_its_state_file_as_locally(
         assert latest.source.step == 2
 
 
-def test_uploads_put_the_index_after_the_shards_it_names(tmp_path, bucket, monkeypatch):
-    fs, b, _, _ = bucket
+def _record_uploads(monkeypatch) -> list[str]:
+    """The names of the objects uploaded from now on, in order."""
     order: list[str] = []
     real = storage.upload
 
@@ -238,6 +238,12 @@ def test_uploads_put_the_index_after_the_shards_it_names(tmp_path, bucket, monke
         real(local_path, url, **kw)
 
     monkeypatch.setattr(storage, "upload", recorded)
+    return order
+
+
+def test_uploads_put_the_index_after_the_shards_it_names(tmp_path, bucket, monkeypatch):
+    fs, b, _, _ = bucket
+    order = _record_uploads(monkeypatch)
     tensors = {f"t{i}": np.full(300, i, np.float32) for i in range(4)}
     converter.write(tensors, f"s3://{b}/sharded/", format="tf", max_shard_size=1000)
     assert order[-2:] == ["model.ckpt.index", "checkpoint"]
@@ -1208,14 +1214,7 @@ def test_a_bundle_added_to_a_run_on_s3_merges_its_state_file_as_locally(tmp_path
                                                                         capsys, monkeypatch):
     fs, b, _, _ = bucket
     _a_run(tmp_path, fs, b)
-    order: list[str] = []
-    real = storage.upload
-
-    def recorded(local_path: str, url: str, **kw) -> None:
-        order.append(url.rpartition("/")[2])
-        real(local_path, url, **kw)
-
-    monkeypatch.setattr(storage, "upload", recorded)
+    order = _record_uploads(monkeypatch)
     # A new prefix in the run: no --force needed, the state file names it and keeps the old.
     local, remote = _run_both(capsys, tmp_path, fs, b, "convert",
                               "examples/mlp/model.ckpt-1000", "RUN/", "--to", "tf")
