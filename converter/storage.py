@@ -357,21 +357,48 @@ class RemoteFile:
         return data
 
     def _probe(self, offset: int, n: int, what: str) -> bytes:
+        from . import fetch  # remote reads only: off start-up
+
+        if fetch.opener(self.fs) is not None:
+            # Streamed, so that a server answering the whole object is not read into memory.
+            try:
+                got = b"".join(d for _, d in fetch.stream(self.url, self.fs, self.path, offset,
+                                                          offset + n, n, call, what))
+            except fetch.RangesIgnored:
+                return self._spill(offset, n, what)
+            self._ranges = n < self.size or None  # the whole object tells nothing
+            return self._check(got, offset, n, what)
         data = self._get(offset, n)
         if n == self.size:  # the whole object: whether the range was honoured is not known
             return self._check(data, offset, n, what)
         if len(data) == self.size > n:  # the server ignores Range and sent it all
-            warnings.warn(f"{self.url}: the server ignores range requests; the object is "
-                          "fetched once into a temporary file", ConverterWarning, stacklevel=3)
-            copy = tempfile.TemporaryFile(prefix="ckpt-remote-")
-            weakref.finalize(self, copy.close)
-            copy.write(data)
-            copy.flush()
-            self._copy = copy
-            self._ranges = False
+            self._keep_copy(lambda f: f.write(data))
             return data[offset:offset + n]
         self._ranges = True
         return self._check(data, offset, n, what)
+
+    def _spill(self, offset: int, n: int, what: str) -> bytes:
+        """The object downloaded once, streamed into a temporary file, read from there on."""
+        def download(f: Any) -> None:
+            call(self.url, "download", self.fs.get_file, self.path, f)
+
+        copy = self._keep_copy(download)
+        size = os.fstat(copy.fileno()).st_size
+        if size != self.size:
+            raise CorruptionError(f"{self.url}: {size} bytes came back of {self.size}; the "
+                                  "file is truncated")
+        return self._check(os.pread(copy.fileno(), n, offset), offset, n, what)
+
+    def _keep_copy(self, fill: Callable[[Any], Any]) -> Any:
+        warnings.warn(f"{self.url}: the server ignores range requests; the object is "
+                      "fetched once into a temporary file", ConverterWarning, stacklevel=4)
+        copy = tempfile.TemporaryFile(prefix="ckpt-remote-", dir=scratch_dir())
+        weakref.finalize(self, copy.close)
+        fill(copy)
+        copy.flush()
+        self._copy = copy
+        self._ranges = False
+        return copy
 
     def read_all(self, max_size: int | None = None) -> bytes:
         if max_size is not None and self.size > max_size:

@@ -254,3 +254,31 @@ def http_server(root: Path, ranges: bool = True, *, cut: int = 0):
     server.url = lambda name: f"http://127.0.0.1:{server.server_address[1]}/{name}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+_MEASURED = """
+import os, subprocess, sys, tempfile
+with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    p = subprocess.Popen([sys.executable, "-m", "converter", *sys.argv[1:]], stdout=out,
+                         stderr=err)
+    _, status, usage = os.wait4(p.pid, 0)
+    out.seek(0)
+    err.seek(0)
+    print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)
+    sys.stdout.write(out.read().decode())
+    sys.stderr.write(err.read().decode())
+"""
+
+
+def ckpt_peak_rss(*argv: str) -> tuple[int, int, str, str]:
+    """``(exit code, peak RSS in bytes, stdout, stderr)`` of ``ckpt ARGV`` run in a fresh
+    process. Through a small launcher: a child's peak counts from its parent's size at fork,
+    and the test process is large."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _MEASURED, *argv], capture_output=True,
+                            text=True, check=True)
+    first, _, out = result.stdout.partition("\n")
+    code, peak = map(int, first.split())
+    return code, peak, out, result.stderr

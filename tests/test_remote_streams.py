@@ -17,7 +17,7 @@ import pytest
 import converter
 from converter import storage
 
-from .helpers import assert_same, http_server
+from .helpers import assert_same, ckpt_peak_rss, http_server
 
 aiohttp = pytest.importorskip("aiohttp")
 pytest.importorskip("fsspec")
@@ -207,3 +207,17 @@ def test_an_object_gone_before_its_stream_is_a_formaterror_naming_it(tmp_path):
                 pass
     finally:
         srv.shutdown()
+
+
+def test_a_big_object_from_a_server_ignoring_ranges_is_not_held_in_memory(tmp_path):
+    big = np.random.default_rng(1).standard_normal(40_000_000, dtype=np.float32)  # 160 MB
+    converter.write({"big": big}, tmp_path / "big.safetensors")
+    del big
+    server = http_server(tmp_path, ranges=False)
+    try:
+        code, peak, out, err = ckpt_peak_rss("inspect", server.url("big.safetensors"))
+    finally:
+        server.shutdown()
+    assert code == 0, err
+    assert "big" in out and err.count("ignores range requests") == 1, err
+    assert peak < 120e6, peak  # the object is 160 MB
