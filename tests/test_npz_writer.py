@@ -70,3 +70,14 @@ def test_numpy_reads_a_converted_bundle(bundle, tmp_path):
             assert theirs[name].tobytes() == bundle[name].read().tobytes(), name
     with converter.read(tmp_path / "m.npz") as back:
         assert_same_checkpoint(back, bundle)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_the_same_conversion_gives_the_same_bytes_at_any_time(tmp_path, monkeypatch, compress):
+    data = dict(sample({"bfloat16", "float32"}))  # bfloat16: the side member is written
+    for i, now in enumerate((1767225600.0, 1798761600.0)):
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        converter.write(data, tmp_path / f"m{i}.npz", compress=compress)
+    with zipfile.ZipFile(tmp_path / "m0.npz") as zf:
+        assert npz.SIDE in zf.namelist()
+    assert (tmp_path / "m0.npz").read_bytes() == (tmp_path / "m1.npz").read_bytes()

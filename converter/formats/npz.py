@@ -28,7 +28,6 @@ import math
 import os
 import struct
 import sys
-import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -60,6 +59,9 @@ from ._common import (
 from .stream import CHUNK, pieces, start_writeback
 
 SIDE = "__converter__.json"
+# The side member's date: the members' own (zipfile's default), not the time of writing, so
+# that the same conversion gives the same bytes.
+SIDE_DATE = (1980, 1, 1, 0, 0, 0)
 MAX_SIDE = 64 << 20  # a side entry is ~50 bytes: room for a million tensors
 
 
@@ -383,7 +385,15 @@ def _write_zipfile(raw, members: list[_Member], metadata: dict[str, str], method
         side = _side_member(members, metadata)
         if side is not None:
             with bookkeeping:
-                zf.writestr(SIDE, side)
+                zf.writestr(_side_info(zf), side)
+
+
+def _side_info(zf: zipfile.ZipFile) -> zipfile.ZipInfo:
+    """The side member's record as ``writestr(SIDE, ...)`` makes it, but for its date."""
+    info = zipfile.ZipInfo(SIDE, date_time=SIDE_DATE)
+    info.compress_type = zf.compression
+    info.external_attr = 0o600 << 16
+    return info
 
 
 def _write_stored(raw, members: list[_Member], metadata: dict[str, str],
@@ -434,8 +444,8 @@ def _write_stored(raw, members: list[_Member], metadata: dict[str, str],
             k += 1
         i = j
     side = _side_member(members, metadata)
-    if side is not None:  # zipfile's writestr dates it, unlike the members it opens
-        archive.begin(SIDE, len(side), side, time.localtime(time.time())[:6])
+    if side is not None:  # as writestr writes it (zip64 by its rule), dated as the members
+        archive.begin(SIDE, len(side), side, SIDE_DATE, writestr=True)
         archive.end()
     archive.finish()
 
@@ -504,15 +514,15 @@ class _StoredZip:
             self.fill = 0
 
     def begin(self, name: str, size: int, first: bytes,
-              date_time: tuple[int, ...] = _NO_DATE) -> None:
+              date_time: tuple[int, ...] = _NO_DATE, *, writestr: bool = False) -> None:
         """Start member ``name`` of ``size`` bytes, ``first`` the first of them; zip64 as
         the writer has it: for members near zipfile's limit (``force_zip64``) or, for
-        ``writestr`` (dated), past it."""
+        ``writestr``, past it."""
         if name.isascii():
             raw, flags = name.encode("ascii"), _DATA_DESCRIPTOR
         else:
             raw, flags = name.encode("utf-8"), _DATA_DESCRIPTOR | _UTF8_NAME
-        if date_time is _NO_DATE:
+        if not writestr:
             zip64 = size > zipfile.ZIP64_LIMIT - 2**20
         else:
             zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
