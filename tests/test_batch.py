@@ -217,3 +217,12 @@ def test_writer_options_reach_every_item(tmp_path, capsys):
     for path in outputs:
         with zipfile.ZipFile(path) as zf:
             assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+
+
+@pytest.mark.parametrize("to", ["graphdef", "keras"])
+def test_a_format_that_cannot_be_written_is_refused_before_anything(tmp_path, capsys, to):
+    converter.write({"w": np.zeros(3)}, tmp_path / "src" / "w.npz")
+    assert main(["batch", str(tmp_path / "src"), "--to", to, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "can be read but not written" in err, err
+    assert not (tmp_path / "out").exists()

@@ -95,7 +95,7 @@ def _batch(sources: list[str], to: str, out: str | os.PathLike[str], rules: Any,
            force: bool, progress: bool, executor: str, scheduler: str | None, dry_run: bool,
            max_unpacked: int | None, storage_options: Mapping[str, Any],
            options: dict[str, Any]) -> list[Result]:
-    registry.get(to)
+    registry.for_output(str(out), to)  # a format that cannot be written: before anything
     if executor not in ("local", "dask"):
         raise UsageError(f"unknown executor {executor!r} (local or dask)")
     if executor == "dask" and not scheduler:
