@@ -30,6 +30,8 @@ def failure(url: str, exc: BaseException, endpoints: Iterable[object] = (),
     if reason is not None:
         server = _server(links, endpoints)
         at = f" at {server}" if server else ""
+        if reason == "timed out":  # reached, maybe, and then silent: a slow or stalled server
+            return f"{url}: the storage server{at} did not answer in time (timed out)"
         return f"{url}: cannot reach the storage server{at} ({reason})"
     status = next((s for e in links if (s := _status(e)) is not None), None)
     if status is not None and status >= 500:
