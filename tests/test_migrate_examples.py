@@ -60,6 +60,13 @@ def test_without_the_preset_the_error_names_it(tf, example, capsys):
     assert not (example / "out.weights.h5").exists()
 
 
+def test_a_load_error_names_the_checkpoint_also_through_rules(tf, example, capsys):
+    line = README_LINE.replace(" --preset keras-names", " --preset drop-optimizer")
+    assert main(shlex.split(line)[1:]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ckpt: error: loading model.ckpt-1000 into "), err
+
+
 def test_tf2_checkpoint_is_found_and_restored_by_tensorflow(tf, example, capsys):
     code = main(["migrate", "model.ckpt-1000", "--model", "models.py:build", "--preset",
                  "keras-names", "-q", "tf2/ckpt"])

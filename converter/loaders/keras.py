@@ -148,11 +148,19 @@ def load_into(model: Any, source: Any, *, rules: Any = None, strict: bool = True
     """
     report, ckpt, variables = pairing(model, source, rules=rules, match=match, format=format,
                                       order_from=order_from)
-    check(report, strict, f"loading {source if isinstance(source, str) else 'checkpoint'} "
-                          f"into {getattr(model, 'name', 'model')}")
+    check(report, strict, f"loading {_named(source, ckpt)} into "
+                          f"{getattr(model, 'name', 'model')}")
     for p in report.pairings:
         variables[p.variable].assign(np.asarray(ckpt[p.tensor].read()))
     return report
+
+
+def _named(source: Any, ckpt: Checkpoint) -> str:
+    """What a message calls the checkpoint loaded: its path, where it has one."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    where = getattr(ckpt.source, "path", None) if ckpt.source is not None else None
+    return str(where) if where else "checkpoint"
 
 
 def pairing(model: Any, source: Any, *, rules: Any = None, match: str = "name",
