@@ -226,3 +226,27 @@ def test_a_format_that_cannot_be_written_is_refused_before_anything(tmp_path, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "can be read but not written" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_remote_manifest_is_uploaded_as_items_finish(s3, tmp_path, monkeypatch):
+    from converter.batch import run
+
+    fs = s3
+    fs.mkdir("grow")
+    for i in range(3):
+        converter.write({"w": np.full(4, i, np.float32)}, tmp_path / "src" / f"m{i}.npz")
+    uploaded: list[int] = []
+    real = run.write_bytes
+
+    def recorded(url: str, data: bytes) -> None:
+        if url.endswith("manifest.jsonl"):
+            uploaded.append(len(data.splitlines()))
+        real(url, data)
+
+    monkeypatch.setattr(run, "write_bytes", recorded)
+    monkeypatch.setattr(run, "MANIFEST_EVERY", 0.0)
+    done = converter.batch([str(tmp_path / "src")], to="safetensors", out="s3://grow/out",
+                           jobs=1)
+    assert [r.status for r in done] == ["done"] * 3
+    # a killed run would have left the records uploaded before the last one
+    assert uploaded[:3] == [1, 2, 3] and uploaded[-1] == 3, uploaded

@@ -3,9 +3,11 @@ manifest that ``resume`` continues from, a summary."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,12 +125,15 @@ def _batch(sources: list[str], to: str, out: str | os.PathLike[str], rules: Any,
         else:
             manifest_dir = Path(out)
             manifest_dir.mkdir(parents=True, exist_ok=True)
+        def publish() -> None:
+            write_bytes(f"{out}/{MANIFEST}", (manifest_dir / MANIFEST).read_bytes())
+
         try:
             return _run(found, job, manifest_dir, scratch.path, jobs, resume, shard,
-                        progress, executor, scheduler)
+                        progress, executor, scheduler, publish if remote_out else None)
         finally:
             if remote_out:
-                write_bytes(f"{out}/{MANIFEST}", (manifest_dir / MANIFEST).read_bytes())
+                publish()
     finally:
         scratch.close()
 
@@ -187,9 +192,36 @@ def _marked(item: Item) -> str | None:
     return next((f.name for f in registry.formats().values() if top & set(f.marks)), None)
 
 
+MANIFEST_EVERY = 5.0  # seconds between uploads of a remote DIR's manifest while items finish
+
+
+class _Publishing:
+    """The manifest file, uploaded to the remote DIR after a record at most every
+    MANIFEST_EVERY seconds, so that a run killed outright (SIGKILL, a lost node) leaves
+    ``--resume`` most of what it did. A failed upload here waits for the next or the last."""
+
+    def __init__(self, f: Any, publish: Callable[[], None]) -> None:
+        self.f, self.publish, self.last = f, publish, time.monotonic()
+
+    def write(self, text: str) -> int:
+        return self.f.write(text)
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def flush(self) -> None:
+        self.f.flush()
+        now = time.monotonic()
+        if now - self.last >= MANIFEST_EVERY:
+            self.last = now
+            with contextlib.suppress(ConverterError):
+                self.publish()
+
+
 def _run(found: list[Item], job: Job, manifest_dir: Path, scratch: Path, jobs: int | None,
          resume: bool, shard: tuple[int, int] | None, progress: bool,
-         executor: str, scheduler: str | None) -> list[Result]:
+         executor: str, scheduler: str | None,
+         publish: Callable[[], None] | None = None) -> list[Result]:
     previous = read_manifest(manifest_dir) if resume else {}
     planned, todo = _plan(found, job, previous, shard)
     results = {r.source: r for r in planned if r.status != "planned"}
@@ -197,7 +229,8 @@ def _run(found: list[Item], job: Job, manifest_dir: Path, scratch: Path, jobs: i
     # Archives are unpacked here, once each, in one pass (Dask workers may be elsewhere and
     # unpack their own members).
     archives = _Archives(todo, scratch / "archives", job) if executor == "local" else None
-    with open_manifest(manifest_dir) as manifest:
+    with open_manifest(manifest_dir) as opened:
+        manifest: Any = opened if publish is None else _Publishing(opened, publish)
         for r in planned:
             if r.status != "planned":
                 log(manifest, r)
