@@ -250,3 +250,21 @@ def test_a_remote_manifest_is_uploaded_as_items_finish(s3, tmp_path, monkeypatch
     assert [r.status for r in done] == ["done"] * 3
     # a killed run would have left the records uploaded before the last one
     assert uploaded[:3] == [1, 2, 3] and uploaded[-1] == 3, uploaded
+
+
+@pytest.mark.parametrize("state", [True, False])
+def test_latest_picks_the_same_checkpoint_on_s3_as_locally(s3, tmp_path, state):
+    fs, bucket = s3, f"lat{int(state)}"  # moto's buckets outlive its server: one per test
+    fs.mkdir(bucket)
+    run = tmp_path / "src" / "run"
+    for name in ("model.ckpt-200", "model.ckpt-1000", "model.ckpt"):
+        converter.write({"w": np.zeros(2, np.float32)}, run / name, format="tf",
+                        state_file=state)
+    fs.put(str(tmp_path / "src"), f"{bucket}/src", recursive=True)
+    picked = {}
+    for where, source in (("local", str(tmp_path / "src")), ("s3", f"s3://{bucket}/src")):
+        done = converter.batch([source], to="npz", out=tmp_path / f"out-{where}", latest=True,
+                               dry_run=True)
+        picked[where] = [r.source.rpartition("/")[2] for r in done]
+    # the state file's latest where there is one, else the highest step
+    assert picked["s3"] == picked["local"] == ["model.ckpt" if state else "model.ckpt-1000"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import registry, storage
 from ..errors import FormatError, UsageError
+from ..formats.tfbundle.layout import step_of
 from .archive import ARCHIVES, MAX_DEPTH
 from .items import (
     INDEX,
@@ -144,9 +145,11 @@ def _listed(protocol: str, root: str, found: dict[str, dict], latest: bool) -> l
         if not any(path.startswith(w + "/") for w in whole):
             by_dir.setdefault(str(Path(path).parent), []).append(path)
     for _, paths in sorted(by_dir.items()):
-        prefixes = sorted(p[: -len(INDEX)] for p in paths if is_bundle_index(p))
+        # By step, then name, and the state file's latest first, as for a local directory.
+        prefixes = sorted((p[: -len(INDEX)] for p in paths if is_bundle_index(p)),
+                          key=lambda p: (step_of(p), p.rpartition("/")[2]))
         if latest and prefixes:
-            prefixes = prefixes[-1:]
+            prefixes = _latest(protocol, prefixes, paths)
         for prefix in prefixes:
             items.append(_under(protocol, root, label, prefix, bundle_parts(prefix, paths),
                                 found))
@@ -154,6 +157,19 @@ def _listed(protocol: str, root: str, found: dict[str, dict], latest: bool) -> l
             if is_checkpoint_name(p.rpartition("/")[2]):
                 items.append(_under(protocol, root, label, p, [p], found))
     return items
+
+
+def _latest(protocol: str, prefixes: list[str], paths: list[str]) -> list[str]:
+    """The prefix the directory's ``checkpoint`` state file names, else the highest step."""
+    from ..formats.tfbundle.remote import read_state_url
+
+    directory = prefixes[0].rpartition("/")[0]
+    state = None
+    if f"{directory}/checkpoint" in paths:
+        state = read_state_url(_url(protocol, f"{directory}/checkpoint"), stacklevel=4)
+    recorded = state.latest.rpartition("/")[2] if state is not None and state.latest else None
+    named = [p for p in prefixes if recorded and p.rpartition("/")[2] == recorded]
+    return named or prefixes[-1:]
 
 
 def key_problem(root: str, path: str) -> str | None:
