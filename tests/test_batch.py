@@ -268,3 +268,21 @@ def test_latest_picks_the_same_checkpoint_on_s3_as_locally(s3, tmp_path, state):
         picked[where] = [r.source.rpartition("/")[2] for r in done]
     # the state file's latest where there is one, else the highest step
     assert picked["s3"] == picked["local"] == ["model.ckpt" if state else "model.ckpt-1000"]
+
+
+def test_a_pattern_matching_files_in_several_runs_keeps_them_apart(s3, tmp_path):
+    fs = s3
+    fs.mkdir("globs")
+    for run in ("a", "b"):
+        converter.write({"w": np.zeros(2, np.float32)}, tmp_path / "src" / run / "model.ckpt-3",
+                        format="tf")
+        (tmp_path / "src" / run / "model.ckpt-3.meta").write_bytes(b"graph")  # beside it
+    fs.put(str(tmp_path / "src"), "globs/src", recursive=True)
+    planned = {}
+    for where, pattern in (("local", f"{tmp_path}/src/*/model.ckpt-*"),
+                           ("s3", "s3://globs/src/*/model.ckpt-*")):
+        out = tmp_path / f"out-{where}"
+        done = converter.batch([pattern], to="npz", out=out, dry_run=True)
+        assert [r.status for r in done] == ["planned"] * 2, [(r.source, r.error) for r in done]
+        planned[where] = sorted(Path(r.output).relative_to(out).as_posix() for r in done)
+    assert planned["s3"] == planned["local"] == ["a/model.ckpt-3.npz", "b/model.ckpt-3.npz"]

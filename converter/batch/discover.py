@@ -57,14 +57,47 @@ def discover(sources: list[str], *, latest: bool = False) -> list[Item]:
                                  "give the directory instead") from None
             if not paths:
                 raise UsageError(f"{src}: matches nothing")
+            base = Path(static_base(src))
+            paths = without_graphs_of_matched_bundles(paths)
         else:
             paths = [Path(src)]
+            base = None
             if not paths[0].exists() and not _is_prefix(paths[0]):
                 raise UsageError(f"{src}: no such file or directory")
         for path in paths:
             for item in _expand(path, latest):
+                if base is not None and not path.is_dir() and not is_archive(path):
+                    # Files a pattern matched keep the directories between it and them, so
+                    # that run_a/model.ckpt-3 and run_b/model.ckpt-3 stay two outputs.
+                    item = placed(item, os.path.relpath(path.parent, base))
                 take(item)
     return list(items.values())
+
+
+def static_base(pattern: str) -> str:
+    """The directory a glob pattern searches from: its leading parts without magic."""
+    parts = pattern.split("/")
+    fixed = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return "/".join(fixed) or ("/" if pattern.startswith("/") else ".")
+
+
+def without_graphs_of_matched_bundles(paths: list[Path]) -> list[Path]:
+    """``paths`` without the ``.meta`` graphs of bundles whose ``.index`` was matched too: the
+    bundle is the item (``model.ckpt-*`` matches its graph as well)."""
+    names = {str(p) for p in paths}
+    return [p for p in paths
+            if not (p.name.endswith(".meta") and str(p)[:-len(".meta")] + INDEX in names)]
+
+
+def placed(item: Item, subdir: str) -> Item:
+    """``item`` mirrored under ``subdir`` (``.`` or empty: where it was)."""
+    if subdir in ("", "."):
+        return item
+    return replace(item, rel=f"{subdir.rstrip('/')}/{item.rel}")
 
 
 def _is_prefix(path: Path) -> bool:

@@ -18,6 +18,7 @@ from .. import registry, storage
 from ..errors import FormatError, UsageError
 from ..formats.tfbundle.layout import step_of
 from .archive import ARCHIVES, MAX_DEPTH
+from .discover import placed
 from .items import (
     INDEX,
     Item,
@@ -89,13 +90,19 @@ def _matched(url: str, latest: bool) -> list[Item]:
     if not matches:
         raise UsageError(f"{url}: matches nothing")
     items: list[Item] = []
+    root = base.rstrip("/")
+    paths = {p.rstrip("/") for p in matches}
     for path, info in sorted(matches.items()):
         path = path.rstrip("/")
         if info.get("type") == "directory":
             found = _find(fs, url, path)
             items += _listed(protocol, path, found, latest)
-        else:
-            items.append(_named(fs, url, protocol, path, info))
+        elif not (path.endswith(".meta") and path[:-len(".meta")] + INDEX in paths):
+            # as for local patterns: the directories between the pattern's base and the
+            # object kept; a graph matched with its bundle is the bundle's
+            parent = path.rpartition("/")[0]
+            items.append(placed(_named(fs, url, protocol, path, info),
+                                parent[len(root) + 1:] if parent.startswith(root + "/") else ""))
     return items
 
 
