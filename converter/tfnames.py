@@ -19,6 +19,9 @@ GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 ATTR_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 SLOT_MARK = "/.OPTIMIZER_SLOT/"
 OUTPUT_SUFFIX = ":0"  # a graph tensor's name: variable ``dense/kernel`` reads as ``dense/kernel:0``
+# Object names in keys are escaped so that ``/`` only separates them: ``.`` is written ``..``
+# and ``/`` is written ``.S`` (``trackable_utils.escape_local_name``).
+_ESCAPED = re.compile(r"\.([.S])")
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -52,12 +55,25 @@ def strictly_natural(names: Iterable[str]) -> bool:
     return True
 
 
-def plain_key(key: str) -> str:
-    """``a/b/.ATTRIBUTES/VARIABLE_VALUE`` → ``a/b``; a slot key → ``<variable path>/<slot>``."""
+def escape_local_name(name: str) -> str:
+    """An object's name as a part of a TF2 key: ``layer0/kernel`` → ``layer0.Skernel``."""
+    return name.replace(".", "..").replace("/", ".S")
+
+
+def unescape_local_name(part: str) -> str:
+    """The object's name a part of a TF2 key stands for: ``layer0.Skernel`` → ``layer0/kernel``."""
+    return _ESCAPED.sub(lambda m: "." if m.group(1) == "." else "/", part)
+
+
+def plain_key(key: str, unescape: bool = False) -> str:
+    """``a/b/.ATTRIBUTES/VARIABLE_VALUE`` → ``a/b``; a slot key → ``<variable path>/<slot>``.
+    With ``unescape``, each part becomes the object name it stands for, as TF prints them."""
     path = key[:-len(ATTR_SUFFIX)] if key.endswith(ATTR_SUFFIX) else key
     if SLOT_MARK in path:
         var_path, _, rest = path.partition(SLOT_MARK)
         path = f"{var_path}/{rest.rsplit('/', 1)[-1]}"
+    if unescape:
+        path = "/".join(unescape_local_name(part) for part in path.split("/"))
     return path
 
 
@@ -65,20 +81,31 @@ def readable_names(entries: Sequence[tuple[str, str, Mapping[str, str]]]) -> lis
     """The readable name of each ``(source key, current name, attrs)`` of a TF2 checkpoint's
     values (the object graph left out), or None where it keeps its name: the variable's
     ``full_name`` when the reader found one and it is unique, else the key without
-    ``/.ATTRIBUTES/VARIABLE_VALUE``; slots become ``<variable>/<slot name>``."""
+    ``/.ATTRIBUTES/VARIABLE_VALUE``; slots become ``<variable>/<slot name>``. Object names
+    are unescaped (``layer0.Skernel`` → ``layer0/kernel``, as TF names them) unless two
+    names would then be the same."""
     counts = Counter(attrs.get("full_name") for _, _, attrs in entries)
     readable: dict[str, str] = {}
+    escaped: dict[str, str] = {}
     for source, name, attrs in entries:
         full = attrs.get("full_name")
         if full and counts[full] == 1:
             readable[source] = full
         elif name.endswith(ATTR_SUFFIX) or full:
-            readable[source] = plain_key(name)
+            readable[source] = plain_key(name, unescape=True)
+            escaped[source] = plain_key(name)
     out: list[str | None] = []
     for source, _, attrs in entries:
         slot_of, slot = attrs.get("slot_of"), attrs.get("slot_name")
         if slot_of and slot:
-            out.append(f"{readable.get(slot_of, plain_key(slot_of))}/{slot}")
+            base = readable.get(slot_of, plain_key(slot_of, unescape=True))
+            out.append(f"{base}/{slot}")
         else:
             out.append(readable.get(source))
+    taken = Counter(out)
+    # Unescaped, ``a.Sb`` and ``a/b`` read the same: such names keep TF's escaped form.
+    for i, (source, _, _) in enumerate(entries):
+        current = out[i]
+        if current is not None and taken[current] > 1 and source in escaped:
+            out[i] = escaped[source]
     return out

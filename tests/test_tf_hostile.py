@@ -221,10 +221,13 @@ A = "/.ATTRIBUTES/VARIABLE_VALUE"
 
 def _reference_paths(nodes):
     """Object paths as breadth-first search spelled them before paths were bounded: the
-    shortest path that avoids optimizer nodes, else the shortest."""
+    shortest path that avoids optimizer nodes, else the shortest, names escaped as in keys."""
     from collections import deque
 
     from converter.formats.tfbundle.objgraph import is_optimizer
+
+    def escaped(name):
+        return name.replace(".", "..").replace("/", ".S")
 
     optimizer = [is_optimizer(node) for node in nodes]
     paths, model_path, seen = {}, {}, set()
@@ -238,7 +241,8 @@ def _reference_paths(nodes):
         if not via:
             model_path.setdefault(node_id, path)
         for local, child in nodes[node_id].children:
-            queue.append((child, f"{path}/{local}" if path else local, via or optimizer[node_id]))
+            part = escaped(local)
+            queue.append((child, f"{path}/{part}" if path else part, via or optimizer[node_id]))
     return {i: model_path.get(i, paths.get(i, "")) for i in range(len(nodes))}
 
 

@@ -424,6 +424,28 @@ def keras3_ckpt(outdir: Path) -> Built:
     return Built(prefix, "tf2_object_graph", notes)
 
 
+ESCAPED_NAMES = {"layer0/kernel": (2, 3), "a.b": (2,), "x..S/y": ()}
+
+
+class EscapedNames(tf.Module):
+    """Variables under dict keys holding ``/`` and ``.``, which TF escapes in keys
+    (``layer0.Skernel``, ``a..b``); ``zeros`` builds the same structure to restore into."""
+
+    def __init__(self, zeros: bool = False) -> None:
+        super().__init__()
+        rng = _rng(10)
+        self.v = {name: tf.Variable(np.zeros(shape, np.float32) if zeros else
+                                    rng.standard_normal(shape).astype(np.float32))
+                  for name, shape in ESCAPED_NAMES.items()}
+        self.w = tf.Variable(np.float32(0 if zeros else 9), name="w")
+
+
+def tf2_escaped_names(outdir: Path) -> Built:
+    ckpt = tf.train.Checkpoint(m=EscapedNames())
+    prefix = ckpt.save(str(_fresh(outdir / "tf2_escaped") / "ckpt"))
+    return Built(prefix, "tf2_object_graph", "tf.Module with dict keys holding / and .")
+
+
 class _Module(tf.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -459,6 +481,7 @@ FIXTURES: dict[str, Callable[[Path], Built]] = {
     "tf2_keras": tf2_keras,
     "tf2_keras_save_weights": tf2_keras_save_weights,
     "keras3_ckpt": keras3_ckpt,
+    "tf2_escaped_names": tf2_escaped_names,
     "savedmodel": savedmodel,
     "tf1_ema": tf1_ema,
     "tf1_empty_basename": tf1_empty_basename,

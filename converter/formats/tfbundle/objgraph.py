@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ...proto import ProtoError, decode, encode, last_bytes, last_int
-from ...tfnames import ATTR_SUFFIX, SLOT_MARK
+from ...tfnames import ATTR_SUFFIX, SLOT_MARK, escape_local_name, unescape_local_name
 
 COUNTER_NAMES = {"save_counter", "iter", "iterations", "_iterations", "global_step"}
 
@@ -62,9 +62,11 @@ State = tuple[int, bool]  # a node, and whether the path to it went through an o
 
 def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str, str]]:
     """``{checkpoint_key: attrs}`` with ``kind``, ``object_path``, ``full_name`` and, for slots,
-    ``slot_of`` (the original variable's key) and ``slot_name``. ``budget`` bounds the bytes
-    (and steps) spent spelling out object paths: a graph of shared children can make them
-    quadratically long in its size, so a graph over budget is refused (ProtoError)."""
+    ``slot_of`` (the original variable's key) and ``slot_name``. Object paths are spelled as
+    keys spell them, each name escaped (``layer0/kernel`` → ``layer0.Skernel``). ``budget``
+    bounds the bytes (and steps) spent spelling out object paths: a graph of shared children
+    can make them quadratically long in its size, so a graph over budget is refused
+    (ProtoError)."""
     n = len(nodes)
     optimizer = [is_optimizer(node) for node in nodes]
     # Breadth first, each state reached once: its shortest path is kept as a parent link and
@@ -124,7 +126,7 @@ def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str
             up, local = parent[state]
             if up is None:
                 break
-            parts.append(local)
+            parts.append(escape_local_name(local))
             state = up
         parts.reverse()
         lead = next((k for k, part in enumerate(parts) if part), len(parts))
@@ -156,20 +158,26 @@ def classify(nodes: list[Node], budget: int | None = None) -> dict[str, dict[str
     return out
 
 
-def build(keys: list[str], full_names: dict[str, str]) -> bytes:
+def build(keys: list[str], full_names: dict[str, str],
+          paths: dict[str, str] | None = None) -> bytes:
     """A graph for TF2 checkpoint keys: one node per path component, a ``VARIABLE_VALUE``
-    attribute on each variable, optimizer slots referenced from their optimizer node."""
+    attribute on each variable, optimizer slots referenced from their optimizer node.
+    ``paths`` gives a variable's object path where it differs from its key's (Keras 3 keys a
+    model's weights under its optimizer): the variable is reachable there too, as TF restores
+    a ``Checkpoint(model=...)`` through the model's own path."""
     nodes: list[Node] = [Node()]
     index: dict[str, int] = {"": 0}
 
-    def node_for(path: str) -> int:
-        if path in index:
-            return index[path]
+    def link(path: str, node_id: int) -> None:
         parent, _, local = path.rpartition("/")
-        parent_id = node_for(parent)
-        index[path] = len(nodes)
-        nodes.append(Node())
-        nodes[parent_id].children.append((local, index[path]))
+        # Keys spell object names escaped; the graph holds the names themselves.
+        nodes[node_for(parent)].children.append((unescape_local_name(local), node_id))
+        index[path] = node_id
+
+    def node_for(path: str) -> int:
+        if path not in index:
+            nodes.append(Node())
+            link(path, len(nodes) - 1)
         return index[path]
 
     for key in keys:
@@ -182,10 +190,17 @@ def build(keys: list[str], full_names: dict[str, str]) -> bytes:
             slot_id = len(nodes)
             nodes.append(Node())
             nodes[slot_id].attributes.append(("VARIABLE_VALUE", full_names.get(key, ""), key))
-            nodes[node_for(opt_path)].slots.append((node_for(var_path), slot_name, slot_id))
+            nodes[node_for(opt_path)].slots.append(
+                (node_for(var_path), unescape_local_name(slot_name), slot_id))
         else:
             nodes[node_for(path)].attributes.append(
                 ("VARIABLE_VALUE", full_names.get(key, path), key))
+    for key, other in (paths or {}).items():
+        path = key[: -len(ATTR_SUFFIX)]
+        if (key.endswith(ATTR_SUFFIX) and path in index and other and other not in index
+                and not any(p in index and index[p] != 0 and nodes[index[p]].attributes
+                            for p in _prefixes(other))):
+            link(other, index[path])
     return encode(
         (1, encode(
             [(1, encode([(1, child), (2, local)])) for local, child in node.children]
@@ -194,6 +209,11 @@ def build(keys: list[str], full_names: dict[str, str]) -> bytes:
         ))
         for node in nodes
     )
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def keys_of(nodes: list[Node]) -> set[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -11,7 +12,7 @@ import numpy as np
 
 from ... import dtypes, proto
 from ...crc32c import mask
-from ...errors import FormatError
+from ...errors import ConverterWarning, FormatError
 from ...outputs import outputs
 from ...progress import tracked
 from ...tensor import Checkpoint, Tensor
@@ -41,7 +42,10 @@ def _dt_enum(tensor: Tensor, where: str) -> int:
     return DT_ENUM[name]
 
 
-def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
+KERAS3_WEIGHTS = "optimizer/_trainable_variables/"
+
+
+def _with_object_graph(ckpt: Checkpoint, where: Path) -> list[Tensor]:
     """The tensors to write, with an object graph that matches them when they use TF2 keys."""
     tensors = [t for t in ckpt.values() if t.name != GRAPH_KEY]
     keys = [t.name for t in tensors]
@@ -56,7 +60,19 @@ def _with_object_graph(ckpt: Checkpoint) -> list[Tensor]:
         except (proto.ProtoError, IndexError, AttributeError, TypeError):
             pass
     full_names = {t.name: t.attrs.get("full_name", "") for t in tensors if t.attrs.get("full_name")}
-    graph = np.array(objgraph.build(keys, full_names), dtype=object)
+    paths = {t.name: t.attrs["object_path"] for t in tensors
+             if t.kind == "variable" and t.attrs.get("object_path")
+             and t.name != t.attrs["object_path"] + ATTR_SUFFIX}
+    unplaced = [k for k in keys if k not in paths and k.startswith(KERAS3_WEIGHTS)]
+    if unplaced:
+        # Keras 3 tracks a model's trainable weights under the model as well; without their
+        # model paths the rebuilt graph offers them under the optimizer only.
+        warnings.warn(f"{where}: {len(unplaced)} weights are keyed only as "
+                      f"{KERAS3_WEIGHTS}N (Keras 3) and their model paths are unknown: "
+                      "tf.train.Checkpoint(model=...) will not restore them; keep the TF "
+                      "checkpoint's object graph, or use converter.load_into(model, ...)",
+                      ConverterWarning, stacklevel=4)
+    graph = np.array(objgraph.build(keys, full_names, paths), dtype=object)
     return tensors + [Tensor.from_array(GRAPH_KEY, graph, kind="object_graph")]
 
 
@@ -85,7 +101,7 @@ def prefix_for(path: Path) -> Path:
 def write_bundle(ckpt: Checkpoint, path: Path, *, force: bool = False, progress: bool = False,
                  max_shard_size: int | str | None = None, state_file: bool = True) -> None:
     prefix = prefix_for(path)
-    tensors = _with_object_graph(ckpt)
+    tensors = _with_object_graph(ckpt, prefix)
     enums: dict[int, int] = {}  # by id: the tensors stay alive in ``tensors`` until written
     for t in tensors:
         if t.name[:1] in ("", "\x00"):  # the empty key holds the bundle header
