@@ -163,3 +163,16 @@ def test_verify_false_cannot_make_the_api_verify_pass_a_corrupt_bundle(tmp_path)
     except converter.UsageError:
         return
     assert not report.ok
+
+
+def test_diff_of_a_tf2_bundle_and_its_conversion_leaves_the_object_graph_out(
+        tf_fixtures, tmp_path, capsys):
+    prefix = tf_fixtures["tf2_keras"]["prefix"]
+    converter.convert(prefix, tmp_path / "w.safetensors").close()
+    assert main(["diff", prefix, str(tmp_path / "w.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "left out: _CHECKPOINTABLE_OBJECT_GRAPH" in out and "0 only in A" in out, out
+    assert main(["diff", prefix, prefix, "--json"]) == 0  # both have one: compared
+    report = json.loads(capsys.readouterr().out)
+    assert report["left_out"] == [] and "_CHECKPOINTABLE_OBJECT_GRAPH" in [
+        t["name"] for t in report["tensors"]]

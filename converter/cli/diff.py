@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         if wrote:
             print(wrote, file=sys.stderr)  # stdout is the JSON alone
         return 0 if report.equal else 1
+    for name in report.left_out:
+        print(f"left out: {name} (a TF2 object graph, on one side only)")
     for name in report.only_a:
         print(f"only in A: {name}")
     for name in report.only_b:
