@@ -23,6 +23,7 @@ from .items import (
     is_bundle_index,
     is_checkpoint_name,
     is_url,
+    placed,
 )
 
 
@@ -92,12 +93,6 @@ def without_graphs_of_matched_bundles(paths: list[Path]) -> list[Path]:
     return [p for p in paths
             if not (p.name.endswith(".meta") and str(p)[:-len(".meta")] + INDEX in names)]
 
-
-def placed(item: Item, subdir: str) -> Item:
-    """``item`` mirrored under ``subdir`` (``.`` or empty: where it was)."""
-    if subdir in ("", "."):
-        return item
-    return replace(item, rel=f"{subdir.rstrip('/')}/{item.rel}")
 
 
 def _is_prefix(path: Path) -> bool:

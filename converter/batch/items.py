@@ -8,6 +8,7 @@ bundle layout: ``PREFIX.index`` and its data shards are one checkpoint, found by
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,3 +100,10 @@ def is_checkpoint_name(name: str) -> bool:
     if name.lower().endswith(SHARDS_INDEX):
         return registry.by_suffix(Path(name[: -len(SHARDS_INDEX)])) is None
     return True
+
+
+def placed(item: Item, subdir: str) -> Item:
+    """``item`` mirrored under ``subdir`` (``.`` or empty: where it was)."""
+    if subdir in ("", "."):
+        return item
+    return dataclasses.replace(item, rel=f"{subdir.rstrip('/')}/{item.rel}")

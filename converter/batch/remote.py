@@ -18,7 +18,6 @@ from .. import registry, storage
 from ..errors import FormatError, UsageError
 from ..formats.tfbundle.layout import step_of
 from .archive import ARCHIVES, MAX_DEPTH
-from .discover import placed
 from .items import (
     INDEX,
     Item,
@@ -26,6 +25,7 @@ from .items import (
     bundle_prefix,
     is_bundle_index,
     is_checkpoint_name,
+    placed,
 )
 
 
