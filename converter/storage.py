@@ -180,10 +180,9 @@ def remember(url: str, opts: Mapping[str, Any] | None) -> Callable[[], None]:
 def reopen(url: str) -> None:
     """A new read or write of ``url``: what closed checkpoints left for the scopes that cover
     it, or that it covers (a directory named by a batch), is cleared."""
-    scope = scope_of(url)
     with _scoped_lock:
         for k in [k for k, v in _scoped.items() if v is CLOSED and (
-                k == scope or _covers(k, url) or _covers(url.rstrip("/"), k))]:
+                _covers(k, url) or _covers(url.rstrip("/"), k))]:
             del _scoped[k]
 
 

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     # A missing path, an unknown format or storage that cannot be reached: the command cannot
     # run (exit 2), which is not the answer "bad" (exit 1).
     fmt = format_to_verify(args.src, args.source_format).name
-    report = verify(args.src, format=args.source_format, **read_options(args, fmt))
+    report = verify(args.src, format=fmt, **read_options(args, fmt))  # found once
     if args.json:
         print(json.dumps(report.to_dict()))
     elif report.error:

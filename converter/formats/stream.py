@@ -196,8 +196,7 @@ def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
     """:func:`_pieces` for an object on remote storage: large ranged reads, a few in flight,
     or the window fetched for this run and its neighbours (:func:`_windowed`)."""
     window = copy.window
-    if window is not None and window[0] == url and window[1] <= start \
-            and end <= window[1] + len(window[2]):
+    if window is not None and _inside(window, url, start, end):
         data = window[2][start - window[1]:end - window[1]]
         if copy.f is not None:
             copy.f.write(data)
@@ -427,14 +426,17 @@ def _windowed(copy: _Copy, tensors: list[Tensor]) -> Iterator[list[Tensor]]:
                     break
                 end, j = there[2], j + 1
             i = j
-            window = copy.window
-            covered = window is not None and window[0] == url and window[1] <= start \
-                and end <= window[1] + len(window[2])
-            if j > k + 1 and not covered:
+            if j > k + 1 and not _inside(copy.window, url, start, end):
                 copy.window = (url, start, storage.open_file(url).pread(
                     start, end - start, f"tensor {run[0].name!r}: "))
         yield run
     copy.window = None
+
+
+def _inside(window: tuple[str, int, bytes] | None, url: str, start: int, end: int) -> bool:
+    """Whether bytes ``[start, end)`` of ``url`` are in the fetched ``window``."""
+    return window is not None and window[0] == url and window[1] <= start \
+        and end <= window[1] + len(window[2])
 
 
 def _bounds(run: list[Tensor]) -> tuple[str, int, int] | None:
