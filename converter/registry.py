@@ -278,14 +278,19 @@ def _by_suffix(path: Path, table: Mapping[str, Format]) -> Format | None:
 
 
 def detect(path: Path) -> Format:
-    """The format of an existing file or directory: by content, trying the suffix's format
-    first, then the known formats, then plugins."""
-    if not path.exists() and not _is_tf_prefix(path):
+    """The format of an existing file or directory (or TensorFlow prefix): by content, trying
+    the suffix's format first, then the known formats, then plugins. A prefix, which is not a
+    file, is named by the ``PREFIX.index`` beside it: its suffix is ``.index``, a built-in
+    one, so plugins are not looked up to read it."""
+    if path.exists():
+        first = by_suffix(path)
+    elif _is_tf_prefix(path):
+        first = by_suffix(path.with_name(path.name + ".index"))
+    else:
         if path.name.endswith(".safetensors") and \
                 path.with_name(path.name + ".index.json").is_file():
             return get("safetensors")  # written sharded under this name: read by its index
         raise FormatError(f"{path}: no such file or directory")
-    first = by_suffix(path)
     tried: set[str] = set()
     for plugins in (False, True):
         for fmt in [first, *_known(plugins).values()]:

@@ -140,3 +140,39 @@ def test_plugins_loading_in_one_thread_are_waited_for_by_another(monkeypatch):
     assert registry.get("slowfmt") is slow
     first.join()
     assert registry.by_suffix(Path("m.npz")).name == "npz"
+
+
+def test_reading_a_bundle_prefix_looks_no_plugin_up_and_a_plugin_still_reads_its_own_file(
+        tmp_path, monkeypatch):
+    # The prefix is named by its `.index`, a built-in suffix; only a file that no built-in
+    # format claims sends the registry to the installed distributions.
+    import types
+
+    import converter
+    from converter import registry
+
+    prefix = tmp_path / "run.ckpt-7"
+    converter.write({"w": np.arange(3, dtype=np.float32)}, prefix, format="tf")
+    plug = types.ModuleType("plug_only")
+    plug.sniff = lambda path: path.name.endswith(".plugonly")
+    plug.read = lambda path: converter.as_checkpoint({"v": np.ones(2, np.int8)})
+    monkeypatch.setitem(sys.modules, "plug_only", plug)
+    scans: list[str] = []
+
+    def scan():
+        if not scans:
+            raise AssertionError("plugins looked up to read a bundle prefix")
+        return [registry.Format("plugonly", (".plugonly",), "plug_only", can_write=False)]
+
+    monkeypatch.setattr(registry, "_entry_point_formats", scan)
+    monkeypatch.setattr(registry, "_table", None)
+    monkeypatch.setattr(registry, "_plugin_names", set())
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    with converter.read(prefix) as ckpt:
+        assert ckpt["w"].read().tobytes() == np.arange(3, dtype=np.float32).tobytes()
+    assert registry.detect(prefix).name == "tf"
+    scans.append("allowed")
+    (tmp_path / "m.plugonly").write_bytes(b"anything")
+    assert registry.detect(tmp_path / "m.plugonly").name == "plugonly"
+    with converter.read(tmp_path / "m.plugonly") as ckpt:
+        assert list(ckpt) == ["v"]
