@@ -179,6 +179,8 @@ def colour(stream: TextIO) -> bool:
 
 def nonfinite_line(all_stats: Mapping[str, Stats], stream: TextIO) -> str | None:
     """``2 tensors contain NaN or Inf: a, b`` (red on a terminal), or None when none does."""
+    if not all_stats:  # no values were read: leave the statistics module unloaded
+        return None
     bad = inspection.nonfinite(all_stats)
     if not bad:
         return None
