@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import struct
 import sys
 import time
@@ -160,6 +159,8 @@ def sweep(directory: Path) -> None:
         if not _abandoned(path, now, kind):
             continue
         if path.is_dir() and not path.is_symlink():
+            import shutil
+
             shutil.rmtree(path, ignore_errors=True)
         else:
             try:
@@ -175,6 +176,8 @@ def discard(path: str | os.PathLike[str]) -> None:
 
     with signals_held():
         if os.path.isdir(path) and not os.path.islink(path):
+            import shutil
+
             shutil.rmtree(path, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):

@@ -7,7 +7,6 @@ import glob
 import inspect
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -104,6 +103,8 @@ def _read_url(url: str, format: str | None, opts: dict[str, Any]
     reader = getattr(module, "read_url", None)
     if reader is not None:
         return _call(reader, f"{fmt.name} reader", Path(storage.name(url)), url, **opts), fmt
+    import tempfile
+
     # A format read from local files only: the object (or the prefix's objects) is fetched
     # into a private directory that closing the checkpoint removes.
     scratch = tempfile.mkdtemp(prefix="ckpt-remote-", dir=storage.scratch_dir())
@@ -235,6 +236,8 @@ def made_then_uploaded(url: str, make: Callable[[Path], Any], *, force: bool = F
     ``sources`` are the URLs being read, which may not be replaced. ``pointers`` (a TF run's
     state file, which ``make`` merges with the one there) are rewritten whatever ``force``
     says, as TensorFlow rewrites them on every save. Returns what ``make`` returned."""
+    import tempfile
+
     _writable(url)
     base = storage.parent(url)
     sources = set(sources)

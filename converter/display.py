@@ -11,7 +11,6 @@ escaped: tensor names are whatever the file says.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -148,7 +147,7 @@ grid-template-columns:minmax(14em,2fr) 7em 6em 8em minmax(7em,1.3fr)}
 
 
 def _row(node: Node, depth: int, tensors: Mapping[str, TensorLike], tag: str) -> str:
-    esc = html.escape
+    from html import escape as esc
     note = slot_note(node)
     return (f'<{tag} class="r" title="{esc(node.path)}" data-path="{esc(node.path)}">'
             f'<span class="n" style="padding-left:{(depth - 1) * 1.2:.1f}em">{esc(node.name)}'
@@ -160,7 +159,7 @@ def _row(node: Node, depth: int, tensors: Mapping[str, TensorLike], tag: str) ->
 
 def html_view(tensors: Mapping[str, TensorLike], heading: str) -> str:
     """The HTML view: ``heading``, a summary, the tree in small as nested ``<details>``."""
-    esc = html.escape
+    from html import escape as esc
     if not tensors:
         return f'<div class="ckpt-view"><b>{esc(heading)}</b>: no tensors</div>'
     root = _tree(tensors)

@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 import warnings
 import weakref
@@ -391,6 +390,8 @@ class RemoteFile:
     def _keep_copy(self, fill: Callable[[Any], Any]) -> Any:
         warnings.warn(f"{self.url}: the server ignores range requests; the object is "
                       "fetched once into a temporary file", ConverterWarning, stacklevel=4)
+        import tempfile
+
         copy = tempfile.TemporaryFile(prefix="ckpt-remote-", dir=scratch_dir())
         weakref.finalize(self, copy.close)
         fill(copy)

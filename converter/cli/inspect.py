@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,6 +180,8 @@ def _saved_model(source: Source) -> graphs.SavedModel | None:
     binary ``saved_model.pb``."""
     if not source.saved_model:
         return None
+    import tempfile
+
     from .. import graphs
 
     if storage.is_url(source.saved_model):  # one object, fetched whole as a local one is read

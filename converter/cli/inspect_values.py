@@ -5,7 +5,6 @@ The computing is in :mod:`converter.inspection`; this module chooses what to sho
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import sys
@@ -102,6 +101,8 @@ def _matching(src: str, ckpt: Checkpoint, patterns: list[str],
         hits = {k for k in ckpt
                 if pattern.match(k) or (k in readable and pattern.match(readable[k]))}
         if not hits:
+            import difflib
+
             close = difflib.get_close_matches(text, [*ckpt, *by_readable], n=3, cutoff=0.5)
             raise UsageError(f"{src}: no tensor matches {text!r}"
                              + (f"; close matches: {', '.join(close)}" if close else ""))

@@ -8,11 +8,10 @@ import mmap
 import os
 import stat
 import struct
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -21,6 +20,9 @@ from .. import dtypes
 from ..errors import FormatError, keyword
 from ..sizes import parse_size
 from ..tensor import Tensor
+
+if TYPE_CHECKING:  # only the zip readers need zipfile: a bundle is read without it
+    import zipfile
 
 
 @contextmanager
@@ -140,6 +142,8 @@ def check_declared(path: Path | str, info: zipfile.ZipInfo, what: str,
     """Refuse a compressed member whose declared size its compressed bytes cannot produce
     (or that the archive, of ``size`` bytes when it is not a local file, cannot hold): it
     would be allocated before a byte is inflated."""
+    import zipfile
+
     archive = Path(path).stat().st_size if size is None else size
     if info.compress_type == zipfile.ZIP_STORED:
         limit = archive
@@ -158,6 +162,8 @@ def stored_start(buf, info: zipfile.ZipInfo, size: int) -> int | None:
     memory map of the file, ``size`` bytes), when its local header is whole and names the member
     as the directory does (zipfile's own check); None otherwise, and zipfile reads the member
     (and reports what is wrong)."""
+    import zipfile
+
     # Not encrypted (0x1, 0x40), not patched data (0x20), and sizes that agree, as zipfile checks.
     if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x61 \
             or info.compress_size != info.file_size:

@@ -1,0 +1,55 @@
+"""What ``ckpt inspect`` and ``ckpt convert`` of a TF bundle load: modules that only other
+commands, other formats or error paths need stay unimported, so starting the command costs
+what listing a checkpoint needs. Run in a fresh interpreter, as the command is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import converter
+
+# Each costs half a millisecond or more to import; importlib.metadata (the plugin scan) far more.
+LAZY = ("importlib.metadata", "tempfile", "difflib", "html", "zipfile", "converter.tensor_stats")
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory):
+    out = tmp_path_factory.mktemp("startup") / "model.ckpt-1"
+    converter.write({"dense/kernel": np.arange(6, dtype=np.float32).reshape(2, 3),
+                     "dense/bias": np.zeros(3, np.float32)}, out, format="tf")
+    return out
+
+
+def _loaded_after(code: str) -> list[str]:
+    check = f"\nimport sys\nprint(*sorted(m for m in {LAZY + ('shutil',)!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + check],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1].split()
+
+
+@pytest.mark.parametrize("command", ["inspect", "convert"])
+def test_a_bundle_command_imports_only_what_it_uses(tmp_path, prefix, command):
+    argv = [command, str(prefix)]
+    if command == "convert":
+        argv += [str(tmp_path / "out.safetensors"), "-q"]
+    loaded = _loaded_after(f"""
+        from converter.cli import main
+        assert main({argv!r}) == 0
+    """)
+    # argparse imports shutil for the terminal width.
+    assert [m for m in loaded if m != "shutil"] == []
+
+
+def test_reading_a_bundle_from_code_imports_only_what_it_uses(prefix):
+    loaded = _loaded_after(f"""
+        import converter
+        with converter.read({str(prefix)!r}) as ckpt:
+            ckpt["dense/kernel"].read()
+    """)
+    assert loaded == []
