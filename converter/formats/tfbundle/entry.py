@@ -63,13 +63,14 @@ _shapes: dict[bytes, tuple[int, ...]] = {}
 
 def decode_entry(buf: bytes) -> BundleEntry:
     """A ``BundleEntryProto``; ProtoError for malformed bytes."""
-    return _entry_as_written(buf) or _entry_any_layout(buf)
+    return as_written(buf) or _entry_any_layout(buf)
 
 
-def _entry_as_written(buf: bytes) -> BundleEntry | None:
+def as_written(buf: bytes) -> BundleEntry | None:
     """TensorFlow writes dtype, shape, shard, offset, size, crc32c in that order, leaving out
-    zeros: an entry laid out so (with a shape seen before) is read in one pass. None for any
-    other layout, which :func:`_entry_any_layout` reads to the same result."""
+    zeros: an entry laid out so (with a shape seen before, and a location that is no negative
+    int64) is read in one pass. None for any other, which :func:`_entry_any_layout` reads to
+    the same result."""
     end = len(buf)
     if end >= 9 and buf[0] == 0x08 and buf[2] == 0x12 and not (buf[1] | buf[3]) & 0x80 \
             and buf[end - 5] == 0x35:
@@ -78,16 +79,38 @@ def _entry_as_written(buf: bytes) -> BundleEntry | None:
         stop = end - 5
         if shape is not None and pos <= stop:
             shard = offset = size = 0
-            # Bounded by ``end`` as the general path is, so both fail alike.
+            # Bounded by ``end`` as the general path is, so both fail alike: a varint read
+            # here starts before ``stop`` and so ends within the crc32c's five bytes at most.
             if pos < stop and buf[pos] == 0x18:
                 shard, pos = read_varint(buf, pos + 1, end)
             if pos < stop and buf[pos] == 0x20:
-                offset, pos = read_varint(buf, pos + 1, end)
+                offset, pos = _short_varint(buf, pos + 1) or read_varint(buf, pos + 1, end)
             if pos < stop and buf[pos] == 0x28:
-                size, pos = read_varint(buf, pos + 1, end)
-            if pos == stop:
-                return _new(BundleEntry, (buf[1], shape, shard, signed(offset), signed(size),
+                size, pos = _short_varint(buf, pos + 1) or read_varint(buf, pos + 1, end)
+            if pos == stop and not (offset | size) >> 63:
+                return _new(BundleEntry, (buf[1], shape, shard, offset, size,
                                           int.from_bytes(buf[stop + 1:], "little"), ()))
+    return None
+
+
+def _short_varint(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """A varint of at most four bytes at ``pos`` (offsets and sizes under 256 MiB), unrolled;
+    None for a longer one. The caller guarantees four bytes from ``pos``."""
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    value = b & 0x7F
+    b = buf[pos + 1]
+    if b < 0x80:
+        return value | b << 7, pos + 2
+    value |= (b & 0x7F) << 7
+    b = buf[pos + 2]
+    if b < 0x80:
+        return value | b << 14, pos + 3
+    value |= (b & 0x7F) << 14
+    b = buf[pos + 3]
+    if b < 0x80:
+        return value | b << 21, pos + 4
     return None
 
 

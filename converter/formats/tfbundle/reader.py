@@ -19,7 +19,7 @@ from ...tensor import Checkpoint, Kind, Source, Tensor, too_large_for_numpy, unr
 from ...tfnames import GRAPH_KEY
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph
-from .entry import BundleEntry, decode_entry
+from .entry import BundleEntry, as_written, decode_entry
 from .layout import resolve, shard_path
 from .slices import covers_exactly, slice_key
 from .strings import read_strings
@@ -72,6 +72,7 @@ class Bundle:
             raise CorruptionError(f"{where}: bad shard count {self.num_shards}")
         self.entries: dict[str, BundleEntry] = {}
         self.raw: dict[bytes, bytes] = {}
+        entries, shards = self.entries, self.num_shards
         for key, value in rows[1:]:
             if key[:1] == b"\x00":  # a part of a partitioned variable
                 self.raw[key] = value
@@ -80,7 +81,12 @@ class Bundle:
                 name = key.decode("utf-8")
             except UnicodeDecodeError:
                 raise FormatError(f"{where}: tensor name {key[:60]!r} is not UTF-8") from None
-            self.entries[name] = self._entry(name, value)
+            # Most entries of a large index take the one-pass layout with a good location;
+            # any other goes through the checks of _entry.
+            entry = as_written(value)
+            if entry is None or entry[2] >= shards or entry[3] < 0 or entry[4] < 0:
+                entry = self._entry(name, value)
+            entries[name] = entry
         self._maps: dict[int, mmap.mmap | bytes] = {}
         self._files: dict[int, str] = {}
 
@@ -266,14 +272,20 @@ def checkpoint_of(bundle: Bundle, meta: dict) -> Checkpoint:
     else:
         layout = "tf1"
     tensors: dict[str, Tensor] = {}
-    types: dict[int, tuple[np.dtype, dict[str, str], bool]] = {}
+    # Per dtype enum: its dtype, its attributes, and its item size where a span may be handed
+    # out for it (0 for strings and unsupported enums).
+    types: dict[int, tuple[np.dtype, dict[str, str], int]] = {}
+    files: dict[int, str] = {}
     tf2 = graph_entry is not None
-    read_entry, make = bundle.read_entry, Tensor._trusted
+    read_entry, make, verify = bundle.read_entry, Tensor._trusted, bundle.verify
     for name, entry in _storage_order(bundle):
-        dt = entry.dtype_enum
-        if dt not in types:
-            types[dt] = (*bundle.dtype_of(entry), supported(dt))
-        dtype, attrs, known = types[dt]
+        dt, shape, shard, offset, stored, crc, slices = entry
+        found = types.get(dt)
+        if found is None:
+            dtype, attrs = bundle.dtype_of(entry)
+            streams = supported(dt) and not dtype.hasobject
+            found = types[dt] = (dtype, attrs, dtype.itemsize if streams else 0)
+        dtype, attrs, itemsize = found
         attrs = dict(attrs) if attrs else {}
         kind: Kind | None
         if not tf2:
@@ -286,19 +298,21 @@ def checkpoint_of(bundle: Bundle, meta: dict) -> Checkpoint:
             kind = cast(Kind, attrs.pop("kind"))
         else:
             kind = "other"
-        shape = entry.shape
         size = math.prod(shape)
         span = checksum = None
-        if entry.slices:
+        if slices:
             load = partial(bundle.read_partitioned, name, entry)
-            attrs["partitions"] = str(len(entry.slices))
+            attrs["partitions"] = str(len(slices))
         else:
             load = partial(read_entry, name, entry)
             # A span lets writers and verify stream the bytes without read(), so only an entry
             # whose size matches its shape and dtype gets one; read() reports the others.
-            if size * dtype.itemsize == entry.size and not dtype.hasobject and known:
-                span = (bundle.shard_file(entry.shard), entry.offset, entry.size)
-                checksum = unmask(entry.crc32c) if bundle.verify else None
+            if itemsize and size * itemsize == stored:
+                path = files.get(shard)
+                if path is None:
+                    path = files[shard] = bundle.shard_file(shard)
+                span = (path, offset, stored)
+                checksum = unmask(crc) if verify else None
         tensors[name] = make(name, dtype, shape, size, load, kind, span, checksum, attrs)
     source = Source("tf", str(prefix), layout, shards=bundle.num_shards, **meta)
     return Checkpoint(tensors, source=source, closers=[bundle.close])

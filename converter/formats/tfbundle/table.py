@@ -8,7 +8,7 @@ restart interval of 16; we read any restart interval and refuse compressed block
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from ...crc32c import masked_crc
 from ...errors import CorruptionError, FormatError
@@ -45,7 +45,12 @@ def _block(data: bytes, offset: int, size: int, where: str, verify: bool) -> byt
     return data[offset:offset + size]
 
 
-def _entries(block: bytes, where: str) -> Iterator[tuple[bytes, bytes]]:
+def _entries(block: bytes, where: str, out: list[tuple[bytes, bytes]] | None = None,
+             last: bytes | None = None) -> list[tuple[bytes, bytes]]:
+    """A block's ``(key, value)`` pairs appended to ``out`` (a new list if None), refused
+    unless each key is greater than the one before it (``last``, from an earlier block)."""
+    if out is None:
+        out = []
     n = len(block)
     if n < 4:
         raise CorruptionError(f"{where}: index block too small")
@@ -55,6 +60,7 @@ def _entries(block: bytes, where: str) -> Iterator[tuple[bytes, bytes]]:
         raise CorruptionError(f"{where}: bad restart count {num_restarts}")
     pos = 0
     key = b""
+    append = out.append
     while pos < limit:
         if pos + 3 <= limit and not (block[pos] | block[pos + 1] | block[pos + 2]) & 0x80:
             # Keys under 128 bytes and values under 128 bytes: three one-byte varints.
@@ -67,9 +73,13 @@ def _entries(block: bytes, where: str) -> Iterator[tuple[bytes, bytes]]:
         if shared > len(key) or unshared + vlen > limit - pos:
             raise CorruptionError(f"{where}: bad index entry at offset {pos}")
         key = key[:shared] + block[pos:pos + unshared]
+        if last is not None and key <= last:
+            raise CorruptionError(f"{where}: index keys out of order near {key[:40]!r}")
+        last = key
         pos += unshared
-        yield key, block[pos:pos + vlen]
+        append((key, block[pos:pos + vlen]))
         pos += vlen
+    return out
 
 
 def read_table(data: bytes, where: str, verify: bool = True) -> list[tuple[bytes, bytes]]:
@@ -84,17 +94,13 @@ def read_table(data: bytes, where: str, verify: bool = True) -> list[tuple[bytes
         idx_off, idx_size, _ = _handle(data, pos, len(data) - 8)
         if idx_off + idx_size + TRAILER > foot:
             raise CorruptionError(f"{where}: index block handle points past the file")
-        out = []
-        last = None
+        out: list[tuple[bytes, bytes]] = []
         for _, handle in _entries(_block(data, idx_off, idx_size, where, verify), where):
             off, size, _ = _handle(handle, 0, len(handle))
             if off + size + TRAILER > foot:
                 raise CorruptionError(f"{where}: data block handle points past the file")
-            for key, value in _entries(_block(data, off, size, where, verify), where):
-                if last is not None and key <= last:
-                    raise CorruptionError(f"{where}: index keys out of order near {key[:40]!r}")
-                last = key
-                out.append((key, value))
+            _entries(_block(data, off, size, where, verify), where, out,
+                     out[-1][0] if out else None)
         return out
     except ProtoError as exc:
         raise CorruptionError(f"{where}: malformed index ({exc})") from None
