@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import google_crc32c
-import numpy as np
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -18,8 +17,13 @@ def unmask(masked: int) -> int:
 
 
 def _buffer(data):
-    # The C extension takes bytes and numpy arrays but refuses memoryviews and mmaps.
-    return data if isinstance(data, (bytes, np.ndarray)) else np.frombuffer(data, np.uint8)
+    # The C extension takes bytes and numpy arrays but refuses memoryviews and mmaps (numpy
+    # is imported only for those: an index is checked as bytes).
+    if type(data) is bytes:
+        return data
+    import numpy as np
+
+    return data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
 
 
 def crc(data) -> int:
@@ -41,6 +45,8 @@ def lengths_crc(lengths) -> int:
     """crc32c over string-tensor element lengths (a list or an unsigned array) as TF sums them:
     each length as a little-endian uint32 when it fits (what older checkpoints used), as a
     uint64 otherwise."""
+    import numpy as np
+
     lengths = np.asarray(lengths, dtype=np.uint64)
     if len(lengths) and int(lengths.max()) > 0xFFFFFFFF:  # rare: elements of 4 GiB or more
         return crc(b"".join(int(n).to_bytes(4 if n <= 0xFFFFFFFF else 8, "little")

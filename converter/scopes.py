@@ -13,11 +13,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import dtypes, tfnames
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class TensorLike(Protocol):

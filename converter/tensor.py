@@ -13,12 +13,14 @@ import math
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
+from . import dtypes
 from .errors import FormatError
 from .kinds import tf1_kind
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # What a tensor is for: a model variable, optimizer state, a step counter, a TF2 checkpoint's
 # object graph, or (TF2 keys the object graph does not name) something else.
@@ -44,7 +46,10 @@ class Tensor:
         attrs: format-specific facts (e.g. the TF2 object path of a variable).
     """
 
-    __slots__ = ("name", "dtype", "shape", "size", "_kind", "span", "crc32c", "attrs", "_load")
+    # ``_dtype`` is a numpy dtype, or a canonical dtype name (``float32``) that readers which
+    # know only names give: it becomes a numpy dtype when ``dtype`` is first asked for, so a
+    # listing never imports numpy.
+    __slots__ = ("name", "_dtype", "shape", "size", "_kind", "span", "crc32c", "attrs", "_load")
 
     def __init__(
         self,
@@ -58,8 +63,10 @@ class Tensor:
         crc32c: int | None = None,
         attrs: dict[str, str] | None = None,
     ) -> None:
+        import numpy as np
+
         self.name = name
-        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+        self._dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         self.shape = shape if type(shape) is tuple and all(type(d) is int for d in shape) \
             else tuple(int(d) for d in shape)
         self.size = math.prod(self.shape)
@@ -70,16 +77,32 @@ class Tensor:
         self._load = load
 
     @classmethod
-    def _trusted(cls, name: str, dtype: np.dtype, shape: tuple[int, ...], size: int,
+    def _trusted(cls, name: str, dtype: np.dtype | str, shape: tuple[int, ...], size: int,
                  load: Callable[[], np.ndarray], kind: Kind | None, span: Span | None,
                  crc32c: int | None, attrs: dict[str, str]) -> Tensor:
         # For readers that open tens of thousands of tensors: the fields are already checked
-        # (dtype a numpy dtype, shape a tuple of ints, size its product), so skip the checks.
+        # (dtype a numpy dtype or a name in dtypes.ALL, shape a tuple of ints, size its
+        # product), so skip the checks.
         self = cls.__new__(cls)
-        self.name, self.dtype, self.shape, self.size = name, dtype, shape, size
+        self.name, self._dtype, self.shape, self.size = name, dtype, shape, size
         self._kind, self.span, self.crc32c, self.attrs, self._load = \
             kind, span, crc32c, attrs, load
         return self
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy dtype (ml_dtypes for bfloat16 and friends; ``object`` for byte strings)."""
+        dtype = self._dtype
+        if type(dtype) is str:
+            dtype = self._dtype = dtypes.from_name(dtype)
+        return dtype
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype's canonical name (``float32``, ``bfloat16``, ``string``), as
+        :func:`converter.dtypes.name_of` gives it."""
+        dtype = self._dtype
+        return dtype if type(dtype) is str else dtypes.name_of(dtype)
 
     @property
     def kind(self) -> Kind:
@@ -96,6 +119,8 @@ class Tensor:
     @classmethod
     def from_array(cls, name: str, array: Any, *, kind: Kind | None = None) -> Tensor:
         """Wrap an in-memory array (anything ``np.asarray`` accepts)."""
+        import numpy as np
+
         array = np.asarray(array)
         return cls(name, array.dtype, array.shape, lambda: array, kind=kind)
 
@@ -118,6 +143,8 @@ class Tensor:
         return self._load()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        import numpy as np
+
         array = self.read()
         if dtype is not None and np.dtype(dtype) != array.dtype:
             return array.astype(dtype)
@@ -126,14 +153,17 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         """Bytes of the values in memory (for strings: the span size when known, else 0)."""
-        if self.dtype.hasobject:
+        dtype = self._dtype
+        itemsize = dtypes.ITEMSIZE[dtype] if type(dtype) is str else \
+            0 if dtype.hasobject else dtype.itemsize
+        if not itemsize:
             return self.span[2] if self.span else 0
-        return self.size * self.dtype.itemsize
+        return self.size * itemsize
 
     def renamed(self, name: str) -> Tensor:
         """The same data under another name."""
         # The kind is judged here, from the old name: a renamed slot stays a slot.
-        return Tensor._trusted(name, self.dtype, self.shape, self.size, self._load, self.kind,
+        return Tensor._trusted(name, self._dtype, self.shape, self.size, self._load, self.kind,
                                self.span, self.crc32c, self.attrs)
 
     def __repr__(self) -> str:

@@ -53,3 +53,40 @@ def test_reading_a_bundle_from_code_imports_only_what_it_uses(prefix):
             ckpt["dense/kernel"].read()
     """)
     assert loaded == []
+
+
+def _numpy_after(code: str) -> bool:
+    check = "\nimport sys\nprint('numpy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + check],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize("args", [[], ["--json"]])
+def test_listing_a_bundle_imports_no_numpy(prefix, args):
+    # Names, dtypes, shapes and sizes come from the index: numpy is half of what starting
+    # the command would cost.
+    assert not _numpy_after(f"""
+        import contextlib, io
+        from converter.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["inspect", {str(prefix)!r}, *{args!r}]) == 0
+        assert "dense/kernel" in out.getvalue()
+    """)
+
+
+def test_a_bundle_read_from_code_imports_numpy_for_the_values_only(prefix):
+    assert not _numpy_after(f"""
+        import converter
+        with converter.read({str(prefix)!r}) as ckpt:
+            t = ckpt["dense/kernel"]
+            assert (t.dtype_name, t.shape, t.nbytes) == ("float32", (2, 3), 24)
+    """)
+    assert _numpy_after(f"""
+        import converter
+        with converter.read({str(prefix)!r}) as ckpt:
+            array = ckpt["dense/kernel"].read()
+            assert array.tolist() == [[0, 1, 2], [3, 4, 5]] and str(array.dtype) == "float32"
+            assert ckpt["dense/kernel"].dtype == array.dtype
+    """)

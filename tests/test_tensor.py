@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import converter
-from converter import registry
+from converter import dtypes, registry
 from converter.errors import FormatError, UsageError
+from converter.tensor import Tensor
 
 
 def test_tensor_is_lazy():
@@ -76,3 +77,20 @@ def test_missing_module_gives_install_hint(monkeypatch):
     fmt = registry.Format("ghost", (".ghost",), "no_such_module_xyz", requires="ghost-pkg")
     with pytest.raises(FormatError, match='pip install "ghost-pkg"'):
         fmt.load()
+
+
+@pytest.mark.parametrize("name", sorted(dtypes.ALL))
+def test_item_sizes_by_name_are_numpys(name):
+    # A reader that knows dtypes by name gives sizes from this table without importing numpy.
+    dtype = dtypes.from_name(name)
+    assert dtypes.ITEMSIZE[name] == (0 if dtype.hasobject else dtype.itemsize)
+
+
+@pytest.mark.parametrize("name", ["float32", "bfloat16", "int4", "string", "complex128"])
+def test_a_tensor_known_by_dtype_name_is_the_tensor_of_its_numpy_dtype(name):
+    by_name = Tensor._trusted("t", name, (2, 3), 6, lambda: None, None, ("f", 0, 48), None, {})
+    by_dtype = Tensor("t", dtypes.from_name(name), (2, 3), lambda: None, span=("f", 0, 48))
+    assert by_name.dtype_name == by_dtype.dtype_name == name
+    assert by_name.nbytes == by_dtype.nbytes
+    assert by_name.dtype == by_dtype.dtype and type(by_name.dtype) is type(by_dtype.dtype)
+    assert by_name.renamed("u").dtype == by_dtype.dtype

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import api, dtypes, outputs, registry, storage
+from .. import api, outputs, registry, storage
 from ..errors import UsageError
 from ..sizes import human
 from ..tensor import Checkpoint, Source
@@ -43,6 +43,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--force", action="store_true", help="with --html: overwrite OUT.html")
 
 
+@storage.lookups_kept()  # the format is found, then the checkpoint read: each object once
 def run(args: argparse.Namespace) -> int:
     # The graph readers and the page writer are imported where they are needed: listing a
     # checkpoint needs neither.
@@ -106,13 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _rows(ckpt: Checkpoint) -> list[dict[str, Any]]:
     """The listing: name, dtype, shape, bytes, kind (and attrs) of every tensor."""
-    names: dict[Any, str] = {}
     rows = []
     for t in ckpt.values():
-        dtype = names.get(t.dtype)
-        if dtype is None:
-            dtype = names[t.dtype] = dtypes.name_of(t.dtype)
-        row = {"name": t.name, "dtype": dtype, "shape": list(t.shape), "nbytes": t.nbytes,
+        row = {"name": t.name, "dtype": t.dtype_name, "shape": list(t.shape), "nbytes": t.nbytes,
                "kind": t.kind}
         if t.attrs:
             row["attrs"] = t.attrs

@@ -11,8 +11,6 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
-
 from .. import display, dtypes, inspection
 from ..errors import UsageError
 from ..tensor import Checkpoint, Tensor
@@ -70,6 +68,8 @@ def run(args: argparse.Namespace, ckpt: Checkpoint) -> int:
         return 0
     options = {k: v for k, v in (("threshold", args.threshold), ("precision", args.precision))
                if v is not None}
+    import numpy as np  # printing arrays: the listing above needed none
+
     for n in names:
         t = ckpt[n]
         label = f"  ({readable[n]})" if n in readable else ""

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote, unquote
 
-import numpy as np
-
 from .. import dtypes
 from ..errors import FormatError, keyword
 from ..sizes import parse_size
@@ -23,6 +21,8 @@ from ..tensor import Tensor
 
 if TYPE_CHECKING:  # only the zip readers need zipfile: a bundle is read without it
     import zipfile
+
+    import numpy as np
 
 
 @contextmanager
@@ -262,6 +262,8 @@ def frombuffer(
     buf: mmap.mmap | bytes, dtype: np.dtype, shape: tuple[int, ...], offset: int
 ) -> np.ndarray:
     """A read-only array view of ``buf`` at ``offset`` (bounds were checked by the caller)."""
+    import numpy as np
+
     count = math.prod(shape)  # Python ints: np.prod would wrap around in int64
     if count == 0:
         return np.empty(shape, dtype=dtype)

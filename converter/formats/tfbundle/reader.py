@@ -8,9 +8,7 @@ import os
 import stat
 from functools import partial
 from pathlib import Path
-from typing import cast
-
-import numpy as np
+from typing import TYPE_CHECKING, cast
 
 from ... import dtypes, proto
 from ...crc32c import crc, mask, unmask
@@ -22,8 +20,10 @@ from . import objgraph
 from .entry import BundleEntry, as_written, decode_entry
 from .layout import resolve, shard_path
 from .slices import covers_exactly, slice_key
-from .strings import read_strings
 from .table import read_table
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # DataType enum (tensorflow/core/framework/types.proto) -> canonical dtype name.
 DT_NAMES = {
@@ -39,6 +39,14 @@ QUANTIZED = {11: ("qint8", "int8"), 12: ("quint8", "uint8"), 13: ("qint32", "int
 
 def supported(dtype_enum: int) -> bool:
     return dtype_enum in DT_NAMES or dtype_enum in QUANTIZED
+
+
+def dtype_name_of(dtype_enum: int) -> tuple[str, dict[str, str]]:
+    """:meth:`Bundle.dtype_of` by canonical name."""
+    if dtype_enum in QUANTIZED:
+        tf_name, base = QUANTIZED[dtype_enum]
+        return base, {"tf_dtype": tf_name}
+    return DT_NAMES.get(dtype_enum, "string"), {}
 
 
 def _check_representable(index: Path | str, name: str, shape: tuple[int, ...], dtype: np.dtype
@@ -111,13 +119,8 @@ class Bundle:
         """The numpy dtype entries of this dtype enum read as, and attributes to remember
         (``tf_dtype`` of a quantized type). An unsupported enum gives the string dtype: no
         span is handed out for it, and :meth:`read_entry` refuses it."""
-        dt = entry.dtype_enum
-        if dt in QUANTIZED:
-            tf_name, base = QUANTIZED[dt]
-            return np.dtype(base), {"tf_dtype": tf_name}
-        if dt in DT_NAMES:
-            return dtypes.from_name(DT_NAMES[dt]), {}
-        return dtypes.STRING, {}
+        name, attrs = dtype_name_of(entry.dtype_enum)
+        return dtypes.from_name(name), attrs
 
     def shard_file(self, i: int) -> str:
         """Shard ``i``'s path, refused if it is there but not a regular file: spans handed to
@@ -160,6 +163,8 @@ class Bundle:
         _check_representable(self.index_path, name, shape, dtype)
         buf, offset, size, where = self.span(name, entry)
         if dtype.hasobject:
+            from .strings import read_strings  # with numpy, which a listing does without
+
             return read_strings(buf, offset, size, shape, entry.crc32c, where, self.verify)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes != size:
@@ -204,6 +209,8 @@ class Bundle:
         if not covers_exactly(boxes, full):
             raise CorruptionError(f"{where}: its partitions do not cover shape {list(full)} "
                                   "exactly once")
+        import numpy as np
+
         out = np.empty(full, dtype=dtype)
         for index, part in parts:
             out[index] = self.read_entry(name, part)
@@ -272,9 +279,9 @@ def checkpoint_of(bundle: Bundle, meta: dict) -> Checkpoint:
     else:
         layout = "tf1"
     tensors: dict[str, Tensor] = {}
-    # Per dtype enum: its dtype, its attributes, and its item size where a span may be handed
-    # out for it (0 for strings and unsupported enums).
-    types: dict[int, tuple[np.dtype, dict[str, str], int]] = {}
+    # Per dtype enum: its dtype's name, its attributes, and its item size where a span may be
+    # handed out for it (0 for strings and unsupported enums).
+    types: dict[int, tuple[str, dict[str, str], int]] = {}
     files: dict[int, str] = {}
     tf2 = graph_entry is not None
     read_entry, make, verify = bundle.read_entry, Tensor._trusted, bundle.verify
@@ -282,9 +289,8 @@ def checkpoint_of(bundle: Bundle, meta: dict) -> Checkpoint:
         dt, shape, shard, offset, stored, crc, slices = entry
         found = types.get(dt)
         if found is None:
-            dtype, attrs = bundle.dtype_of(entry)
-            streams = supported(dt) and not dtype.hasobject
-            found = types[dt] = (dtype, attrs, dtype.itemsize if streams else 0)
+            dtype, attrs = dtype_name_of(dt)
+            found = types[dt] = (dtype, attrs, dtypes.ITEMSIZE[dtype] if supported(dt) else 0)
         dtype, attrs, itemsize = found
         attrs = dict(attrs) if attrs else {}
         kind: Kind | None

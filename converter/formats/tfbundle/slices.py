@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 
 def _num_increasing(value: int) -> bytes:
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
@@ -77,6 +75,8 @@ def covers_exactly(boxes: list[list[tuple[int, int]]], full: tuple[int, ...]) ->
 
 
 def _disjoint(boxes: list[list[tuple[int, int]]]) -> bool:
+    import numpy as np
+
     lo = np.array([[a for a, _ in box] for box in boxes], dtype=np.int64)
     hi = np.array([[b for _, b in box] for box in boxes], dtype=np.int64)
     for i in range(len(boxes) - 1):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from ...crc32c import masked_crc
+from ...crc32c import extend, mask, masked_crc
 from ...errors import CorruptionError, FormatError
 from ...proto import ProtoError, read_varint, varint
 
@@ -37,12 +37,13 @@ def _block(data: bytes, offset: int, size: int, where: str, verify: bool) -> byt
     if data[offset + size] != 0:
         raise FormatError(f"{where}: compressed index blocks are not supported "
                           f"(type {data[offset + size]})")
+    # A copy, once per block: slicing bytes is cheaper per entry than slicing a memoryview.
+    block = data[offset:offset + size]
     if verify:
         (stored,) = struct.unpack_from("<I", data, offset + size + 1)
-        if masked_crc(memoryview(data)[offset:offset + size + 1]) != stored:
+        if mask(extend(extend(0, block), b"\x00")) != stored:  # the type byte is covered too
             raise CorruptionError(f"{where}: index block at offset {offset} fails its checksum")
-    # A copy, once per block: slicing bytes is cheaper per entry than slicing a memoryview.
-    return data[offset:offset + size]
+    return block
 
 
 def _entries(block: bytes, where: str, out: list[tuple[bytes, bytes]] | None = None,
