@@ -344,18 +344,19 @@ def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> b
         check_name(path, name, "safetensors")
         if name == "__metadata__":
             raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
-        code = codes.get(tensor.dtype)
+        dtype = tensor.dtype
+        code = codes.get(dtype)
         if code is None:
             check_dtype(path, tensor, "safetensors")
-            dtype_name = dtypes.name_of(tensor.dtype)
+            dtype_name = dtypes.name_of(dtype)
             if dtype_name not in NAMES:
                 raise FormatError(f"{path}: tensor {name!r} has dtype {dtype_name}, which "
                                   "safetensors cannot store")
-            code = codes[tensor.dtype] = f'{{"dtype":"{NAMES[dtype_name]}","shape":['
+            code = codes[dtype] = f'{{"dtype":"{NAMES[dtype_name]}","shape":['
         shape = shapes.get(tensor.shape)
         if shape is None:
             shape = shapes[tensor.shape] = ",".join(map(str, tensor.shape))
-        end = offset + tensor.size * tensor.dtype.itemsize
+        end = offset + tensor.size * dtype.itemsize
         parts.append(f'{_json_string(name)}:{code}{shape}],"data_offsets":[{offset},{end}]}}')
         offset = end
     raw = ("{" + ",".join(parts) + "}").encode()

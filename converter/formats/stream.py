@@ -331,7 +331,10 @@ def copy_to(f, tensor: Tensor, *, want_crc: bool = False) -> tuple[int, int]:
 def streamable(t: Tensor) -> bool:
     """Whether the tensor's bytes can be read from its span as they are: it has one, and its
     values are fixed-size and little-endian."""
-    return t.span is not None and not t.dtype.hasobject and t.dtype.byteorder != ">"
+    if t.span is None:
+        return False
+    dtype = t.dtype
+    return not dtype.hasobject and dtype.byteorder != ">"
 
 
 def _span(t: Tensor) -> Span:
