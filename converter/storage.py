@@ -496,11 +496,29 @@ def forget(url: str) -> None:
 
 def forget_under(url: str) -> None:
     """Drop what :func:`open_file` remembers of ``url`` and the objects beside or under it,
-    so that a new read sees their current sizes."""
+    so that a new read sees their current sizes (not within :func:`lookups_kept`)."""
+    if _lookups_kept.get():
+        return
     scope = scope_of(url)
     with _open_lock:
         for key in [k for k in _open if _covers(scope, k[0])]:
             del _open[key]
+
+
+_lookups_kept: contextvars.ContextVar[bool] = contextvars.ContextVar("lookups_kept",
+                                                                     default=False)
+
+
+@contextlib.contextmanager
+def lookups_kept() -> Iterator[None]:
+    """Within: reading a checkpoint keeps the objects as they were first looked up. For one
+    command that finds a checkpoint's format and then reads it, moments apart: looked up
+    afresh, an object from a server that ignores ranges would be downloaded twice."""
+    token = _lookups_kept.set(True)
+    try:
+        yield
+    finally:
+        _lookups_kept.reset(token)
 
 
 def exists(url: str) -> bool:

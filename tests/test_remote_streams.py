@@ -16,6 +16,7 @@ import pytest
 
 import converter
 from converter import storage
+from converter.errors import ConverterWarning
 
 from .helpers import assert_same, ckpt_peak_rss, http_server
 
@@ -221,3 +222,27 @@ def test_a_big_object_from_a_server_ignoring_ranges_is_not_held_in_memory(tmp_pa
     assert code == 0, err
     assert "big" in out and err.count("ignores range requests") == 1, err
     assert peak < 120e6, peak  # the object is 160 MB
+
+
+@pytest.mark.parametrize("command", ["inspect", "convert", "verify"])
+def test_a_command_finds_the_format_and_reads_with_one_download(tmp_path, command):
+    # Its format found, then the checkpoint read: from a server that ignores ranges, each is
+    # the whole object, and looking it up afresh between the two fetched it all twice.
+    from converter.cli import main
+
+    tensors = {"w": np.arange(50_000, dtype=np.float32)}
+    converter.write(tensors, tmp_path / "w.safetensors")
+    server = http_server(tmp_path, ranges=False)
+    try:
+        argv = [command, server.url("w.safetensors")]
+        if command == "convert":
+            argv += [str(tmp_path / "out.npz"), "-q"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConverterWarning)
+            assert main(argv) == 0
+    finally:
+        server.shutdown()
+    asked = [wanted for path, wanted in server.gets if path == "/w.safetensors"]
+    assert len(asked) == 2 and asked.count("") == 1, asked  # the first read, then the copy
+    if command == "convert":
+        _check(tmp_path / "out.npz", tensors)

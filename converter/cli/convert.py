@@ -52,6 +52,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_rule_args(p)
 
 
+@storage.lookups_kept()  # the format is found, then the checkpoint read: each object once
 def run(args: argparse.Namespace) -> int:
     out_fmt = registry.for_output(args.dst, args.to)
     src_fmt = registry.for_input(args.src, args.source_format)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import storage
 from ..sizes import human
 from ..verify import format_to_verify, verify
 from .common import add_source, read_options
@@ -21,6 +22,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+@storage.lookups_kept()  # the format is found, then the checkpoint read: each object once
 def run(args: argparse.Namespace) -> int:
     # A missing path, an unknown format or storage that cannot be reached: the command cannot
     # run (exit 2), which is not the answer "bad" (exit 1).
