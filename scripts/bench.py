@@ -417,6 +417,7 @@ def copy_bundle(prefix: Path, workdir: Path) -> Path:
         print(f"reusing {copy}", file=sys.stderr, flush=True)
         return copy
     staging = workdir / f"{prefix.parent.name}.copy.tmp"  # renamed into place when complete
+    print(f"copying {prefix} to {copy} ...", file=sys.stderr, flush=True)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for src in sources:
