@@ -32,6 +32,12 @@ What is measured, for every kind (ours vs baseline):
 * ``sweep`` (``--sweep``, only these rows): ``ckpt convert PREFIX OUT.safetensors`` of 256 MiB,
   1.4 GiB and 4 GiB bundles vs ``cp DATAFILE OUT && sync OUT``, run in turns (ours, cp, ours,
   cp, ...; ``--repeat`` defaults to 5 here): medians, and the range of the per-turn ratios.
+* ``diff``, ``verify`` (``--diff-verify``, only these rows; ``--repeat`` defaults to 5): on the
+  ``big`` bundle (``--quick``: the small one) and a copy of its files, ``ckpt verify PREFIX``
+  vs ``cat DATAFILE > /dev/null`` and ``ckpt diff PREFIX COPY`` vs ``cat DATAFILE COPYDATA >
+  /dev/null``, in turns, each with the page cache warm and cold: for the cold rows the data
+  files' pages are dropped (``os.sync`` then ``posix_fadvise(POSIX_FADV_DONTNEED)``, no root
+  needed) before every timed run of either side.
 * ``to-safetensors``, ``to-npz``: ``ckpt convert PREFIX OUT -q --force`` vs ``cp DATAFILE OUT &&
   sync OUT`` (the cost of copying the bytes once); for safetensors also the plain TF path:
   ``load_checkpoint`` + ``get_tensor`` of every name + ``safetensors.numpy.save_file`` + fsync
@@ -59,7 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -207,11 +213,15 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def run_once(argv: list[str], outputs: list[Path]) -> tuple[float, float, str | None]:
-    """Run ``argv`` as a child; return (wall seconds, child peak RSS in MiB, error or None)."""
+def run_once(argv: list[str], outputs: list[Path],
+             prepare: Callable[[], None] | None = None) -> tuple[float, float, str | None]:
+    """Run ``argv`` as a child; return (wall seconds, child peak RSS in MiB, error or None).
+    ``prepare`` runs untimed just before the child starts, after the flush."""
     for out in outputs:
         remove(out)
     os.sync()  # untimed: flush what earlier runs left dirty
+    if prepare is not None:
+        prepare()
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -252,11 +262,14 @@ def measure(argv: list[str], repeat: int, outputs: Sequence[Path] = ()) -> Measu
 
 
 def measure_turns(ours: list[str], base: list[str], repeat: int,
-                  outputs: tuple[Sequence[Path], Sequence[Path]] = ((), ())
+                  outputs: tuple[Sequence[Path], Sequence[Path]] = ((), ()),
+                  evict: Sequence[Path] = ()
                   ) -> tuple[Measurement, Measurement, tuple[float, float] | None]:
     """One untimed warm-up run of each, then ``repeat`` turns of ours then base; medians of
     each, and the range of the per-turn ratios (ours / base of the same turn). ``outputs``
-    (ours, base) are removed before each run and after the last."""
+    (ours, base) are removed before each run and after the last; the pages of ``evict`` are
+    dropped from the page cache before every timed run of either side."""
+    prepare = (lambda: evict_pages(evict)) if evict else None
     made = {id(ours): list(outputs[0]), id(base): list(outputs[1])}
     for argv in (ours, base):
         print(f"  {shlex.join(argv)}", file=sys.stderr, flush=True)
@@ -269,7 +282,7 @@ def measure_turns(ours: list[str], base: list[str], repeat: int,
     runs: dict[str, list[tuple[float, float]]] = {"ours": [], "base": []}
     for _ in range(repeat):
         for who, argv in (("ours", ours), ("base", base)):
-            elapsed, peak, error = run_once(argv, made[id(argv)])
+            elapsed, peak, error = run_once(argv, made[id(argv)], prepare)
             if error:
                 print(f"    FAILED: {error}", file=sys.stderr, flush=True)
                 return (Measurement(None, None, [], error),
@@ -285,6 +298,17 @@ def measure_turns(ours: list[str], base: list[str], repeat: int,
         print(f"    {who}: {out[-1].seconds:.3f} s, {peak:.0f} MiB", file=sys.stderr, flush=True)
     ratios = [a / b for a, b in zip(out[0].runs, out[1].runs, strict=True) if b]
     return out[0], out[1], (min(ratios), max(ratios)) if ratios else None
+
+
+def evict_pages(paths: Sequence[Path]) -> None:
+    """Drop the cached pages of ``paths``, so the next read comes from the disk. Only clean
+    pages go, hence the caller's ``os.sync`` first; any user who can open a file may ask."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def bundle_ready(prefix: Path) -> bool:
@@ -371,6 +395,59 @@ def bench_sweep(workdir: Path, outdir: Path, repeat: int, make_ckpt: Path | None
             [*ckpt_command(), "convert", str(prefix), str(out), "-q", "--force"], cp, repeat,
             ([out], copies))
         rows.append(row(f"{kind} sweep", "to-safetensors", ours, "cp+sync data", base, ratios))
+    return rows
+
+
+def copy_bundle(prefix: Path, workdir: Path) -> Path:
+    """A copy of the bundle's index and data files at ``<workdir>/<kind>.copy/model.ckpt``
+    (``diff`` needs two files; one compared with itself could be read once), kept while its
+    files match the source's in size and mtime."""
+    sources = [prefix.with_name(prefix.name + ".index"), *data_files(prefix)]
+    final = workdir / f"{prefix.parent.name}.copy"
+    copy = final / prefix.name
+
+    def same(src: Path) -> bool:
+        dst = final / src.name
+        if not dst.is_file():
+            return False
+        a, b = src.stat(), dst.stat()
+        return (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
+
+    if all(same(src) for src in sources) and len(data_files(copy)) == len(sources) - 1:
+        print(f"reusing {copy}", file=sys.stderr, flush=True)
+        return copy
+    staging = workdir / f"{prefix.parent.name}.copy.tmp"  # renamed into place when complete
+    print(f"copying {prefix} to {copy} ...", file=sys.stderr, flush=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for src in sources:
+        shutil.copy2(src, staging / src.name)  # keeps the mtime that ``same`` compares
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return copy
+
+
+def bench_diff_verify(workdir: Path, repeat: int, kind: str, make_ckpt: Path | None,
+                      writer: str) -> list[Row]:
+    """``ckpt verify`` and ``ckpt diff`` (of the bundle and a copy of it) against ``cat`` of
+    the data they read, in turns, with the page cache warm and then cold (the data files'
+    pages dropped before every timed run): both should stream each file once, at read speed."""
+    prefix, _ = make_bundle(workdir, kind, make_ckpt, writer)
+    copy = copy_bundle(prefix, workdir)
+    data, copy_data = data_files(prefix), data_files(copy)
+    size = sum(p.stat().st_size for p in data)
+    ckpt = ckpt_command()
+    rows = []
+    for cache in ("warm", "cold"):
+        for task, ours, base, name, files in (
+                ("verify", [*ckpt, "verify", str(prefix)], cat_command(data), "cat data", data),
+                ("diff", [*ckpt, "diff", str(prefix), str(copy)],
+                 cat_command([*data, *copy_data]), "cat data + copy", [*data, *copy_data])):
+            print(f"[{kind}] {task}, page cache {cache} ({size / 2**30:.2f} GiB per file set)",
+                  file=sys.stderr, flush=True)
+            a, b, ratios = measure_turns(ours, base, repeat,
+                                         evict=files if cache == "cold" else ())
+            rows.append(row(kind, f"{task} (cache {cache})", a, name, b, ratios))
     return rows
 
 
@@ -837,12 +914,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true",
                         help="only the size sweep: 256 MiB, 1.4 GiB and 4 GiB bundles to "
                              "safetensors against cp + sync, in turns (--repeat defaults to 5)")
+    parser.add_argument("--diff-verify", action="store_true",
+                        help="only the diff and verify rows: ckpt verify of the big bundle "
+                             "against cat of its data, ckpt diff of it and a copy against cat "
+                             "of both, in turns, page cache warm and cold (--repeat defaults "
+                             "to 5; --quick: the small bundle)")
     parser.add_argument("--make-ckpt", type=Path,
                         help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
                              "(default: scripts/bench_fixtures.py)")
     args = parser.parse_args(argv)
     if args.repeat is None:
-        args.repeat = 5 if args.sweep else 3
+        args.repeat = 5 if args.sweep or args.diff_verify else 3
     if args.quick:
         args.kinds, args.repeat, args.batch = [QUICK], 1, min(args.batch, 10)
     if args.repeat < 1:
@@ -855,7 +937,8 @@ def main(argv: list[str] | None = None) -> int:
     make_seconds: dict[str, float | None] = {}
     if args.remote_only:
         args.kinds, args.batch, args.remote = [], 0, True
-    if args.sweep:
+    diff_verify_kind = QUICK if args.quick else "big"
+    if args.sweep or args.diff_verify:
         args.kinds, args.batch = [], 0
     for kind in args.kinds:
         if kind != QUICK and not bundle_ready(workdir / kind / "model.ckpt") \
@@ -887,6 +970,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep:
             rows.extend(bench_sweep(workdir, outdir, args.repeat, args.make_ckpt,
                                     args.fixture_writer))
+        if args.diff_verify:
+            rows.extend(bench_diff_verify(workdir, args.repeat, diff_verify_kind,
+                                          args.make_ckpt, args.fixture_writer))
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
 

@@ -35,3 +35,24 @@ def test_bench_stats_only_gives_the_ratio_and_its_range(tmp_path):
     assert [r["task"] for r in rows] == ["inspect --stats"]
     low, high = rows[0]["ratio_range"]
     assert low <= rows[0]["ratio"] <= high
+
+
+def test_bench_diff_verify_gives_warm_and_cold_rows_in_turns(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--diff-verify", "--workdir",
+                             str(tmp_path), "--json", str(tmp_path / "rows.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [(r["task"], r["baseline"]) for r in rows] == [
+        ("verify (cache warm)", "cat data"), ("diff (cache warm)", "cat data + copy"),
+        ("verify (cache cold)", "cat data"), ("diff (cache cold)", "cat data + copy")]
+    for r in rows:
+        assert r["kind"] == "quick" and not r["ours_error"] and not r["baseline_error"], r
+        low, high = r["ratio_range"]
+        assert low <= r["ratio"] <= high and r["ours_rss_mib"] > 0
+    # diff compared two files, not one with itself: the copy has the bundle's index and data
+    copied = sorted(p.name for p in (tmp_path / "quick.copy").iterdir())
+    assert copied == sorted(p.name for p in (tmp_path / "quick").iterdir()
+                            if p.name.startswith("model.ckpt."))
+    assert re.search(r"^quick\s+diff \(cache cold\)\s+\S+\s+cat data \+ copy\s", result.stdout,
+                     re.M), result.stdout
