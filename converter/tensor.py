@@ -35,6 +35,8 @@ class Tensor:
     Attributes:
         name: the tensor's name in its checkpoint (``dense/kernel``).
         dtype: numpy dtype (ml_dtypes for bfloat16 and friends; ``object`` for byte strings).
+        dtype_name: its canonical name (``float32``, ``bfloat16``, ``string``); readers that
+            know dtypes by name answer it without importing numpy.
         shape: tuple of ints.
         kind: ``variable``, ``slot`` (optimizer state), ``counter`` (``global_step``,
             ``save_counter``), ``object_graph`` or ``other``; set by readers, used by rules.
