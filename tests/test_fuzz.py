@@ -26,7 +26,7 @@ import numpy as np
 import converter
 from converter import proto
 from converter.formats import _npyfmt, safetensors
-from converter.formats.tfbundle import entry, objgraph, table
+from converter.formats.tfbundle import entry, objgraph, strings, table
 
 EXAMPLES = int(os.environ.get("CONVERTER_FUZZ_EXAMPLES", "150"))
 LONG = "CONVERTER_FUZZ_EXAMPLES" in os.environ
@@ -247,6 +247,24 @@ if __name__ != "__main__":
         fast = _outcome(entry.as_written, raw)
         if fast is not None:
             assert fast == _outcome(entry._entry_any_layout, raw)
+
+    @FUZZ
+    @given(value=st.binary(max_size=300), data=st.data(), verify=st.booleans())
+    def test_a_scalar_string_reads_as_the_general_string_reader_reads_it(value, data, verify):
+        # The object graph is read without numpy; TF's layout and mutations of it must give
+        # what the general reader gives: the same bytes or the same error.
+        out = io.BytesIO()
+        _, crc = strings.write_strings(out, np.array(value, dtype=object), "g")
+        raw = data.draw(mutated(out.getvalue())) if data.draw(st.booleans()) else out.getvalue()
+
+        def general(raw: bytes) -> bytes:
+            return strings.read_strings(raw, 0, len(raw), (), crc, "g", verify).reshape(-1)[0]
+
+        scalar = _outcome(lambda r: strings.read_scalar_string(r, 0, len(r), crc, "g", verify),
+                          raw)
+        assert scalar == _outcome(general, raw)
+        if raw == out.getvalue():
+            assert scalar == value
 
     @FUZZ
     @given(names=st.lists(st.text(max_size=12), unique=True, max_size=6),

@@ -90,3 +90,18 @@ def test_a_bundle_read_from_code_imports_numpy_for_the_values_only(prefix):
             assert array.tolist() == [[0, 1, 2], [3, 4, 5]] and str(array.dtype) == "float32"
             assert ckpt["dense/kernel"].dtype == array.dtype
     """)
+
+
+def test_listing_a_tf2_bundle_reads_its_object_graph_without_numpy(tmp_path):
+    prefix = tmp_path / "tf2" / "ckpt-1"
+    key = "model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+    converter.write({key: np.ones((2, 2), np.float32)}, prefix, format="tf")
+    with converter.read(prefix) as ckpt:
+        assert ckpt.source.layout == "tf2" and ckpt[key].kind == "variable"
+    assert not _numpy_after(f"""
+        import contextlib, io
+        from converter.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["inspect", {str(prefix)!r}]) == 0
+        assert "(tf2)" in out.getvalue(), out.getvalue()
+    """)

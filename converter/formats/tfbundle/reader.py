@@ -20,6 +20,7 @@ from . import objgraph
 from .entry import BundleEntry, as_written, decode_entry
 from .layout import resolve, shard_path
 from .slices import covers_exactly, slice_key
+from .strings import read_scalar_string, read_strings
 from .table import read_table
 
 if TYPE_CHECKING:
@@ -163,8 +164,6 @@ class Bundle:
         _check_representable(self.index_path, name, shape, dtype)
         buf, offset, size, where = self.span(name, entry)
         if dtype.hasobject:
-            from .strings import read_strings  # with numpy, which a listing does without
-
             return read_strings(buf, offset, size, shape, entry.crc32c, where, self.verify)
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes != size:
@@ -174,6 +173,11 @@ class Bundle:
         if self.verify and mask(crc(memoryview(buf)[offset:offset + size])) != entry.crc32c:
             raise CorruptionError(f"{where}: checksum mismatch (data corrupted)")
         return array
+
+    def read_graph(self, entry: BundleEntry) -> bytes:
+        """The serialized object graph: a scalar string, read without numpy."""
+        buf, offset, size, where = self.span(GRAPH_KEY, entry)
+        return read_scalar_string(buf, offset, size, entry.crc32c, where, self.verify)
 
     def read_partitioned(self, name: str, entry: BundleEntry) -> np.ndarray:
         dtype, _ = self.dtype_of(entry)
@@ -267,8 +271,7 @@ def checkpoint_of(bundle: Bundle, meta: dict) -> Checkpoint:
         graph_entry = None  # not a serialized graph: an ordinary tensor of that name
     if graph_entry is not None:
         try:
-            raw = bundle.read_entry(GRAPH_KEY, graph_entry)
-            serialized = raw.reshape(-1)[0]
+            serialized = bundle.read_graph(graph_entry)
             # Paths spelled out from a TF-written graph take less than the graph itself (each
             # variable's key holds its path); the margin is for graphs of another writer.
             budget = 16 * len(serialized) + (1 << 20)

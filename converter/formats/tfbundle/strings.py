@@ -11,17 +11,20 @@ byte of the span, so a shape cannot declare more elements than the span has byte
 from __future__ import annotations
 
 import math
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
-
-from ...crc32c import extend, lengths_crc, mask
+from ...crc32c import crc, extend, lengths_crc, mask
 from ...errors import CorruptionError, FormatError
 from ...proto import varint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _lengths(table: np.ndarray, count: int, where: str) -> tuple[np.ndarray, int]:
     """The first ``count`` varints of ``table`` (uint8) and the bytes they take."""
+    import numpy as np
+
     if count == 0:
         return np.zeros(0, np.uint64), 0
     head = table[:count]
@@ -50,6 +53,8 @@ def _lengths(table: np.ndarray, count: int, where: str) -> tuple[np.ndarray, int
 def read_strings(buf, offset: int, size: int, shape: tuple[int, ...], expected: int,
                  where: str, verify: bool) -> np.ndarray:
     """The string tensor stored at ``buf[offset:offset + size]`` as an object array of bytes."""
+    import numpy as np
+
     count = math.prod(shape)
     if count + 4 > size:
         raise CorruptionError(f"{where}: shape {list(shape)} declares {count} strings, more "
@@ -83,9 +88,44 @@ def read_strings(buf, offset: int, size: int, shape: tuple[int, ...], expected: 
     return out.reshape(shape)
 
 
+def read_scalar_string(buf, offset: int, size: int, expected: int, where: str,
+                       verify: bool) -> bytes:
+    """:func:`read_strings` of a scalar (a TF2 checkpoint's object graph) as its bytes, with the
+    same checks and errors, without numpy: listing a checkpoint reads its object graph."""
+    if 1 + 4 > size:
+        raise CorruptionError(f"{where}: shape [] declares 1 strings, more than {size} stored "
+                              "bytes can hold")
+    data = bytes(buf[offset:offset + size])
+    n = shift = 0
+    for pos in range(min(10, size - 4)):
+        b = data[pos]
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+    else:
+        raise CorruptionError(f"{where}: string lengths run past the stored data")
+    if pos == 9 and data[9] > 1:  # the tenth byte holds the 64th bit only
+        raise CorruptionError(f"{where}: a string length does not fit in 64 bits")
+    pos += 1
+    if n > size or pos + 4 + n != size:
+        raise CorruptionError(f"{where}: string lengths do not match the stored size")
+    stored = data[pos:pos + 4]
+    if verify:
+        value = crc(n.to_bytes(4 if n <= 0xFFFFFFFF else 8, "little"))
+        if mask(value) != int.from_bytes(stored, "little"):
+            raise CorruptionError(f"{where}: checksum mismatch in string lengths")
+        value = extend(extend(value, stored), data[pos + 4:])
+        if mask(value) != expected:
+            raise CorruptionError(f"{where}: checksum mismatch (data corrupted)")
+    return data[pos + 4:]
+
+
 def write_strings(f: BinaryIO, array: np.ndarray, name: str) -> tuple[int, int]:
     """TF's string layout: varint64 lengths, masked crc of the lengths, then the bytes.
     Returns ``(bytes written, masked crc)``."""
+    import numpy as np
+
     items = []
     for x in array.reshape(-1):
         if isinstance(x, str):
