@@ -229,7 +229,7 @@ def run_once(argv: list[str], outputs: list[Path],
              cwd: Path | None = None) -> tuple[float, float, str | None]:
     """Run ``argv`` as a child; return (wall seconds, child peak RSS in MiB, error or None).
     ``prepare`` runs untimed just before the child starts, after the flush. ``env`` defaults
-    to ``child_env()``, ``cwd`` to ours."""
+    to ``child_env()``, ``cwd`` to this process's."""
     for out in outputs:
         remove(out)
     os.sync()  # untimed: flush what earlier runs left dirty
