@@ -1,6 +1,7 @@
 """Benchmark ``ckpt`` / ``converter`` against TensorFlow and ``cp`` on TF checkpoint bundles.
 
 usage: python scripts/bench.py [--kinds many,bert,big] [--repeat 3] [--workdir DIR] [--json OUT]
+                               [--before CHECKOUT]
 
 Fixtures are TF1 name-based bundles made by ``scripts/bench_fixtures.py``, written by
 TensorFlow itself (``--fixture-writer tf``, the default) or by converter's writer
@@ -42,6 +43,14 @@ What is measured, for every kind (ours vs baseline):
   sync OUT`` (the cost of copying the bytes once); for safetensors also the plain TF path:
   ``load_checkpoint`` + ``get_tensor`` of every name + ``safetensors.numpy.save_file`` + fsync
   (``ckpt convert`` fsyncs its outputs, so the baselines do too).
+* ``before`` (``--before CHECKOUT``, on ``many`` and ``--quick``): inspect, to-safetensors,
+  to-npz, to-h5, safetensors-to-tf and npz-to-safetensors run by this checkout's code and by
+  CHECKOUT's (another checkout of this repository, e.g. an earlier commit), in turns (ours,
+  before, ours, before, ...): medians, ours/before and the range of the per-turn ratios. Both
+  sides run as ``python -m converter`` with ``PYTHONPATH`` set to their checkout, from an empty
+  working directory (``-m`` puts the working directory first on ``sys.path``), so they pay the
+  same start-up; a child run the same way first checks that each side imports its own
+  ``converter`` and the script stops (exit 2) if not. The JSON report names both files.
 
 How: every measurement is a separate child process (``subprocess.Popen``), so interpreter and
 import start-up is included in the wall time and the peak RSS is the child's own, taken from
@@ -73,6 +82,8 @@ KINDS = ("many", "bert", "big")
 SWEEP = ("256m", "big", "4g")  # the size sweep's bundles: 256 MiB, 1.4 GiB, 4 GiB
 QUICK = "quick"  # a few MiB written by converter itself: a smoke test that needs no TensorFlow
 FIXTURES = Path(__file__).resolve().with_name("bench_fixtures.py")
+ROOT = FIXTURES.parent.parent  # the checkout this script is in: "ours" in the --before rows
+BEFORE_KINDS = ("many", QUICK)
 
 # Child programs, run as ``python -c CODE ARGS...``. TOUCH reads every element of an array.
 TOUCH = """
@@ -214,9 +225,11 @@ def remove(path: Path) -> None:
 
 
 def run_once(argv: list[str], outputs: list[Path],
-             prepare: Callable[[], None] | None = None) -> tuple[float, float, str | None]:
+             prepare: Callable[[], None] | None = None, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> tuple[float, float, str | None]:
     """Run ``argv`` as a child; return (wall seconds, child peak RSS in MiB, error or None).
-    ``prepare`` runs untimed just before the child starts, after the flush."""
+    ``prepare`` runs untimed just before the child starts, after the flush. ``env`` defaults
+    to ``child_env()``, ``cwd`` to this process's."""
     for out in outputs:
         remove(out)
     os.sync()  # untimed: flush what earlier runs left dirty
@@ -225,7 +238,7 @@ def run_once(argv: list[str], outputs: list[Path],
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, env=child_env())
+                                stderr=err, env=child_env() if env is None else env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped; keep Popen quiet
@@ -263,17 +276,21 @@ def measure(argv: list[str], repeat: int, outputs: Sequence[Path] = ()) -> Measu
 
 def measure_turns(ours: list[str], base: list[str], repeat: int,
                   outputs: tuple[Sequence[Path], Sequence[Path]] = ((), ()),
-                  evict: Sequence[Path] = ()
+                  evict: Sequence[Path] = (),
+                  envs: tuple[dict[str, str] | None, dict[str, str] | None] = (None, None),
+                  cwd: Path | None = None
                   ) -> tuple[Measurement, Measurement, tuple[float, float] | None]:
     """One untimed warm-up run of each, then ``repeat`` turns of ours then base; medians of
     each, and the range of the per-turn ratios (ours / base of the same turn). ``outputs``
     (ours, base) are removed before each run and after the last; the pages of ``evict`` are
-    dropped from the page cache before every timed run of either side."""
+    dropped from the page cache before every timed run of either side. ``envs`` (ours, base)
+    and ``cwd`` go to ``run_once``."""
     prepare = (lambda: evict_pages(evict)) if evict else None
     made = {id(ours): list(outputs[0]), id(base): list(outputs[1])}
+    env = {id(ours): envs[0], id(base): envs[1]}
     for argv in (ours, base):
         print(f"  {shlex.join(argv)}", file=sys.stderr, flush=True)
-        _, _, error = run_once(argv, made[id(argv)])
+        _, _, error = run_once(argv, made[id(argv)], env=env[id(argv)], cwd=cwd)
         if error:
             print(f"    FAILED: {error}", file=sys.stderr, flush=True)
             failed = Measurement(None, None, [], error)
@@ -282,7 +299,7 @@ def measure_turns(ours: list[str], base: list[str], repeat: int,
     runs: dict[str, list[tuple[float, float]]] = {"ours": [], "base": []}
     for _ in range(repeat):
         for who, argv in (("ours", ours), ("base", base)):
-            elapsed, peak, error = run_once(argv, made[id(argv)], prepare)
+            elapsed, peak, error = run_once(argv, made[id(argv)], prepare, env[id(argv)], cwd)
             if error:
                 print(f"    FAILED: {error}", file=sys.stderr, flush=True)
                 return (Measurement(None, None, [], error),
@@ -870,12 +887,120 @@ compileall.compile_dir(pathlib.Path(converter.__file__).parent, quiet=1)
 """
 
 
-def compile_package() -> None:
+def compile_package(env: dict[str, str] | None = None) -> None:
     """Byte-compile converter as ``pip install`` does. A checkout installed in editable mode
     under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module in every timed run,
     which is start-up a user does not pay. In a child: importing converter (and numpy) here
-    would raise every later child's peak RSS, which wait4 reports from the fork on."""
-    subprocess.run(python_code(COMPILE), check=True, env=child_env())
+    would raise every later child's peak RSS, which wait4 reports from the fork on. ``env``
+    (e.g. ``checkout_env``) says which converter."""
+    subprocess.run(python_code(COMPILE), check=True, env=child_env() if env is None else env)
+
+
+@dataclass
+class Before:
+    """The other checkout of the --before rows, and where both sides run from."""
+
+    root: Path
+    label: str  # the baseline column: "before <commit>" (or the directory's name)
+    cwd: Path  # an empty directory: neither checkout's code sits on ``python -m``'s path
+    converter: str = ""  # converter.__file__ as its children import it
+    ours_converter: str = ""
+
+
+def checkout_env(root: Path) -> dict[str, str]:
+    """The children's environment with ``root``'s code first (and only) on PYTHONPATH."""
+    env = child_env()
+    env["PYTHONPATH"] = str(root)
+    return env
+
+
+def module_command() -> list[str]:
+    return [sys.executable, "-m", "converter"]
+
+
+def imported_converter(root: Path, cwd: Path) -> str:
+    """``converter.__file__`` of a child run as the --before rows run theirs."""
+    done = subprocess.run(python_code("import converter; print(converter.__file__)"),
+                          env=checkout_env(root), cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        return f"(import failed: {tail[0]})"
+    return done.stdout.strip()
+
+
+def checkout_label(root: Path) -> str:
+    """``before <short commit>`` when ``root`` is the top of a git checkout, else its name."""
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel",
+                              "--short", "HEAD"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return f"before {root.name}"
+    lines = top.stdout.split()
+    if len(lines) == 2 and Path(lines[0]).resolve() == root:
+        return f"before {lines[1]}"
+    return f"before {root.name}"
+
+
+def prepare_before(root: Path, workdir: Path) -> Before:
+    """Check that the children of each side (``root`` and ours) import that side's converter
+    and byte-compile both; raise ValueError with a one-line reason otherwise."""
+    root = root.resolve()
+    if not (root / "converter" / "__init__.py").is_file():
+        raise ValueError(f"{root}: no converter package (give a checkout of this repository)")
+    if root == ROOT:
+        raise ValueError(f"{root}: is this script's own checkout; give another one")
+    cwd = workdir / "before-cwd"
+    shutil.rmtree(cwd, ignore_errors=True)
+    cwd.mkdir(parents=True)
+    before = Before(root, checkout_label(root), cwd)
+    for side, found in ((root, "converter"), (ROOT, "ours_converter")):
+        path = imported_converter(side, cwd)
+        if not Path(path).resolve().is_relative_to(side / "converter"):
+            raise ValueError(f"{side}: its children import converter from {path}, not from "
+                             f"{side / 'converter'}")
+        setattr(before, found, path)
+        compile_package(checkout_env(side))
+    return before
+
+
+def bench_before(kind: str, prefix: Path, outdir: Path, repeat: int,
+                 before: Before) -> list[Row]:
+    """The many-tensor rows run by our code and by ``before``'s, in turns: both as
+    ``python -m converter`` from the same empty directory, outputs in sibling directories of
+    the same file names, so nothing but the code differs."""
+    envs = (checkout_env(ROOT), checkout_env(before.root))
+    side_dirs = (outdir / "ours", outdir / "before")
+    for d in side_dirs:
+        d.mkdir(exist_ok=True)
+    src = str(prefix)
+    rows = []
+
+    def turns(task: str, args: Callable[[Path], list[str]],
+              outputs: Callable[[Path], list[Path]]) -> None:
+        print(f"[{kind}] {task}: ours ({ROOT}) and {before.label} ({before.root}), in turns",
+              file=sys.stderr, flush=True)
+        ours, base, ratios = measure_turns(
+            [*module_command(), *args(side_dirs[0])], [*module_command(), *args(side_dirs[1])],
+            repeat, (outputs(side_dirs[0]), outputs(side_dirs[1])), envs=envs, cwd=before.cwd)
+        rows.append(row(kind, task, ours, before.label, base, ratios))
+
+    turns("inspect", lambda d: ["inspect", src], lambda d: [])
+    for suffix in ("safetensors", "npz", "h5"):
+        name = f"{kind}.{suffix}"
+        turns(f"to-{suffix}", lambda d, n=name: ["convert", src, str(d / n), "-q", "--force"],
+              lambda d, n=name: [d / n])
+    for source, dest, task in ((f"{kind}.safetensors", f"{kind}.back.ckpt", "safetensors-to-tf"),
+                               (f"{kind}.npz", f"{kind}.back.safetensors", "npz-to-safetensors")):
+        # One source, made by our code, for both sides.
+        source_path = outdir / f"before-src.{source}"
+        subprocess.run([*module_command(), "convert", src, str(source_path), "-q", "--force"],
+                       check=True, env=envs[0], cwd=before.cwd)
+        turns(task, lambda d, t=dest, sp=source_path: ["convert", str(sp), str(d / t), "-q",
+                                                       "--force"],
+              lambda d, t=dest: [d / f"{t}.index", d / f"{t}.data-00000-of-00001",
+                                 d / "checkpoint", d / t])
+        remove(source_path)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -919,6 +1044,12 @@ def main(argv: list[str] | None = None) -> int:
                              "against cat of its data, ckpt diff of it and a copy against cat "
                              "of both, in turns, page cache warm and cold (--repeat defaults "
                              "to 5; --quick: the small bundle)")
+    parser.add_argument("--before", type=Path, metavar="CHECKOUT",
+                        help="also run the many (and --quick) bundle's inspect and conversion "
+                             "rows with CHECKOUT's code (another checkout of this repository, "
+                             "e.g. `git worktree add DIR COMMIT`), in turns with ours: both as "
+                             "python -m converter with PYTHONPATH=<checkout>, from an empty "
+                             "directory; ours/before and the range per row")
     parser.add_argument("--make-ckpt", type=Path,
                         help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
                              "(default: scripts/bench_fixtures.py)")
@@ -933,6 +1064,12 @@ def main(argv: list[str] | None = None) -> int:
     compile_package()
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    before = None
+    if args.before is not None:
+        try:
+            before = prepare_before(args.before, workdir)
+        except ValueError as exc:
+            parser.error(f"--before {exc}")
     bundles: dict[str, Path] = {}
     make_seconds: dict[str, float | None] = {}
     if args.remote_only:
@@ -958,6 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.hf_only:
                 rows.extend(bench_kind(kind, bundles[kind], outdir, args.repeat,
                                        not args.quick))
+            if before is not None and kind in BEFORE_KINDS and not args.hf_only:
+                rows.extend(bench_before(kind, bundles[kind], outdir, args.repeat, before))
             if kind == "bert":
                 rows.extend(bench_hf(bundles[kind], outdir, args.repeat,
                                      args.hf_reference_python))
@@ -985,6 +1124,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report = {"repeat": args.repeat, "python": sys.executable,
                   "make_seconds": make_seconds, "rows": [asdict(r) for r in rows]}
+        if before is not None:
+            report["before"] = {"checkout": str(before.root), "label": before.label,
+                                "converter": before.converter,
+                                "ours_checkout": str(ROOT), "ours_converter": before.ours_converter}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if any(r.ours_error or (r.baseline_error and not skipped(r)) for r in rows) else 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,37 @@ def test_bench_diff_verify_gives_warm_and_cold_rows_in_turns(tmp_path):
                             if p.name.startswith("model.ckpt."))
     assert re.search(r"^quick\s+diff \(cache cold\)\s+\S+\s+cat data \+ copy\s", result.stdout,
                      re.M), result.stdout
+
+
+def test_bench_before_runs_the_other_checkouts_code_in_turns(tmp_path):
+    before = tmp_path / "before"
+    shutil.copytree(Path(__file__).parent.parent / "converter", before / "converter",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "work"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--batch", "0", "--before",
+                             str(before), "--workdir", str(work), "--json",
+                             str(tmp_path / "rows.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "rows.json").read_text())
+    # Each side's children imported their own checkout's converter.
+    assert Path(report["before"]["converter"]).is_relative_to(before / "converter")
+    ours_root = Path(report["before"]["ours_checkout"])
+    assert Path(report["before"]["ours_converter"]).is_relative_to(ours_root / "converter")
+    assert report["before"]["label"] == "before before"  # not a git checkout: its name
+    rows = [r for r in report["rows"] if r["baseline"] == "before before"]
+    assert [r["task"] for r in rows] == ["inspect", "to-safetensors", "to-npz", "to-h5",
+                                         "safetensors-to-tf", "npz-to-safetensors"]
+    for r in rows:
+        assert r["kind"] == "quick" and not r["ours_error"] and not r["baseline_error"], r
+        low, high = r["ratio_range"]
+        assert low <= r["ratio"] <= high and r["baseline_rss_mib"] > 0
+    assert re.search(r"^quick\s+to-h5\s+\S+\s+before before\s+\d", result.stdout, re.M)
+
+
+def test_bench_before_refuses_a_directory_without_converter(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--before", str(tmp_path),
+                             "--workdir", str(tmp_path / "work")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "no converter package" in result.stderr.splitlines()[-1]
