@@ -2,7 +2,7 @@
 and optimizer slots folded into their variables.
 
 This module knows tensors only by what the index says of them (:class:`TensorLike`: kind,
-attrs, dtype, shape, size, bytes), reads no values and imports nothing that knows
+attrs, dtype name, shape, size, bytes), reads no values and imports nothing that knows
 :class:`converter.tensor.Checkpoint`, so the checkpoint itself can show its tree
 (:mod:`converter.display`). :func:`converter.inspection.tree` adds the name filter.
 """
@@ -13,12 +13,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from . import dtypes, tfnames
-
-if TYPE_CHECKING:
-    import numpy as np
+from . import tfnames
 
 
 class TensorLike(Protocol):
@@ -29,7 +26,7 @@ class TensorLike(Protocol):
     @property
     def attrs(self) -> Mapping[str, str]: ...
     @property
-    def dtype(self) -> np.dtype: ...
+    def dtype_name(self) -> str: ...
     @property
     def shape(self) -> tuple[int, ...]: ...
     @property
@@ -228,7 +225,7 @@ def build(tensors: Mapping[str, TensorLike], depth: int | None = None, *,
         if key in owners or (kept is not None and key not in kept):
             continue
         chain = place(shown[key])
-        dt = dtypes.name_of(t.dtype)
+        dt = t.dtype_name
         for node in chain:
             node.tensors += 1
             node.params += t.size

@@ -17,10 +17,12 @@ from converter.errors import CorruptionError, FormatError
 from tests.helpers import assert_same
 from tests.hostile_bundles import (
     empty_strings,
+    encode_entry,
     graph_dag,
     partitioned,
     string_body,
     strings_declaring,
+    write_bundle,
 )
 
 HERE = Path(__file__).parent
@@ -264,3 +266,14 @@ def test_object_paths_of_random_graphs_are_the_breadth_first_ones():
         got = classify(nodes)
         assert {int(k[1:]): a["object_path"] for k, a in got.items()} == {
             i: expected[i] for i in range(n)}
+
+
+@pytest.mark.parametrize("field", [0x18, 0x20, 0x28])  # shard, offset, size
+def test_an_entry_with_a_varint_too_long_is_refused_naming_the_tensor(tmp_path, field):
+    # The scalar shape seen before in "a", "b" takes the one-pass reader up to its varint.
+    good = encode_entry(1, (), 0, 0, 4, 123)
+    bad = good[:4] + bytes([field]) + b"\xff" * 11 + b"\x01" + good[4:]
+    prefix = write_bundle(tmp_path / "m", {b"a": good, b"b": bad}, b"\0" * 4)
+    with pytest.raises(CorruptionError, match=r"m\.index: tensor 'b': malformed entry "
+                                              r"\(varint longer than 10 bytes\)"):
+        converter.read(prefix)

@@ -92,7 +92,10 @@ class Bundle:
                 raise FormatError(f"{where}: tensor name {key[:60]!r} is not UTF-8") from None
             # Most entries of a large index take the one-pass layout with a good location;
             # any other goes through the checks of _entry.
-            entry = as_written(value)
+            try:
+                entry = as_written(value)
+            except proto.ProtoError:  # a varint too long: _entry says where
+                entry = None
             if entry is None or entry[2] >= shards or entry[3] < 0 or entry[4] < 0:
                 entry = self._entry(name, value)
             entries[name] = entry
