@@ -42,9 +42,11 @@ def bundle(tmp_path) -> converter.Checkpoint:
         yield ckpt
 
 
+@pytest.mark.parametrize("beside", [1, 1 << 62])  # every piece's CRC-32 in a thread, or none
 @pytest.mark.parametrize("limits", [None, "zip64 members", "zip64 directory"])
-def test_stored_archive_is_zipfiles_byte_for_byte(bundle, monkeypatch, limits):
+def test_stored_archive_is_zipfiles_byte_for_byte(bundle, monkeypatch, limits, beside):
     monkeypatch.setattr(time, "time", lambda: 1767225600.0)  # the side member's date
+    monkeypatch.setattr(npz, "_CRC_BESIDE", beside)
     if limits is not None:  # the zip64 records, without writing 2 GiB
         monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 3000)
     if limits == "zip64 directory":

@@ -28,6 +28,7 @@ import math
 import os
 import struct
 import sys
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -463,6 +464,7 @@ _LOCATOR64 = struct.Struct("<4sLQL")
 _NO_DATE = (1980, 1, 1, 0, 0, 0)  # what zipfile dates the members it opens by name
 _NO_DATE_DOS = 1 << 5 | 1  # its MS-DOS date (the time is 0)
 _WRITE_AT_ONCE = 1 << 20  # buffered bytes written out at this size; bigger pieces go directly
+_CRC_BESIDE = 1 << 20  # pieces from this size have their CRC-32 taken beside their write
 
 
 class _StoredZip:
@@ -569,8 +571,20 @@ class _StoredZip:
     def add(self, data: Any) -> None:  # bytes, or any C-contiguous buffer
         if not isinstance(data, bytes):  # bytearray += array would be numpy's addition
             data = memoryview(data).cast("B")
-        self._crc = zlib.crc32(data, self._crc)
-        self._write(data)
+        if len(data) < _CRC_BESIDE:
+            self._crc = zlib.crc32(data, self._crc)
+            self._write(data)
+            return
+        # zlib's CRC-32 (about 2 GB/s) lets go of the GIL, as the write does: on a second core
+        # it runs while the bytes are written, not before.
+        done: list[int] = []
+        worker = threading.Thread(target=lambda: done.append(zlib.crc32(data, self._crc)))
+        worker.start()
+        try:
+            self._write(data)
+        finally:
+            worker.join()
+        self._crc = done[0]
 
     def end(self) -> None:
         if self._open is None:
