@@ -43,10 +43,11 @@ What is measured, for every kind (ours vs baseline):
   sync OUT`` (the cost of copying the bytes once); for safetensors also the plain TF path:
   ``load_checkpoint`` + ``get_tensor`` of every name + ``safetensors.numpy.save_file`` + fsync
   (``ckpt convert`` fsyncs its outputs, so the baselines do too).
-* ``before`` (``--before CHECKOUT``, on ``many`` and ``--quick``): inspect, to-safetensors,
-  to-npz, to-h5, safetensors-to-tf and npz-to-safetensors run by this checkout's code and by
-  CHECKOUT's (another checkout of this repository, e.g. an earlier commit), in turns (ours,
-  before, ours, before, ...): medians, ours/before and the range of the per-turn ratios. Both
+* ``before`` (``--before CHECKOUT``, on ``many``, ``bert``, ``big`` and ``--quick``): inspect,
+  to-safetensors, to-npz, to-h5, safetensors-to-tf and npz-to-safetensors run by this
+  checkout's code and by CHECKOUT's (another checkout of this repository, e.g. an earlier
+  commit), in turns (ours, before, ours, before, ...): medians, ours/before and the range of
+  the per-turn ratios. Both
   sides run as ``python -m converter`` with ``PYTHONPATH`` set to their checkout, from an empty
   working directory (``-m`` puts the working directory first on ``sys.path``), so they pay the
   same start-up; a child run the same way first checks that each side imports its own
@@ -83,7 +84,7 @@ SWEEP = ("256m", "big", "4g")  # the size sweep's bundles: 256 MiB, 1.4 GiB, 4 G
 QUICK = "quick"  # a few MiB written by converter itself: a smoke test that needs no TensorFlow
 FIXTURES = Path(__file__).resolve().with_name("bench_fixtures.py")
 ROOT = FIXTURES.parent.parent  # the checkout this script is in: "ours" in the --before rows
-BEFORE_KINDS = ("many", QUICK)
+BEFORE_KINDS = ("many", "bert", "big", QUICK)
 
 # Child programs, run as ``python -c CODE ARGS...``. TOUCH reads every element of an array.
 TOUCH = """
@@ -965,7 +966,7 @@ def prepare_before(root: Path, workdir: Path) -> Before:
 
 def bench_before(kind: str, prefix: Path, outdir: Path, repeat: int,
                  before: Before) -> list[Row]:
-    """The many-tensor rows run by our code and by ``before``'s, in turns: both as
+    """A bundle's rows run by our code and by ``before``'s, in turns: both as
     ``python -m converter`` from the same empty directory, outputs in sibling directories of
     the same file names, so nothing but the code differs."""
     envs = (checkout_env(ROOT), checkout_env(before.root))
@@ -1045,11 +1046,12 @@ def main(argv: list[str] | None = None) -> int:
                              "of both, in turns, page cache warm and cold (--repeat defaults "
                              "to 5; --quick: the small bundle)")
     parser.add_argument("--before", type=Path, metavar="CHECKOUT",
-                        help="also run the many (and --quick) bundle's inspect and conversion "
-                             "rows with CHECKOUT's code (another checkout of this repository, "
-                             "e.g. `git worktree add DIR COMMIT`), in turns with ours: both as "
-                             "python -m converter with PYTHONPATH=<checkout>, from an empty "
-                             "directory; ours/before and the range per row")
+                        help="also run the many, bert and big (and --quick) bundles' inspect "
+                             "and conversion rows with CHECKOUT's code (another checkout of "
+                             "this repository, e.g. `git worktree add DIR COMMIT`), in turns "
+                             "with ours: both as python -m converter with "
+                             "PYTHONPATH=<checkout>, from an empty directory; ours/before and "
+                             "the range per row")
     parser.add_argument("--make-ckpt", type=Path,
                         help="another fixture maker, run as: python MAKE_CKPT PREFIX KIND "
                              "(default: scripts/bench_fixtures.py)")
