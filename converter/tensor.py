@@ -45,13 +45,17 @@ class Tensor:
             when the tensor is stored that way, so a writer may copy bytes without decoding.
         crc32c: the (unmasked) crc32c the file records for the span's bytes, if any; a writer
             that copies the span checks it, as ``read()`` does.
+        member_crc: ``(offset, size, CRC-32)`` of the zip member (npz) the span lies in, in the
+            same file: zlib's CRC-32 covers the whole member, and whoever streams the span
+            checks it first, as ``read()`` and numpy.load do.
         attrs: format-specific facts (e.g. the TF2 object path of a variable).
     """
 
     # ``_dtype`` is a numpy dtype, or a canonical dtype name (``float32``) that readers which
     # know only names give: it becomes a numpy dtype when ``dtype`` is first asked for, so a
     # listing never imports numpy.
-    __slots__ = ("name", "_dtype", "shape", "size", "_kind", "span", "crc32c", "attrs", "_load")
+    __slots__ = ("name", "_dtype", "shape", "size", "_kind", "span", "crc32c", "member_crc",
+                 "attrs", "_load")
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class Tensor:
         self._kind = kind
         self.span = span
         self.crc32c = crc32c
+        self.member_crc: tuple[int, int, int] | None = None
         self.attrs = attrs if attrs is not None else {}
         self._load = load
 
@@ -89,6 +94,7 @@ class Tensor:
         self.name, self._dtype, self.shape, self.size = name, dtype, shape, size
         self._kind, self.span, self.crc32c, self.attrs, self._load = \
             kind, span, crc32c, attrs, load
+        self.member_crc = None
         return self
 
     @property
@@ -165,8 +171,10 @@ class Tensor:
     def renamed(self, name: str) -> Tensor:
         """The same data under another name."""
         # The kind is judged here, from the old name: a renamed slot stays a slot.
-        return Tensor._trusted(name, self._dtype, self.shape, self.size, self._load, self.kind,
-                               self.span, self.crc32c, self.attrs)
+        out = Tensor._trusted(name, self._dtype, self.shape, self.size, self._load, self.kind,
+                              self.span, self.crc32c, self.attrs)
+        out.member_crc = self.member_crc
+        return out
 
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.dtype}, {self.shape}, kind={self.kind!r})"

@@ -19,6 +19,7 @@ import mmap
 import os
 import stat
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -255,7 +256,7 @@ class SpanReader:
 
     def read(self, tensor: Tensor, offset: int, n: int) -> bytes:
         """``n`` bytes at ``offset`` of the tensor's file."""
-        path = _span(tensor)[0]
+        path = _span(tensor, check=False)[0]  # checked by pieces()
         fd, _ = self._file(path)
         if fd < 0:
             return storage.open_file(path).pread(offset, n, f"tensor {tensor.name!r}: ")
@@ -289,7 +290,7 @@ def chunks(tensor: Tensor, size: int = CHUNK) -> Iterator[memoryview | bytes | n
         for start in range(0, len(flat), size):
             yield flat[start:start + size]
         return
-    path, offset, nbytes = tensor.span
+    path, offset, nbytes = _span(tensor)
     check = tensor.crc32c is not None
     value = 0
     if nbytes:
@@ -337,11 +338,43 @@ def streamable(t: Tensor) -> bool:
     return not dtype.hasobject and dtype.byteorder != ">"
 
 
-def _span(t: Tensor) -> Span:
-    """The span of a tensor :func:`streamable` accepted."""
+def _span(t: Tensor, window: tuple[str, int, bytes] | None = None, *, check: bool = True
+          ) -> Span:
+    """The span of a tensor :func:`streamable` accepted; with ``check``, its zip member's
+    CRC-32 checked first (from ``window`` where the member lies in it)."""
     if t.span is None:
         raise ValueError(f"tensor {t.name!r} has no span to stream from")
+    if check and t.member_crc is not None:
+        _check_member(t, t.span[0], *t.member_crc, window)
     return t.span
+
+
+def _check_member(t: Tensor, path: str, offset: int, size: int, expected: int,
+                  window: tuple[str, int, bytes] | None) -> None:
+    """The CRC-32 of the zip member at ``offset`` (``size`` bytes) of ``path``, read a chunk at
+    a time: a stored member's only checksum, which numpy.load checks too."""
+    value = 0
+    if window is not None and _inside(window, path, offset, offset + size):
+        value = zlib.crc32(memoryview(window[2])[offset - window[1]:offset - window[1] + size])
+    elif storage.is_url(path):
+        obj = storage.open_file(path)
+        for pos in range(offset, offset + size, CHUNK):
+            value = zlib.crc32(obj.pread(pos, min(CHUNK, offset + size - pos),
+                                         f"tensor {t.name!r}: "), value)
+    else:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for pos in range(offset, offset + size, CHUNK):
+                n = min(CHUNK, offset + size - pos)
+                data = os.pread(fd, n, pos)
+                if len(data) < n:
+                    raise CorruptionError(f"{path}: tensor {t.name!r}: data ends at byte "
+                                          f"{pos + len(data)}; the file is truncated")
+                value = zlib.crc32(data, value)
+        finally:
+            os.close(fd)
+    if value != expected:
+        raise CorruptionError(f"{path}: tensor {t.name!r}: CRC-32 mismatch (data corrupted)")
 
 
 def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
@@ -477,7 +510,7 @@ def _runs(tensors: list[Tensor]) -> Iterator[list[Tensor]]:
 def _run_pieces(copy: _Copy, run: list[Tensor]
                 ) -> Iterator[tuple[Tensor, Piece | None]]:
     """:func:`pieces` of a run of tensors stored back to back in one file."""
-    spans = [_span(t) for t in run]
+    spans = [_span(t, copy.window) for t in run]
     path, start, _ = spans[0]
     end = spans[-1][1] + spans[-1][2]
     _check_run_size(copy, run, spans)
@@ -546,7 +579,7 @@ def _copy_all(copy: _Copy, tensors: list[Tensor], want_crc: bool
 
 def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
               ) -> Iterator[tuple[Tensor, int, int]]:
-    spans = [_span(t) for t in run]
+    spans = [_span(t, copy.window) for t in run]
     path, start, _ = spans[0]
     end = spans[-1][1] + spans[-1][2]
     _check_run_size(copy, run, spans)
