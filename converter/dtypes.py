@@ -44,9 +44,7 @@ ITEMSIZE = {
 
 def __getattr__(name: str) -> Any:
     if name == "STRING":
-        import numpy as np
-
-        globals()["STRING"] = found = np.dtype(object)
+        globals()["STRING"] = found = from_name("string")
         return found
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -68,6 +68,7 @@ class Tensor:
         span: Span | None = None,
         crc32c: int | None = None,
         attrs: dict[str, str] | None = None,
+        member_crc: tuple[int, int, int] | None = None,
     ) -> None:
         import numpy as np
 
@@ -79,14 +80,15 @@ class Tensor:
         self._kind = kind
         self.span = span
         self.crc32c = crc32c
-        self.member_crc: tuple[int, int, int] | None = None
+        self.member_crc = member_crc
         self.attrs = attrs if attrs is not None else {}
         self._load = load
 
     @classmethod
     def _trusted(cls, name: str, dtype: np.dtype | str, shape: tuple[int, ...], size: int,
                  load: Callable[[], np.ndarray], kind: Kind | None, span: Span | None,
-                 crc32c: int | None, attrs: dict[str, str]) -> Tensor:
+                 crc32c: int | None, attrs: dict[str, str],
+                 member_crc: tuple[int, int, int] | None = None) -> Tensor:
         # For readers that open tens of thousands of tensors: the fields are already checked
         # (dtype a numpy dtype or a name in dtypes.ALL, shape a tuple of ints, size its
         # product), so skip the checks.
@@ -94,7 +96,7 @@ class Tensor:
         self.name, self._dtype, self.shape, self.size = name, dtype, shape, size
         self._kind, self.span, self.crc32c, self.attrs, self._load = \
             kind, span, crc32c, attrs, load
-        self.member_crc = None
+        self.member_crc = member_crc
         return self
 
     @property
@@ -171,10 +173,8 @@ class Tensor:
     def renamed(self, name: str) -> Tensor:
         """The same data under another name."""
         # The kind is judged here, from the old name: a renamed slot stays a slot.
-        out = Tensor._trusted(name, self._dtype, self.shape, self.size, self._load, self.kind,
-                              self.span, self.crc32c, self.attrs)
-        out.member_crc = self.member_crc
-        return out
+        return Tensor._trusted(name, self._dtype, self.shape, self.size, self._load, self.kind,
+                               self.span, self.crc32c, self.attrs, self.member_crc)
 
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.dtype}, {self.shape}, kind={self.kind!r})"

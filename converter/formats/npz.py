@@ -248,11 +248,10 @@ def _read(zf: zipfile.ZipFile, path: str, allow_pickle: bool, buf, size: int,
                 return _npyfmt.restore(_read_member(zf, i, w, allow_pickle), e, w)
             load = from_member
         # The header's dtype and shape are checked (_npyfmt.read_header, check_shape).
-        tensor = tensors[name] = Tensor._trusted(name, real_dtype, real_shape,
-                                                 math.prod(real_shape), load, None, span, None,
-                                                 {})
-        if span is not None:  # the member is its npy header and then the span
-            tensor.member_crc = (span[1] - hlen, info.file_size, info.CRC)
+        # The member is the npy header and then the span: its CRC-32 covers both.
+        zip_crc = (span[1] - hlen, info.file_size, info.CRC) if span is not None else None
+        tensors[name] = Tensor._trusted(name, real_dtype, real_shape, math.prod(real_shape),
+                                        load, None, span, None, {}, zip_crc)
     closers = [zf.close, lambda: release(buf)]
     return Checkpoint(tensors, {str(k): str(v) for k, v in metadata.items()},
                       source=Source("npz", path), closers=closers)

@@ -356,23 +356,10 @@ def _check_member(t: Tensor, path: str, offset: int, size: int, expected: int,
     value = 0
     if window is not None and _inside(window, path, offset, offset + size):
         value = zlib.crc32(memoryview(window[2])[offset - window[1]:offset - window[1] + size])
-    elif storage.is_url(path):
-        obj = storage.open_file(path)
-        for pos in range(offset, offset + size, CHUNK):
-            value = zlib.crc32(obj.pread(pos, min(CHUNK, offset + size - pos),
-                                         f"tensor {t.name!r}: "), value)
     else:
-        fd = os.open(path, os.O_RDONLY)
-        try:
+        with SpanReader() as files:  # the member lies in the span's file
             for pos in range(offset, offset + size, CHUNK):
-                n = min(CHUNK, offset + size - pos)
-                data = os.pread(fd, n, pos)
-                if len(data) < n:
-                    raise CorruptionError(f"{path}: tensor {t.name!r}: data ends at byte "
-                                          f"{pos + len(data)}; the file is truncated")
-                value = zlib.crc32(data, value)
-        finally:
-            os.close(fd)
+                value = zlib.crc32(files.read(t, pos, min(CHUNK, offset + size - pos)), value)
     if value != expected:
         raise CorruptionError(f"{path}: tensor {t.name!r}: CRC-32 mismatch (data corrupted)")
 

@@ -17,7 +17,7 @@ from ...tensor import Checkpoint, Kind, Source, Tensor, too_large_for_numpy, unr
 from ...tfnames import GRAPH_KEY
 from .._common import frombuffer, gc_paused, map_file, read_regular, release
 from . import objgraph
-from .entry import BundleEntry, as_written, decode_entry
+from .entry import BundleEntry, decode_entry
 from .layout import resolve, shard_path
 from .slices import covers_exactly, slice_key
 from .strings import read_scalar_string, read_strings
@@ -81,7 +81,6 @@ class Bundle:
             raise CorruptionError(f"{where}: bad shard count {self.num_shards}")
         self.entries: dict[str, BundleEntry] = {}
         self.raw: dict[bytes, bytes] = {}
-        entries, shards = self.entries, self.num_shards
         for key, value in rows[1:]:
             if key[:1] == b"\x00":  # a part of a partitioned variable
                 self.raw[key] = value
@@ -90,15 +89,7 @@ class Bundle:
                 name = key.decode("utf-8")
             except UnicodeDecodeError:
                 raise FormatError(f"{where}: tensor name {key[:60]!r} is not UTF-8") from None
-            # Most entries of a large index take the one-pass layout with a good location;
-            # any other goes through the checks of _entry.
-            try:
-                entry = as_written(value)
-            except proto.ProtoError:  # a varint too long: _entry says where
-                entry = None
-            if entry is None or entry[2] >= shards or entry[3] < 0 or entry[4] < 0:
-                entry = self._entry(name, value)
-            entries[name] = entry
+            self.entries[name] = self._entry(name, value)
         self._maps: dict[int, mmap.mmap | bytes] = {}
         self._files: dict[int, str] = {}
 
