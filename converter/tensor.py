@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from . import dtypes
 from .errors import FormatError
@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 Kind = Literal["variable", "slot", "counter", "object_graph", "other"]
 
 Span = tuple[str, int, int]
+
+
+class ZipMember(NamedTuple):
+    """A stored zip member that a span lies in, in the span's file: zlib's CRC-32 covers the
+    whole member, and it is the only checksum those bytes have."""
+
+    offset: int
+    size: int
+    crc: int
+    # Named in errors when the member holds more than the one tensor (a .keras archive's
+    # weights); an npz member is its tensor, which the error names instead.
+    name: str = ""
 
 
 class Tensor:
@@ -45,9 +57,8 @@ class Tensor:
             when the tensor is stored that way, so a writer may copy bytes without decoding.
         crc32c: the (unmasked) crc32c the file records for the span's bytes, if any; a writer
             that copies the span checks it, as ``read()`` does.
-        member_crc: ``(offset, size, CRC-32)`` of the zip member (npz) the span lies in, in the
-            same file: zlib's CRC-32 covers the whole member, and whoever streams the span
-            checks it first, as ``read()`` and numpy.load do.
+        member_crc: the :class:`ZipMember` (npz, ``.keras``) the span lies in: whoever streams
+            the span checks the member's CRC-32 first, as ``read()``, numpy.load and Keras do.
         attrs: format-specific facts (e.g. the TF2 object path of a variable).
     """
 
@@ -68,7 +79,7 @@ class Tensor:
         span: Span | None = None,
         crc32c: int | None = None,
         attrs: dict[str, str] | None = None,
-        member_crc: tuple[int, int, int] | None = None,
+        member_crc: ZipMember | None = None,
     ) -> None:
         import numpy as np
 
@@ -88,7 +99,7 @@ class Tensor:
     def _trusted(cls, name: str, dtype: np.dtype | str, shape: tuple[int, ...], size: int,
                  load: Callable[[], np.ndarray], kind: Kind | None, span: Span | None,
                  crc32c: int | None, attrs: dict[str, str],
-                 member_crc: tuple[int, int, int] | None = None) -> Tensor:
+                 member_crc: ZipMember | None = None) -> Tensor:
         # For readers that open tens of thousands of tensors: the fields are already checked
         # (dtype a numpy dtype or a name in dtypes.ALL, shape a tuple of ints, size its
         # product), so skip the checks.

@@ -39,6 +39,15 @@ def keras3(out: Path) -> None:
     np.savez(out / "wrapped.npz", **{v.path: np.asarray(v) for v in model.weights})
 
 
+def dense(out: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(
+        3000, bias_initializer="random_normal", name="dense")], name="net")
+    model.save(out / "dense.keras")
+    np.savez(out / "dense.npz", **{v.path: np.asarray(v) for v in model.weights})
+
+
 def tf_keras(out: Path) -> None:
     import tensorflow as tf
 
@@ -54,4 +63,5 @@ def tf_keras(out: Path) -> None:
 if __name__ == "__main__":
     target = Path(sys.argv[1])
     keras3(target)
+    dense(target)
     tf_keras(target)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import dtypes, storage
 from ..errors import CorruptionError, FormatError
-from ..tensor import Span, Tensor
+from ..tensor import Span, Tensor, ZipMember
 from ._common import MAX_RATIO, first_line
 
 
@@ -252,10 +252,27 @@ def _check_backed(ds, plist, layout: int, where: str) -> None:
 
 
 def dataset_tensor(path: Path | str, ds, name: str, allow_external: bool = False,
-                   window: Window | None = None) -> Tensor:
+                   window: Window | None = None, member: ZipMember | None = None) -> Tensor:
     """A lazy tensor over dataset ``ds``; ``window`` locates the HDF5 file's bytes when they are
     not the whole of ``path`` (see :data:`Window`). A contiguous dataset stored as numpy lays
-    out its dtype carries its span there, so conversions copy its bytes by ranges."""
+    out its dtype carries its span there, so conversions copy its bytes by ranges. ``member``
+    is the stored zip member of the local file ``path`` that holds the HDF5 file: reading the
+    tensor, or streaming its span, checks the member's CRC-32 first."""
+    tensor = _dataset_tensor(path, ds, name, allow_external, window)
+    if member is None:
+        return tensor
+    from . import stream
+
+    def checked(load=tensor._load) -> np.ndarray:
+        stream.check_member(str(path), name, member)
+        return load()
+
+    return Tensor._trusted(name, tensor._dtype, tensor.shape, tensor.size, checked,
+                           tensor._kind, tensor.span, tensor.crc32c, tensor.attrs, member)
+
+
+def _dataset_tensor(path: Path | str, ds, name: str, allow_external: bool,
+                    window: Window | None) -> Tensor:
     h5py = require_h5py()
     where = f"{path}: tensor {name!r}"
     _check_storage(path, ds, allow_external)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
-from ..tensor import Checkpoint, Source, Tensor
+from ..tensor import Checkpoint, Source, Tensor, ZipMember
 from ._common import check_declared, first_line, map_file, read_capped, release, stored_start
 from ._h5common import Window, check_global_heaps, dataset_tensor, require_h5py
 from .keras_names import config_layers, describe, model_order, saveable_names
@@ -66,7 +66,7 @@ def read(path: Path) -> Checkpoint:
             raise ValueError("config.json holds no model config")
         meta = json.loads(read_capped(archive, archive.getinfo(META), path, MAX_CONFIG)) \
             if META in archive.namelist() else {}
-        source, window = _weights_file(archive, path, closers)
+        source, window, member = _weights_file(archive, path, closers)
         f = h5py.File(source, "r")
         closers.append(f.close)
         check_global_heaps(path, f, window)
@@ -81,7 +81,7 @@ def read(path: Path) -> Checkpoint:
             name, attrs, kind = described[key]
             if name in tensors:
                 name = key
-            tensor = dataset_tensor(path, ds, name, window=window)
+            tensor = dataset_tensor(path, ds, name, window=window, member=member)
             tensor.attrs.update(attrs)
             tensor.kind = kind
             tensors[name] = tensor
@@ -102,8 +102,11 @@ def read(path: Path) -> Checkpoint:
                       closers=[close_all])
 
 
-def _weights_file(archive: zipfile.ZipFile, path: Path, closers: list) -> tuple[Any, Window]:
-    """What h5py opens for the archive's weights, and where that HDF5 file's bytes are.
+def _weights_file(archive: zipfile.ZipFile, path: Path, closers: list
+                  ) -> tuple[Any, Window, ZipMember | None]:
+    """What h5py opens for the archive's weights, where that HDF5 file's bytes are, and the
+    stored member they are read from in place, whose CRC-32 is checked before any value is
+    read (Keras checks it too, as zipfile reads the member).
 
     A stored member (as Keras writes it) is read in place, through a window on the archive
     (zipfile before Python 3.12 serves a backward seek by reading again from the member's
@@ -121,13 +124,14 @@ def _weights_file(archive: zipfile.ZipFile, path: Path, closers: list) -> tuple[
     if start is not None:
         member = _Slice(path, start, info.file_size)  # read in place, nothing unpacked
         closers.append(member.close)
-        return member, (str(path), start, info.file_size)
+        return member, (str(path), start, info.file_size), \
+            ZipMember(start, info.file_size, info.CRC, WEIGHTS)
     check_declared(path, info, WEIGHTS)
     tmp = tempfile.NamedTemporaryFile(prefix="ckpt-", suffix=".weights.h5", delete=False)
     closers.append(lambda: os.unlink(tmp.name))
     with tmp, archive.open(info) as src:
         shutil.copyfileobj(src, tmp, 1 << 20)
-    return tmp.name, (tmp.name, 0, os.path.getsize(tmp.name))
+    return tmp.name, (tmp.name, 0, os.path.getsize(tmp.name)), None  # zipfile checked it
 
 
 class _Slice(io.RawIOBase):

@@ -43,7 +43,7 @@ from ..errors import CorruptionError, FormatError
 from ..outputs import outputs
 from ..progress import tracked
 from ..signals import Sections, sections
-from ..tensor import Checkpoint, Source, Tensor
+from ..tensor import Checkpoint, Source, Tensor, ZipMember
 from . import _npyfmt
 from ._common import (
     check_declared,
@@ -249,7 +249,8 @@ def _read(zf: zipfile.ZipFile, path: str, allow_pickle: bool, buf, size: int,
             load = from_member
         # The header's dtype and shape are checked (_npyfmt.read_header, check_shape).
         # The member is the npy header and then the span: its CRC-32 covers both.
-        zip_crc = (span[1] - hlen, info.file_size, info.CRC) if span is not None else None
+        zip_crc = ZipMember(span[1] - hlen, info.file_size, info.CRC) if span is not None \
+            else None
         tensors[name] = Tensor._trusted(name, real_dtype, real_shape, math.prod(real_shape),
                                         load, None, span, None, {}, zip_crc)
     closers = [zf.close, lambda: release(buf)]

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import crc32c, storage
 from ..errors import CorruptionError
-from ..tensor import Span, Tensor
+from ..tensor import Span, Tensor, ZipMember
 from ._common import contiguous_le, release
 
 CHUNK = 8 << 20
@@ -256,13 +256,16 @@ class SpanReader:
 
     def read(self, tensor: Tensor, offset: int, n: int) -> bytes:
         """``n`` bytes at ``offset`` of the tensor's file."""
-        path = _span(tensor, check=False)[0]  # checked by pieces()
+        return self.read_at(_span(tensor, check=False)[0], tensor.name, offset, n)
+
+    def read_at(self, path: str, name: str, offset: int, n: int) -> bytes:
+        """``n`` bytes at ``offset`` of ``path``, read for tensor ``name`` (named in errors)."""
         fd, _ = self._file(path)
         if fd < 0:
-            return storage.open_file(path).pread(offset, n, f"tensor {tensor.name!r}: ")
+            return storage.open_file(path).pread(offset, n, f"tensor {name!r}: ")
         data = os.pread(fd, n, offset)
-        if len(data) < n:  # the file shrank since pieces() looked
-            raise CorruptionError(f"{path}: tensor {tensor.name!r}: data ends at byte "
+        if len(data) < n:  # the file shrank since pieces() looked, or a member runs past it
+            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
                                   f"{offset + len(data)}; the file is truncated")
         return data
 
@@ -345,23 +348,58 @@ def _span(t: Tensor, window: tuple[str, int, bytes] | None = None, *, check: boo
     if t.span is None:
         raise ValueError(f"tensor {t.name!r} has no span to stream from")
     if check and t.member_crc is not None:
-        _check_member(t, t.span[0], *t.member_crc, window)
+        check_member(t.span[0], t.name, t.member_crc, window)
     return t.span
 
 
-def _check_member(t: Tensor, path: str, offset: int, size: int, expected: int,
-                  window: tuple[str, int, bytes] | None) -> None:
-    """The CRC-32 of the zip member at ``offset`` (``size`` bytes) of ``path``, read a chunk at
-    a time: a stored member's only checksum, which numpy.load checks too."""
-    value = 0
+# What the check of a shared member (one that names itself, see ZipMember) found, by file
+# and member: "" when it matched. The tensors of a .keras archive all lie in one member,
+# which is read once for all of them, and once when it is damaged, not once per tensor.
+_CHECKED: dict[tuple, str] = {}
+_CHECKED_MAX = 1024
+
+
+def check_member(path: str, name: str, member: ZipMember,
+                 window: tuple[str, int, bytes] | None = None) -> None:
+    """Raise CorruptionError unless the zip member of ``path`` that tensor ``name`` lies in
+    matches its CRC-32: a stored member's only checksum, which numpy.load and Keras check
+    too."""
+    key = _member_key(path, member)
+    problem = _CHECKED.get(key) if key is not None else None
+    if problem is None:
+        problem = "" if _member_crc(path, name, member, window) == member.crc else \
+            f"{path}: {member.name or f'tensor {name!r}'}: CRC-32 mismatch (data corrupted)"
+        if key is not None:
+            if len(_CHECKED) >= _CHECKED_MAX:
+                _CHECKED.clear()
+            _CHECKED[key] = problem
+    if problem:
+        raise CorruptionError(problem)
+
+
+def _member_key(path: str, member: ZipMember) -> tuple | None:
+    # A rewritten file is checked again: its identity and times are part of the key.
+    if not member.name or storage.is_url(path):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # reading it says what is wrong
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, *member)
+
+
+def _member_crc(path: str, name: str, member: ZipMember,
+                window: tuple[str, int, bytes] | None) -> int:
+    """The CRC-32 of the member's bytes, read a chunk at a time."""
+    offset, size = member.offset, member.size
     if window is not None and _inside(window, path, offset, offset + size):
-        value = zlib.crc32(memoryview(window[2])[offset - window[1]:offset - window[1] + size])
-    else:
-        with SpanReader() as files:  # the member lies in the span's file
-            for pos in range(offset, offset + size, CHUNK):
-                value = zlib.crc32(files.read(t, pos, min(CHUNK, offset + size - pos)), value)
-    if value != expected:
-        raise CorruptionError(f"{path}: tensor {t.name!r}: CRC-32 mismatch (data corrupted)")
+        return zlib.crc32(memoryview(window[2])[offset - window[1]:offset - window[1] + size])
+    value = 0
+    with SpanReader() as files:
+        for pos in range(offset, offset + size, CHUNK):
+            value = zlib.crc32(files.read_at(path, name, pos, min(CHUNK, offset + size - pos)),
+                               value)
+    return value
 
 
 def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
