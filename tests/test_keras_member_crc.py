@@ -6,6 +6,7 @@ file, not once per tensor."""
 from __future__ import annotations
 
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -124,6 +125,32 @@ def test_a_damaged_deflated_archive_is_refused_in_one_line(keras_files, tmp_path
     err = capsys.readouterr().err
     assert err.startswith(f"ckpt: error: {tmp_path / 'd.keras'}: ") and "CRC-32" in err
     assert err.count("\n") == 1 and not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("name", ["dense.keras", "kernel.keras", "bias.keras"])
+def test_a_member_checked_in_two_halves_gives_the_same_answer(keras_files, archives, name,
+                                                              monkeypatch):
+    monkeypatch.setattr(stream, "SPLIT_CRC", 1)  # every member, in two threads
+    monkeypatch.setattr(stream, "_cores", lambda: 2)
+    stream._CHECKED.clear()
+    path = (keras_files if name == "dense.keras" else archives) / name
+    with converter.read(path) as ckpt:
+        if name == "dense.keras":
+            assert ckpt["dense/kernel"].read().tobytes() == \
+                np.load(keras_files / "dense.npz")[KERNEL].tobytes()
+        else:
+            with pytest.raises(CorruptionError, match="model.weights.h5: CRC-32 mismatch"):
+                ckpt["dense/kernel"].read()
+
+
+def test_crc32_combine_is_zlibs():
+    rng = np.random.default_rng(7)
+    whole = rng.integers(0, 256, 20_000_003, dtype=np.uint8).tobytes()
+    cuts = [0, 1, 2, 3, 4, 1000, 65_537, 10_000_000, len(whole) - 1, len(whole)]
+    cuts += rng.integers(0, len(whole), 30).tolist()
+    for cut in cuts:
+        a, b = whole[:cut], whole[cut:]
+        assert stream.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(whole)
 
 
 def _count_member_reads(monkeypatch) -> list:
