@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConverterError, FormatError, StorageError, UsageError
-from .formats.stream import chunks
+from .formats.stream import SpanReader, check_span, streamable
 
 
 @dataclass
@@ -98,14 +98,15 @@ def _verify(path: str | Path, format: str | None, opts: dict[str, Any]) -> Verif
     except OSError as exc:
         report.error = _os_error(path, exc)
         return report
-    with ckpt:
+    with ckpt, SpanReader() as files:
         for tensor in ckpt.values():
             try:
                 if tensor.name in problems:
                     raise ConverterError(problems[tensor.name])
-                if tensor.span is not None and not tensor.dtype.hasobject:
-                    for _ in chunks(tensor):
-                        pass
+                # streamable() first: it answers from a reader's dtype name without numpy.
+                if streamable(tensor) or tensor.span is not None and \
+                        not tensor.dtype.hasobject:
+                    check_span(tensor, files)
                 else:
                     tensor.read()
                 report.tensors.append(TensorStatus(tensor.name, True, tensor.nbytes))

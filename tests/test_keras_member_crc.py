@@ -8,6 +8,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 
+import google_crc32c
 import numpy as np
 import pytest
 
@@ -143,14 +144,17 @@ def test_a_member_checked_in_two_halves_gives_the_same_answer(keras_files, archi
                 ckpt["dense/kernel"].read()
 
 
-def test_crc32_combine_is_zlibs():
+@pytest.mark.parametrize("poly", ["zlib", "castagnoli"])
+def test_crc_combine_joins_the_crcs_of_two_pieces(poly):
+    crc, const = (zlib.crc32, stream.ZLIB_POLY) if poly == "zlib" else \
+        (google_crc32c.value, stream.CASTAGNOLI_POLY)
     rng = np.random.default_rng(7)
     whole = rng.integers(0, 256, 20_000_003, dtype=np.uint8).tobytes()
     cuts = [0, 1, 2, 3, 4, 1000, 65_537, 10_000_000, len(whole) - 1, len(whole)]
     cuts += rng.integers(0, len(whole), 30).tolist()
     for cut in cuts:
         a, b = whole[:cut], whole[cut:]
-        assert stream.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(whole)
+        assert stream.crc_combine(crc(a), crc(b), len(b), const) == crc(whole), cut
 
 
 def _count_member_reads(monkeypatch) -> list:

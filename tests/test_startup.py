@@ -105,3 +105,14 @@ def test_listing_a_tf2_bundle_reads_its_object_graph_without_numpy(tmp_path):
             assert main(["inspect", {str(prefix)!r}]) == 0
         assert "(tf2)" in out.getvalue(), out.getvalue()
     """)
+
+
+def test_verify_of_a_bundle_imports_no_numpy(prefix):
+    # Checksums are taken on bytes read with pread: numpy would be a third of the command.
+    assert not _numpy_after(f"""
+        import contextlib, io
+        from converter.cli import main
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["verify", {str(prefix)!r}]) == 0
+        assert "2 tensors" in out.getvalue()
+    """)

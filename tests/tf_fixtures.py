@@ -162,6 +162,20 @@ def _tf1_saved(target: Path, save_path: str, big: bool = False, **saver_args: An
             return v1.train.Saver(**saver_args).save(sess, save_path)
 
 
+def tf1_large(outdir: Path) -> Built:
+    """A tensor of 3 MiB (read in pieces, on two threads by ``ckpt verify``) beside a small one."""
+    target = _fresh(outdir / "tf1_large")
+    with tf.Graph().as_default():
+        v1 = tf.compat.v1
+        v1.get_variable("large", initializer=_rng(11).standard_normal((768, 1024))
+                        .astype(np.float32))
+        v1.get_variable("small", initializer=np.arange(5, dtype=np.int32))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, str(target / "model.ckpt"))
+    return Built(prefix, "tf1_saver", "float32 [768,1024] (3 MiB) and int32 [5], Saver.save")
+
+
 def tf1_empty_basename(outdir: Path) -> Built:
     target = _fresh(outdir / "tf1_empty_basename")
     # A save path ending in "/" gives the prefix an empty basename: files ".index",
@@ -485,6 +499,7 @@ FIXTURES: dict[str, Callable[[Path], Built]] = {
     "savedmodel": savedmodel,
     "tf1_ema": tf1_ema,
     "tf1_empty_basename": tf1_empty_basename,
+    "tf1_large": tf1_large,
     "tf1_v1_dir": tf1_v1_dir,
 }
 

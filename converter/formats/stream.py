@@ -14,6 +14,7 @@ sliced.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import mmap
 import os
@@ -21,10 +22,9 @@ import stat
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import google_crc32c
-import numpy as np
 
 from .. import crc32c, storage
 from ..errors import CorruptionError
@@ -42,7 +42,10 @@ EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to dis
 _NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 # libc's, looked up on first use; False where there is none.
 _sync_file_range: Callable[..., Any] | bool | None = None
-Piece = bytes | memoryview | np.ndarray  # a stretch of a tensor's bytes
+if TYPE_CHECKING:  # imported where a map is read: verify of a bundle runs without numpy
+    import numpy as np
+
+Piece: TypeAlias = "bytes | memoryview | np.ndarray"  # a stretch of a tensor's bytes
 
 
 def start_writeback(fd: int, offset: int, n: int) -> None:
@@ -155,6 +158,8 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
             f.write(data)
         yield start, data
         return
+    import numpy as np
+
     mapping = view = piece = None
     try:
         base = start - start % mmap.ALLOCATIONGRANULARITY
@@ -337,7 +342,9 @@ def streamable(t: Tensor) -> bool:
     values are fixed-size and little-endian."""
     if t.span is None:
         return False
-    dtype = t.dtype
+    dtype = t._dtype
+    if type(dtype) is str:  # a reader's name (see Tensor): fixed-size and little-endian
+        return dtype != "string"
     return not dtype.hasobject and dtype.byteorder != ">"
 
 
@@ -397,36 +404,17 @@ def _member_crc(path: str, name: str, member: ZipMember,
         return zlib.crc32(memoryview(window[2])[offset - window[1]:end - window[1]])
     with SpanReader() as files:
         if member.size < SPLIT_CRC or storage.is_url(path) or _cores() < 2:
-            return _crc_of(files, path, name, offset, end)
+            return _zlib_crc_of(files, path, name, offset, end)
         middle = offset + member.size // 2
-        second: list[int | BaseException] = []
-
-        def run() -> None:
-            try:
-                second.append(_crc_of(files, path, name, middle, end))
-            except BaseException as exc:  # raised on the caller's thread
-                second.append(exc)
-
-        worker = threading.Thread(target=run, name="ckpt-crc")
-        worker.start()
-        try:
-            first = _crc_of(files, path, name, offset, middle)
-        finally:
-            worker.join()
-        if isinstance(second[0], BaseException):
-            raise second[0]
-        return crc32_combine(first, second[0], end - middle)
+        first, second = _both(lambda: _zlib_crc_of(files, path, name, offset, middle),
+                              lambda: _zlib_crc_of(files, path, name, middle, end))
+        return crc_combine(first, second, end - middle, ZLIB_POLY)
 
 
 SPLIT_CRC = 4 * CHUNK  # members from this size have their CRC-32 taken in two halves at once
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        os.cpu_count() or 1
-
-
-def _crc_of(files: SpanReader, path: str, name: str, start: int, end: int) -> int:
+def _zlib_crc_of(files: SpanReader, path: str, name: str, start: int, end: int) -> int:
     value = 0
     # In pieces of PIECE bytes: each piece's memory is reused for the next, while larger
     # reads each fault in fresh pages (8 MiB pieces took half as long again).
@@ -435,13 +423,136 @@ def _crc_of(files: SpanReader, path: str, name: str, start: int, end: int) -> in
     return value
 
 
-# zlib's CRC-32 of two pieces joined, from theirs (zlib's crc32_combine, which Python's zlib
-# module does not offer): polynomials over GF(2), reflected, modulo the CRC's.
-_POLY = 0xEDB88320
+def check_span(tensor: Tensor, files: SpanReader) -> None:
+    """Read the tensor's bytes once and check them against its crc32c, as :func:`chunks`
+    does, keeping nothing. A local span is read with pread (no map, no numpy); a large one in
+    two halves at once, on two cores: pread and google_crc32c (on bytes of a MiB or more) let
+    go of the GIL, so the check runs faster than ``cat`` reads the file from the page cache."""
+    if not streamable(tensor) or tensor.member_crc is not None or \
+            storage.is_url(tensor.span[0]):  # type: ignore[index]  # streamable: it has one
+        for _ in chunks(tensor):
+            pass
+        return
+    pieces = files.pieces(tensor)  # refuses a span past the end of its file
+
+    def crc_of(part: list[tuple[int, int]]) -> int:
+        value = 0
+        for pos, n in part:
+            value = google_crc32c.extend(value, files.read(tensor, pos, n))
+        return value
+
+    if tensor.nbytes < SPLIT_SPAN or _cores() < 2:
+        value = crc_of(pieces)
+    else:
+        half = len(pieces) // 2
+        first, second = _both(lambda: crc_of(pieces[:half]), lambda: crc_of(pieces[half:]))
+        value = crc_combine(first, second, sum(n for _, n in pieces[half:]), CASTAGNOLI_POLY)
+    if tensor.crc32c is not None and value != tensor.crc32c:
+        raise CorruptionError(f"{tensor.span[0]}: tensor {tensor.name!r}: "  # type: ignore[index]
+                              "checksum mismatch (data corrupted)")
 
 
-def _multmodp(a: int, b: int) -> int:
-    """a·b modulo the CRC polynomial (reflected bit order: x⁰ is the top bit)."""
+SPLIT_SPAN = 2 * PIECE  # each half a PIECE or more, which google_crc32c checks without the GIL
+
+
+def reads_ahead(tensor: Tensor) -> bool:
+    """Whether :class:`ReadAhead` takes the tensor: a local span of fixed-size little-endian
+    values, whole (no zip member to check first)."""
+    if not streamable(tensor) or tensor.member_crc is not None:
+        return False
+    path, _, nbytes = tensor.span  # type: ignore[misc]  # streamable: it has one
+    return nbytes == tensor.nbytes and not storage.is_url(path)
+
+
+AHEAD_PIECE = PIECE
+
+
+class ReadAhead:
+    """A local span's bytes in pieces of PIECE bytes, each with the running crc32c after it
+    (with ``crc``; else 0), read on a thread of its own a few pieces ahead of the caller: pread
+    and google_crc32c let go of the GIL, so reading and checking one side of a diff overlap
+    with the other side and with the comparison. The caller checks the crc; :meth:`close`
+    stops the thread (also when the caller stops early)."""
+
+    def __init__(self, tensor: Tensor, files: SpanReader, *, crc: bool) -> None:
+        self.tensor, self._files, self._crc = tensor, files, crc
+        import queue  # only a diff needs it
+
+        self._pieces = files.pieces(tensor, AHEAD_PIECE)  # refuses a span past its file's end
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._full = queue.Full
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ckpt-read", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        item: Any = None
+        try:
+            value = 0
+            for pos, n in self._pieces:
+                if self._stop.is_set():
+                    return
+                data = self._files.read(self.tensor, pos, n)
+                if self._crc:
+                    value = google_crc32c.extend(value, data)
+                self._put((data, value))
+        except BaseException as exc:  # raised on the caller's thread
+            item = exc
+        self._put(item)  # None: the end
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except self._full:
+                pass
+
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+
+
+def _both(first: Callable[[], int], second: Callable[[], int]) -> tuple[int, int]:
+    """``first()`` here and ``second()`` on a thread of its own, at once; an exception from
+    either is raised here (the first's, when both raise)."""
+    done: list[int | BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(second())
+        except BaseException as exc:  # raised on the caller's thread
+            done.append(exc)
+
+    worker = threading.Thread(target=run, name="ckpt-crc")
+    worker.start()
+    try:
+        mine = first()
+    finally:
+        worker.join()
+    if isinstance(done[0], BaseException):
+        raise done[0]
+    return mine, done[0]
+
+
+# The CRC of two pieces joined, from theirs, for zlib's CRC-32 and TensorFlow's CRC-32C (zlib's
+# crc32_combine, which neither zlib's Python module nor google_crc32c offers): polynomials over
+# GF(2) in reflected bit order (x⁰ is the top bit), modulo the CRC's polynomial.
+ZLIB_POLY, CASTAGNOLI_POLY = 0xEDB88320, 0x82F63B78
+
+
+def _multmodp(a: int, b: int, poly: int) -> int:
     m, p = 1 << 31, 0
     while m:
         if a & m:
@@ -449,24 +560,29 @@ def _multmodp(a: int, b: int) -> int:
             if not a & (m - 1):
                 break
         m >>= 1
-        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
+        b = (b >> 1) ^ poly if b & 1 else b >> 1
     return p
 
 
-_X2N = [1 << 30]  # x^(2^k) modulo the polynomial: x¹, x², x⁴, ...
-for _ in range(31):
-    _X2N.append(_multmodp(_X2N[-1], _X2N[-1]))
+@functools.cache
+def _x2n(poly: int) -> tuple[int, ...]:
+    """x^(2^k) modulo ``poly``, for k = 0..31: x¹, x², x⁴, ..."""
+    table = [1 << 30]
+    for _ in range(31):
+        table.append(_multmodp(table[-1], table[-1], poly))
+    return tuple(table)
 
 
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)``."""
+def crc_combine(crc1: int, crc2: int, len2: int, poly: int) -> int:
+    """The CRC of ``A + B`` from the CRCs of ``A`` and ``B`` and ``len(B)``."""
+    table = _x2n(poly)
     p, k, n = 1 << 31, 3, len2  # x⁰; x^(8·len2) = product of x^(2^k) over the bits of 8·len2
     while n:
         if n & 1:
-            p = _multmodp(_X2N[k & 31], p)
+            p = _multmodp(table[k & 31], p, poly)
         n >>= 1
         k += 1
-    return _multmodp(p, crc1) ^ crc2
+    return _multmodp(p, crc1, poly) ^ crc2
 
 
 def copy_all(f, tensors: list[Tensor], *, want_crc: bool = False
@@ -602,6 +718,8 @@ def _runs(tensors: list[Tensor]) -> Iterator[list[Tensor]]:
 def _run_pieces(copy: _Copy, run: list[Tensor]
                 ) -> Iterator[tuple[Tensor, Piece | None]]:
     """:func:`pieces` of a run of tensors stored back to back in one file."""
+    import numpy as np
+
     spans = [_span(t, copy.window) for t in run]
     path, start, _ = spans[0]
     end = spans[-1][1] + spans[-1][2]
