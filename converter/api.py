@@ -312,7 +312,7 @@ def _portable(ckpt: Checkpoint, fmt: registry.Format) -> Checkpoint:
     tensors: dict[str, Any] = dict(ckpt)
     if "string" not in fmt.stored_dtypes:
         # The graph is a string: the dtype test first spares judging every tensor's kind.
-        graphs = [n for n, t in ckpt.items() if t.dtype.hasobject and t.kind == "object_graph"]
+        graphs = [n for n, t in ckpt.items() if t.holds_strings and t.kind == "object_graph"]
         # A Hugging Face directory is a model's weights: no graph is expected there.
         if graphs and fmt.name != "hf":
             warnings.warn(f"{fmt.name} cannot hold the TF2 object graph ({graphs[0]}); "

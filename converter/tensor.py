@@ -49,6 +49,7 @@ class Tensor:
         dtype: numpy dtype (ml_dtypes for bfloat16 and friends; ``object`` for byte strings).
         dtype_name: its canonical name (``float32``, ``bfloat16``, ``string``); readers that
             know dtypes by name answer it without importing numpy.
+        holds_strings: whether the values are byte strings, also without numpy.
         shape: tuple of ints.
         kind: ``variable``, ``slot`` (optimizer state), ``counter`` (``global_step``,
             ``save_counter``), ``object_graph`` or ``other``; set by readers, used by rules.
@@ -124,6 +125,13 @@ class Tensor:
         :func:`converter.dtypes.name_of` gives it."""
         dtype = self._dtype
         return dtype if type(dtype) is str else dtypes.name_of(dtype)
+
+    @property
+    def holds_strings(self) -> bool:
+        """Whether the values are byte strings (``dtype`` object): answered from a reader's
+        dtype name without numpy, and for any numpy dtype, even one with no canonical name."""
+        dtype = self._dtype
+        return dtype == "string" if type(dtype) is str else dtype.hasobject
 
     @property
     def kind(self) -> Kind:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConverterError, FormatError, StorageError, UsageError
-from .formats.stream import SpanReader, check_span, streamable
+from .formats.stream import SpanReader, check_span
 
 
 @dataclass
@@ -103,9 +103,7 @@ def _verify(path: str | Path, format: str | None, opts: dict[str, Any]) -> Verif
             try:
                 if tensor.name in problems:
                     raise ConverterError(problems[tensor.name])
-                # streamable() first: it answers from a reader's dtype name without numpy.
-                if streamable(tensor) or tensor.span is not None and \
-                        not tensor.dtype.hasobject:
+                if tensor.span is not None and not tensor.holds_strings:
                     check_span(tensor, files)
                 else:
                     tensor.read()

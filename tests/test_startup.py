@@ -116,3 +116,14 @@ def test_verify_of_a_bundle_imports_no_numpy(prefix):
             assert main(["verify", {str(prefix)!r}]) == 0
         assert "2 tensors" in out.getvalue()
     """)
+
+
+def test_converting_a_bundle_to_safetensors_imports_no_numpy(prefix, tmp_path):
+    # The bytes are copied and checksummed as they are: numpy would be a third of the command.
+    out = tmp_path / "out.safetensors"
+    assert not _numpy_after(f"""
+        from converter.cli import main
+        assert main(["convert", {str(prefix)!r}, {str(out)!r}, "-q"]) == 0
+    """)
+    with converter.read(out) as back:
+        assert back["dense/kernel"].read().tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -16,14 +16,17 @@ from collections.abc import Callable
 from functools import partial
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .. import dtypes, storage
 from ..errors import FormatError
 from ..outputs import Outputs, outputs
 from ..progress import tracked
 from ..tensor import Checkpoint, Source, Tensor
+
+if TYPE_CHECKING:  # the writer runs without numpy when it only copies bytes
+    import numpy as np
+
 from ._common import (
     check_dtype,
     check_name,
@@ -336,7 +339,8 @@ def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> b
         parts.append('"__metadata__":' + json.dumps(
             {str(k): str(v) for k, v in metadata.items()}, separators=(",", ":"),
             ensure_ascii=False))
-    codes: dict[object, str] = {}
+    # By the tensor's dtype as its reader gave it: a name (no numpy needed) or a numpy dtype.
+    codes: dict[object, tuple[str, int]] = {}
     shapes: dict[tuple[int, ...], str] = {}
     offset = 0
     for tensor in tensors:
@@ -344,19 +348,21 @@ def header_for(tensors: list[Tensor], metadata: dict[str, str], path: Path) -> b
         check_name(path, name, "safetensors")
         if name == "__metadata__":
             raise FormatError(f"{path}: tensor {name!r}: the name is reserved in safetensors")
-        dtype = tensor.dtype
-        code = codes.get(dtype)
-        if code is None:
-            check_dtype(path, tensor, "safetensors")
-            dtype_name = dtypes.name_of(dtype)
+        found = codes.get(tensor._dtype)
+        if found is None:
+            if type(tensor._dtype) is not str:
+                check_dtype(path, tensor, "safetensors")
+            dtype_name = tensor.dtype_name
             if dtype_name not in NAMES:
                 raise FormatError(f"{path}: tensor {name!r} has dtype {dtype_name}, which "
                                   "safetensors cannot store")
-            code = codes[dtype] = f'{{"dtype":"{NAMES[dtype_name]}","shape":['
+            found = codes[tensor._dtype] = (f'{{"dtype":"{NAMES[dtype_name]}","shape":[',
+                                            dtypes.ITEMSIZE[dtype_name])
+        code, itemsize = found
         shape = shapes.get(tensor.shape)
         if shape is None:
             shape = shapes[tensor.shape] = ",".join(map(str, tensor.shape))
-        end = offset + tensor.size * dtype.itemsize
+        end = offset + tensor.size * itemsize
         parts.append(f'{_json_string(name)}:{code}{shape}],"data_offsets":[{offset},{end}]}}')
         offset = end
     raw = ("{" + ",".join(parts) + "}").encode()

@@ -1,11 +1,11 @@
 """Streaming a tensor's bytes to a writer in bounded memory.
 
-Tensors stored back to back in one file are copied as one run. A run is read through a
-read-only memory map of its file, a chunk at a time: the crc32c of each tensor is computed on
-the mapped page-cache pages, the bytes go to a plain output file with ``os.copy_file_range``
-(inside the kernel, never through Python), and each chunk's pages are dropped from the mapping
-once done, so converting a checkpoint of any size holds a few MiB. Runs of at most SMALL bytes
-are read with one ``pread`` instead. Outputs that are not plain files (zip members) get ordinary
+Tensors stored back to back in one file are copied as one run, a chunk at a time: the bytes go
+to a plain output file with ``os.copy_file_range`` (inside the kernel, never through Python),
+and the crc32c of each tensor is computed on pieces of a MiB read with ``pread`` into memory
+that is reused from piece to piece (faster than faulting in a map's pages, and without numpy),
+so converting a checkpoint of any size holds a few MiB. Runs of at most SMALL bytes are read
+with one ``pread``. Outputs that are not plain files (zip members) get ordinary
 writes. A crc32c mismatch raises after the tensor's last byte, and the writer's temporary output
 is discarded. Tensors without a span (transformed, assembled from parts, in-memory) are read and
 sliced.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import functools
 import io
-import mmap
 import os
 import stat
 import threading
@@ -29,20 +28,20 @@ import google_crc32c
 from .. import crc32c, storage
 from ..errors import CorruptionError
 from ..tensor import Span, Tensor, ZipMember
-from ._common import contiguous_le, release
+from ._common import contiguous_le
 
 CHUNK = 8 << 20
-SMALL = 1 << 20  # runs up to this size are read with one pread, not mapped
+SMALL = 1 << 20  # runs up to this size are read with one pread
 # Pieces SpanReader reads: one stays in a core's cache for whatever is done to it next.
 PIECE = 1 << 20
 DIRECT_MIN = 64 << 10  # runs from this size are copied with copy_file_range, even when read
 EARLY_WRITEBACK = 4 * CHUNK  # runs from this size send each copied chunk to disk at once
 # copy_file_range refusing this pair of files (another file system on older kernels, a file
-# system without it, an append-mode output): the bytes are written from the mapping instead.
+# system without it, an append-mode output): the bytes read are written instead.
 _NO_DIRECT_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF}
 # libc's, looked up on first use; False where there is none.
 _sync_file_range: Callable[..., Any] | bool | None = None
-if TYPE_CHECKING:  # imported where a map is read: verify of a bundle runs without numpy
+if TYPE_CHECKING:  # imported where views are sliced: copying a bundle runs without numpy
     import numpy as np
 
 Piece: TypeAlias = "bytes | memoryview | np.ndarray"  # a stretch of a tensor's bytes
@@ -127,19 +126,19 @@ class _Copy:
 
 
 def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
-            ) -> Iterator[tuple[int, bytes | np.ndarray]]:
-    """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), CHUNK at a time, as
-    ``(file offset, bytes or uint8 array over a mapping)``; each piece is valid until the next
-    one is requested. With an output (``copy.f``), each piece is appended to it first."""
+            ) -> Iterator[tuple[int, bytes]]:
+    """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), at most PIECE at a
+    time (the whole run up to SMALL), as ``(file offset, bytes)``. With an output
+    (``copy.f``), each piece is appended to it first."""
     fd, size = copy.source(path)
     if fd < 0:
         yield from _remote_pieces(copy, path, start, end, name)
         return
-    if size < end:  # touching mapped pages past the end would kill the process (SIGBUS)
+    if size < end:
         raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {size}, before "
                               f"byte {end}; the file is truncated")
     f = copy.f
-    if end - start <= SMALL:  # a map and its set-up cost more than reading a little
+    if end - start <= SMALL:
         data = os.pread(fd, end - start, start)
         if len(data) < end - start:
             raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
@@ -158,43 +157,37 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
             f.write(data)
         yield start, data
         return
-    import numpy as np
-
-    mapping = view = piece = None
-    try:
-        base = start - start % mmap.ALLOCATIONGRANULARITY
-        mapping = mmap.mmap(fd, end - base, access=mmap.ACCESS_READ, offset=base)
-        view = np.frombuffer(mapping, dtype=np.uint8)
-        drop = getattr(mapping, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
-        if copy.direct is not None:
-            f.flush()
-        # Big outputs: each copied chunk is sent to disk at once, so the disk writes while we
-        # copy and the fsync before the rename waits for the tail, not the whole file.
-        early = end - start >= EARLY_WRITEBACK
-        pos = start
-        while pos < end:
-            n = min(CHUNK, end - pos)
-            piece = view[pos - base:pos - base + n]
-            direct = copy.direct
-            if direct is not None:
-                at = os.lseek(direct, 0, os.SEEK_CUR) if early else 0
-                done = _copy_range(fd, direct, pos, n, path, name)
-                if early:
-                    start_writeback(direct, at, done)
-                if done < n:
-                    copy.direct = None
-                    f.write(piece[done:])
-            elif f is not None:
-                f.write(piece)
-            yield pos, piece
-            if drop is not None:  # the chunk's pages stay cached but leave our RSS
-                lo = (pos - base) // mmap.PAGESIZE * mmap.PAGESIZE
-                drop(mmap.MADV_DONTNEED, lo, pos - base + n - lo)
-            pos += n
-    finally:
-        view = piece = None
-        if mapping is not None:
-            release(mapping)
+    # Larger runs: copied CHUNK at a time (inside the kernel where the output allows it), and
+    # read for their checksums PIECE at a time with pread, into memory that is reused from
+    # piece to piece: faster than faulting in a map's pages, and no numpy is needed.
+    if copy.direct is not None:
+        f.flush()
+    # Big outputs: each copied chunk is sent to disk at once, so the disk writes while we
+    # copy and the fsync before the rename waits for the tail, not the whole file.
+    early = end - start >= EARLY_WRITEBACK
+    pos = start
+    while pos < end:
+        n = min(CHUNK, end - pos)
+        copied = pos  # the output holds the bytes before this one
+        direct = copy.direct
+        if direct is not None:
+            at = os.lseek(direct, 0, os.SEEK_CUR) if early else 0
+            done = _copy_range(fd, direct, pos, n, path, name)
+            if early:
+                start_writeback(direct, at, done)
+            copied += done
+            if done < n:
+                copy.direct = None
+        for at in range(pos, pos + n, PIECE):
+            m = min(PIECE, pos + n - at)
+            data = os.pread(fd, m, at)
+            if len(data) < m:  # the file shrank since we looked
+                raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
+                                      f"{at + len(data)}; the file is truncated")
+            if f is not None and at + m > copied:
+                f.write(data[copied - at:] if copied > at else data)
+            yield at, data
+        pos += n
 
 
 def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
@@ -342,10 +335,10 @@ def streamable(t: Tensor) -> bool:
     values are fixed-size and little-endian."""
     if t.span is None:
         return False
-    dtype = t._dtype
-    if type(dtype) is str:  # a reader's name (see Tensor): fixed-size and little-endian
-        return dtype != "string"
-    return not dtype.hasobject and dtype.byteorder != ">"
+    if t.holds_strings:
+        return False
+    # A reader's dtype name (see Tensor) is of fixed-size little-endian values.
+    return type(t._dtype) is str or t.dtype.byteorder != ">"
 
 
 def _span(t: Tensor, window: tuple[str, int, bytes] | None = None, *, check: bool = True
@@ -464,9 +457,6 @@ def reads_ahead(tensor: Tensor) -> bool:
     return nbytes == tensor.nbytes and not storage.is_url(path)
 
 
-AHEAD_PIECE = PIECE
-
-
 class ReadAhead:
     """A local span's bytes in pieces of PIECE bytes, each with the running crc32c after it
     (with ``crc``; else 0), read on a thread of its own a few pieces ahead of the caller: pread
@@ -478,7 +468,7 @@ class ReadAhead:
         self.tensor, self._files, self._crc = tensor, files, crc
         import queue  # only a diff needs it
 
-        self._pieces = files.pieces(tensor, AHEAD_PIECE)  # refuses a span past its file's end
+        self._pieces = files.pieces(tensor)  # refuses a span past its file's end
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._full = queue.Full
         self._stop = threading.Event()
