@@ -130,8 +130,8 @@ def _compare(ta: Tensor, tb: Tensor, rtol: float, atol: float) -> TensorDiff:
 
 
 def _read_ahead(ta: Tensor, tb: Tensor, stats: _Stats) -> bool:
-    """Compare two tensors of one dtype stored as local spans, each side read and checked on
-    a thread of its own (``stream.ReadAhead``) while the pieces are compared here. While the
+    """Compare two tensors of one dtype stored as local spans, the first read and checked on
+    a thread of its own (``stream.ReadAhead``) while the second is read and compared here. While the
     two sides are identical, the second side's crc32c is the first's, taken once: a diff of a
     checkpoint and its copy checks each byte once. False when the tensors are not both such
     spans (the caller walks them the general way)."""
@@ -144,16 +144,16 @@ def _read_ahead(ta: Tensor, tb: Tensor, stats: _Stats) -> bool:
 
     dtype = _little(ta.dtype)
     with stream.SpanReader() as files:
+        b_pieces = files.pieces(tb)  # refuses a span past the end of its file
+        # A is read a piece or two ahead on its thread; B's piece is read here, just before
+        # it is compared, so it is still in this core's cache (reading both sides ahead
+        # was slower: their pieces had left the cache by the time they were compared).
         a = stream.ReadAhead(ta, files, crc=ta.crc32c is not None or tb.crc32c is not None)
-        try:
-            b = stream.ReadAhead(tb, files, crc=False)
-        except BaseException:
-            a.close()
-            raise
         try:
             check_b = tb.crc32c is not None
             a_before = b_value = 0
-            for (x, a_after), (y, _) in zip(a, b, strict=True):  # pieces of equal lengths
+            for (x, a_after), (pos, n) in zip(a, b_pieces, strict=True):  # equal lengths
+                y = files.read(tb, pos, n)
                 if x == y and b_value == a_before:
                     b_value = a_after  # the same state, extended by the same bytes
                 elif check_b:
@@ -167,7 +167,6 @@ def _read_ahead(ta: Tensor, tb: Tensor, stats: _Stats) -> bool:
                 a_before = a_after
         finally:
             a.close()
-            b.close()
     for t, value in ((ta, a_before), (tb, b_value)):
         if t.crc32c is not None and value != t.crc32c:
             raise CorruptionError(f"{t.span[0]}: tensor {t.name!r}: "  # type: ignore[index]

@@ -459,9 +459,9 @@ def reads_ahead(tensor: Tensor) -> bool:
 
 class ReadAhead:
     """A local span's bytes in pieces of PIECE bytes, each with the running crc32c after it
-    (with ``crc``; else 0), read on a thread of its own a few pieces ahead of the caller: pread
-    and google_crc32c let go of the GIL, so reading and checking one side of a diff overlap
-    with the other side and with the comparison. The caller checks the crc; :meth:`close`
+    (with ``crc``; else 0), read on a thread of its own a piece or two ahead of the caller:
+    pread and google_crc32c let go of the GIL, so reading and checking one side of a diff
+    overlap with reading the other side and comparing them. The caller checks the crc; :meth:`close`
     stops the thread (also when the caller stops early)."""
 
     def __init__(self, tensor: Tensor, files: SpanReader, *, crc: bool) -> None:
@@ -469,7 +469,7 @@ class ReadAhead:
         import queue  # only a diff needs it
 
         self._pieces = files.pieces(tensor)  # refuses a span past its file's end
-        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._full = queue.Full
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ckpt-read", daemon=True)
@@ -717,9 +717,8 @@ def _run_pieces(copy: _Copy, run: list[Tensor]
     extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
     value = 0
-    for pos, piece in _pieces(copy, path, start, end, run[0].name) if end > start else ():
-        if isinstance(piece, bytes):  # slices of an array are views; of bytes, copies
-            piece = np.frombuffer(piece, dtype=np.uint8)
+    for pos, data in _pieces(copy, path, start, end, run[0].name) if end > start else ():
+        piece = np.frombuffer(data, dtype=np.uint8)  # slices of an array are views, not copies
         piece_end = pos + len(piece)
         while k < len(run):
             tensor = run[k]
