@@ -168,8 +168,8 @@ def test_streamed_spans_in_small_chunks_match_whole_arrays(tmp_path, monkeypatch
     b["y"][3] = 7
     converter.write(a, tmp_path / "a.safetensors")
     converter.write(b, tmp_path / "b.ckpt", format="tf")
-    monkeypatch.setattr(stream, "CHUNK", 64)  # chunks() maps 64 bytes at a time
-    monkeypatch.setattr(stream, "SMALL", 0)
+    monkeypatch.setattr(stream, "CHUNK", 64)
+    monkeypatch.setattr(stream, "PIECE", 64)  # both sides read 64 bytes at a time
     monkeypatch.setattr(diff_module, "_STEP", 64, raising=False)
     monkeypatch.setattr(diff_module, "BLOCK", 5, raising=False)
     with converter.read(tmp_path / "a.safetensors") as ca, \

@@ -1,4 +1,4 @@
-"""The streamed copy: memory-mapped chunks, crc32c per tensor across chunk boundaries, direct
+"""The streamed copy: chunks read in pieces, crc32c per tensor across piece boundaries, direct
 ``copy_file_range`` into plain files, and the fallbacks when the kernel refuses it."""
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ def _source(tmp_path: Path) -> Path:
     return prefix
 
 
-@pytest.fixture(params=["mapped", "read", "read-copied"])
+@pytest.fixture(params=["written", "copied", "copied-odd-pieces"])
 def small_chunks(request, monkeypatch):
-    monkeypatch.setattr(stream, "CHUNK", 4096)  # a multiple of the page size, as mmap needs
-    # Runs up to SMALL bytes are read with one pread; the others are mapped chunk by chunk.
-    monkeypatch.setattr(stream, "SMALL", 0 if request.param == "mapped" else 1 << 20)
-    # Read runs from DIRECT_MIN bytes go to plain files by copy_file_range, smaller ones
-    # through the file's buffer.
-    monkeypatch.setattr(stream, "DIRECT_MIN", 0 if request.param == "read-copied" else 1 << 20)
+    monkeypatch.setattr(stream, "CHUNK", 4096)
+    # Runs from DIRECT_MIN bytes go to plain files by copy_file_range, CHUNK at a time, smaller
+    # ones through the file's buffer; either way they are read PIECE at a time.
+    monkeypatch.setattr(stream, "DIRECT_MIN", 1 << 20 if request.param == "written" else 0)
+    if request.param == "copied-odd-pieces":  # pieces that straddle tensors and chunks
+        monkeypatch.setattr(stream, "PIECE", 1000)
 
 
 def _convert_and_compare(src: Path, dst: Path) -> None:
@@ -56,6 +56,13 @@ def test_refused_direct_copy_falls_back_to_writes(tmp_path, small_chunks, monkey
                                                   copied):
     # The kernel copies `copied` bytes, then refuses (EXDEV: another file system on older
     # kernels): the rest goes through write() at the right place.
+    monkeypatch.setattr(os, "copy_file_range", _refusing_after(copied))
+    _convert_and_compare(_source(tmp_path), tmp_path / out)
+
+
+def _refusing_after(copied: int):
+    """copy_file_range that copies ``copied`` bytes, then refuses as another file system
+    would."""
     real = os.copy_file_range
     budget = [copied]
 
@@ -66,8 +73,7 @@ def test_refused_direct_copy_falls_back_to_writes(tmp_path, small_chunks, monkey
         budget[0] -= n
         return n
 
-    monkeypatch.setattr(os, "copy_file_range", refusing)
-    _convert_and_compare(_source(tmp_path), tmp_path / out)
+    return refusing
 
 
 def test_without_copy_file_range(tmp_path, small_chunks, monkeypatch):
@@ -76,7 +82,7 @@ def test_without_copy_file_range(tmp_path, small_chunks, monkeypatch):
 
 
 def test_other_copy_errors_are_not_swallowed(tmp_path, monkeypatch):
-    monkeypatch.setattr(stream, "SMALL", 0)
+    monkeypatch.setattr(stream, "DIRECT_MIN", 0)
 
     def failing(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
@@ -119,7 +125,7 @@ def test_corruption_straddling_a_chunk_is_named(tmp_path, small_chunks):
 
 def test_early_writeback_of_big_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(stream, "CHUNK", 4096)
-    monkeypatch.setattr(stream, "SMALL", 0)
+    monkeypatch.setattr(stream, "DIRECT_MIN", 0)
     calls = []
     real = stream.start_writeback
     monkeypatch.setattr(stream, "EARLY_WRITEBACK", 8192)
@@ -214,3 +220,28 @@ def test_large_npz_archives_are_sent_to_disk_as_they_are_written(tmp_path, monke
     assert len(calls) >= 2, calls
     assert all(a + n == b for (a, n), (b, _) in zip(calls, calls[1:], strict=False))
     assert calls[-1][0] + calls[-1][1] <= (tmp_path / "out.npz").stat().st_size
+
+
+def _unchecked_source(tmp_path: Path) -> Path:
+    """A safetensors file: bytes with no checksum to take on the way."""
+    rng = np.random.default_rng(1)
+    src = tmp_path / "src.safetensors"
+    converter.write({"a": rng.integers(0, 2**31, size=300_001, dtype=np.int32),
+                     "b": np.arange(7, dtype=np.int16)}, src)
+    return src
+
+
+def test_bytes_no_checksum_needs_are_copied_unread(tmp_path, monkeypatch):
+    src = _unchecked_source(tmp_path)
+    read = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: read.append(n) or real(fd, n, at))
+    _convert_and_compare(src, tmp_path / "out.safetensors")
+    assert sum(read) < 1 << 20  # the headers and the comparison's own reads, not the copy
+
+
+@pytest.mark.parametrize("copied", [0, 1000, 5000])
+def test_unchecked_bytes_are_written_when_the_kernel_refuses(tmp_path, small_chunks,
+                                                             monkeypatch, copied):
+    monkeypatch.setattr(os, "copy_file_range", _refusing_after(copied))
+    _convert_and_compare(_unchecked_source(tmp_path), tmp_path / "out.safetensors")

@@ -4,8 +4,8 @@ Tensors stored back to back in one file are copied as one run, a chunk at a time
 to a plain output file with ``os.copy_file_range`` (inside the kernel, never through Python),
 and the crc32c of each tensor is computed on pieces of a MiB read with ``pread`` into memory
 that is reused from piece to piece (faster than faulting in a map's pages, and without numpy),
-so converting a checkpoint of any size holds a few MiB. Runs of at most SMALL bytes are read
-with one ``pread``. Outputs that are not plain files (zip members) get ordinary
+so converting a checkpoint of any size holds a few MiB. Bytes no checksum needs are copied
+without being read at all. Outputs that are not plain files (zip members) get ordinary
 writes. A crc32c mismatch raises after the tensor's last byte, and the writer's temporary output
 is discarded. Tensors without a span (transformed, assembled from parts, in-memory) are read and
 sliced.
@@ -31,7 +31,7 @@ from ..tensor import Span, Tensor, ZipMember
 from ._common import contiguous_le
 
 CHUNK = 8 << 20
-SMALL = 1 << 20  # runs up to this size are read with one pread
+SMALL = 1 << 20  # a remote object's runs up to this size are fetched with their neighbours
 # Pieces SpanReader reads: one stays in a core's cache for whatever is done to it next.
 PIECE = 1 << 20
 DIRECT_MIN = 64 << 10  # runs from this size are copied with copy_file_range, even when read
@@ -125,11 +125,11 @@ class _Copy:
         self._files = {}
 
 
-def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
+def _pieces(copy: _Copy, path: str, start: int, end: int, name: str, *, read: bool = True
             ) -> Iterator[tuple[int, bytes]]:
-    """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), at most PIECE at a
-    time (the whole run up to SMALL), as ``(file offset, bytes)``. With an output
-    (``copy.f``), each piece is appended to it first."""
+    """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), PIECE at a time, as
+    ``(file offset, bytes)``. With an output (``copy.f``), each piece is appended to it first.
+    Without ``read``, nothing is yielded, and bytes the kernel copied are not read at all."""
     fd, size = copy.source(path)
     if fd < 0:
         yield from _remote_pieces(copy, path, start, end, name)
@@ -138,29 +138,13 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
         raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte {size}, before "
                               f"byte {end}; the file is truncated")
     f = copy.f
-    if end - start <= SMALL:
-        data = os.pread(fd, end - start, start)
-        if len(data) < end - start:
-            raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
-                                  f"{start + len(data)}; the file is truncated")
-        if copy.direct is not None and end - start >= DIRECT_MIN:
-            # Read for the checksums, but copied inside the kernel all the same: steadier and
-            # faster than writing the bytes back from Python (runs of a few hundred KiB, as a
-            # file of many small datasets has). Smaller runs are left to the file's buffer,
-            # which gathers them into larger writes.
-            f.flush()
-            done = _copy_range(fd, copy.direct, start, len(data), path, name)
-            if done < len(data):
-                copy.direct = None
-                f.write(data[done:])
-        elif f is not None:
-            f.write(data)
-        yield start, data
-        return
-    # Larger runs: copied CHUNK at a time (inside the kernel where the output allows it), and
+    # Runs from DIRECT_MIN bytes are copied inside the kernel, CHUNK at a time, where the
+    # output allows it: steadier and faster than writing the bytes back from Python. Smaller
+    # runs are left to the file's buffer, which gathers them into larger writes. The bytes are
     # read for their checksums PIECE at a time with pread, into memory that is reused from
     # piece to piece: faster than faulting in a map's pages, and no numpy is needed.
-    if copy.direct is not None:
+    kernel = end - start >= DIRECT_MIN
+    if copy.direct is not None and kernel:
         f.flush()
     # Big outputs: each copied chunk is sent to disk at once, so the disk writes while we
     # copy and the fsync before the rename waits for the tail, not the whole file.
@@ -169,7 +153,7 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
     while pos < end:
         n = min(CHUNK, end - pos)
         copied = pos  # the output holds the bytes before this one
-        direct = copy.direct
+        direct = copy.direct if kernel else None
         if direct is not None:
             at = os.lseek(direct, 0, os.SEEK_CUR) if early else 0
             done = _copy_range(fd, direct, pos, n, path, name)
@@ -180,13 +164,16 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str
                 copy.direct = None
         for at in range(pos, pos + n, PIECE):
             m = min(PIECE, pos + n - at)
+            if not read and at + m <= copied:
+                continue  # in the output already, and wanted for nothing else
             data = os.pread(fd, m, at)
             if len(data) < m:  # the file shrank since we looked
                 raise CorruptionError(f"{path}: tensor {name!r}: data ends at byte "
                                       f"{at + len(data)}; the file is truncated")
             if f is not None and at + m > copied:
                 f.write(data[copied - at:] if copied > at else data)
-            yield at, data
+            if read:
+                yield at, data
         pos += n
 
 
@@ -782,6 +769,14 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
     path, start, _ = spans[0]
     end = spans[-1][1] + spans[-1][2]
     _check_run_size(copy, run, spans)
+    if not want_crc and all(t.crc32c is None for t in run):  # no checksum to take: copy only
+        if end > start:
+            for _ in _pieces(copy, path, start, end, run[0].name, read=False):
+                pass  # a remote object's pieces, written as they come
+        for (_, _, t_size), tensor in zip(spans, run, strict=True):
+            _check_tensor(path, tensor, t_size, 0)
+            yield tensor, t_size, 0
+        return
     extend = google_crc32c.extend
     k = 0  # the tensor whose bytes come next
     value = 0
