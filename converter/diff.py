@@ -1,10 +1,12 @@
 """Comparing two checkpoints of any formats: names, shapes, dtypes and values.
 
-Values are compared a block at a time, never as whole tensors: tensors stored as byte spans are
-streamed through ``formats.stream.chunks`` (memory-mapped a chunk at a time, pages dropped once
-compared, crc32c checked), so comparing two checkpoints of any size holds a few MiB per side.
-Tensors without a span (transformed by rules, in memory, or in formats read whole) are read once
-and walked the same way.
+Values are compared a block at a time, never as whole tensors, so comparing two checkpoints of
+any size holds a few MiB per side. Two tensors of one dtype stored as local byte spans are read
+a MiB at a time with pread, the first side a piece ahead on a thread of its own, the second
+just before it is compared; each side's crc32c is checked, the second's taken from the first's
+while their bytes are identical. Other spans are streamed through ``formats.stream.chunks``
+(crc32c checked). Tensors without a span (transformed by rules, in memory, or in formats read
+whole) are read once and walked the same way.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def _read_ahead(ta: Tensor, tb: Tensor, stats: _Stats) -> bool:
     spans (the caller walks them the general way)."""
     from .formats import stream
 
-    if not (stream.reads_ahead(ta) and stream.reads_ahead(tb)) or \
+    if not (stream.reads_ahead(ta) and stream.reads_ahead(tb)) or not ta.dtype.itemsize or \
             stream.PIECE % ta.dtype.itemsize:
         return False
     import google_crc32c

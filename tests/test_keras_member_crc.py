@@ -81,12 +81,16 @@ def test_verify_reports_every_tensor_of_the_damaged_member(archives, capsys, mon
     assert len(reads) == 1  # a damaged member is read once too, not once per tensor
 
 
-def test_the_member_is_checked_once_per_file(keras_files, tmp_path, monkeypatch):
+def test_the_member_is_checked_once_per_read(keras_files, tmp_path, monkeypatch):
     reads = _count_member_reads(monkeypatch)
-    converter.convert(keras_files / "wrapped.keras", tmp_path / "o.safetensors").close()
-    assert len(reads) == 1
+    with converter.read(keras_files / "wrapped.keras") as ckpt:
+        assert len(ckpt) > 10
+        for t in ckpt.values():
+            t.read()
+        converter.write(ckpt, tmp_path / "o.safetensors")
+    assert len(reads) == 1  # for all its tensors, read and streamed
     converter.convert(keras_files / "wrapped.keras", tmp_path / "p.safetensors").close()
-    assert len(reads) == 1  # the same file, unchanged: not read again
+    assert len(reads) == 2  # a new read checks again
 
 
 def test_a_rewritten_archive_is_checked_again(archives, keras_files, tmp_path):

@@ -69,3 +69,20 @@ def test_an_intact_archive_converts_bit_for_bit(archives, tmp_path, dst):
     with converter.read(tmp_path / dst) as back:
         assert back["w"].read().tobytes() == VALUES.tobytes()
         assert back["b"].read().tobytes() == np.ones(7, np.int16).tobytes()
+
+
+def test_a_remote_member_is_checked_in_few_requests(tmp_path):
+    big = np.arange(6 << 20, dtype=np.float32)  # a 24 MiB member
+    np.savez(tmp_path / "big.npz", w=big)
+    server = http_server(tmp_path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConverterWarning)
+            converter.convert(server.url("big.npz"), tmp_path / "o.safetensors").close()
+        requests = len(server.gets)
+    finally:
+        server.shutdown()
+    with converter.read(tmp_path / "o.safetensors") as back:
+        assert back["w"].read().tobytes() == big.tobytes()
+    # The check and the copy each fetch the 24 MiB in pieces of several MiB, not of one.
+    assert requests < 20, requests

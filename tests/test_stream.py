@@ -245,3 +245,13 @@ def test_unchecked_bytes_are_written_when_the_kernel_refuses(tmp_path, small_chu
                                                              monkeypatch, copied):
     monkeypatch.setattr(os, "copy_file_range", _refusing_after(copied))
     _convert_and_compare(_unchecked_source(tmp_path), tmp_path / "out.safetensors")
+
+
+def test_unchecked_tensors_are_handed_on_as_each_is_written(tmp_path, monkeypatch):
+    # A progress bar advances tensor by tensor, not once the whole run is copied.
+    monkeypatch.setattr(stream, "CHUNK", 1 << 16)
+    src = tmp_path / "src.safetensors"
+    converter.write({f"t{i}": np.full(1 << 15, i, np.int32) for i in range(4)}, src)  # 128 KiB
+    with converter.read(src) as ckpt, open(tmp_path / "out.bin", "wb") as f:
+        held = [(t.name, f.tell()) for t, _, _ in stream.copy_all(f, list(ckpt.values()))]
+    assert held == [("t0", 1 << 17), ("t1", 2 << 17), ("t2", 3 << 17), ("t3", 4 << 17)]

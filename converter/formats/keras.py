@@ -30,6 +30,7 @@ from ..tensor import Checkpoint, Source, Tensor, ZipMember
 from ._common import check_declared, first_line, map_file, read_capped, release, stored_start
 from ._h5common import Window, check_global_heaps, dataset_tensor, require_h5py
 from .keras_names import config_layers, describe, model_order, saveable_names
+from .stream import forget_member
 
 CONFIG = "config.json"
 META = "metadata.json"
@@ -67,6 +68,8 @@ def read(path: Path) -> Checkpoint:
         meta = json.loads(read_capped(archive, archive.getinfo(META), path, MAX_CONFIG)) \
             if META in archive.namelist() else {}
         source, window, member = _weights_file(archive, path, closers)
+        if member is not None:
+            closers.append(lambda: forget_member(str(path), member))
         f = h5py.File(source, "r")
         closers.append(f.close)
         check_global_heaps(path, f, window)

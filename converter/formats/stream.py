@@ -174,6 +174,8 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str, *, read: bo
                 f.write(data[copied - at:] if copied > at else data)
             if read:
                 yield at, data
+        if not read:
+            yield pos + n, b""  # a mark: the output holds the bytes up to here
         pos += n
 
 
@@ -341,7 +343,8 @@ def _span(t: Tensor, window: tuple[str, int, bytes] | None = None, *, check: boo
 
 # What the check of a shared member (one that names itself, see ZipMember) found, by file
 # and member: "" when it matched. The tensors of a .keras archive all lie in one member,
-# which is read once for all of them, and once when it is damaged, not once per tensor.
+# which is read once for all of them, and once when it is damaged, not once per tensor; the
+# reader forgets it when it is closed (forget_member), so a new read checks again.
 _CHECKED: dict[tuple, str] = {}
 _CHECKED_MAX = 1024
 
@@ -364,6 +367,14 @@ def check_member(path: str, name: str, member: ZipMember,
         raise CorruptionError(problem)
 
 
+def forget_member(path: str, member: ZipMember) -> None:
+    """Let the next check of this member read it again: a reader calls it when it is closed,
+    so what a check found lasts as long as the checkpoint it was made for."""
+    key = _member_key(path, member)
+    if key is not None:
+        _CHECKED.pop(key, None)
+
+
 def _member_key(path: str, member: ZipMember) -> tuple | None:
     # A rewritten file is checked again: its identity and times are part of the key.
     if not member.name or storage.is_url(path):
@@ -383,7 +394,9 @@ def _member_crc(path: str, name: str, member: ZipMember,
     if window is not None and _inside(window, path, offset, end):
         return zlib.crc32(memoryview(window[2])[offset - window[1]:end - window[1]])
     with SpanReader() as files:
-        if member.size < SPLIT_CRC or storage.is_url(path) or _cores() < 2:
+        if storage.is_url(path):  # by ranged requests: fewer, larger ones
+            return _zlib_crc_of(files, path, name, offset, end, CHUNK)
+        if member.size < SPLIT_CRC or _cores() < 2:
             return _zlib_crc_of(files, path, name, offset, end)
         middle = offset + member.size // 2
         first, second = _both(lambda: _zlib_crc_of(files, path, name, offset, middle),
@@ -394,12 +407,13 @@ def _member_crc(path: str, name: str, member: ZipMember,
 SPLIT_CRC = 4 * CHUNK  # members from this size have their CRC-32 taken in two halves at once
 
 
-def _zlib_crc_of(files: SpanReader, path: str, name: str, start: int, end: int) -> int:
+def _zlib_crc_of(files: SpanReader, path: str, name: str, start: int, end: int,
+                 piece: int = PIECE) -> int:
     value = 0
-    # In pieces of PIECE bytes: each piece's memory is reused for the next, while larger
-    # reads each fault in fresh pages (8 MiB pieces took half as long again).
-    for pos in range(start, end, PIECE):
-        value = zlib.crc32(files.read_at(path, name, pos, min(PIECE, end - pos)), value)
+    # Locally in pieces of PIECE bytes: each piece's memory is reused for the next, while
+    # larger reads each fault in fresh pages (8 MiB pieces took half as long again).
+    for pos in range(start, end, piece):
+        value = zlib.crc32(files.read_at(path, name, pos, min(piece, end - pos)), value)
     return value
 
 
@@ -770,10 +784,17 @@ def _copy_run(copy: _Copy, run: list[Tensor], want_crc: bool
     end = spans[-1][1] + spans[-1][2]
     _check_run_size(copy, run, spans)
     if not want_crc and all(t.crc32c is None for t in run):  # no checksum to take: copy only
-        if end > start:
-            for _ in _pieces(copy, path, start, end, run[0].name, read=False):
-                pass  # a remote object's pieces, written as they come
-        for (_, _, t_size), tensor in zip(spans, run, strict=True):
+        k = 0
+        # Marks as each chunk is in the output (a remote object's pieces, as they come):
+        # each tensor is handed on once its last byte is written, as with checksums.
+        for pos, data in _pieces(copy, path, start, end, run[0].name, read=False) \
+                if end > start else ():
+            done = pos + len(data)
+            while k < len(run) and spans[k][1] + spans[k][2] <= done:
+                _check_tensor(path, run[k], spans[k][2], 0)
+                yield run[k], spans[k][2], 0
+                k += 1
+        for (_, _, t_size), tensor in zip(spans[k:], run[k:], strict=True):  # empty ones
             _check_tensor(path, tensor, t_size, 0)
             yield tensor, t_size, 0
         return
