@@ -4,6 +4,7 @@ refuses it, and never writes the damaged values."""
 
 from __future__ import annotations
 
+import os
 import warnings
 import zipfile
 
@@ -86,3 +87,53 @@ def test_a_remote_member_is_checked_in_few_requests(tmp_path):
         assert back["w"].read().tobytes() == big.tobytes()
     # The check and the copy each fetch the 24 MiB in pieces of several MiB, not of one.
     assert requests < 20, requests
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    """An npz of 300 small members written by numpy, and a copy with one bit of member 150
+    flipped (numpy.load refuses it)."""
+    root = tmp_path_factory.mktemp("many")
+    values = {f"m{i:03d}": np.full(50 + i, i, np.float32) for i in range(300)}
+    np.savez(root / "good.npz", **values)
+    data = bytearray((root / "good.npz").read_bytes())
+    data[data.index(values["m150"].tobytes()) + 17] ^= 0x02
+    (root / "bad.npz").write_bytes(bytes(data))
+    with pytest.raises(zipfile.BadZipFile, match="Bad CRC-32"):
+        np.load(root / "bad.npz")["m150"]
+    return root, values
+
+
+@pytest.mark.parametrize("dst", ["o.safetensors", "o.h5", "o.npz", "o.ckpt"])
+def test_small_members_are_checked_and_copied_from_one_read(many, tmp_path, dst,
+                                                            monkeypatch):
+    root, values = many
+    assert main(["convert", str(root / "bad.npz"), str(tmp_path / "bad" / dst)]) == 2
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: reads.append(n) or real(fd, n, at))
+    converter.convert(root / "good.npz", tmp_path / dst).close()
+    assert len(reads) < 60, len(reads)  # not two per member (its check, then its copy)
+    monkeypatch.undo()
+    with converter.read(tmp_path / dst) as back:
+        assert list(back) == list(values)
+        for name, value in values.items():
+            assert back[name].read().tobytes() == value.tobytes(), name
+
+
+def test_a_damaged_small_member_is_named(many, capsys):
+    root, _ = many
+    assert main(["convert", str(root / "bad.npz"), str(root / "o.safetensors")]) == 2
+    assert capsys.readouterr().err == (f"ckpt: error: {root / 'bad.npz'}: tensor 'm150': "
+                                       "CRC-32 mismatch (data corrupted)\n")
+
+
+def test_a_cut_archive_of_small_members_is_refused(many, tmp_path, capsys):
+    root, _ = many
+    cut = tmp_path / "cut.npz"
+    data = (root / "good.npz").read_bytes()
+    cut.write_bytes(data[:len(data) // 2] + data[-22:])  # no member past the middle
+    assert main(["convert", str(cut), str(tmp_path / "o.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ckpt: error: {cut}") and err.count("\n") == 1

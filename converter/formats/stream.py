@@ -130,6 +130,16 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str, *, read: bo
     """Bytes ``[start, end)`` of the file at ``path`` (``end > start``), PIECE at a time, as
     ``(file offset, bytes)``. With an output (``copy.f``), each piece is appended to it first.
     Without ``read``, nothing is yielded, and bytes the kernel copied are not read at all."""
+    window = copy.window
+    if window is not None and _inside(window, path, start, end):
+        data = window[2][start - window[1]:end - window[1]]
+        if copy.f is not None:
+            copy.f.write(data)
+        if read:
+            yield start, data
+        else:
+            yield end, b""
+        return
     fd, size = copy.source(path)
     if fd < 0:
         yield from _remote_pieces(copy, path, start, end, name)
@@ -181,15 +191,7 @@ def _pieces(copy: _Copy, path: str, start: int, end: int, name: str, *, read: bo
 
 def _remote_pieces(copy: _Copy, url: str, start: int, end: int, name: str
                    ) -> Iterator[tuple[int, bytes]]:
-    """:func:`_pieces` for an object on remote storage: large ranged reads, a few in flight,
-    or the window fetched for this run and its neighbours (:func:`_windowed`)."""
-    window = copy.window
-    if window is not None and _inside(window, url, start, end):
-        data = window[2][start - window[1]:end - window[1]]
-        if copy.f is not None:
-            copy.f.write(data)
-        yield start, data
-        return
+    """:func:`_pieces` for an object on remote storage: large ranged reads, a few in flight."""
     direct = copy.direct if end - start >= EARLY_WRITEBACK else None
     if direct is not None:
         copy.f.flush()
@@ -636,7 +638,7 @@ def pieces(tensors: list[Tensor]) -> Iterator[tuple[Tensor, Piece | None]]:
         copy.close()
 
 
-WINDOW = 4 << 20  # the most fetched at once for small runs of one remote object
+WINDOW = 4 << 20  # the most read at once for small runs (see _windowed)
 WINDOW_GAP = 64 << 10  # bytes between two runs (an HDF5 object header, a zip member's) read over
 
 
@@ -644,8 +646,9 @@ def _windowed(copy: _Copy, tensors: list[Tensor]) -> Iterator[list[Tensor]]:
     """:func:`_runs`, where small runs of one remote object that lie close together in it
     (an HDF5 file's datasets, an npz file's members) are fetched with one ranged read for
     all of them, kept in ``copy.window`` while they are given: a request per run costs a round
-    trip each, thousands for a file of many small tensors. Only what lies between the runs is
-    read over, at most WINDOW_GAP bytes each time."""
+    trip each, thousands for a file of many small tensors. So are a local npz file's small
+    members, whose CRC-32 is checked from the same bytes that are copied. Only what lies
+    between the runs is read over, at most WINDOW_GAP bytes each time."""
     runs = list(_runs(tensors))
     bounds = [_bounds(run) for run in runs]
     i = 0
@@ -662,10 +665,18 @@ def _windowed(copy: _Copy, tensors: list[Tensor]) -> Iterator[list[Tensor]]:
                 end, j = there[2], j + 1
             i = j
             if j > k + 1 and not _inside(copy.window, url, start, end):
-                copy.window = (url, start, storage.open_file(url).pread(
-                    start, end - start, f"tensor {run[0].name!r}: "))
+                copy.window = (url, start, _read_window(copy, url, start, end, run[0]))
         yield run
     copy.window = None
+
+
+def _read_window(copy: _Copy, path: str, start: int, end: int, first: Tensor) -> bytes:
+    """Bytes ``[start, end)`` of ``path``, for a window; a local file's may come short (it was
+    cut), and then the runs are read one by one, which says where it ends."""
+    if storage.is_url(path):
+        return storage.open_file(path).pread(start, end - start, f"tensor {first.name!r}: ")
+    fd, _ = copy.source(path)
+    return os.pread(fd, end - start, start)
 
 
 def _inside(window: tuple[str, int, bytes] | None, url: str, start: int, end: int) -> bool:
@@ -675,12 +686,17 @@ def _inside(window: tuple[str, int, bytes] | None, url: str, start: int, end: in
 
 
 def _bounds(run: list[Tensor]) -> tuple[str, int, int] | None:
-    """``(url, start, end)`` of a small run of a remote object's tensors; None otherwise."""
+    """``(path, start, end)`` of a small run of tensors; None otherwise. Local files are read
+    through windows only where a zip member's CRC-32 is checked as well as copied (an npz of
+    many small members: one read for both, instead of one each per member)."""
     first, last = run[0].span, run[-1].span
     if first is None or last is None or not (len(run) > 1 or streamable(run[0])):
         return None
     start, end = first[1], last[1] + last[2]
-    if not 0 < end - start <= SMALL or not storage.is_url(first[0]):
+    member = run[0].member_crc
+    if member is not None:  # the member's own header too, which its CRC-32 covers
+        start = min(start, member.offset)
+    if not 0 < end - start <= SMALL or not (storage.is_url(first[0]) or member is not None):
         return None
     return first[0], start, end
 
