@@ -47,3 +47,23 @@ def test_quick_conversion_does_not_import_tqdm(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def _slow_convert(tmp_path, monkeypatch, capsys, *, terminal: bool) -> str:
+    from converter.cli import main
+
+    monkeypatch.setattr(progress, "DELAY", 0.0)  # every conversion is slow enough for a bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+    src = tmp_path / "m.npz"
+    np.savez(src, **{f"w{i}": np.arange(1000.0) for i in range(5)})
+    assert main(["convert", str(src), str(tmp_path / f"o{terminal}.safetensors")]) == 0
+    return capsys.readouterr().err
+
+
+def test_the_bar_is_drawn_on_a_terminal(tmp_path, monkeypatch, capsys):
+    assert "writing" in _slow_convert(tmp_path, monkeypatch, capsys, terminal=True)
+
+
+def test_a_log_or_a_pipe_gets_no_bar_only_the_summary(tmp_path, monkeypatch, capsys):
+    err = _slow_convert(tmp_path, monkeypatch, capsys, terminal=False)
+    assert "\r" not in err and err.startswith("wrote ") and err.count("\n") == 1

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..sizes import human
-from .common import add_storage, parse_size
+from .common import add_storage, bar_wanted, parse_size
 from .rule_args import add_rule_args, rule_warnings_to_stderr, rules_from_args
 
 HELP = "convert every checkpoint in directories, globs and archives (parallel, resumable)"
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     with rule_warnings_to_stderr(args.quiet):
         results = batch(args.sources, to=args.to, out=args.out, rules=rules_from_args(args),
                         jobs=args.jobs, resume=args.resume, latest=args.latest, shard=shard,
-                        force=args.force, progress=not args.quiet and not args.dry_run,
+                        force=args.force, progress=bar_wanted(args.quiet) and not args.dry_run,
                         executor=args.executor, scheduler=args.scheduler,
                         dry_run=args.dry_run, max_unpacked=args.max_unpacked,
                         storage_options=dict(args.storage_options), **options)

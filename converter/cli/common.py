@@ -70,3 +70,12 @@ def read_options(args: argparse.Namespace, fmt: str | None) -> dict:
     if not wanted or fmt is None:
         return {}
     return reader_options(fmt, wanted)
+
+
+def bar_wanted(quiet: bool) -> bool:
+    """Whether a command shows a progress bar: not with ``-q``, and only on a terminal (a log
+    file or a pipe would collect every redraw of the bar)."""
+    import sys
+
+    isatty = getattr(sys.stderr, "isatty", None)
+    return not quiet and bool(isatty and isatty())

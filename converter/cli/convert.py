@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import api, outputs, registry, storage
 from ..errors import UsageError
 from ..sizes import human
-from .common import add_source, parse_size, read_options
+from .common import add_source, bar_wanted, parse_size, read_options
 from .rule_args import add_rule_args, dry_run_report, rule_warnings_to_stderr, rules_from_args
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         ckpt = api.convert(  # the text as given: a trailing / names a directory
             args.src, args.dst, to=out_fmt.name, source_format=src_fmt.name, rules=rules,
             force=args.force, read_options=read_options(args, src_fmt.name),
-            progress=not args.quiet, **opts,
+            progress=bar_wanted(args.quiet), **opts,
         )
     seconds = time.perf_counter() - start
     # What the writer was given (after rules, without what the format cannot hold), and the
