@@ -122,3 +122,28 @@ def test_json(tmp_path, capsys):
 def test_dry_run_is_refused(tmp_path, capsys):
     assert _run(tmp_path, dict(A), "--dry-run") == 2
     assert "unrecognized arguments: --dry-run" in capsys.readouterr().err
+
+
+def test_byte_order_is_not_a_difference(tmp_path, capsys):
+    # numpy keeps a big-endian array as it is; every writer stores it little-endian.
+    values = (np.arange(1, 6, dtype=np.float32) / 3).astype(">f4")
+    np.savez(tmp_path / "be.npz", be=values)
+    assert main(["convert", str(tmp_path / "be.npz"), str(tmp_path / "le.npz"), "-q"]) == 0
+    assert np.load(tmp_path / "le.npz")["be"].dtype == np.dtype("<f4")
+    capsys.readouterr()
+    assert main(["diff", str(tmp_path / "be.npz"), str(tmp_path / "le.npz")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 equal, 0 differ, 0 only in A, 0 only in B"
+    other = values.astype("<f4")
+    other[2] = 7
+    np.savez(tmp_path / "other.npz", be=other)
+    assert main(["diff", str(tmp_path / "be.npz"), str(tmp_path / "other.npz"), "--json"]) == 1
+    row = json.loads(capsys.readouterr().out)["tensors"][0]
+    assert row["dtype"] is None and row["max_abs"] == 7 - float(values[2])
+
+
+def test_equal_values_of_other_bits_are_said_to_be_so(tmp_path, capsys):
+    np.savez(tmp_path / "a.npz", z=np.array([0.0, 1.0], np.float32))
+    np.savez(tmp_path / "b.npz", z=np.array([-0.0, 1.0], np.float32))
+    assert main(["diff", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "differs: z: max abs 0, max rel 0; the values are equal, their bits are not")
