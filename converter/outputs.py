@@ -236,6 +236,8 @@ class Outputs:
         while not d.exists() and d != d.parent:
             missing.append(d)
             d = d.parent
+        if d.exists() and not d.is_dir():  # named here, not by the temporary made inside it
+            raise UsageError(f"{d}: is not a directory, and the output goes inside it")
         for d in reversed(missing):
             try:
                 d.mkdir()

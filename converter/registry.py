@@ -279,7 +279,8 @@ def _by_suffix(path: Path, table: Mapping[str, Format]) -> Format | None:
 
 def detect(path: Path) -> Format:
     """The format of an existing file or directory (or TensorFlow prefix): by content, trying
-    the suffix's format first, then the known formats, then plugins. A prefix, which is not a
+    the suffix's format first, then the known formats, then plugins; a file that none of them
+    takes is read in its suffix's format, if it has one. A prefix, which is not a
     file, is named by the ``PREFIX.index`` beside it: its suffix is ``.index``, a built-in
     one, so plugins are not looked up to read it."""
     if path.exists():
@@ -299,6 +300,10 @@ def detect(path: Path) -> Format:
             tried.add(fmt.name)
             if fmt.sniff(path):
                 return fmt
+    if first is not None and path.is_file():
+        # A file named for a format that its content fails (cut short, damaged): read in that
+        # format, whose reader says what is wrong with it, as verify reports it.
+        return first
     kind = "directory" if path.is_dir() else "file"
     raise FormatError(
         f"{path}: not a checkpoint of any known format ({kind}; known: {', '.join(formats())})"
@@ -393,8 +398,14 @@ def for_output(path: Path | str, to: str | None) -> Format:
                 f"(one of: {', '.join(n for n, f in formats().items() if f.can_write)})"
             )
     if not fmt.can_write:
-        raise UsageError(f"format {fmt.name!r} can be read but not written")
+        hint = _WRITTEN_ELSEWHERE.get(fmt.name, "")
+        raise UsageError(f"{path}: format {fmt.name!r} can be read but not written{hint}")
     return fmt
+
+
+# How to get what a read-only format holds, for the error refusing to write it.
+_WRITTEN_ELSEWHERE = {"keras": " (ckpt migrate SRC --model MODULE:FUNCTION OUT.keras builds the "
+                               "model and saves it)"}
 
 
 def directory_marks() -> frozenset[str]:

@@ -172,3 +172,21 @@ def _count_member_reads(monkeypatch) -> list:
     monkeypatch.setattr(stream, "_member_crc", counted)
     stream._CHECKED.clear()
     return reads
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "diff"])
+def test_a_cut_archive_is_named_for_what_it_is(keras_files, tmp_path, command, capsys):
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes((keras_files / "dense.keras").read_bytes()[:500_000])
+    argv = {"convert": [str(cut), str(tmp_path / "o.safetensors")], "inspect": [str(cut)],
+            "diff": [str(cut), str(keras_files / "dense.keras")]}[command]
+    assert main([command, *argv]) == 2
+    assert capsys.readouterr().err == (f"ckpt: error: {cut}: not a readable .keras archive "
+                                       "(File is not a zip file)\n")
+
+
+def test_an_empty_npz_is_named_for_what_it_is(tmp_path, capsys):
+    (tmp_path / "e.npz").write_bytes(b"")
+    assert main(["inspect", str(tmp_path / "e.npz")]) == 2
+    assert capsys.readouterr().err == (f"ckpt: error: {tmp_path / 'e.npz'}: not a valid .npz "
+                                       "(zip) file: File is not a zip file\n")

@@ -479,3 +479,25 @@ def test_the_next_run_removes_what_kill_9_left(tmp_path):
     _tempfiles._swept.clear()  # the same process searched this directory a moment ago
     converter.convert(src, out / "c.npz").close()
     assert _leftovers(out) == [] and _names(out) == ["b.npz", "c.npz"]
+
+
+@pytest.mark.parametrize("inside", ["a.safetensors/x.npz", "a.safetensors/sub/x.npz"])
+def test_an_output_inside_a_file_names_that_file(tmp_path, inside, capsys):
+    from converter.cli import main
+
+    np.savez(tmp_path / "in.npz", w=np.arange(3.0))
+    (tmp_path / "a.safetensors").write_bytes(b"not a directory")
+    assert main(["convert", str(tmp_path / "in.npz"), str(tmp_path / inside)]) == 2
+    assert capsys.readouterr().err == (f"ckpt: error: {tmp_path / 'a.safetensors'}: is not a "
+                                       "directory, and the output goes inside it\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors", "in.npz"]
+
+
+def test_a_read_only_output_format_is_refused_naming_the_output(tmp_path, capsys):
+    from converter.cli import main
+
+    np.savez(tmp_path / "in.npz", w=np.arange(3.0))
+    assert main(["convert", str(tmp_path / "in.npz"), str(tmp_path / "m.keras")]) == 2
+    assert capsys.readouterr().err == (
+        f"ckpt: error: {tmp_path / 'm.keras'}: format 'keras' can be read but not written "
+        "(ckpt migrate SRC --model MODULE:FUNCTION OUT.keras builds the model and saves it)\n")
