@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -286,3 +287,26 @@ def test_a_pattern_matching_files_in_several_runs_keeps_them_apart(s3, tmp_path)
         assert [r.status for r in done] == ["planned"] * 2, [(r.source, r.error) for r in done]
         planned[where] = sorted(Path(r.output).relative_to(out).as_posix() for r in done)
     assert planned["s3"] == planned["local"] == ["a/model.ckpt-3.npz", "b/model.ckpt-3.npz"]
+
+
+def test_the_manifest_is_fsynced_now_and_then_and_at_the_end(tmp_path, monkeypatch):
+    # An fsync per item cost more than converting a small one; a lost machine loses at most
+    # SYNC_EVERY seconds of records, whose items --resume converts again.
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(30):
+        np.save(src / f"w{i}.npy", np.arange(i + 1, dtype=np.float32))
+    synced = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(MANIFEST):
+            synced.append(len((tmp_path / "out" / MANIFEST).read_text().splitlines()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    monkeypatch.setattr(importlib.import_module("converter.batch.manifest"), "SYNC_EVERY",
+                        3600.0, raising=False)
+    results = converter.batch([src], to="safetensors", out=tmp_path / "out", jobs=1)
+    assert len(results) == 30 and all(r.status == "done" for r in results)
+    assert synced == [1, 30]  # after the first record, and when the manifest is closed

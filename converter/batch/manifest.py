@@ -1,11 +1,18 @@
-"""The batch manifest, ``DIR/manifest.jsonl``: one JSON record per item and run, appended and
-fsynced as items finish, so an interrupted batch knows what it finished."""
+"""The batch manifest, ``DIR/manifest.jsonl``: one JSON record per item and run, appended as
+items finish and fsynced at most every SYNC_EVERY seconds and at the end, so an interrupted
+batch knows what it finished. A killed process loses nothing (each record is flushed to the
+system at once); a lost machine loses at most the last SYNC_EVERY seconds of records, whose
+items ``--resume`` converts again (outputs are renamed into place, so that is harmless)."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
@@ -61,19 +68,34 @@ def read_manifest(directory: Path) -> dict[str, dict]:
     return records
 
 
-def open_manifest(directory: Path) -> IO[str]:
-    """The manifest, open for appending on a line of its own: after a torn last line (a run
-    killed mid-write) the next record must not be glued onto it."""
+@contextmanager
+def open_manifest(directory: Path) -> Iterator[IO[str]]:
+    """The manifest, open for appending on a line of its own (after a torn last line, from a
+    run killed mid-write, the next record must not be glued onto it); fsynced when closed."""
     path = directory / MANIFEST
     with open(path, "ab+") as f:
         if f.tell() > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 f.write(b"\n")
-    return open(path, "a", encoding="utf-8")
+    with open(path, "a", encoding="utf-8") as manifest:
+        try:
+            yield manifest
+        finally:
+            with suppress(OSError, ValueError):
+                manifest.flush()
+                os.fsync(manifest.fileno())
 
 
-def log(manifest: IO[str], result: Result) -> None:
+SYNC_EVERY = 0.2  # seconds: an fsync per item cost more than converting a small one
+_synced: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # manifest -> last fsync
+
+
+def log(manifest: Any, result: Result) -> None:
+    """Append ``result`` (``manifest``: the open manifest, or what writes through to it)."""
     manifest.write(json.dumps(asdict(result)) + "\n")
     manifest.flush()
-    os.fsync(manifest.fileno())
+    now = time.monotonic()
+    if now - _synced.get(manifest, -SYNC_EVERY) >= SYNC_EVERY:
+        os.fsync(manifest.fileno())
+        _synced[manifest] = now
