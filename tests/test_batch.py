@@ -310,3 +310,16 @@ def test_the_manifest_is_fsynced_now_and_then_and_at_the_end(tmp_path, monkeypat
     results = converter.batch([src], to="safetensors", out=tmp_path / "out", jobs=1)
     assert len(results) == 30 and all(r.status == "done" for r in results)
     assert synced == [1, 30]  # after the first record, and when the manifest is closed
+
+
+def test_a_damaged_file_named_as_a_checkpoint_fails_rather_than_being_skipped(tmp_path, capsys):
+    # Skipped, it would leave a batch that exits 0 short of one checkpoint.
+    src = tmp_path / "src"
+    src.mkdir()
+    np.savez(src / "good.npz", w=np.arange(3.0))
+    (src / "cut.npz").write_bytes((src / "good.npz").read_bytes()[:40])
+    (src / "notes.txt").write_text("not a checkpoint, and not named as one")
+    assert main(["batch", str(src), "--to", "safetensors", "--out", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert f"FAILED {src / 'cut.npz'}: " in captured.err
+    assert captured.out.startswith("2 items: 1 converted, 0 skipped (unchanged), 1 failed")
