@@ -318,8 +318,10 @@ def test_a_damaged_file_named_as_a_checkpoint_fails_rather_than_being_skipped(tm
     src.mkdir()
     np.savez(src / "good.npz", w=np.arange(3.0))
     (src / "cut.npz").write_bytes((src / "good.npz").read_bytes()[:40])
+    (src / "empty.npz").write_bytes(b"")  # no format's content, but named as an npz
     (src / "notes.txt").write_text("not a checkpoint, and not named as one")
     assert main(["batch", str(src), "--to", "safetensors", "--out", str(tmp_path / "out")]) == 1
     captured = capsys.readouterr()
     assert f"FAILED {src / 'cut.npz'}: " in captured.err
-    assert captured.out.startswith("2 items: 1 converted, 0 skipped (unchanged), 1 failed")
+    assert f"FAILED {src / 'empty.npz'}: " in captured.err
+    assert captured.out.startswith("3 items: 1 converted, 0 skipped (unchanged), 2 failed")
