@@ -280,7 +280,8 @@ def _by_suffix(path: Path, table: Mapping[str, Format]) -> Format | None:
 def detect(path: Path) -> Format:
     """The format of an existing file or directory (or TensorFlow prefix): by content, trying
     the suffix's format first, then the known formats, then plugins; a file that none of them
-    takes is read in its suffix's format, if it has one. A prefix, which is not a
+    takes is read in its suffix's format when it is empty or begins as that format's files
+    do (a cut-short archive), so its reader says what is wrong. A prefix, which is not a
     file, is named by the ``PREFIX.index`` beside it: its suffix is ``.index``, a built-in
     one, so plugins are not looked up to read it."""
     if path.exists():
@@ -300,7 +301,7 @@ def detect(path: Path) -> Format:
             tried.add(fmt.name)
             if fmt.sniff(path):
                 return fmt
-    if first is not None and path.is_file():
+    if first is not None and path.is_file() and _looks_like(path, first):
         # A file named for a format that its content fails (cut short, damaged): read in that
         # format, whose reader says what is wrong with it, as verify reports it.
         return first
@@ -308,6 +309,24 @@ def detect(path: Path) -> Format:
     raise FormatError(
         f"{path}: not a checkpoint of any known format ({kind}; known: {', '.join(formats())})"
     )
+
+
+# The formats whose damaged files are told by their first bytes (or by being empty): a file
+# that only bears another format's suffix (a PyTorch ``last.ckpt``) is not taken for one.
+_FAMILY = {"npz": b"PK\x03\x04", "keras": b"PK\x03\x04", "npy": b"\x93NUMPY",
+           "hdf5": b"\x89HDF\r\n\x1a\n"}
+
+
+def _looks_like(path: Path, fmt: Format) -> bool:
+    magic = _FAMILY.get(fmt.name)
+    if magic is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(magic))
+    except OSError:
+        return False
+    return head == b"" or head == magic
 
 
 def for_input(path: Path | str, name: str | None = None) -> Format:

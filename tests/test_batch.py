@@ -325,3 +325,15 @@ def test_a_damaged_file_named_as_a_checkpoint_fails_rather_than_being_skipped(tm
     assert f"FAILED {src / 'cut.npz'}: " in captured.err
     assert f"FAILED {src / 'empty.npz'}: " in captured.err
     assert captured.out.startswith("3 items: 1 converted, 0 skipped (unchanged), 2 failed")
+
+
+def test_a_foreign_file_with_a_checkpoint_suffix_is_still_skipped(tmp_path, capsys):
+    # PyTorch Lightning names its checkpoints last.ckpt: not a TF bundle, and not damaged.
+    src = tmp_path / "src"
+    src.mkdir()
+    np.savez(src / "good.npz", w=np.arange(3.0))
+    (src / "last.ckpt").write_bytes(b"\x80\x02}q\x00(X\x0a\x00\x00\x00state_dict" + bytes(64))
+    assert main(["batch", str(src), "--to", "safetensors", "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.startswith("1 items: 1 converted")
+    assert main(["inspect", str(src / "last.ckpt")]) == 2
+    assert "not a checkpoint of any known format" in capsys.readouterr().err

@@ -82,7 +82,7 @@ def open_manifest(directory: Path) -> Iterator[IO[str]]:
         try:
             yield manifest
         finally:
-            with suppress(OSError, ValueError):
+            with suppress(ValueError):  # closed already; a failed fsync is reported
                 manifest.flush()
                 os.fsync(manifest.fileno())
 
