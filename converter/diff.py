@@ -141,7 +141,7 @@ def _read_ahead(ta: Tensor, tb: Tensor, stats: _Stats) -> bool:
     spans (the caller walks them the general way)."""
     from .formats import stream
 
-    if not (stream.reads_ahead(ta) and stream.reads_ahead(tb)) or not ta.dtype.itemsize or \
+    if not (stream.local_span(ta) and stream.local_span(tb)) or not ta.dtype.itemsize or \
             stream.PIECE % ta.dtype.itemsize:
         return False
     import google_crc32c

@@ -424,8 +424,7 @@ def check_span(tensor: Tensor, files: SpanReader) -> None:
     does, keeping nothing. A local span is read with pread (no map, no numpy); a large one in
     two halves at once, on two cores: pread and google_crc32c (on bytes of a MiB or more) let
     go of the GIL, so the check runs faster than ``cat`` reads the file from the page cache."""
-    if not streamable(tensor) or tensor.member_crc is not None or \
-            storage.is_url(tensor.span[0]):  # type: ignore[index]  # streamable: it has one
+    if not local_span(tensor):
         for _ in chunks(tensor):
             pass
         return
@@ -451,9 +450,10 @@ def check_span(tensor: Tensor, files: SpanReader) -> None:
 SPLIT_SPAN = 2 * PIECE  # each half a PIECE or more, which google_crc32c checks without the GIL
 
 
-def reads_ahead(tensor: Tensor) -> bool:
-    """Whether :class:`ReadAhead` takes the tensor: a local span of fixed-size little-endian
-    values, whole (no zip member to check first)."""
+def local_span(tensor: Tensor) -> bool:
+    """Whether the tensor's bytes are a local span of fixed-size little-endian values, whole,
+    with no zip member to check first: what :func:`check_span`'s pread path and
+    :class:`ReadAhead` read."""
     if not streamable(tensor) or tensor.member_crc is not None:
         return False
     path, _, nbytes = tensor.span  # type: ignore[misc]  # streamable: it has one
